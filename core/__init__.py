@@ -1,0 +1,1 @@
+"""Pure NumPy core of Backprop Studio. Never imports Qt."""

@@ -1,0 +1,58 @@
+"""Array back ends: NumPy always, CuPy when installed and asked for.
+
+Ops are written against NumPy functions applied to their inputs and ``*_like``
+constructors. CuPy arrays implement ``__array_function__``, so the same op code
+runs on the GPU when its inputs live there. Only the executor moves data.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def cupy_module():
+    """Return the ``cupy`` module, or ``None`` when it is missing or has no device."""
+    try:
+        import cupy  # noqa: PLC0415 - optional dependency
+
+        cupy.cuda.runtime.getDeviceCount()
+    except Exception:  # ImportError, or CUDA runtime without a device
+        return None
+    return cupy
+
+
+def available_devices() -> list[str]:
+    """Names of the devices this machine can run on, ``"cpu"`` first."""
+    return ["cpu"] + (["cuda"] if cupy_module() is not None else [])
+
+
+def array_module(x):
+    """The module (``numpy`` or ``cupy``) that owns array ``x``."""
+    mod = type(x).__module__
+    if mod.startswith("cupy"):
+        import cupy  # noqa: PLC0415
+
+        return cupy
+    return np
+
+
+def to_numpy(x):
+    """Copy ``x`` to host memory as a NumPy array (no copy if it is already there)."""
+    if x is None:
+        return None
+    if type(x).__module__.startswith("cupy"):
+        return x.get()
+    return np.asarray(x)
+
+
+def to_device(x, device: str):
+    """Move a NumPy array to ``device`` (``"cpu"`` or ``"cuda"``)."""
+    if device == "cpu":
+        return to_numpy(x)
+    if device == "cuda":
+        cp = cupy_module()
+        if cp is None:
+            raise RuntimeError("device 'cuda' asked for, but CuPy or a CUDA device is missing; "
+                               "install the 'gpu' extra on a machine with an NVIDIA GPU")
+        return cp.asarray(x)
+    raise ValueError(f"unknown device {device!r}; expected one of {available_devices()}")

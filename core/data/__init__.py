@@ -1,0 +1,1 @@
+"""Data sets: MNIST and friends, batching, splits."""

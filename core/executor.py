@@ -1,0 +1,496 @@
+"""Forward and backward passes, whole or one node at a time.
+
+The plan is a fixed list of steps: every node forward in topological order,
+then the nodes that lead to the loss backward in the reverse order. A full
+run executes the same steps as stepping does, so both give bit-identical
+numbers. Gradients that fan out are accumulated with ``+`` into new arrays (never
+in place) so that a step can be undone by restoring what it replaced.
+
+Example
+-------
+>>> from core.serialize import load_graph
+>>> from examples import example_path
+>>> g = load_graph(example_path("abc"))
+>>> s = Stepper(g, loss="f")
+>>> rec = s.step()          # first forward step
+>>> rec.phase, rec.node
+('forward', 'a')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from core.backend import to_device, to_numpy
+from core.errors import GraphError, NonFiniteError, ShapeError
+from core.graph import Graph, Node
+from core.ops.base import Context
+from core.ops.sources import feed_value
+
+_MISSING = object()
+
+
+@dataclass
+class Step:
+    """One entry of the plan."""
+
+    phase: str  # "forward" or "backward"
+    node_id: str
+
+
+@dataclass
+class StepRecord:
+    """What one step did, for the stepping view.
+
+    Attributes
+    ----------
+    phase : str
+        ``"forward"`` or ``"backward"``.
+    node, node_id : str
+        Name and id of the node.
+    inputs : list
+        Input values (forward) — also set in backward, for display.
+    outputs : list
+        Output values.
+    upstream : list
+        Backward: ∂L/∂(each output), ``None`` where none flowed.
+    local : list or None
+        Backward, elementwise ops: the local derivative ∂out/∂in per input.
+    grad_inputs : list
+        Backward: the gradient this node passed to each input (then each weight).
+    formula, derivative : str
+        The op's display formulas.
+    """
+
+    phase: str
+    node: str
+    node_id: str
+    inputs: list = field(default_factory=list)
+    outputs: list = field(default_factory=list)
+    upstream: list = field(default_factory=list)
+    local: list | None = None
+    grad_inputs: list = field(default_factory=list)
+    formula: str = ""
+    derivative: str = ""
+
+
+class Executor:
+    """Runs a graph forward and backward.
+
+    Parameters
+    ----------
+    graph : Graph
+        The graph to run; it is read, never changed (except lazily created weights).
+    training : bool
+        Dropout and batch norm use their training behaviour.
+    seed : int
+        Seeds each node's random generator (with the node's position and the run count).
+    check_finite : bool
+        Stop at the first node whose output or gradient is NaN/Inf.
+    input_grads : bool
+        Also compute gradients for inputs and constants (stepping and ``eval``
+        show them; training turns this off to save work).
+    device : str
+        ``"cpu"`` or ``"cuda"`` (CuPy).
+    """
+
+    def __init__(self, graph: Graph, *, training: bool = False, seed: int = 0,
+                 check_finite: bool = True, input_grads: bool = True, device: str = "cpu"):
+        self.graph = graph
+        self.training = training
+        self.seed = seed
+        self.check_finite = check_finite
+        self.input_grads = input_grads
+        self.device = device
+        self.dtype = np.dtype(graph.dtype)
+        self.iteration = 0
+        self.feeds: dict = {}
+        self.loss_id: str | None = None
+        self.reset()
+        self._plan_cache = None
+
+    # ------------------------------------------------------------- state
+    def reset(self):
+        """Forget every value and gradient."""
+        self.values: dict = {}        # (node_id, output index) -> array
+        self.grads: dict = {}         # (node_id, output index) -> ∂L/∂output
+        self.weight_grads: dict = {}  # (node_id, weight name) -> ∂L/∂weight
+        self.passed: dict = {}        # (node_id, input index) -> gradient sent to that input
+        self.ctxs: dict = {}
+
+    # -------------------------------------------------------------- plan
+    def plan(self, loss=None) -> list:
+        """The ordered steps: all nodes forward, then backward from ``loss`` if given."""
+        g = self.graph
+        order = g.order()
+        self._index = {n.id: i for i, n in enumerate(g.nodes.values())}
+        self._order = order
+        self._inputs = {}
+        for node in order:
+            edges = g.in_edges(node)
+            srcs = []
+            for port in node.input_ports:
+                e = edges.get(port)
+                if e is None:
+                    raise GraphError(f"input '{port}' of node '{node.name}' is not connected",
+                                     nodes=(node.name,))
+                srcs.append((e.src, g.nodes[e.src].output_ports.index(e.src_port)))
+            self._inputs[node.id] = srcs
+        steps = [Step("forward", n.id) for n in order]
+        self.loss_id = None
+        self._needs = {}
+        if loss is not None:
+            loss_node = g.node(loss)
+            self.loss_id = loss_node.id
+            needs = self._requires_grad(order)
+            ancestors = self._ancestors(loss_node.id)
+            for node in reversed(order):
+                if node.id in ancestors and needs.get(node.id):
+                    steps.append(Step("backward", node.id))
+            self._needs = needs
+        return steps
+
+    def _ancestors(self, node_id):
+        seen, todo = {node_id}, [node_id]
+        while todo:
+            for src, _ in self._inputs[todo.pop()]:
+                if src not in seen:
+                    seen.add(src)
+                    todo.append(src)
+        return seen
+
+    def _requires_grad(self, order) -> dict:
+        needs = {}
+        for node in order:
+            op = type(node.op)
+            if op.source:
+                if node.op_id == "parameter":
+                    needs[node.id] = True
+                else:
+                    needs[node.id] = self.input_grads and node.params.get("role") != "target"
+                continue
+            mine = bool(op.weights)
+            for port, (src, _) in zip(node.input_ports, self._inputs[node.id]):
+                if port not in op.no_grad_inputs and needs.get(src):
+                    mine = True
+            needs[node.id] = mine
+        return needs
+
+    # ------------------------------------------------------------ forward
+    def _node_inputs(self, node: Node) -> list:
+        vals = []
+        for src, k in self._inputs[node.id]:
+            v = self.values.get((src, k), _MISSING)
+            if v is _MISSING:
+                raise GraphError(f"node '{node.name}' runs before '{self.graph.nodes[src].name}'"
+                                 " has a value", nodes=(node.name,))
+            vals.append(v)
+        return vals
+
+    def _ensure_weights(self, node: Node, xs: list):
+        op = type(node.op)
+        if not op.weights or all(w in node.weights for w in op.weights):
+            return
+        specs = node.op.weight_specs(*[tuple(x.shape) for x in xs])
+        rng = np.random.default_rng([self.seed, self._index[node.id]])
+        for w in op.weights:
+            if w not in node.weights:
+                node.weights[w] = self.graph.make_weight(node, specs[w], rng)
+
+    def forward_node(self, node: Node) -> dict:
+        """Compute one node's outputs; returns ``{(node_id, k): value}`` without storing it."""
+        op = type(node.op)
+        ctx = Context(training=self.training,
+                      rng=np.random.default_rng([self.seed, self._index[node.id], self.iteration]),
+                      state=node.state)
+        try:
+            if op.source:
+                fed = self.feeds.get(node.name, self.feeds.get(node.id))
+                try:
+                    ctx.value = feed_value(node, fed, self.dtype)
+                except ValueError as exc:
+                    raise GraphError(f"node '{node.name}' {exc}", nodes=(node.name,)) from None
+                if self.device != "cpu":
+                    ctx.value = to_device(ctx.value, self.device)
+                xs = []
+            else:
+                xs = self._node_inputs(node)
+                self._ensure_weights(node, xs)
+                xs = xs + [node.weights[w] for w in op.weights]
+            ctx.needs_input_grad = self._input_needs(node)
+            out = node.op.forward(ctx, *xs)
+        except ShapeError as exc:
+            raise ShapeError(f"node '{node.name}': {exc}", nodes=(node.name,)) from None
+        except (ValueError, IndexError, TypeError) as exc:
+            if isinstance(exc, GraphError):
+                raise
+            raise GraphError(f"node '{node.name}' ({node.op_id}) failed: {exc}",
+                             nodes=(node.name,)) from None
+        outs = out if isinstance(out, tuple) else (out,)
+        if len(outs) != len(op.outputs):  # pragma: no cover - an op bug
+            raise GraphError(f"op '{node.op_id}' returned {len(outs)} outputs, "
+                             f"expected {len(op.outputs)}")
+        result = {}
+        for k, y in enumerate(outs):
+            if isinstance(y, np.generic) or not hasattr(y, "dtype"):
+                y = np.asarray(y)  # 0-d ops give NumPy scalars; keep every value an array
+            if self.check_finite and y.dtype.kind == "f" and not bool(np.isfinite(y).all()):
+                raise NonFiniteError(node.name, "forward", self._bad_detail(y))
+            result[(node.id, k)] = y
+        self._pending_ctx = ctx
+        return result
+
+    def _input_needs(self, node: Node):
+        if not self._needs:
+            return None
+        op = type(node.op)
+        flags = [port not in op.no_grad_inputs and bool(self._needs.get(src))
+                 for port, (src, _) in zip(node.input_ports, self._inputs.get(node.id, ()))]
+        return tuple(flags) + (True,) * len(op.weights)
+
+    @staticmethod
+    def _bad_detail(arr) -> str:
+        a = to_numpy(arr)
+        n_nan, n_inf = int(np.isnan(a).sum()), int(np.isinf(a).sum())
+        return f"{n_nan} NaN and {n_inf} Inf of {a.size} values"
+
+    # ----------------------------------------------------------- backward
+    def backward_node(self, node: Node):
+        """One node's backward; returns (input grads, weight grads, upstream) without storing."""
+        op = type(node.op)
+        nout = len(op.outputs)
+        upstream = [self.grads.get((node.id, k)) for k in range(nout)]
+        if node.id == self.loss_id and upstream[0] is None:
+            y = self.values[(node.id, 0)]
+            if y.size != 1:
+                raise GraphError(f"the loss node '{node.name}' must give a scalar; it gives shape "
+                                 f"{tuple(y.shape)} (add a Sum or Mean)", nodes=(node.name,))
+            upstream[0] = np.ones_like(y)
+        if op.source or all(u is None for u in upstream):
+            return [], {}, upstream
+        grads_out = []
+        for k, u in enumerate(upstream):
+            if u is None:
+                y = self.values[(node.id, k)]
+                u = np.zeros_like(y) if y.dtype.kind == "f" else None
+            grads_out.append(u)
+        ctx = self.ctxs[node.id]
+        try:
+            gin = node.op.backward(ctx, *grads_out)
+        except (ValueError, IndexError, TypeError) as exc:
+            raise GraphError(f"backward of node '{node.name}' ({node.op_id}) failed: {exc}",
+                             nodes=(node.name,)) from None
+        gin = [np.asarray(g) if isinstance(g, np.generic) else g for g in gin]
+        nin = len(node.input_ports)
+        wgrads = {w: gin[nin + i] for i, w in enumerate(op.weights) if nin + i < len(gin)}
+        gin = gin[:nin]
+        for i, (port, (src, _)) in enumerate(zip(node.input_ports, self._inputs[node.id])):
+            if i < len(gin) and (port in op.no_grad_inputs or not self._needs.get(src)):
+                gin[i] = None  # the op may compute it anyway; nobody upstream wants it
+        if self.check_finite:
+            for g in list(gin) + list(wgrads.values()):
+                if g is not None and not bool(np.isfinite(g).all()):
+                    raise NonFiniteError(node.name, "backward", self._bad_detail(g))
+        return gin, wgrads, upstream
+
+    # ------------------------------------------------------------- steps
+    def apply(self, step: Step, undo: list | None = None) -> StepRecord:
+        """Execute one step, recording in ``undo`` what it replaced."""
+        node = self.graph.nodes[step.node_id]
+        op = type(node.op)
+        rec = StepRecord(step.phase, node.name, node.id, formula=op.formula,
+                         derivative=op.derivative)
+
+        def put(store, key, val):
+            if undo is not None:
+                undo.append((store, key, store.get(key, _MISSING)))
+            store[key] = val
+
+        if step.phase == "forward":
+            result = self.forward_node(node)
+            put(self.ctxs, node.id, self._pending_ctx)
+            for key, val in result.items():
+                put(self.values, key, val)
+            rec.outputs = list(result.values())
+            rec.inputs = [self.values[k] for k in self._inputs.get(node.id, ())]
+            return rec
+
+        gin, wgrads, upstream = self.backward_node(node)
+        rec.inputs = [self.values[k] for k in self._inputs.get(node.id, ())]
+        rec.outputs = [self.values[(node.id, k)] for k in range(len(op.outputs))]
+        rec.upstream = upstream
+        if node.id == self.loss_id and self.grads.get((node.id, 0)) is None:
+            put(self.grads, (node.id, 0), upstream[0])
+        for i, ((src, k), g) in enumerate(zip(self._inputs.get(node.id, ()), gin)):
+            put(self.passed, (node.id, i), g)
+            if g is None:
+                continue
+            prev = self.grads.get((src, k))
+            put(self.grads, (src, k), g if prev is None else prev + g)
+        for w, g in wgrads.items():
+            put(self.weight_grads, (node.id, w), g)
+        rec.grad_inputs = list(gin) + [wgrads.get(w) for w in op.weights]
+        if op.elementwise and not op.source and upstream and upstream[0] is not None:
+            rec.local = self._local_derivative(node)
+        return rec
+
+    def _local_derivative(self, node: Node):
+        """∂out/∂in per element for elementwise ops (backward of a ones cotangent)."""
+        y = self.values[(node.id, 0)]
+        ctx = self.ctxs[node.id]
+        try:
+            local = node.op.backward(ctx, np.ones_like(y))
+        except Exception:  # display only; never let it break a step
+            return None
+        return list(local)
+
+    # --------------------------------------------------------- full runs
+    def _prepare(self, feeds, loss):
+        self.feeds = dict(feeds or {})
+        key = (loss, self.graph_signature())
+        if self._plan_cache is None or self._plan_cache[0] != key:
+            self._plan_cache = (key, self.plan(loss))
+        return self._plan_cache[1]
+
+    def graph_signature(self):
+        """Changes whenever nodes or edges change (plans are cached on it)."""
+        g = self.graph
+        return (tuple(g.nodes), tuple(g.edges), tuple(type(n.op) for n in g.nodes.values()))
+
+    def forward(self, feeds: dict | None = None):
+        """Run every node forward; returns ``self``."""
+        steps = self._prepare(feeds, None)
+        self.reset()
+        for st in steps:
+            self.apply(st)
+        return self
+
+    def run(self, feeds: dict | None = None, loss=None):
+        """Forward, then backward from ``loss`` (default: the graph's loss, if set)."""
+        loss = loss if loss is not None else self.graph.loss
+        steps = self._prepare(feeds, loss)
+        self.reset()
+        for st in steps:
+            self.apply(st)
+        self.iteration += 1
+        return self
+
+    # ------------------------------------------------------------- reads
+    def value(self, node, port: int = 0):
+        """Value of output ``port`` of ``node`` (name, id or Node)."""
+        n = self.graph.node(node)
+        try:
+            return self.values[(n.id, port)]
+        except KeyError:
+            raise GraphError(f"node '{n.name}' has no value yet; run forward first",
+                             nodes=(n.name,)) from None
+
+    def grad(self, node, port: int = 0):
+        """∂loss/∂(output ``port`` of ``node``); zeros if no gradient reached it."""
+        n = self.graph.node(node)
+        g = self.grads.get((n.id, port))
+        if g is None:
+            if (n.id, port) not in self.values:
+                raise GraphError(f"node '{n.name}' has no value yet; run first", nodes=(n.name,))
+            return np.zeros_like(self.values[(n.id, port)])
+        return g
+
+    def weight_grad(self, node, weight: str):
+        """∂loss/∂ weight ``weight`` of a layer node."""
+        n = self.graph.node(node)
+        try:
+            return self.weight_grads[(n.id, weight)]
+        except KeyError:
+            raise GraphError(f"no gradient for weight '{weight}' of '{n.name}'; run backward",
+                             nodes=(n.name,)) from None
+
+
+class Stepper:
+    """Walk a run one node at a time, with step back, run-to and reset.
+
+    Parameters
+    ----------
+    graph : Graph
+    loss : node name or id, optional
+        Where backward starts; without it only forward steps are planned.
+    feeds : dict, optional
+        Values for input nodes, by name.
+    **options
+        Passed to :class:`Executor`.
+    """
+
+    def __init__(self, graph: Graph, loss=None, feeds=None, **options):
+        self.executor = Executor(graph, **options)
+        self.executor.feeds = dict(feeds or {})
+        loss = loss if loss is not None else graph.loss
+        self.steps = self.executor.plan(loss)
+        self.position = 0
+        self._undo: list = []
+        self.records: list = []
+
+    @property
+    def done(self) -> bool:
+        return self.position >= len(self.steps)
+
+    @property
+    def current(self) -> Step | None:
+        """The step that :meth:`step` will run next."""
+        return None if self.done else self.steps[self.position]
+
+    def step(self) -> StepRecord | None:
+        """Run the next step; ``None`` at the end. A failing step changes nothing."""
+        if self.done:
+            return None
+        undo: list = []
+        try:
+            rec = self.executor.apply(self.steps[self.position], undo)
+        except Exception:
+            self._rollback(undo)
+            raise
+        self._undo.append(undo)
+        self.records.append(rec)
+        self.position += 1
+        return rec
+
+    def back(self) -> bool:
+        """Undo the last step; ``False`` at the start."""
+        if not self._undo:
+            return False
+        self._rollback(self._undo.pop())
+        self.records.pop()
+        self.position -= 1
+        return True
+
+    @staticmethod
+    def _rollback(undo):
+        for store, key, old in reversed(undo):
+            if old is _MISSING:
+                store.pop(key, None)
+            else:
+                store[key] = old
+
+    def run_to(self, node, phase: str = "forward") -> StepRecord | None:
+        """Step forward (or back) until the step for ``node`` in ``phase`` has just run."""
+        nid = self.executor.graph.node(node).id
+        target = next((i for i, s in enumerate(self.steps)
+                       if s.node_id == nid and s.phase == phase), None)
+        if target is None:
+            raise GraphError(f"there is no {phase} step for '{node}'")
+        while self.position > target + 1:
+            self.back()
+        rec = None
+        while self.position <= target:
+            rec = self.step()
+        return rec or (self.records[-1] if self.records else None)
+
+    def run_all(self):
+        """Run every remaining step."""
+        while not self.done:
+            self.step()
+
+    def reset(self):
+        """Back to before the first step."""
+        while self.back():
+            pass

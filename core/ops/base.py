@@ -1,0 +1,359 @@
+"""The op contract and the registry every part of the studio reads.
+
+An op is one class: its parameter spec, shape inference, ``forward``,
+``backward`` (one vector-Jacobian product per input), display formulas, a
+palette category and sample inputs for the registry-driven tests. It registers
+itself with :func:`register_op`; a duplicate id is an error.
+
+Example
+-------
+>>> import numpy as np
+>>> from core.ops import get_op
+>>> op = get_op("sigmoid")()
+>>> ctx = Context()
+>>> y = op.forward(ctx, np.array(0.0))
+>>> float(y), float(op.backward(ctx, np.array(1.0))[0])
+(0.5, 0.25)
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from core.errors import GraphError, ParamError, ShapeError
+
+Shape = tuple  # a tuple of int, with None for a dimension not known yet (the batch)
+
+CATEGORIES = ("inputs", "math", "activations", "layers", "losses", "regularization")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of an op, as the inspector shows it and the file stores it.
+
+    Parameters
+    ----------
+    name : str
+        Key in the node's ``params`` and in files.
+    kind : str
+        ``"int"``, ``"float"``, ``"bool"``, ``"choice"``, ``"str"``, ``"ints"``
+        (a tuple of ``length`` ints; a single int is repeated) or ``"shape"``
+        (a tuple of ints where ``None`` marks the batch dimension).
+    default : object
+        Value used when the node does not set it.
+    low, high : float, optional
+        Inclusive range for numbers (each element for ``"ints"``).
+    choices : tuple of str
+        Allowed values of a ``"choice"``.
+    length : int
+        Number of elements of an ``"ints"`` parameter.
+    doc : str
+        One line for the tooltip.
+    optional : bool
+        ``None`` is allowed (for example an ``axis`` that means "all").
+    """
+
+    name: str
+    kind: str
+    default: Any
+    low: float | None = None
+    high: float | None = None
+    choices: tuple = ()
+    length: int = 2
+    doc: str = ""
+    optional: bool = False
+
+    def validate(self, value: Any, where: str = ""):
+        """Return ``value`` converted to this parameter's type, or raise :class:`ParamError`."""
+        label = f"{where}: parameter '{self.name}'" if where else f"parameter '{self.name}'"
+        if value is None:
+            if self.optional:
+                return None
+            raise ParamError(f"{label} is required")
+        try:
+            if self.kind == "int":
+                if isinstance(value, bool) or float(value) != int(value):
+                    raise TypeError
+                out = int(value)
+                self._check_range(out, label)
+            elif self.kind == "float":
+                if isinstance(value, bool):
+                    raise TypeError
+                out = float(value)
+                if math.isnan(out):
+                    raise TypeError
+                self._check_range(out, label)
+            elif self.kind == "bool":
+                if not isinstance(value, (bool, np.bool_)):
+                    raise TypeError
+                out = bool(value)
+            elif self.kind == "choice":
+                if value not in self.choices:
+                    raise ParamError(f"{label} must be one of {', '.join(self.choices)}; "
+                                     f"got {value!r}")
+                out = str(value)
+            elif self.kind == "str":
+                if not isinstance(value, str):
+                    raise TypeError
+                out = value
+            elif self.kind == "ints":
+                if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+                    value = (int(value),) * self.length
+                items = tuple(value)
+                if len(items) != self.length:
+                    raise ParamError(f"{label} needs {self.length} integers; got {len(items)}")
+                out = tuple(Param(self.name, "int", 0, self.low, self.high).validate(v, where)
+                            for v in items)
+            elif self.kind == "shape":
+                items = tuple(value)
+                out = tuple(None if v is None or v == -1 else
+                            Param(self.name, "int", 0, 1).validate(v, where) for v in items)
+            else:  # pragma: no cover - a spec bug, not user input
+                raise AssertionError(f"unknown parameter kind {self.kind}")
+        except ParamError:
+            raise
+        except (TypeError, ValueError, OverflowError):
+            raise ParamError(f"{label} must be {self._kind_text()}; got {value!r}") from None
+        return out
+
+    def _check_range(self, v, label):
+        if self.low is not None and v < self.low:
+            raise ParamError(f"{label} must be ≥ {self.low}; got {v}")
+        if self.high is not None and v > self.high:
+            raise ParamError(f"{label} must be ≤ {self.high}; got {v}")
+
+    def _kind_text(self) -> str:
+        texts = {"int": "an integer", "float": "a number", "bool": "true or false",
+                 "str": "text", "ints": f"{self.length} integers",
+                 "shape": "a list of positive integers (null for the batch)"}
+        return texts.get(self.kind, self.kind)
+
+
+@dataclass(frozen=True)
+class WeightSpec:
+    """A tensor an op owns and trains (a layer's kernel or bias).
+
+    ``init`` names an initializer in :mod:`core.init`; ``fan_in``/``fan_out``
+    feed Xavier and He scaling.
+    """
+
+    shape: tuple
+    init: str = "zeros"
+    fan_in: int = 1
+    fan_out: int = 1
+
+
+@dataclass
+class Sample:
+    """One test case for an op: its parameters and its inputs (weights after inputs)."""
+
+    inputs: tuple
+    params: dict = field(default_factory=dict)
+    note: str = ""
+    training: bool = False
+
+
+class Context:
+    """Per-node, per-run scratch space: ``forward`` saves what ``backward`` needs here.
+
+    Attributes
+    ----------
+    training : bool
+        Dropout and batch norm behave differently in training.
+    rng : numpy.random.Generator
+        Random source for this node and run, seeded so replays are identical.
+    needs_input_grad : tuple of bool
+        Which inputs (then weights) want a gradient; ops may skip the others.
+    state : dict
+        Persistent per-node buffers that are not trained (batch-norm running averages).
+    """
+
+    def __init__(self, training=False, rng=None, needs_input_grad=None, state=None):
+        self.training = training
+        self.rng = rng if rng is not None else np.random.default_rng(0)
+        self.needs_input_grad = needs_input_grad
+        self.state = state if state is not None else {}
+
+    def needs(self, i: int) -> bool:
+        """Whether input ``i`` (counting weights after inputs) wants a gradient."""
+        return self.needs_input_grad is None or bool(self.needs_input_grad[i])
+
+
+class Op:
+    """Base class of every op. Subclasses set the class attributes and override methods.
+
+    Class attributes
+    ----------------
+    id : str
+        Registry key, set by :func:`register_op`.
+    label : str
+        Name shown in the palette and on the node.
+    category : str
+        One of :data:`CATEGORIES`.
+    inputs, outputs : tuple of str
+        Port names, in order.
+    weights : tuple of str
+        Trainable tensors the op owns; ``forward`` receives them after the inputs.
+    no_grad_inputs : tuple of str
+        Inputs that get no gradient (targets, indices).
+    params : tuple of Param
+        The parameter spec.
+    formula, derivative : str
+        What the op computes and its local derivative, for display.
+    """
+
+    id: ClassVar[str] = ""
+    label: ClassVar[str] = ""
+    category: ClassVar[str] = "math"
+    inputs: ClassVar[tuple] = ("x",)
+    outputs: ClassVar[tuple] = ("out",)
+    weights: ClassVar[tuple] = ()
+    no_grad_inputs: ClassVar[tuple] = ()
+    params: ClassVar[tuple] = ()
+    formula: ClassVar[str] = ""
+    derivative: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    source: ClassVar[bool] = False
+    elementwise: ClassVar[bool] = False  # local derivative is one number per element
+    is_loss: ClassVar[bool] = False
+
+    def __init__(self, **params):
+        self.p = self.validate_params(params)
+
+    @classmethod
+    def validate_params(cls, params: dict, where: str = "") -> dict:
+        """Fill defaults and check every value; unknown names are an error."""
+        spec = {p.name: p for p in cls.params}
+        unknown = set(params) - set(spec)
+        if unknown:
+            name = sorted(unknown)[0]
+            hint = difflib.get_close_matches(name, spec, n=1)
+            extra = f" (did you mean '{hint[0]}'?)" if hint else ""
+            known = ", ".join(spec) or "none"
+            raise ParamError(f"{where + ': ' if where else ''}op '{cls.id}' has no parameter "
+                             f"'{name}'{extra}; it takes: {known}")
+        return {name: p.validate(params.get(name, p.default), where) for name, p in spec.items()}
+
+    # ----------------------------------------------------------------- shapes
+    def infer_shapes(self, *shapes: Shape) -> tuple:
+        """Output shapes from input shapes; raise :class:`ShapeError` if they do not fit.
+
+        The default suits elementwise ops: the broadcast of all inputs.
+        """
+        return (broadcast_shapes(*shapes),)
+
+    def weight_specs(self, *shapes: Shape) -> dict:
+        """Shapes and initializers of the weights, from the input shapes."""
+        return {}
+
+    def multiply_adds(self, *shapes: Shape) -> int:
+        """Multiply-adds of one forward pass (batch dimension taken as 1)."""
+        return 0
+
+    # -------------------------------------------------------------- numerics
+    def forward(self, ctx: Context, *xs):
+        """Compute the outputs (one array, or a tuple when the op has several)."""
+        raise NotImplementedError
+
+    def backward(self, ctx: Context, *grads):
+        """Vector-Jacobian products: one gradient per input then per weight, ``None`` if none."""
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------- tests
+    @classmethod
+    def sample_inputs(cls, rng: np.random.Generator) -> list:
+        """Test cases in float64; the default is one unary case away from kinks."""
+        return [Sample((rng.uniform(0.2, 1.5, (3, 4)) * rng.choice([-1, 1], (3, 4)),))]
+
+    @classmethod
+    def torch_reference(cls, torch, params: dict, *xs):
+        """The same computation in PyTorch, for comparison tests; ``None`` if there is none."""
+        return None
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.p.items())
+        return f"{type(self).__name__}({args})"
+
+
+# ---------------------------------------------------------------- registry
+REGISTRY: dict[str, type[Op]] = {}
+
+
+def register_op(op_id: str):
+    """Class decorator adding an op to the registry under ``op_id``; duplicates are an error."""
+
+    def deco(cls):
+        if op_id in REGISTRY:
+            raise ValueError(f"op id '{op_id}' is registered twice "
+                             f"({REGISTRY[op_id].__qualname__} and {cls.__qualname__})")
+        if cls.category not in CATEGORIES:
+            raise ValueError(f"op '{op_id}' has unknown category '{cls.category}'")
+        cls.id = op_id
+        if not cls.label:
+            cls.label = op_id.replace("_", " ").title()
+        REGISTRY[op_id] = cls
+        return cls
+
+    return deco
+
+
+def get_op(op_id: str) -> type[Op]:
+    """The op class registered as ``op_id``; an unknown id names the closest ones."""
+    try:
+        return REGISTRY[op_id]
+    except KeyError:
+        hint = difflib.get_close_matches(str(op_id), REGISTRY, n=3)
+        extra = f"; did you mean {', '.join(hint)}?" if hint else ""
+        raise GraphError(f"unknown op '{op_id}'{extra}") from None
+
+
+# ----------------------------------------------------------------- helpers
+def broadcast_shapes(*shapes: Shape) -> Shape:
+    """NumPy broadcasting of shapes that may hold ``None`` (unknown batch)."""
+    ndim = max((len(s) for s in shapes), default=0)
+    out = []
+    for axis in range(-ndim, 0):
+        dims = [s[axis] for s in shapes if len(s) >= -axis]
+        known = {d for d in dims if d is not None and d != 1}
+        if len(known) > 1:
+            raise ShapeError("shapes " + " and ".join(fmt_shape(s) for s in shapes)
+                             + " cannot be broadcast together")
+        if known:
+            out.append(known.pop())
+        elif None in dims:
+            out.append(None)
+        else:
+            out.append(1)
+    return tuple(out)
+
+
+def fmt_shape(shape: Shape) -> str:
+    """``(None, 3)`` -> ``"(B, 3)"``; ``()`` -> ``"scalar"``."""
+    if shape is None:
+        return "?"
+    if len(shape) == 0:
+        return "scalar"
+    return "(" + ", ".join("B" if d is None else str(d) for d in shape) + ")"
+
+
+def unbroadcast(grad, shape: tuple):
+    """Sum ``grad`` down to ``shape``, undoing NumPy broadcasting (for elementwise backward)."""
+    if grad.shape == tuple(shape):
+        return grad
+    extra = grad.ndim - len(shape)
+    if extra > 0:
+        grad = grad.sum(axis=tuple(range(extra)))
+    axes = tuple(i for i, d in enumerate(shape) if d == 1 and grad.shape[i] != 1)
+    if axes:
+        grad = grad.sum(axis=axes, keepdims=True)
+    return grad.reshape(shape)
+
+
+def numel(shape: Shape) -> int:
+    """Number of elements, counting an unknown batch as 1."""
+    return int(np.prod([1 if d is None else d for d in shape], dtype=np.int64))

@@ -1,0 +1,289 @@
+"""Graph files: versioned JSON, read as data only, written atomically.
+
+Layout of a file::
+
+    {"format_version": 1, "name": "...", "description": "...", "dtype": "float64",
+     "loss": "n7",
+     "nodes": [{"id": "n1", "name": "a", "op": "input", "params": {...},
+                "value": 3.0, "weights": {"W": [[...]]}, "state": {...}}],
+     "edges": [{"from": ["n1", "out"], "to": ["n3", "a"]}],
+     "layout": {"n1": [0.0, 120.0]}}
+
+Every problem found while loading raises one :class:`FileFormatError` that names
+the file and the place in it (``nodes[2].params.stride``); a graph is returned
+only when the whole file is good.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from core.errors import FileFormatError, GraphError, StudioError
+from core.graph import DTYPES, Graph, Node
+from core.ops import REGISTRY
+
+FORMAT_VERSION = 1
+MAX_FILE_BYTES = 256 * 1024 * 1024
+
+# format_version -> function turning a dict of that version into the next one
+MIGRATIONS: dict = {}
+
+
+# ------------------------------------------------------------------ writing
+def _array_to_json(arr):
+    arr = np.asarray(arr)
+    if arr.dtype.kind in "iub":
+        return arr.tolist()
+    # float64 -> Python float keeps every bit (json writes repr, which round-trips)
+    return arr.astype(np.float64).tolist()
+
+
+def graph_to_dict(graph: Graph, values: bool = True, arrays: bool = True) -> dict:
+    """A JSON-ready dict of ``graph``.
+
+    Parameters
+    ----------
+    values : bool
+        Store the values of input, constant and parameter nodes.
+    arrays : bool
+        Store layer weights and state (batch-norm statistics) too.
+    """
+    nodes = []
+    for node in graph.nodes.values():
+        item = {"id": node.id, "name": node.name, "op": node.op_id,
+                "params": _params_to_json(node.params)}
+        if values and node.value is not None:
+            item["value"] = _array_to_json(node.value)
+        if arrays and node.weights:
+            item["weights"] = {k: _array_to_json(v) for k, v in node.weights.items()}
+        if arrays and node.state:
+            item["state"] = {k: _array_to_json(v) for k, v in node.state.items()}
+        nodes.append(item)
+    return {
+        "format_version": FORMAT_VERSION,
+        "name": graph.name,
+        "description": graph.description,
+        "dtype": graph.dtype,
+        "loss": graph.loss,
+        "nodes": nodes,
+        "edges": [{"from": [e.src, e.src_port], "to": [e.dst, e.dst_port]} for e in graph.edges],
+        "layout": {nid: [round(x, 3), round(y, 3)] for nid, (x, y) in graph.layout.items()
+                   if nid in graph.nodes},
+    }
+
+
+def _params_to_json(params: dict) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
+
+
+def dumps(graph: Graph, **kw) -> str:
+    """The file text of ``graph``."""
+    return json.dumps(graph_to_dict(graph, **kw), indent=1, ensure_ascii=False,
+                      allow_nan=False) + "\n"
+
+
+def atomic_write(path, data: bytes | str):
+    """Write ``data`` to ``path`` through a temporary file and a rename.
+
+    A crash mid-write leaves the old file whole.
+    """
+    path = Path(path)
+    mode = "wb" if isinstance(data, bytes) else "w"
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, mode, **({} if mode == "wb" else {"encoding": "utf-8"})) as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def save_graph(graph: Graph, path, **kw):
+    """Save ``graph`` as JSON at ``path`` (atomically)."""
+    atomic_write(path, dumps(graph, **kw))
+
+
+# ------------------------------------------------------------------ reading
+def _reject_constant(name):
+    raise ValueError(f"{name} is not allowed in a graph file (numbers must be finite)")
+
+
+def loads(text: str, path=None) -> Graph:
+    """Parse file text into a :class:`Graph` or raise :class:`FileFormatError`."""
+    try:
+        data = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise FileFormatError(path, f"line {exc.lineno}, column {exc.colno}",
+                              f"not valid JSON: {exc.msg}") from None
+    except ValueError as exc:
+        raise FileFormatError(path, "", str(exc)) from None
+    except RecursionError:
+        raise FileFormatError(path, "", "the JSON is nested too deeply") from None
+    return graph_from_dict(data, path)
+
+
+def load_graph(path) -> Graph:
+    """Load a graph file; every problem is one :class:`FileFormatError` naming where it is."""
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise FileFormatError(p, "", f"file is {size} bytes; graph files are at most "
+                                         f"{MAX_FILE_BYTES} bytes")
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise FileFormatError(p, "", "no such file") from None
+    except IsADirectoryError:
+        raise FileFormatError(p, "", "is a folder, not a graph file") from None
+    except PermissionError:
+        raise FileFormatError(p, "", "permission denied") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise FileFormatError(p, f"byte {exc.start}", "not a UTF-8 text file (is it a graph "
+                              "file? graph files are JSON)") from None
+    g = loads(text, p)
+    return g
+
+
+class _Reader:
+    """Checks one field at a time so each error names its JSON path."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def fail(self, where, msg):
+        raise FileFormatError(self.path, where, msg)
+
+    def get(self, obj, key, kind, where, required=True, default=None):
+        if key not in obj:
+            if required:
+                self.fail(where, f"missing field '{key}'")
+            return default
+        val = obj[key]
+        if kind is not None and not isinstance(val, kind) or (kind in (int, float) and
+                                                               isinstance(val, bool)):
+            names = {dict: "an object", list: "a list", str: "text", int: "an integer",
+                     float: "a number", (int, float): "a number"}
+            self.fail(f"{where}.{key}" if where else key,
+                      f"must be {names.get(kind, str(kind))}, not {type(val).__name__}")
+        return val
+
+    def array(self, val, where, dtype):
+        try:
+            arr = np.array(val, dtype=dtype)
+        except (ValueError, TypeError, OverflowError, RecursionError):
+            self.fail(where, "must be a number or a rectangular list of numbers")
+        if arr.dtype == object or not np.all(np.isfinite(arr)):
+            self.fail(where, "must be finite numbers")
+        return arr
+
+
+def graph_from_dict(data, path=None) -> Graph:
+    """Build a graph from a file's dict, checking every field.
+
+    Raises
+    ------
+    FileFormatError
+        On the first problem, naming the file and the JSON path inside it.
+    """
+    r = _Reader(path)
+    if not isinstance(data, dict):
+        r.fail("", "a graph file must hold a JSON object at the top level")
+    version = r.get(data, "format_version", int, "")
+    if version > FORMAT_VERSION:
+        r.fail("format_version", f"version {version} is newer than this Backprop Studio "
+               f"understands ({FORMAT_VERSION}); update the application")
+    if version < 1:
+        r.fail("format_version", f"unknown version {version}")
+    while version < FORMAT_VERSION:
+        data = MIGRATIONS[version](data)
+        version += 1
+    dtype = r.get(data, "dtype", str, "", required=False, default="float64")
+    if dtype not in DTYPES:
+        r.fail("dtype", f"must be one of {', '.join(DTYPES)}; got {dtype!r}")
+    g = Graph(dtype=dtype, name=str(r.get(data, "name", str, "", False, "")))
+    g.description = r.get(data, "description", str, "", False, "")
+    nodes = r.get(data, "nodes", list, "")
+    names = set()
+    for i, item in enumerate(nodes):
+        where = f"nodes[{i}]"
+        if not isinstance(item, dict):
+            r.fail(where, "each node must be an object")
+        nid = r.get(item, "id", str, where)
+        if not nid or nid in g.nodes:
+            r.fail(f"{where}.id", f"node id {nid!r} is empty or used twice")
+        op_id = r.get(item, "op", str, where)
+        if op_id not in REGISTRY:
+            hint = difflib.get_close_matches(op_id, REGISTRY, n=1)
+            r.fail(f"{where}.op", f"unknown op '{op_id}'"
+                   + (f" (did you mean '{hint[0]}'?)" if hint else ""))
+        name = r.get(item, "name", str, where, required=False, default=nid)
+        if name in names:
+            r.fail(f"{where}.name", f"node name '{name}' is used twice")
+        names.add(name)
+        params = r.get(item, "params", dict, where, required=False, default={})
+        try:
+            node = Node(nid, name, op_id, dict(params))
+        except StudioError as exc:
+            msg = str(exc)
+            bad = next((k for k in params if f"'{k}'" in msg), None)
+            r.fail(f"{where}.params" + (f".{bad}" if bad else ""), msg)
+        if "value" in item:
+            if not REGISTRY[op_id].source:
+                r.fail(f"{where}.value", f"op '{op_id}' holds no value")
+            node.value = r.array(item["value"], f"{where}.value", dtype)
+        for key in ("weights", "state"):
+            arrays = r.get(item, key, dict, where, required=False, default={})
+            store = getattr(node, key)
+            for wname, wval in arrays.items():
+                if key == "weights" and wname not in REGISTRY[op_id].weights:
+                    r.fail(f"{where}.weights.{wname}", f"op '{op_id}' has no weight '{wname}'")
+                store[wname] = r.array(wval, f"{where}.{key}.{wname}", dtype)
+        g.add_node(node)
+    edges = r.get(data, "edges", list, "")
+    for i, item in enumerate(edges):
+        where = f"edges[{i}]"
+        if not isinstance(item, dict):
+            r.fail(where, "each edge must be an object with 'from' and 'to'")
+        ends = []
+        for key in ("from", "to"):
+            end = r.get(item, key, list, where)
+            if len(end) != 2 or not all(isinstance(x, str) for x in end):
+                r.fail(f"{where}.{key}", "must be [node id, port name]")
+            if end[0] not in g.nodes:
+                r.fail(f"{where}.{key}", f"no node with id '{end[0]}' (dangling edge)")
+            ends.append(end)
+        try:
+            g.connect(ends[0][0], ends[1][0], dst_port=ends[1][1], src_port=ends[0][1])
+        except GraphError as exc:
+            r.fail(where, str(exc))
+    layout = r.get(data, "layout", dict, "", required=False, default={})
+    for nid, pos in layout.items():
+        where = f"layout.{nid}"
+        if nid not in g.nodes:
+            r.fail(where, f"no node with id '{nid}'")
+        if (not isinstance(pos, list) or len(pos) != 2
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pos)):
+            r.fail(where, "must be [x, y]")
+        g.layout[nid] = (float(pos[0]), float(pos[1]))
+    loss = data.get("loss")
+    if loss is not None:
+        if not isinstance(loss, str) or loss not in g.nodes:
+            r.fail("loss", f"no node with id {loss!r}")
+        g.loss = loss
+    g._ids = itertools.count(len(g.nodes) + 1)
+    return g

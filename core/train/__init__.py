@@ -1,0 +1,1 @@
+"""Training: optimizers, schedules, the trainer loop and metrics."""

@@ -1,0 +1,27 @@
+"""Preset graphs shipped with the studio, as graph files beside this module."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def example_path(name: str) -> Path:
+    """Path of the preset ``name`` (file stem, e.g. ``"abc"`` or ``"lenet5"``)."""
+    path = HERE / f"{name}.json"
+    if not path.exists():
+        known = ", ".join(p.stem for p in sorted(HERE.glob("*.json")))
+        raise FileNotFoundError(f"no preset named '{name}'; presets: {known}")
+    return path
+
+
+def list_examples() -> list:
+    """``(stem, title, description)`` for every preset, in file-name order."""
+    out = []
+    for p in sorted(HERE.glob("*.json")):
+        with p.open(encoding="utf-8") as f:
+            data = json.load(f)
+        out.append((p.stem, data.get("name") or p.stem, data.get("description", "")))
+    return out

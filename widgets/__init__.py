@@ -1,0 +1,1 @@
+"""Qt views and controls. The only package besides app/ that imports Qt."""
