@@ -50,6 +50,27 @@ class GraphCommand(QUndoCommand):
         self.graph = graph
 
 
+class MacroCommand(QUndoCommand):
+    """Several commands as one undo step, run in order and undone in reverse.
+
+    The children live in a Python list: Qt's own parent/child commands would
+    leave their lifetime to the Python wrappers, which the garbage collector
+    may take too early.
+    """
+
+    def __init__(self, text: str, children: list):
+        super().__init__(text)
+        self.children = list(children)
+
+    def redo(self):
+        for c in self.children:
+            c.redo()
+
+    def undo(self):
+        for c in reversed(self.children):
+            c.undo()
+
+
 # ------------------------------------------------------------------ nodes
 class AddNodeCommand(GraphCommand):
     """Add one node running ``op_id`` at ``pos``."""

@@ -40,6 +40,7 @@ from app.commands import (
     AddSubgraphCommand,
     ConnectCommand,
     ConnectPendingCommand,
+    MacroCommand,
     MoveNodesCommand,
     RemoveCommand,
     RenameCommand,
@@ -111,7 +112,7 @@ class MainWindow(QMainWindow):
         self._clipboard_fallback = None
         self.theme = get_theme(self.settings.value("theme", "light"))
         self.undo_stack = QUndoStack(self)
-        self.undo_stack.cleanChanged.connect(lambda _c: self._update_title())
+        self.undo_stack.cleanChanged.connect(self._on_clean_changed)
         self.undo_stack.indexChanged.connect(self._on_history_changed)
 
         self.scene = GraphScene(self.graph, self.theme, self)
@@ -428,6 +429,9 @@ class MainWindow(QMainWindow):
         self.totals_label.setText(text)
         self._refresh_inspector()
 
+    def _on_clean_changed(self, _clean):
+        self._update_title()
+
     def _on_history_changed(self, _index):
         self._update_title()
         self._autosave_timer.start()
@@ -539,13 +543,12 @@ class MainWindow(QMainWindow):
         x = (si.pos().x() + si.width + di.pos().x()) / 2 - NODE_MIN_W / 2
         y = di.pos().y() + di.port_y(dst_port, False) - 50
         pos = self.scene.free_spot(QPointF(x, y))
-        parent = QUndoCommand(f"Insert Flatten before '{g.nodes[dst_id].name}'")
-        if replace is not None:
-            RemoveCommand(g, edges=[replace], parent=parent)
-        add = AddNodeCommand(g, "flatten", (pos.x(), pos.y()), parent=parent)
-        ConnectPendingCommand(g, src_id, lambda: add.node.id, src_port=src_port, parent=parent)
-        ConnectPendingCommand(g, lambda: add.node.id, dst_id, dst_port=dst_port, parent=parent)
-        self.push(parent)
+        steps = [] if replace is None else [RemoveCommand(g, edges=[replace])]
+        add = AddNodeCommand(g, "flatten", (pos.x(), pos.y()))
+        steps += [add,
+                  ConnectPendingCommand(g, src_id, lambda: add.node.id, src_port=src_port),
+                  ConnectPendingCommand(g, lambda: add.node.id, dst_id, dst_port=dst_port)]
+        self.push(MacroCommand(f"Insert Flatten before '{g.nodes[dst_id].name}'", steps))
 
     def apply_quick_fix(self, node_id):
         fix = self.scene.quick_fix(node_id)
@@ -770,15 +773,14 @@ class MainWindow(QMainWindow):
         else:
             origin = self._card_origin(pos, x_off=NODE_MIN_W,
                                        y_off=NodeItem.port_offset(0))
-        parent = QUndoCommand(f"Add {op_cls.label} and connect")
-        add = AddNodeCommand(g, op_id, origin, parent=parent)
+        add = AddNodeCommand(g, op_id, origin)
         if is_output:
-            ConnectPendingCommand(g, node_id, lambda: add.node.id, src_port=port,
-                                  dst_port=op_cls.inputs[0], parent=parent)
+            wire = ConnectPendingCommand(g, node_id, lambda: add.node.id, src_port=port,
+                                         dst_port=op_cls.inputs[0])
         else:
-            ConnectPendingCommand(g, lambda: add.node.id, node_id, src_port=op_cls.outputs[0],
-                                  dst_port=port, parent=parent)
-        if self.push(parent):
+            wire = ConnectPendingCommand(g, lambda: add.node.id, node_id,
+                                         src_port=op_cls.outputs[0], dst_port=port)
+        if self.push(MacroCommand(f"Add {op_cls.label} and connect", [add, wire])):
             self.select_nodes([add.node.id])
             return add.node
         return None

@@ -889,6 +889,8 @@ class GraphScene(QGraphicsScene):
         ``fixable`` is True when flattening the tensor first would make it fit.
         """
         g = self.graph
+        if self._shape_timer.isActive():
+            self.refresh_shapes()  # an edit is pending: judge against the current graph
         try:
             edge = g.check_connect(src_id, dst_id, dst_port=dst_port, src_port=src_port)
         except GraphError as exc:
@@ -939,6 +941,8 @@ class GraphScene(QGraphicsScene):
 
     def quick_fix(self, node_id):
         """``(input port, text)`` if flattening one input would cure the node's error."""
+        if self._shape_timer.isActive():
+            self.refresh_shapes()
         if node_id not in self.report.errors or "flatten" not in _registry():
             return None
         g = self.graph
@@ -1357,6 +1361,10 @@ class GraphView(QGraphicsView):
         super().mouseDoubleClickEvent(event)
 
     def keyPressEvent(self, event):
+        if event.key() == Qt.Key_Tab and event.modifiers() == Qt.NoModifier:
+            # the Add Node action normally takes Tab; this covers a window not yet active
+            self.quick_add_at.emit(self.cursor_scene_pos())
+            return
         if event.key() == Qt.Key_Space and not event.isAutoRepeat():
             self._space = True
             self.viewport().setCursor(Qt.OpenHandCursor)

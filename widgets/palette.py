@@ -43,6 +43,19 @@ def matches(op_cls, text: str) -> bool:
     return all(w in hay for w in text.lower().split())
 
 
+def rank(op_cls, text: str) -> int:
+    """How well ``text`` names the op: 0 exact, 1 prefix, 2 inside the label, 3 elsewhere."""
+    t = text.lower().strip()
+    label, op_id = op_cls.label.lower(), op_cls.id
+    if not t or t in (label, op_id):
+        return 0
+    if label.startswith(t) or op_id.startswith(t):
+        return 1
+    if t in label or t in op_id:
+        return 2
+    return 3
+
+
 class _OpTree(QTreeWidget):
     def mimeData(self, items):
         md = QMimeData()

@@ -7,7 +7,7 @@ from PySide6.QtWidgets import QFrame, QLabel, QLineEdit, QListWidget, QListWidge
 
 from core.ops import all_ops
 from widgets.icons import category_icon
-from widgets.palette import matches, op_tooltip
+from widgets.palette import matches, op_tooltip, rank
 from widgets.theme import LIGHT, Theme
 
 
@@ -59,11 +59,10 @@ class QuickAdd(QFrame):
 
     def _refilter(self, text):
         self.list.clear()
-        for op_cls in all_ops():
-            if self.allowed is not None and op_cls.id not in self.allowed:
-                continue
-            if not matches(op_cls, text):
-                continue
+        found = [c for c in all_ops() if (self.allowed is None or c.id in self.allowed)
+                 and matches(c, text)]
+        # best names first; sorted() is stable so categories keep their order
+        for op_cls in sorted(found, key=lambda c: rank(c, text)):
             item = QListWidgetItem(category_icon(op_cls.category,
                                                  self.theme.category_color(op_cls.category)),
                                    f"{op_cls.label}    {op_cls.formula}")
