@@ -539,10 +539,12 @@ class EdgeItem(QGraphicsItem):
 
     def update_path(self):
         """Recompute the curve; detour around cards that the direct curve would cross."""
-        self.prepareGeometryChange()
         p1, p2 = self.endpoints()
-        self.path = route(self.scene(), p1, p2, exclude=(self.src, self.dst))
-        self.label_pos = self.path.pointAtPercent(0.5)
+        # route first: it queries the scene's index, which must not see this item half changed
+        path = route(self.scene(), p1, p2, exclude=(self.src, self.dst))
+        self.prepareGeometryChange()
+        self.path = path
+        self.label_pos = path.pointAtPercent(0.5)
         self._update_rect()
 
     def _update_rect(self):
