@@ -34,6 +34,7 @@ def preset_scene(path, theme: Theme) -> GraphScene:
                              lambda nid, port, out: items[nid].port_y(port, out))
         for nid, p in pos.items():
             graph.move(nid, p)
+    scene.flush_edges()
     return scene
 
 

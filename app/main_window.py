@@ -118,7 +118,6 @@ class MainWindow(QMainWindow):
         self.scene = GraphScene(self.graph, self.theme, self)
         self.scene.snap_to_grid = self.settings.value("snap", False, type=bool)
         self.view = GraphView(self.scene, self)
-        self.view.minimap_enabled = self.settings.value("minimap", True, type=bool)
         self.setCentralWidget(self.view)
         self.palette = Palette(self.theme)
         self.inspector = Inspector()
@@ -161,9 +160,13 @@ class MainWindow(QMainWindow):
         self.inspector_dock = dock("Inspector", self.inspector, Qt.RightDockWidgetArea,
                                    "inspector")
         self.history_dock = dock("History", self.undo_view, Qt.RightDockWidgetArea, "history")
+        self.overview_dock = dock("Overview", self.view.minimap, Qt.RightDockWidgetArea,
+                                  "overview")
+        self.tabifyDockWidget(self.history_dock, self.overview_dock)
+        self.history_dock.raise_()
         self.resizeDocks([self.palette_dock], [240], Qt.Horizontal)
         self.resizeDocks([self.inspector_dock], [300], Qt.Horizontal)
-        self.resizeDocks([self.inspector_dock, self.history_dock], [560, 200], Qt.Vertical)
+        self.resizeDocks([self.inspector_dock, self.history_dock], [560, 220], Qt.Vertical)
 
     def _action(self, text, slot, shortcut=None, canvas=False, tip=None, icon=None,
                 checkable=False):
@@ -226,9 +229,9 @@ class MainWindow(QMainWindow):
         self.act_snap = self._action("&Snap to Grid", self.set_snap, "Ctrl+Shift+G",
                                      checkable=True)
         self.act_snap.setChecked(self.scene.snap_to_grid)
-        self.act_minimap = self._action("&Minimap", self.set_minimap, "Ctrl+Shift+M",
-                                        checkable=True)
-        self.act_minimap.setChecked(self.view.minimap_enabled)
+        self.act_minimap = self.overview_dock.toggleViewAction()
+        self.act_minimap.setText("&Overview Map")
+        self.act_minimap.setShortcut(QKeySequence("Ctrl+Shift+M"))
         self.theme_group = QActionGroup(self)
         self.act_light = self._action("&Light", lambda: self.set_theme("light"), checkable=True)
         self.act_dark = self._action("&Dark", lambda: self.set_theme("dark"), checkable=True)
@@ -351,7 +354,6 @@ class MainWindow(QMainWindow):
         self.settings.setValue("window_state", self.saveState())
         self.settings.setValue("theme", self.theme.name)
         self.settings.setValue("snap", self.scene.snap_to_grid)
-        self.settings.setValue("minimap", self.view.minimap_enabled)
         self.settings.sync()
 
     def recent_files(self) -> list:
@@ -405,10 +407,7 @@ class MainWindow(QMainWindow):
         self.settings.setValue("snap", bool(on))
 
     def set_minimap(self, on: bool):
-        self.view.minimap_enabled = bool(on)
-        self.act_minimap.setChecked(bool(on))
-        self.view._update_minimap()
-        self.settings.setValue("minimap", bool(on))
+        self.overview_dock.setVisible(bool(on))
 
     # ============================================================== status
     def _on_zoom(self, z):
@@ -433,6 +432,7 @@ class MainWindow(QMainWindow):
         self._update_title()
 
     def _on_history_changed(self, _index):
+        self.scene.flush_edges()  # one re-route per edit, however many nodes it moved
         self._update_title()
         self._autosave_timer.start()
 
@@ -834,6 +834,7 @@ class MainWindow(QMainWindow):
             placed = self.layout_positions()
             for nid in missing:
                 graph.move(nid, placed[nid])
+            self.scene.flush_edges()
         self.path = Path(path) if path else None
         self._recovered = False
         self.undo_stack.setClean()

@@ -5,10 +5,10 @@
 from __future__ import annotations
 
 import pytest
-
-from app.layout import _isotonic
 from gui_graphs import abc_graph, lenet5, residual_graph, vgg16
 from gui_helpers import dialogs, make_window  # noqa: F401
+
+from app.layout import _isotonic
 
 
 def overlaps(win):

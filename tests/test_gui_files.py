@@ -9,12 +9,12 @@ import os
 import subprocess
 import sys
 
+from gui_graphs import abc_graph, lenet5
+from gui_helpers import dialogs, make_window, snapshot  # noqa: F401
 from PySide6.QtCore import QPointF
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from core.serialize import load_graph, save_graph
-from gui_graphs import abc_graph, lenet5
-from gui_helpers import dialogs, make_window, snapshot  # noqa: F401
 
 DEAD_PID = 4_000_000  # above Linux's pid_max: no process can have it
 

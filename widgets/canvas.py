@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from PySide6.QtCore import QLineF, QPointF, QRectF, QSizeF, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QColor,
@@ -66,6 +67,22 @@ def _fonts():
     return {"title": title, "body": body, "small": small, "mono": mono}
 
 
+_ADVANCES: dict = {}
+_METRICS: dict = {}
+
+
+def _advance(fonts: dict, kind: str, text: str) -> float:
+    """Width of ``text`` in font ``kind``; cached, as the same labels recur on many cards."""
+    key = (kind, text)
+    w = _ADVANCES.get(key)
+    if w is None:
+        fm = _METRICS.get(kind)
+        if fm is None:
+            fm = _METRICS[kind] = QFontMetricsF(fonts[kind])
+        w = _ADVANCES[key] = fm.horizontalAdvance(text)
+    return w
+
+
 def fmt_value(v) -> str:
     """A parameter value as the card shows it: ``(5, 5)`` -> ``5×5``."""
     if isinstance(v, tuple):
@@ -104,6 +121,8 @@ class PortItem(QGraphicsItem):
         self.setAcceptHoverEvents(True)
         self.setCursor(Qt.CrossCursor)
         self.setZValue(2)
+        # a hit area only: Qt never calls paint, which matters with thousands of ports
+        self.setFlag(QGraphicsItem.ItemHasNoContents)
 
     @property
     def node_id(self) -> str:
@@ -119,30 +138,35 @@ class PortItem(QGraphicsItem):
         return p
 
     def paint(self, painter, option, widget=None):
-        theme = self.node_item.theme
-        if option.levelOfDetailFromTransform(painter.worldTransform()) < 0.35:
-            return
-        painter.setRenderHint(QPainter.Antialiasing)
+        pass  # drawn by its card (one cached picture per card; see draw)
+
+    def draw(self, painter, theme):
+        """Draw the port at its position on the card (called from the card's paint)."""
         color = theme.category_color(self.node_item.category)
         if self.kind == "target":
             color = theme.color("warning")
         elif self.kind == "index":
             color = theme.color("muted")
+        c = self.pos()
         r = PORT_R + (1.5 if self.hover or self.highlight else 0)
         if self.highlight:
             ring = theme.color("ok" if self.highlight == "ok" else "error")
             painter.setPen(Qt.NoPen)
-            glow = QColor(ring)
-            glow.setAlpha(70)
-            painter.setBrush(glow)
-            painter.drawEllipse(QPointF(0, 0), r + 4, r + 4)
+            ring.setAlpha(70)
+            painter.setBrush(ring)
+            painter.drawEllipse(c, r + 4, r + 4)
         painter.setPen(QPen(color, 1.8))
         painter.setBrush(color if self.connected else theme.color("node_body"))
         if self.kind == "tensor":
-            painter.drawEllipse(QPointF(0, 0), r, r)
+            painter.drawEllipse(c, r, r)
         else:  # diamond: no gradient flows through this port
-            painter.drawPolygon(QPolygonF([QPointF(0, -r - 1), QPointF(r + 1, 0),
-                                           QPointF(0, r + 1), QPointF(-r - 1, 0)]))
+            x, y = c.x(), c.y()
+            painter.drawPolygon(QPolygonF([QPointF(x, y - r - 1), QPointF(x + r + 1, y),
+                                           QPointF(x, y + r + 1), QPointF(x - r - 1, y)]))
+
+    def update(self, *args):
+        # the card draws the port, so the card is what needs repainting
+        self.node_item.update()
 
     def hoverEnterEvent(self, event):
         self.hover = True
@@ -170,7 +194,7 @@ class PortItem(QGraphicsItem):
 class NodeItem(QGraphicsItem):
     """A node drawn as a card: header with icon and name, ports, key parameters, shape."""
 
-    def __init__(self, scene: GraphScene, node):
+    def __init__(self, scene: GraphScene, node, info=()):
         super().__init__()
         self.node_id = node.id
         self.theme = scene.theme
@@ -180,8 +204,8 @@ class NodeItem(QGraphicsItem):
                       | QGraphicsItem.ItemSendsGeometryChanges)
         self.setAcceptHoverEvents(True)
         self.setZValue(1)
-        self.width = NODE_MIN_W
-        self.height = HEADER_H + ROW_H + FOOTER_H
+        self.width = 0.0  # set by set_node
+        self.height = 0.0
         self.in_ports: dict[str, PortItem] = {}
         self.out_ports: dict[str, PortItem] = {}
         self.edges: list[EdgeItem] = []
@@ -195,23 +219,28 @@ class NodeItem(QGraphicsItem):
         self.is_loss = False
         self._syncing = False
         self._press_pos = None
+        self._signature = None
+        self.setCacheMode(QGraphicsItem.DeviceCoordinateCache)
         op_cls = type(node.op)
         for p in op_cls.inputs:
             self.in_ports[p] = PortItem(self, p, False, port_kind(op_cls, p, False))
         for p in op_cls.outputs:
             self.out_ports[p] = PortItem(self, p, True, port_kind(op_cls, p, True))
-        self.set_node(node)
+        self.set_node(node, *info)
 
     # ------------------------------------------------------------ content
     def set_node(self, node, shapes=None, error=None, blocked=False, params=0):
-        """Recompute texts and size from the model node and its inferred shapes."""
+        """Recompute texts and size from the model node and its inferred shapes.
+
+        Does nothing when nothing visible changed: shape inference refreshes every
+        card after each edit, and most cards stay the same.
+        """
         op_cls = type(node.op)
-        self.prepareGeometryChange()
-        self.title = node.name
-        self.subtitle = op_cls.label
+        title = node.name
+        subtitle = op_cls.label
         stem = node.name.rstrip("0123456789").replace("_", "").lower()
         if stem in (op_cls.id.replace("_", "").lower(), op_cls.label.replace(" ", "").lower()):
-            self.subtitle = ""
+            subtitle = ""
         items = []
         if op_cls.source:
             if node.value is not None:
@@ -238,40 +267,43 @@ class NodeItem(QGraphicsItem):
                 lines.append(it)
         if len(lines) > MAX_PARAM_LINES:
             lines = lines[:MAX_PARAM_LINES - 1] + [lines[MAX_PARAM_LINES - 1] + "  …"]
-        self.param_lines = lines
-        self.error = error
-        self.blocked = blocked
         if error:
-            self.footer = error
-            self.footer_right = ""
+            footer, footer_right = error, ""
         elif shapes is None:
-            self.footer = "→ ?" if blocked or not op_cls.source else "→ scalar"
-            self.footer_right = ""
+            footer = "→ ?" if blocked or not op_cls.source else "→ scalar"
+            footer_right = ""
         else:
-            self.footer = "→ " + ", ".join(fmt_shape(s) for s in shapes)
-            self.footer_right = f"{params:,} params" if params else ""
-        fm_title = QFontMetricsF(self.fonts["title"])
-        fm_body = QFontMetricsF(self.fonts["body"])
-        fm_mono = QFontMetricsF(self.fonts["mono"])
-        fm_small = QFontMetricsF(self.fonts["small"])
+            footer = "→ " + ", ".join(fmt_shape(s) for s in shapes)
+            footer_right = f"{params:,} params" if params else ""
+        signature = (title, subtitle, tuple(lines), footer, footer_right, error, blocked)
+        if signature == self._signature:
+            return
+        self._signature = signature
+        self.title, self.subtitle, self.param_lines = title, subtitle, lines
+        self.footer, self.footer_right, self.error, self.blocked = (footer, footer_right,
+                                                                    error, blocked)
+        f = self.fonts
         want = max(
-            fm_title.horizontalAdvance(self.title) + 44
-            + (fm_small.horizontalAdvance(self.subtitle) + 12 if self.subtitle else 0),
-            max((fm_body.horizontalAdvance(s) for s in self.param_lines), default=0) + 2 * PAD,
-            (0 if error else fm_mono.horizontalAdvance(self.footer)
-             + fm_small.horizontalAdvance(self.footer_right) + 2 * PAD + 12),
-            max((fm_body.horizontalAdvance(p) for p in op_cls.inputs), default=0)
-            + max((fm_body.horizontalAdvance(p) for p in op_cls.outputs), default=0)
+            _advance(f, "title", self.title) + 44
+            + (_advance(f, "small", self.subtitle) + 12 if self.subtitle else 0),
+            max((_advance(f, "body", s) for s in self.param_lines), default=0) + 2 * PAD,
+            (0 if error else _advance(f, "mono", self.footer)
+             + _advance(f, "small", self.footer_right) + 2 * PAD + 12),
+            max((_advance(f, "body", p) for p in op_cls.inputs), default=0)
+            + max((_advance(f, "body", p) for p in op_cls.outputs), default=0)
             + 2 * PAD + 30,
         )
-        self.width = float(min(NODE_MAX_W, max(NODE_MIN_W, math.ceil(want / GRID) * GRID)))
+        width = float(min(NODE_MAX_W, max(NODE_MIN_W, math.ceil(want / GRID) * GRID)))
         rows = max(len(op_cls.inputs), len(op_cls.outputs), 1)
-        body = rows * ROW_H + len(self.param_lines) * LINE_H + 6
-        self.height = HEADER_H + body + FOOTER_H
-        for i, p in enumerate(op_cls.inputs):
-            self.in_ports[p].setPos(0, self.port_offset(i))
-        for i, p in enumerate(op_cls.outputs):
-            self.out_ports[p].setPos(self.width, self.port_offset(i))
+        height = HEADER_H + rows * ROW_H + len(self.param_lines) * LINE_H + 6 + FOOTER_H
+        resized = (width, height) != (self.width, self.height)
+        if resized:
+            self.prepareGeometryChange()
+            self.width, self.height = width, height
+            for i, p in enumerate(op_cls.inputs):
+                self.in_ports[p].setPos(0, self.port_offset(i))
+            for i, p in enumerate(op_cls.outputs):
+                self.out_ports[p].setPos(self.width, self.port_offset(i))
         tip = f"<b>{node.name}</b> — {op_cls.label}"
         if op_cls.formula:
             tip += f"<br><span style='font-family:serif'>{op_cls.formula}</span>"
@@ -279,8 +311,22 @@ class NodeItem(QGraphicsItem):
             tip += f"<br><span style='color:{self.theme.error}'>⚠ {error}</span>"
         self.setToolTip(tip)
         self.update()
-        for e in self.edges:
-            e.update_path()
+        if resized:
+            self.geometry_changed()
+
+    def geometry_changed(self):
+        """The card moved or changed size: its wires and the scene's obstacle map follow."""
+        sc = self.scene()
+        if sc is None:
+            return
+        sc.card_geometry_changed()
+        if self._syncing or sc.mouseGrabberItem() is None:
+            # model-driven changes come in bursts (undo, auto layout): route once after
+            for e in self.edges:
+                sc.mark_edge_dirty(e)
+        else:
+            for e in self.edges:
+                e.update_path()
 
     @staticmethod
     def port_offset(index: int) -> float:
@@ -312,8 +358,7 @@ class NodeItem(QGraphicsItem):
             if sc is not None and sc.snap_to_grid:
                 return QPointF(round(value.x() / GRID) * GRID, round(value.y() / GRID) * GRID)
         elif change == QGraphicsItem.ItemPositionHasChanged:
-            for e in self.edges:
-                e.update_path()
+            self.geometry_changed()
         elif change == QGraphicsItem.ItemSelectedHasChanged:
             for e in self.edges:
                 e.update()
@@ -335,10 +380,14 @@ class NodeItem(QGraphicsItem):
         painter.setRenderHint(QPainter.Antialiasing)
         if lod < 0.35:
             # Far away a card is a coloured block: cheap, and still shows the structure.
-            painter.setPen(QPen(t.color("selection" if selected else "node_border"),
-                                3 if selected else 1))
+            painter.setRenderHint(QPainter.Antialiasing, False)
+            if selected:
+                painter.setPen(QPen(t.color("selection"), 3))
+            else:
+                painter.setPen(Qt.NoPen)
             painter.setBrush(t.color("error") if self.error else cat)
-            painter.drawRoundedRect(rect, 7, 7)
+            painter.drawRect(rect)
+            painter.setRenderHint(QPainter.Antialiasing, True)
             return
         # shadow
         shadow = t.color("node_shadow")
@@ -380,6 +429,18 @@ class NodeItem(QGraphicsItem):
                          fm.elidedText(self.title, Qt.ElideRight, title_w))
         if self.is_loss:
             self._draw_loss_tag(painter)
+        if lod < 0.6:
+            # small on screen: the body text would be unreadable anyway
+            painter.setBrush(Qt.NoBrush)
+            painter.setPen(QPen(t.color("error" if self.error else
+                                        "selection" if selected else "node_border"),
+                                2 if selected or self.error else 1))
+            painter.drawRoundedRect(rect, 7, 7)
+            for port in self.in_ports.values():
+                port.draw(painter, t)
+            for port in self.out_ports.values():
+                port.draw(painter, t)
+            return
         # port labels
         painter.setFont(self.fonts["body"])
         painter.setPen(t.color("text"))
@@ -436,6 +497,10 @@ class NodeItem(QGraphicsItem):
         else:
             painter.setPen(QPen(t.color("node_border"), 1))
             painter.drawRoundedRect(rect, 7, 7)
+        for port in self.in_ports.values():
+            port.draw(painter, t)
+        for port in self.out_ports.values():
+            port.draw(painter, t)
         if self.error:
             self._draw_badge(painter)
 
@@ -479,22 +544,24 @@ class NodeItem(QGraphicsItem):
 
 
 # --------------------------------------------------------------------- edges
-def _cubic_points(p0, c1, c2, p3, n=24):
-    out = []
-    for i in range(n + 1):
-        t = i / n
-        a, b, c, d = (1 - t) ** 3, 3 * (1 - t) ** 2 * t, 3 * (1 - t) * t * t, t ** 3
-        out.append((a * p0.x() + b * c1.x() + c * c2.x() + d * p3.x(),
-                    a * p0.y() + b * c1.y() + c * c2.y() + d * p3.y()))
-    return out
+_T = np.linspace(0.0, 1.0, 25)
+_B = np.stack([(1 - _T) ** 3, 3 * (1 - _T) ** 2 * _T, 3 * (1 - _T) * _T ** 2, _T ** 3], axis=1)
+
+
+def _cubic_points(p0, c1, c2, p3):
+    """25 points along a cubic Bézier, as an (n, 2) array."""
+    ctrl = np.array([[p0.x(), p0.y()], [c1.x(), c1.y()], [c2.x(), c2.y()], [p3.x(), p3.y()]])
+    return _B @ ctrl
 
 
 def _hits(points, rects) -> bool:
-    for x, y in points:
-        for r in rects:
-            if r.left() < x < r.right() and r.top() < y < r.bottom():
-                return True
-    return False
+    """Whether any point lies strictly inside any rectangle (rows of left, top, right, bottom)."""
+    if not len(rects) or not len(points):
+        return False
+    x = points[:, 0:1]
+    y = points[:, 1:2]
+    inside = ((x > rects[:, 0]) & (x < rects[:, 2]) & (y > rects[:, 1]) & (y < rects[:, 3]))
+    return bool(inside.any())
 
 
 class EdgeItem(QGraphicsItem):
@@ -516,6 +583,7 @@ class EdgeItem(QGraphicsItem):
         self.setZValue(0)
         self.setAcceptHoverEvents(True)
         self.hover = False
+        self._long = False
         src.edges.append(self)
         dst.edges.append(self)
 
@@ -545,6 +613,7 @@ class EdgeItem(QGraphicsItem):
         self.prepareGeometryChange()
         self.path = path
         self.label_pos = path.pointAtPercent(0.5)
+        self._long = QLineF(p1, p2).length() >= 70  # short wires get no label
         self._update_rect()
 
     def _update_rect(self):
@@ -576,27 +645,38 @@ class EdgeItem(QGraphicsItem):
         self.update()
 
     def paint(self, painter, option, widget=None):
-        t = self.theme
-        lod = option.levelOfDetailFromTransform(painter.worldTransform())
-        painter.setRenderHint(QPainter.Antialiasing)
+        # kept lean: hundreds of wires are painted per frame when the whole graph shows
         hot = self.isSelected() or self.src.isSelected() or self.dst.isSelected()
-        color = t.color("selection") if hot else t.color("error") if self.bad else t.color("edge")
-        width = 2.6 if hot or self.hover else 1.8
-        painter.setPen(QPen(color, width, Qt.SolidLine, Qt.RoundCap))
-        painter.setBrush(Qt.NoBrush)
+        pen = _wire_pen(self.theme, hot, self.bad, self.hover)
+        painter.setPen(pen)
+        painter.setBrush(_NO_BRUSH)
         painter.drawPath(self.path)
-        if lod < 0.55 or not self.label:
+        if not self.label or not self._long or \
+                option.levelOfDetailFromTransform(painter.worldTransform()) < 0.55:
             return
-        line = QLineF(*self.endpoints())
-        if line.length() < 70:
-            return
+        t = self.theme
         r = self._label_rect()
-        painter.setPen(QPen(color if hot else t.color("node_border"), 1))
+        painter.setPen(QPen(pen.color() if hot else t.color("node_border"), 1))
         painter.setBrush(t.color("edge_label_bg"))
         painter.drawRoundedRect(r, r.height() / 2, r.height() / 2)
         painter.setFont(self.fonts["small"])
         painter.setPen(t.color("error") if self.bad else t.color("edge_label_text"))
-        painter.drawText(r, Qt.AlignCenter, self.label)
+        painter.drawText(r, _CENTER, self.label)
+
+
+_NO_BRUSH = Qt.NoBrush
+_CENTER = Qt.AlignCenter
+_PENS: dict = {}
+
+
+def _wire_pen(theme: Theme, hot: bool, bad: bool, hover: bool) -> QPen:
+    key = (theme.name, hot, bad, hover)
+    pen = _PENS.get(key)
+    if pen is None:
+        color = (theme.color("selection") if hot else theme.color("error") if bad
+                 else theme.color("edge"))
+        pen = _PENS[key] = QPen(color, 2.6 if hot or hover else 1.8, Qt.SolidLine, Qt.RoundCap)
+    return pen
 
 
 def _default_curve(p1: QPointF, p2: QPointF):
@@ -613,35 +693,34 @@ def route(scene, p1: QPointF, p2: QPointF, exclude=()) -> QPainterPath:
     if scene is None or p2.x() - p1.x() < 60:
         return path
     top, bottom = min(p1.y(), p2.y()), max(p1.y(), p2.y())
-    box = QRectF(QPointF(p1.x() + 2, top - 60), QPointF(p2.x() - 2, bottom + 60))
-    rects = [it.scene_card_rect().adjusted(-8, -8, 8, 8) for it in scene.node_items_in(box)
-             if it not in exclude]
-    if not rects or not _hits(_cubic_points(a, c1, c2, b), rects):
+    rects = scene.obstacles(p1.x() + 2, p2.x() - 2, top - 60, bottom + 60, exclude, margin=8)
+    if not _hits(_cubic_points(a, c1, c2, b), rects):
         return path
     # Candidate lanes: just above or below each card in the way, nearest first.
-    band = QRectF(QPointF(p1.x() + 2, top - 1200), QPointF(p2.x() - 2, bottom + 1200))
-    rects = [it.scene_card_rect().adjusted(-10, -10, 10, 10) for it in scene.node_items_in(band)
-             if it not in exclude]
-    lanes = {p1.y(), p2.y()}
-    for r in rects:
-        lanes.add(r.top() - 4)
-        lanes.add(r.bottom() + 4)
-    mid = (p1.y() + p2.y()) / 2
+    rects = scene.obstacles(p1.x() + 2, p2.x() - 2, top - 1200, bottom + 1200, exclude,
+                            margin=10)
+    lanes = np.concatenate([[p1.y(), p2.y()], rects[:, 1] - 4, rects[:, 3] + 4])
+    cost = np.abs(lanes - p1.y()) + np.abs(lanes - p2.y())
     span = p2.x() - p1.x()
     ramp = min(70.0, span / 3)
-    for lane in sorted(lanes, key=lambda y: (abs(y - p1.y()) + abs(y - p2.y()), abs(y - mid))):
-        q1 = QPointF(p1.x() + ramp * 1.6, lane)
-        q2 = QPointF(p2.x() - ramp * 1.6, lane)
-        pts = (_cubic_points(p1, QPointF(p1.x() + ramp, p1.y()), QPointF(q1.x() - ramp, lane), q1)
-               + [(q1.x() + (q2.x() - q1.x()) * i / 20, lane) for i in range(21)]
-               + _cubic_points(q2, QPointF(q2.x() + ramp, lane), QPointF(p2.x() - ramp, p2.y()),
-                               p2))
-        if q2.x() >= q1.x() and not _hits(pts, rects):
-            path = QPainterPath(p1)
-            path.cubicTo(QPointF(p1.x() + ramp, p1.y()), QPointF(q1.x() - ramp, lane), q1)
-            path.lineTo(q2)
-            path.cubicTo(QPointF(q2.x() + ramp, lane), QPointF(p2.x() - ramp, p2.y()), p2)
-            return path
+    q1x, q2x = p1.x() + ramp * 1.6, p2.x() - ramp * 1.6
+    if q2x < q1x:
+        return path
+    # cards the straight middle part could cross
+    mid = rects[(rects[:, 2] > q1x) & (rects[:, 0] < q2x)]
+    for lane in lanes[np.argsort(cost, kind="stable")][:40]:
+        if len(mid) and bool(((mid[:, 1] < lane) & (mid[:, 3] > lane)).any()):
+            continue
+        q1, q2 = QPointF(q1x, lane), QPointF(q2x, lane)
+        ramp1 = _cubic_points(p1, QPointF(p1.x() + ramp, p1.y()), QPointF(q1x - ramp, lane), q1)
+        ramp2 = _cubic_points(q2, QPointF(q2x + ramp, lane), QPointF(p2.x() - ramp, p2.y()), p2)
+        if _hits(ramp1, rects) or _hits(ramp2, rects):
+            continue
+        path = QPainterPath(p1)
+        path.cubicTo(QPointF(p1.x() + ramp, p1.y()), QPointF(q1x - ramp, lane), q1)
+        path.lineTo(q2)
+        path.cubicTo(QPointF(q2x + ramp, lane), QPointF(p2.x() - ramp, p2.y()), p2)
+        return path
     return path
 
 
@@ -698,6 +777,72 @@ class _DragWire(QGraphicsItem):
                              self.hint)
 
 
+# ------------------------------------------------------------------ overview
+DETAIL_LOD = 0.35  # below this zoom the cards are too small to read
+
+
+class OverviewItem(QGraphicsItem):
+    """The whole graph in one picture when zoomed far out: cards as blocks, wires as one path.
+
+    Far out, hundreds of cards and wires each painted by Python cost more than a
+    frame; this item draws them in a few calls while the real items stay in the
+    scene (transparent but clickable, so selecting and dragging still work).
+    """
+
+    def __init__(self, scene: GraphScene):
+        super().__init__()
+        self._scene = scene
+        self._key = None
+        self._blocks = {}
+        self._wires = QPainterPath()
+        self.setZValue(-1)
+        self.setAcceptedMouseButtons(Qt.NoButton)
+        self.setVisible(False)
+
+    def boundingRect(self):
+        return QRectF(-50000, -50000, 100000, 100000)
+
+    def _rebuild(self):
+        sc = self._scene
+        t = sc.theme
+        blocks = {}
+        for item in sc.nodes.values():
+            color = t.color("error") if item.error else t.category_color(item.category)
+            blocks.setdefault(color.rgba(), (color, []))[1].append(item.scene_card_rect())
+        wires = QPainterPath()
+        for e in sc.edges.values():
+            wires.addPath(e.path)
+        self._blocks, self._wires = blocks, wires
+
+    def paint(self, painter, option, widget=None):
+        sc = self._scene
+        t = sc.theme
+        key = (sc.geometry_version, sc.shape_version, t.name, len(sc.edges))
+        if key != self._key:
+            self._rebuild()
+            self._key = key
+        pen = QPen(t.color("edge"), 1.0)
+        pen.setCosmetic(True)
+        painter.setPen(pen)
+        painter.setBrush(Qt.NoBrush)
+        painter.drawPath(self._wires)
+        painter.setPen(Qt.NoPen)
+        for color, rects in self._blocks.values():
+            painter.setBrush(color)
+            painter.drawRects(rects)
+        selected = sc.selectedItems()
+        if selected:
+            pen = QPen(t.color("selection"), 3.0)
+            pen.setCosmetic(True)
+            painter.setPen(pen)
+            painter.setBrush(Qt.NoBrush)
+            for it in selected:
+                if isinstance(it, NodeItem):
+                    painter.drawRect(it.scene_card_rect())
+                elif isinstance(it, EdgeItem):
+                    painter.drawPath(it.path)
+
+
 # --------------------------------------------------------------------- scene
 class GraphScene(QGraphicsScene):
     """Items mirroring a :class:`Graph`; gestures become request signals.
@@ -744,11 +889,39 @@ class GraphScene(QGraphicsScene):
         self._shape_timer.setSingleShot(True)
         self._shape_timer.setInterval(0)
         self._shape_timer.timeout.connect(self.refresh_shapes)
+        self._dirty_edges = set()
+        self._edge_timer = QTimer(self)
+        self._edge_timer.setSingleShot(True)
+        self._edge_timer.setInterval(0)
+        self._edge_timer.timeout.connect(self.flush_edges)
+        self._cards = None  # (items, array of left, top, right, bottom), rebuilt when stale
+        self.geometry_version = 0
+        self.shape_version = 0
+        self.detailed = True
+        self.overview = OverviewItem(self)
+        self.addItem(self.overview)
+        self.selectionChanged.connect(self._on_selection_for_overview)
         self.setItemIndexMethod(QGraphicsScene.BspTreeIndex)
         if graph is not None:
             self.set_graph(graph)
 
     # --------------------------------------------------------- model sync
+    def set_detail(self, detailed: bool):
+        """Draw each card and wire itself (True) or all of them as one overview (False)."""
+        detailed = bool(detailed)
+        if detailed == self.detailed:
+            return
+        self.detailed = detailed
+        opacity = 1.0 if detailed else 0.0
+        # a fully transparent item is never painted but still takes clicks
+        for item in list(self.nodes.values()) + list(self.edges.values()):
+            item.setOpacity(opacity)
+        self.overview.setVisible(not detailed)
+
+    def _on_selection_for_overview(self):
+        if not self.detailed:
+            self.overview.update()
+
     def set_graph(self, graph: Graph):
         """Show ``graph`` (unsubscribing from the previous one) and rebuild every item."""
         self.detach()
@@ -758,6 +931,7 @@ class GraphScene(QGraphicsScene):
         self.nodes.clear()
         self.edges.clear()
         self.graph = graph
+        self.report = graph.infer_shapes()  # so each card is built once, with its shape
         self._subs = [
             (graph.node_added, self._on_node_added),
             (graph.node_removed, self._on_node_removed),
@@ -775,6 +949,7 @@ class GraphScene(QGraphicsScene):
             self._on_edge_added(edge, schedule=False)
         self._on_meta_changed()
         self.refresh_shapes()
+        self.flush_edges()
 
     def detach(self):
         """Stop listening to the current graph."""
@@ -783,7 +958,9 @@ class GraphScene(QGraphicsScene):
         self._subs = []
 
     def _on_node_added(self, node, schedule=True):
-        item = NodeItem(self, node)
+        item = NodeItem(self, node, self._info(node.id))
+        if not self.detailed:
+            item.setOpacity(0.0)
         self.nodes[node.id] = item
         pos = self.graph.layout.get(node.id)
         item.sync_pos(pos if pos is not None else (0.0, 0.0))
@@ -797,6 +974,7 @@ class GraphScene(QGraphicsScene):
             for e in list(item.edges):
                 self._remove_edge_item(e)
             self.removeItem(item)
+            self.card_geometry_changed()
         self.schedule_shapes()
 
     def _on_node_changed(self, node):
@@ -808,9 +986,11 @@ class GraphScene(QGraphicsScene):
     def _on_edge_added(self, edge, schedule=True):
         src, dst = self.nodes[edge.src], self.nodes[edge.dst]
         item = EdgeItem(self, edge, src, dst)
+        if not self.detailed:
+            item.setOpacity(0.0)
         self.edges[edge] = item
         self.addItem(item)
-        item.update_path()
+        self.mark_edge_dirty(item)
         src.out_ports[edge.src_port].connected = True
         dst.in_ports[edge.dst_port].connected = True
         src.out_ports[edge.src_port].update()
@@ -826,6 +1006,7 @@ class GraphScene(QGraphicsScene):
 
     def _remove_edge_item(self, item):
         self.edges.pop(item.edge, None)
+        self._dirty_edges.discard(item)
         item.detach()
         self.removeItem(item)
         e = item.edge
@@ -849,6 +1030,47 @@ class GraphScene(QGraphicsScene):
             if item.is_loss != loss:
                 item.is_loss = loss
                 item.update()
+
+    # ---------------------------------------------------------- geometry
+    def card_geometry_changed(self):
+        """A card moved, appeared or changed size: the obstacle map is stale."""
+        self._cards = None
+        self.geometry_version += 1
+
+    def obstacles(self, x0, x1, y0, y1, exclude=(), margin=8.0):
+        """Card rectangles (grown by ``margin``) meeting the box, as rows of l, t, r, b."""
+        if self._cards is None:
+            items = list(self.nodes.values())
+            arr = np.array([(it.x(), it.y(), it.x() + it.width, it.y() + it.height)
+                            for it in items], dtype=float).reshape(-1, 4)
+            self._cards = (items, arr)
+        items, arr = self._cards
+        keep = (arr[:, 2] + margin > x0) & (arr[:, 0] - margin < x1) & \
+               (arr[:, 3] + margin > y0) & (arr[:, 1] - margin < y1)
+        for it in exclude:
+            try:
+                keep[items.index(it)] = False
+            except ValueError:
+                pass
+        out = arr[keep].copy()
+        out[:, :2] -= margin
+        out[:, 2:] += margin
+        return out
+
+    def mark_edge_dirty(self, item):
+        """Re-route ``item`` soon (once, however many of its ends moved)."""
+        self._dirty_edges.add(item)
+        self._edge_timer.start()
+
+    def flush_edges(self):
+        """Re-route every wire whose ends moved since the last flush."""
+        self._edge_timer.stop()
+        dirty, self._dirty_edges = self._dirty_edges, set()
+        for item in dirty:
+            if item.scene() is self:
+                item.update_path()
+        if dirty:
+            self.geometry_version += 1  # the overview redraws the wires
 
     # -------------------------------------------------------------- shapes
     def schedule_shapes(self):
@@ -875,6 +1097,9 @@ class GraphScene(QGraphicsScene):
             else:
                 k = self.graph.nodes[edge.src].output_ports.index(edge.src_port)
                 item.set_label(fmt_shape(shapes[k]), bad=edge.dst in self.report.errors)
+        self.shape_version += 1
+        if not self.detailed:
+            self.overview.update()
         self.shapes_updated.emit(self.report)
 
     def output_shape(self, node_id: str, port: str):
@@ -1126,9 +1351,13 @@ class GraphScene(QGraphicsScene):
 
     def content_rect(self) -> QRectF:
         """The cards' bounding rectangle (without the drag wire)."""
+        cached = getattr(self, "_content", None)
+        if cached is not None and cached[0] == self.geometry_version:
+            return QRectF(cached[1])
         r = QRectF()
         for item in self.nodes.values():
             r = r.united(item.sceneBoundingRect())
+        self._content = (self.geometry_version, QRectF(r))
         return r
 
 
@@ -1142,17 +1371,20 @@ def _registry():
 class Minimap(QWidget):
     """An overview of the whole graph with the visible area; click or drag to pan."""
 
-    def __init__(self, view: GraphView):
-        super().__init__(view)
+    def __init__(self, view: GraphView, parent=None):
+        # a panel of its own: overlaid on the canvas it would stop Qt from scrolling
+        # the canvas by copying pixels, and every pan would repaint everything
+        super().__init__(parent)
         self.view = view
-        self.setFixedSize(220, 150)
+        self.setMinimumSize(160, 110)
         self.setCursor(Qt.PointingHandCursor)
         self._dragging = False
+        self._cache = None
 
     def _mapping(self):
         scene = self.view.scene()
+        # the cards only, so the overview stays put while the view pans over it
         world = scene.content_rect().adjusted(-40, -40, 40, 40)
-        world = world.united(self.view.visible_rect())
         if world.isEmpty():
             return None
         inner = QRectF(self.rect()).adjusted(6, 6, -6, -6)
@@ -1164,34 +1396,53 @@ class Minimap(QWidget):
     def paintEvent(self, event):
         scene = self.view.scene()
         t = scene.theme
+        m = self._mapping()
         p = QPainter(self)
+        p.setRenderHint(QPainter.Antialiasing)
+        key = (scene.geometry_version, t.name, self.size().toTuple(), self.devicePixelRatioF(),
+               None if m is None else (m[0].getRect(), m[1]))
+        if self._cache is None or self._cache[0] != key:
+            # the overview of the cards changes only when cards move: draw it once
+            self._cache = (key, self._render_cards(scene, t, m))
+        p.drawPixmap(0, 0, self._cache[1])
+        if m is None:
+            return
+        world, s, ox, oy = m
+        r = self.view.visible_rect()
+        view_r = QRectF(ox + (r.x() - world.x()) * s, oy + (r.y() - world.y()) * s,
+                        r.width() * s, r.height() * s)
+        sel = t.color("selection")
+        p.setPen(QPen(sel, 1.5))
+        fill = QColor(sel)
+        fill.setAlpha(40)
+        p.setBrush(fill)
+        p.setClipRect(QRectF(self.rect()).adjusted(2, 2, -2, -2))
+        p.drawRect(view_r)
+
+    def _render_cards(self, scene, t, m):
+        from PySide6.QtGui import QPixmap  # noqa: PLC0415
+
+        dpr = self.devicePixelRatioF()
+        pm = QPixmap(int(self.width() * dpr), int(self.height() * dpr))
+        pm.setDevicePixelRatio(dpr)
+        pm.fill(Qt.transparent)
+        p = QPainter(pm)
         p.setRenderHint(QPainter.Antialiasing)
         bg = t.color("panel")
         bg.setAlpha(235)
         p.setPen(QPen(t.color("node_border"), 1))
         p.setBrush(bg)
         p.drawRoundedRect(QRectF(self.rect()).adjusted(0.5, 0.5, -0.5, -0.5), 6, 6)
-        m = self._mapping()
-        if m is None:
-            return
-        world, s, ox, oy = m
-
-        def tr(r: QRectF) -> QRectF:
-            return QRectF(ox + (r.x() - world.x()) * s, oy + (r.y() - world.y()) * s,
-                          max(r.width() * s, 1.5), max(r.height() * s, 1.5))
-
-        p.setPen(Qt.NoPen)
-        for item in scene.nodes.values():
-            c = t.color("error") if item.error else t.category_color(item.category)
-            p.setBrush(c)
-            p.drawRect(tr(item.scene_card_rect()))
-        view_r = tr(self.view.visible_rect())
-        sel = t.color("selection")
-        p.setPen(QPen(sel, 1.5))
-        fill = QColor(sel)
-        fill.setAlpha(40)
-        p.setBrush(fill)
-        p.drawRect(view_r)
+        if m is not None:
+            world, s, ox, oy = m
+            p.setPen(Qt.NoPen)
+            for item in scene.nodes.values():
+                p.setBrush(t.color("error") if item.error else t.category_color(item.category))
+                r = item.scene_card_rect()
+                p.drawRect(QRectF(ox + (r.x() - world.x()) * s, oy + (r.y() - world.y()) * s,
+                                  max(r.width() * s, 1.5), max(r.height() * s, 1.5)))
+        p.end()
+        return pm
 
     def _pan_to(self, pos):
         m = self._mapping()
@@ -1252,7 +1503,6 @@ class GraphView(QGraphicsView):
         self._pan = None
         self._space = False
         self.minimap = Minimap(self)
-        self.minimap_enabled = True
         self._minimap_timer = QTimer(self)
         self._minimap_timer.setSingleShot(True)
         self._minimap_timer.setInterval(30)
@@ -1280,6 +1530,7 @@ class GraphView(QGraphicsView):
         delta = after - before
         self.translate(delta.x(), delta.y())
         self.setTransformationAnchor(old)
+        self.scene().set_detail(z >= DETAIL_LOD)
         self.zoom_changed.emit(z)
         self._minimap_timer.start()
 
@@ -1313,19 +1564,8 @@ class GraphView(QGraphicsView):
 
     # ------------------------------------------------------------- minimap
     def _update_minimap(self):
-        scene = self.scene()
-        content = scene.content_rect()
-        show = (self.minimap_enabled and len(scene.nodes) > 0
-                and not self.visible_rect().contains(content))
-        self.minimap.setVisible(show)
-        if show:
+        if self.minimap.isVisible():
             self.minimap.update()
-
-    def resizeEvent(self, event):
-        super().resizeEvent(event)
-        m = self.minimap
-        m.move(self.viewport().width() - m.width() - 12, self.viewport().height() - m.height() - 12)
-        self._minimap_timer.start()
 
     # ------------------------------------------------------------------ pan
     def mousePressEvent(self, event):
@@ -1452,6 +1692,9 @@ def render_scene(scene: GraphScene, width: int, height: int, dpr: float = 1.0, m
                   width / s, height / s)
     painter = QPainter(img)
     painter.setRenderHints(QPainter.Antialiasing | QPainter.TextAntialiasing)
+    detailed = scene.detailed
+    scene.set_detail(True)  # the picture has its own scale; each item picks its detail
     scene.render(painter, QRectF(0, 0, width, height), full, Qt.KeepAspectRatio)
+    scene.set_detail(detailed)
     painter.end()
     return img

@@ -49,11 +49,23 @@ class Theme:
     categories: dict = field(default_factory=dict)
 
     def color(self, role: str) -> QColor:
-        """The colour of ``role`` (an attribute name) as a :class:`QColor`."""
-        return QColor(getattr(self, role))
+        """The colour of ``role`` (an attribute name) as a :class:`QColor` (a copy)."""
+        key = (self.name, role)
+        c = _COLORS.get(key)
+        if c is None:
+            # parsing colour names on every paint is measurable with hundreds of cards
+            c = _COLORS[key] = QColor(getattr(self, role))
+        return QColor(c)
 
     def category_color(self, category: str) -> QColor:
-        return QColor(self.categories.get(category, self.accent))
+        key = (self.name, "category:" + category)
+        c = _COLORS.get(key)
+        if c is None:
+            c = _COLORS[key] = QColor(self.categories.get(category, self.accent))
+        return QColor(c)
+
+
+_COLORS: dict = {}
 
 
 LIGHT = Theme(
