@@ -30,7 +30,6 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMenu,
     QMessageBox,
-    QStyle,
     QUndoView,
 )
 
@@ -52,10 +51,10 @@ from app.commands import (
     subgraph_dict,
 )
 from app.layout import layered_layout
-from core.errors import GraphError, StudioError
+from core.errors import StudioError
 from core.graph import Edge, Graph
 from core.ops import REGISTRY, get_op
-from core.ops.base import fmt_shape
+from core.ops.base import fmt_shape, numel
 from core.serialize import dumps, load_graph, loads, save_graph
 from widgets.canvas import GRID, NODE_MIN_W, EdgeItem, GraphScene, GraphView, NodeItem
 from widgets.inspector import Inspector
@@ -165,8 +164,8 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(self.history_dock, self.overview_dock)
         self.history_dock.raise_()
         self.resizeDocks([self.palette_dock], [240], Qt.Horizontal)
-        self.resizeDocks([self.inspector_dock], [300], Qt.Horizontal)
-        self.resizeDocks([self.inspector_dock, self.history_dock], [560, 220], Qt.Vertical)
+        self.resizeDocks([self.inspector_dock], [320], Qt.Horizontal)
+        self.resizeDocks([self.inspector_dock, self.history_dock], [640, 170], Qt.Vertical)
 
     def _action(self, text, slot, shortcut=None, canvas=False, tip=None, icon=None,
                 checkable=False):
@@ -189,25 +188,20 @@ class MainWindow(QMainWindow):
         return a
 
     def _make_actions(self):
-        S = QStyle
         K = QKeySequence
-        self.act_new = self._action("&New", self.new_file, K.New, icon=S.SP_FileIcon,
-                                    tip="Start an empty graph")
-        self.act_open = self._action("&Open…", lambda: self.open_file(), K.Open,
-                                     icon=S.SP_DialogOpenButton)
+        self.act_new = self._action("&New", self.new_file, K.New, tip="Start an empty graph")
+        self.act_open = self._action("&Open…", lambda: self.open_file(), K.Open)
         self.act_examples = self._action("&Examples…", self.show_examples, "Ctrl+E",
                                          tip="Open one of the preset graphs")
-        self.act_save = self._action("&Save", self.save, K.Save, icon=S.SP_DialogSaveButton)
+        self.act_save = self._action("&Save", self.save, K.Save)
         self.act_save_as = self._action("Save &As…", self.save_as, K.SaveAs)
         self.act_export = self._action("Export &Picture…", self.export_picture, "Ctrl+Shift+E")
         self.act_quit = self._action("&Quit", self.close, K.Quit)
 
         self.act_undo = self.undo_stack.createUndoAction(self, "&Undo")
         self.act_undo.setShortcut(K.Undo)
-        self.act_undo.setIcon(self.style().standardIcon(S.SP_ArrowBack))
         self.act_redo = self.undo_stack.createRedoAction(self, "&Redo")
         self.act_redo.setShortcuts([K("Ctrl+Y"), K("Ctrl+Shift+Z")])
-        self.act_redo.setIcon(self.style().standardIcon(S.SP_ArrowForward))
         self.act_cut = self._action("Cu&t", self.cut, K.Cut, canvas=True)
         self.act_copy = self._action("&Copy", self.copy, K.Copy, canvas=True)
         self.act_paste = self._action("&Paste", self.paste, K.Paste, canvas=True)
@@ -220,7 +214,7 @@ class MainWindow(QMainWindow):
                                     canvas=True, tip="Search ops and add one at the cursor")
 
         self.act_fit = self._action("&Fit to View", lambda: self.view.fit_to_view(), "F",
-                                    canvas=True, icon=S.SP_TitleBarMaxButton)
+                                    canvas=True)
         self.act_zoom_in = self._action("Zoom &In", lambda: self.view.zoom_by(1.25),
                                         [K.ZoomIn, K("Ctrl+=")])
         self.act_zoom_out = self._action("Zoom &Out", lambda: self.view.zoom_by(0.8), K.ZoomOut)
@@ -390,6 +384,14 @@ class MainWindow(QMainWindow):
         self.settings.setValue("theme", self.theme.name)
 
     def _apply_theme(self):
+        from widgets.icons import action_icon  # noqa: PLC0415
+
+        ink = self.theme.color("text")
+        for name, act in (("new", self.act_new), ("open", self.act_open),
+                          ("save", self.act_save), ("undo", self.act_undo),
+                          ("redo", self.act_redo), ("fit", self.act_fit),
+                          ("layout", self.act_layout), ("examples", self.act_examples)):
+            act.setIcon(action_icon(name, ink))
         app = QApplication.instance()
         if app is not None:
             app.setPalette(qpalette(self.theme))
@@ -415,10 +417,11 @@ class MainWindow(QMainWindow):
 
     def _on_shapes_updated(self, report):
         g = self.graph
-        try:
-            params = g.parameter_count()
-        except GraphError:
-            params = 0
+        # counted from the report at hand (Graph.parameter_count would infer shapes again)
+        params = sum(report.params_of(nid) for nid in g.nodes)
+        for node in g.nodes.values():
+            if node.op_id == "parameter" and node.params.get("trainable", True):
+                params += numel(g.source_shape(node))
         macs = sum(report.macs.values())
         errors = len(report.errors)
         text = (f"{len(g.nodes)} nodes · {len(g.edges)} connections · {params:,} parameters · "

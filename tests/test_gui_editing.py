@@ -296,3 +296,15 @@ def test_dropping_a_graph_file_on_the_canvas_opens_it(make_window, tmp_path):
     md.setUrls([QUrl.fromLocalFile(str(path))])
     drop_mime(win, md, QPointF(50, 50))
     assert win.graph.name == "LeNet-5" and win.path == path
+
+
+def test_the_status_bar_shows_the_graph_totals(make_window):
+    """opening LeNet-5 shows 15 nodes and its 61,706 parameters in the status bar"""
+    win = make_window()
+    g = lenet5()
+    win.set_graph(g)
+    text = win.totals_label.text()
+    assert g.parameter_count() == 61_706
+    assert "61,706 parameters" in text
+    assert text.startswith("15 nodes · 14 connections")
+    assert "multiply-adds" in text and "error" not in text

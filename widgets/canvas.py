@@ -650,7 +650,15 @@ class EdgeItem(QGraphicsItem):
         pen = _wire_pen(self.theme, hot, self.bad, self.hover)
         painter.setPen(pen)
         painter.setBrush(_NO_BRUSH)
-        painter.drawPath(self.path)
+        sc = self.scene()
+        if sc is not None and sc.interacting:
+            # while the view moves, plain lines: antialiasing a long curve costs ~0.3 ms,
+            # and the settled frame redraws it smooth
+            painter.setRenderHint(QPainter.Antialiasing, False)
+            painter.drawPath(self.path)
+            painter.setRenderHint(QPainter.Antialiasing, True)
+        else:
+            painter.drawPath(self.path)
         if not self.label or not self._long or \
                 option.levelOfDetailFromTransform(painter.worldTransform()) < 0.55:
             return
@@ -898,6 +906,7 @@ class GraphScene(QGraphicsScene):
         self.geometry_version = 0
         self.shape_version = 0
         self.detailed = True
+        self.interacting = False  # the view is panning or zooming: draw fast, not fine
         self.overview = OverviewItem(self)
         self.addItem(self.overview)
         self.selectionChanged.connect(self._on_selection_for_overview)
@@ -948,7 +957,7 @@ class GraphScene(QGraphicsScene):
         for edge in graph.edges:
             self._on_edge_added(edge, schedule=False)
         self._on_meta_changed()
-        self.refresh_shapes()
+        self.refresh_shapes(self.report)  # nothing changed since it was computed above
         self.flush_edges()
 
     def detach(self):
@@ -1082,12 +1091,12 @@ class GraphScene(QGraphicsScene):
         return (r.shapes.get(node_id), r.errors.get(node_id), node_id in r.blocked,
                 r.params_of(node_id))
 
-    def refresh_shapes(self):
-        """Run shape inference now and update every card and wire label."""
+    def refresh_shapes(self, report: ShapeReport | None = None):
+        """Run shape inference now (or take ``report``) and update every card and wire label."""
         self._shape_timer.stop()
         if self.graph is None:
             return
-        self.report = self.graph.infer_shapes()
+        self.report = report if report is not None else self.graph.infer_shapes()
         for nid, item in self.nodes.items():
             item.set_node(self.graph.nodes[nid], *self._info(nid))
         for edge, item in self.edges.items():
@@ -1503,6 +1512,10 @@ class GraphView(QGraphicsView):
         self._pan = None
         self._space = False
         self.minimap = Minimap(self)
+        self._settle = QTimer(self)
+        self._settle.setSingleShot(True)
+        self._settle.setInterval(160)
+        self._settle.timeout.connect(self._settled)
         self._minimap_timer = QTimer(self)
         self._minimap_timer.setSingleShot(True)
         self._minimap_timer.setInterval(30)
@@ -1519,6 +1532,7 @@ class GraphView(QGraphicsView):
     def set_zoom(self, z: float, anchor: QPointF | None = None):
         """Zoom to ``z`` keeping ``anchor`` (viewport point) fixed (default: the centre)."""
         z = max(self.MIN_ZOOM, min(self.MAX_ZOOM, z))
+        self._moving()
         if anchor is None:
             anchor = QPointF(self.viewport().rect().center())
         before = self.mapToScene(anchor.toPoint())
@@ -1566,6 +1580,20 @@ class GraphView(QGraphicsView):
     def _update_minimap(self):
         if self.minimap.isVisible():
             self.minimap.update()
+
+    # ---------------------------------------------------------- interaction
+    def _moving(self):
+        """The view is moving: draw the fast way until it rests for a moment."""
+        self.scene().interacting = True
+        self._settle.start()
+
+    def _settled(self):
+        self.scene().interacting = False
+        self.viewport().update()
+
+    def scrollContentsBy(self, dx, dy):
+        self._moving()
+        super().scrollContentsBy(dx, dy)
 
     # ------------------------------------------------------------------ pan
     def mousePressEvent(self, event):

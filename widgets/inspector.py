@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QPushButton,
     QScrollArea,
+    QSizePolicy,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -124,6 +125,8 @@ class Inspector(QScrollArea):
         super().__init__(parent)
         self.setWidgetResizable(True)
         self.setMinimumWidth(260)
+        # the panel follows the dock's width; long formulas wrap instead of scrolling
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         self.graph = None
         self.node_id = None
         self.report = None
@@ -190,6 +193,7 @@ class Inspector(QScrollArea):
             f = QLabel(op_cls.formula)
             f.setObjectName("inspectorFormula")
             f.setWordWrap(True)
+            f.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
             f.setTextInteractionFlags(Qt.TextSelectableByMouse)
             f.setToolTip(f"local derivative: {op_cls.derivative}" if op_cls.derivative else "")
             self._layout.addWidget(f)
@@ -197,6 +201,7 @@ class Inspector(QScrollArea):
             d = QLabel(f"∂: {op_cls.derivative}")
             d.setObjectName("muted")
             d.setWordWrap(True)
+            d.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
             self._layout.addWidget(d)
 
         form = QFormLayout()
@@ -219,7 +224,8 @@ class Inspector(QScrollArea):
             self.editors["__value__"] = (val, lambda n: self._show_value(val, n))
             form.addRow("value", val)
         if op_cls.outputs:
-            loss = QCheckBox("start the backward pass here")
+            loss = QCheckBox("start backprop here")
+            loss.setToolTip("Make this node the loss: the backward pass starts from it")
             loss.toggled.connect(lambda on: self.loss_requested.emit(self.node_id if on else None))
             self.editors["__loss__"] = (loss, lambda n: loss.setChecked(
                 self.graph.loss == n.id))
@@ -229,8 +235,8 @@ class Inspector(QScrollArea):
         self._layout.addWidget(box)
 
         line = QFrame()
-        line.setFrameShape(QFrame.HLine)
-        line.setObjectName("muted")
+        line.setObjectName("separator")
+        line.setFixedHeight(1)
         self._layout.addWidget(line)
         self.facts = QLabel()
         self.facts.setTextFormat(Qt.RichText)

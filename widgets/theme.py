@@ -137,12 +137,12 @@ QToolBar {{ background: {t.window}; border: none; spacing: 2px; padding: 3px; }}
 QToolButton {{ border: 1px solid transparent; border-radius: 5px; padding: 4px; }}
 QToolButton:hover {{ background: {t.alt_base}; border-color: {t.node_border}; }}
 QToolButton:checked {{ background: {t.alt_base}; border-color: {t.accent}; }}
-QLineEdit, QSpinBox, QDoubleSpinBox, QComboBox, QPlainTextEdit {{
+QLineEdit, QPlainTextEdit {{
     border: 1px solid {t.node_border}; border-radius: 4px; padding: 3px 5px;
     background: {t.base}; selection-background-color: {t.accent};
 }}
-QLineEdit:focus, QSpinBox:focus, QDoubleSpinBox:focus, QComboBox:focus,
-QPlainTextEdit:focus {{ border-color: {t.accent}; }}
+QLineEdit:focus, QPlainTextEdit:focus {{ border-color: {t.accent}; }}
+QFrame#separator {{ background: {t.node_border}; max-height: 1px; border: none; }}
 QLineEdit[invalid="true"] {{ border-color: {t.error}; }}
 QTreeView, QListView, QUndoView {{ border: none; background: {t.panel}; outline: 0; }}
 QTreeView::item, QListView::item {{ padding: 3px 2px; border-radius: 4px; }}
