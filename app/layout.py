@@ -78,11 +78,27 @@ def layered_layout(graph: Graph, sizes: dict,
     comps.sort(key=lambda c: -len(c))
     positions = {}
     y0 = origin[1]
+    width = 0.0
+    loners = [c[0] for c in comps if len(c) == 1]
     for comp in comps:
+        if len(comp) == 1:
+            continue
         pos, height = _layout_component(graph, dg.subgraph(comp), comp, index, sizes, port_y)
         for nid, (x, y) in pos.items():
             positions[nid] = (origin[0] + x, y0 + y)
+            width = max(width, x + sizes[nid][0])
         y0 += height + COMPONENT_GAP
+    # unconnected nodes go in rows underneath, not in one tall column
+    width = max(width, 4 * (max((sizes[n][0] for n in loners), default=0) + H_GAP / 2))
+    x, row_h = 0.0, 0.0
+    for nid in loners:
+        w, h = sizes[nid]
+        if x > 0 and x + w > width:
+            x, y0 = 0.0, y0 + row_h + V_GAP
+            row_h = 0.0
+        positions[nid] = (origin[0] + x, y0)
+        x += w + H_GAP / 2
+        row_h = max(row_h, h)
     return positions
 
 

@@ -1492,7 +1492,7 @@ class GraphView(QGraphicsView):
     zoom_changed = Signal(float)
     context_menu_requested = Signal(QPointF, object)
 
-    MIN_ZOOM = 0.08
+    MIN_ZOOM = 0.02
     MAX_ZOOM = 4.0
 
     def __init__(self, scene: GraphScene, parent=None):
