@@ -28,7 +28,7 @@ def preset_scene(path, theme: Theme) -> GraphScene:
 
     graph = load_graph(path)
     scene = GraphScene(graph, theme)
-    if any(nid not in graph.layout for nid in graph.nodes):
+    if any(nid not in graph.layout for nid in graph.nodes) or scene.overlapping_cards():
         items = scene.nodes
         pos = layered_layout(graph, {k: (v.width, v.height) for k, v in items.items()},
                              lambda nid, port, out: items[nid].port_y(port, out))

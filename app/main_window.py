@@ -108,6 +108,7 @@ class MainWindow(QMainWindow):
         self.path: Path | None = None
         self.graph = Graph()
         self._recovered = False
+        self.rearranged_on_open = False
         self._clipboard_fallback = None
         self.theme = get_theme(self.settings.value("theme", "light"))
         self.undo_stack = QUndoStack(self)
@@ -832,12 +833,16 @@ class MainWindow(QMainWindow):
         self.graph = graph
         self.scene.set_graph(graph)
         missing = [nid for nid in graph.nodes if nid not in graph.layout]
-        if missing:
-            # a file without positions: arrange it (part of opening, not an undoable edit)
+        overlapping = not missing and self.scene.overlapping_cards() > 0
+        if missing or overlapping:
+            # a file without positions, or laid out for other card sizes: arrange it
+            # (part of opening, not an undoable edit)
             placed = self.layout_positions()
-            for nid in missing:
+            for nid in (missing or graph.nodes):
                 graph.move(nid, placed[nid])
             self.scene.flush_edges()
+        # told to the user by open_file
+        self.rearranged_on_open = overlapping
         self.path = Path(path) if path else None
         self._recovered = False
         self.undo_stack.setClean()
@@ -890,7 +895,9 @@ class MainWindow(QMainWindow):
         self.set_graph(graph, path)
         self._add_recent(Path(path).resolve())
         self.clear_recovery()
-        self.statusBar().showMessage(f"Opened {path}", 4000)
+        note = (" — its cards overlapped, so it was arranged again (Auto Layout)"
+                if self.rearranged_on_open else "")
+        self.statusBar().showMessage(f"Opened {path}{note}", 8000)
         return True
 
     def save(self) -> bool:

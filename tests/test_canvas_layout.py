@@ -82,3 +82,18 @@ def test_isotonic_fit_is_the_closest_non_decreasing_sequence():
     """the column placement solver pools violators into their mean"""
     assert _isotonic([1.0, 3.0, 2.0, 4.0], [1, 1, 1, 1]) == [1.0, 2.5, 2.5, 4.0]
     assert _isotonic([5.0, 1.0], [3, 1]) == [4.0, 4.0]
+
+
+def test_a_file_whose_cards_overlap_opens_rearranged(make_window, tmp_path):
+    """positions made for narrower cards (overlapping here) are replaced by a tidy layout"""
+    from core.serialize import save_graph
+
+    g = lenet5()
+    for i, nid in enumerate(g.nodes):
+        g.layout[nid] = (i * 60.0, 0.0)  # 60 px apart: every card overlaps its neighbour
+    save_graph(g, tmp_path / "tight.json")
+    win = make_window()
+    win.open_file(str(tmp_path / "tight.json"))
+    assert win.scene.overlapping_cards() == 0
+    assert overlaps(win) == []
+    assert "arranged" in win.statusBar().currentMessage()

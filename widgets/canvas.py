@@ -1066,6 +1066,15 @@ class GraphScene(QGraphicsScene):
         out[:, 2:] += margin
         return out
 
+    def overlapping_cards(self) -> int:
+        """How many pairs of cards overlap (a file laid out for other card sizes has some)."""
+        arr = self.obstacles(-1e9, 1e9, -1e9, 1e9, margin=0.0)
+        if len(arr) < 2:
+            return 0
+        l, t, r, b = (arr[:, i:i + 1] for i in range(4))
+        hit = (l < r.T) & (l.T < r) & (t < b.T) & (t.T < b)
+        return int((hit.sum() - len(arr)) // 2)
+
     def mark_edge_dirty(self, item):
         """Re-route ``item`` soon (once, however many of its ends moved)."""
         self._dirty_edges.add(item)
