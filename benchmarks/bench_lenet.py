@@ -137,12 +137,24 @@ class _OptimAdapter:
         self.opt.step(ex)
 
 
-def torch_lenet(torch):
+def torch_lenet(torch, graph=None):
+    """The same network in PyTorch; with ``graph``, starting from the graph's weights."""
     nn = torch.nn
-    return nn.Sequential(
+    model = nn.Sequential(
         nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
         nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
+    if graph is not None:
+        layers = [m for m in model if isinstance(m, (nn.Conv2d, nn.Linear))]
+        names = ["conv1", "conv2", "fc1", "fc2", "fc3"]
+        with torch.no_grad():
+            for layer, name in zip(layers, names):
+                node = graph.node(name)
+                w = node.weights["W"]
+                # dense stores W as (in, out) for y = x·W; torch's Linear keeps (out, in)
+                layer.weight.copy_(torch.from_numpy(w if w.ndim == 4 else w.T.copy()))
+                layer.bias.copy_(torch.from_numpy(node.weights["b"]))
+    return model
 
 
 # ------------------------------------------------------------------ timing
@@ -169,7 +181,7 @@ def time_torch(torch, model, opt, batches):
         loss.backward()
         opt.step()
         times.append(time.perf_counter() - t0)
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     return times, losses
 
 
@@ -204,6 +216,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-check-finite", action="store_true",
                     help="Executor(check_finite=False): skip the per-node NaN/Inf check")
     ap.add_argument("--no-torch", action="store_true", help="time only our executor")
+    ap.add_argument("--pause", type=float, default=0.3,
+                    help="seconds between the two sides' rounds (not timed)")
     args = ap.parse_args(argv)
 
     rng = np.random.default_rng(0)
@@ -224,7 +238,6 @@ def main(argv=None) -> int:
           f"{args.rounds} rounds × {args.batches} batches; optimizer: {opt_name}; "
           f"check_finite={not args.no_check_finite}")
     print(f"parameters: {graph.parameter_count():,}")
-    time_ours(ex, opt, warm)
 
     torch = None
     if not args.no_torch:
@@ -234,8 +247,10 @@ def main(argv=None) -> int:
             print("PyTorch is not installed: skipping the comparison")
     if torch is not None:
         torch.set_num_threads(args.threads)
-        model = torch_lenet(torch)
+        model = torch_lenet(torch, graph)  # same starting weights, same batches
         topt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    time_ours(ex, opt, warm)
+    if torch is not None:
         time_torch(torch, model, topt, warm)
 
     ours, theirs, our_losses, their_losses = [], [], [], []
@@ -247,9 +262,13 @@ def main(argv=None) -> int:
         if r == 0:
             rss_ours = rss_mib()
         if torch is not None:
+            # idle BLAS/OpenMP threads of one side spin for a while after their last
+            # call; a pause keeps them from eating into the other side's time
+            time.sleep(args.pause)
             t, lo = time_torch(torch, model, topt, rb)
             theirs += t
             their_losses += lo
+            time.sleep(args.pause)
 
     per_batch = float(np.median(ours))
     ours_epoch = per_batch * EPOCH / bs
@@ -262,6 +281,9 @@ def main(argv=None) -> int:
               f"-> {torch_epoch:6.2f} s/epoch; loss {their_losses[0]:.3f} -> "
               f"{their_losses[-1]:.3f} ({args.threads} threads)")
         print(f"ratio ours/torch: {ours_epoch / torch_epoch:.3f}")
+        gap = max(abs(a - b) for a, b in zip(our_losses, their_losses))
+        print(f"same start, same batches: losses differ by at most {gap:.2e} "
+              f"over {len(our_losses)} steps")
     print(f"peak RSS: {rss_ours:.0f} MiB after our rounds, {rss_mib():.0f} MiB at the end "
           "(torch included)")
 

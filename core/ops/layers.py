@@ -209,7 +209,7 @@ def _col2im(cols, padded_shape, kernel, stride, dilation, out_hw, dtype):
 # and hand the parts to a small thread pool.
 
 _SERIAL_MNK = 4 * 65536    # OpenBLAS computes products up to this size on one thread
-_MIN_REDUCE_BLOCK = 400    # a reduction over blocks narrower than this wastes the GEMM kernel
+_SMALL_MNK = 1 << 24       # products below this take about a millisecond on one core
 _PART_BYTES = 1 << 20      # aim for parts whose working set stays in a core's L2 cache
 _WORKERS = max(1, min(4, os.cpu_count() or 1))
 _pool = None
@@ -320,8 +320,6 @@ def matmul_wide_nt(g, b):
     """
     m, n = g.shape
     k = b.shape[0]
-    if _SERIAL_MNK // max(1, m * k) < _MIN_REDUCE_BLOCK:
-        return g @ b.T  # blocks would be too thin to reduce well: leave it to OpenBLAS
     spans = _spans(n, 1, (m + k) * b.itemsize)
     partial = [None] * len(spans)
 
@@ -334,6 +332,41 @@ def matmul_wide_nt(g, b):
     for extra in partial[1:]:
         total = total + extra
     return total
+
+
+def matmul_small(a, b):
+    """``a @ b`` for 2-D operands, without waking OpenBLAS's thread pool for small products.
+
+    A product of up to ~10⁷ multiply-adds gains little from OpenBLAS's threads and
+    loses a lot when another process holds a core, so it is cut along its longer
+    outer dimension into single-threaded pieces (a batched matmul; the output
+    elements are computed exactly as a whole product would, one dot product each).
+    """
+    m, k = a.shape
+    n = b.shape[1]
+    mnk = m * n * k
+    if mnk <= _SERIAL_MNK or mnk > _SMALL_MNK:
+        return a @ b
+    if m >= n:
+        r = _SERIAL_MNK // (n * k)
+        if r < 1:
+            return a @ b
+        nb = m // r
+        out = np.empty((m, n), dtype=np.result_type(a, b))
+        np.matmul(a[:nb * r].reshape(nb, r, k), b, out=out[:nb * r].reshape(nb, r, n))
+        if nb * r < m:
+            out[nb * r:] = a[nb * r:] @ b
+        return out
+    c = _SERIAL_MNK // (m * k)
+    if c < 1:
+        return a @ b
+    nb = n // c
+    out = np.empty((m, n), dtype=np.result_type(a, b))
+    np.matmul(a, b[:, :nb * c].reshape(k, nb, c).transpose(1, 0, 2),
+              out=out[:, :nb * c].reshape(m, nb, c).transpose(1, 0, 2))
+    if nb * c < n:
+        out[:, nb * c:] = a @ b[:, nb * c:]
+    return out
 
 
 def _im2col_matmul(w2, win, cols, out, bias):
@@ -438,14 +471,14 @@ class Dense(Op):
             raise ShapeError(f"dense: input has {x.shape[1]} features but W is "
                              f"{fmt_shape(w.shape)}")
         ctx.x, ctx.w, ctx.bias = x, w, b.size > 0
-        y = x @ w
+        y = matmul_small(x, w)
         if ctx.bias:
             y += b
         return y
 
     def backward(self, ctx, g):
-        gx = g @ ctx.w.T if ctx.needs(0) else None
-        gw = ctx.x.T @ g
+        gx = matmul_small(g, ctx.w.T) if ctx.needs(0) else None
+        gw = matmul_small(ctx.x.T, g)
         gb = g.sum(axis=0) if ctx.bias else np.zeros((0,), dtype=g.dtype)
         return gx, gw, gb
 
