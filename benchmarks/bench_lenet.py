@@ -238,6 +238,9 @@ def main(argv=None) -> int:
           f"{args.rounds} rounds × {args.batches} batches; optimizer: {opt_name}; "
           f"check_finite={not args.no_check_finite}")
     print(f"parameters: {graph.parameter_count():,}")
+    start = graph.copy()  # torch starts from these weights
+    time_ours(ex, opt, warm)
+    rss_ours = rss_mib()  # before torch is imported: our own footprint
 
     torch = None
     if not args.no_torch:
@@ -247,20 +250,15 @@ def main(argv=None) -> int:
             print("PyTorch is not installed: skipping the comparison")
     if torch is not None:
         torch.set_num_threads(args.threads)
-        model = torch_lenet(torch, graph)  # same starting weights, same batches
+        model = torch_lenet(torch, start)  # same starting weights, same batches
         topt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    time_ours(ex, opt, warm)
-    if torch is not None:
         time_torch(torch, model, topt, warm)
 
     ours, theirs, our_losses, their_losses = [], [], [], []
-    rss_ours = None
-    for r, rb in enumerate(rounds):
+    for rb in rounds:
         t, lo = time_ours(ex, opt, rb)
         ours += t
         our_losses += lo
-        if r == 0:
-            rss_ours = rss_mib()
         if torch is not None:
             # idle BLAS/OpenMP threads of one side spin for a while after their last
             # call; a pause keeps them from eating into the other side's time
@@ -284,8 +282,8 @@ def main(argv=None) -> int:
         gap = max(abs(a - b) for a, b in zip(our_losses, their_losses))
         print(f"same start, same batches: losses differ by at most {gap:.2e} "
               f"over {len(our_losses)} steps")
-    print(f"peak RSS: {rss_ours:.0f} MiB after our rounds, {rss_mib():.0f} MiB at the end "
-          "(torch included)")
+    print(f"peak RSS: {rss_ours:.0f} MiB after our warm-up (data included, before torch is "
+          f"imported), {rss_mib():.0f} MiB at the end (torch included)")
 
     spent = breakdown(ex, rounds[0][:min(10, len(rounds[0]))])
     total = sum(spent.values())
