@@ -240,14 +240,15 @@ def _run_parts(fn, parts):
         finally:
             _in_part.active = False
 
-    if _pool is None:
+    if _pool is None or _pool[0] != os.getpid():  # a forked child needs threads of its own
         with _pool_lock:
-            if _pool is None:
-                _pool = ThreadPoolExecutor(_WORKERS - 1, thread_name_prefix="layers")
+            if _pool is None or _pool[0] != os.getpid():
+                _pool = (os.getpid(),
+                         ThreadPoolExecutor(_WORKERS - 1, thread_name_prefix="layers"))
     n = min(_WORKERS, len(parts))
     bounds = [round(i * len(parts) / n) for i in range(n + 1)]
     groups = [parts[bounds[i]:bounds[i + 1]] for i in range(n)]
-    futures = [_pool.submit(run_group, g) for g in groups[1:]]
+    futures = [_pool[1].submit(run_group, g) for g in groups[1:]]
     try:
         run_group(groups[0])
     finally:
