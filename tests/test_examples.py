@@ -105,7 +105,7 @@ def test_gradcheck_cli_passes_on_textbook_graphs():
 
 
 def test_textbook_files_are_what_the_builder_makes(tmp_path):
-    """The shipped files match examples/textbook.py (regenerate with python -m examples.textbook)."""
+    """The shipped files match examples/textbook.py (python -m examples.textbook)."""
     for stem, build in TEXTBOOK.items():
         save_graph(build(), tmp_path / "x.json")
         assert (tmp_path / "x.json").read_text("utf-8") == example_path(stem).read_text("utf-8")
