@@ -243,7 +243,8 @@ class Executor:
                 self._ensure_weights(node, xs)
                 xs = xs + [node.weights[w] for w in op.weights]
             ctx.needs_input_grad = self._input_needs(node)
-            out = node.op.forward(ctx, *xs)
+            with np.errstate(all="ignore"):  # non-finite results are reported by name below
+                out = node.op.forward(ctx, *xs)
         except ShapeError as exc:
             raise ShapeError(f"node '{node.name}': {exc}", nodes=(node.name,)) from None
         except (ValueError, IndexError, TypeError) as exc:
@@ -301,7 +302,8 @@ class Executor:
             grads_out.append(u)
         ctx = self.ctxs[node.id]
         try:
-            gin = node.op.backward(ctx, *grads_out)
+            with np.errstate(all="ignore"):
+                gin = node.op.backward(ctx, *grads_out)
         except (ValueError, IndexError, TypeError) as exc:
             raise GraphError(f"backward of node '{node.name}' ({node.op_id}) failed: {exc}",
                              nodes=(node.name,)) from None
