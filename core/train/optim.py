@@ -86,14 +86,15 @@ class Optimizer:
         self.last_grad_norm = 0.0
 
     # ------------------------------------------------------------- public
-    def step(self, params: dict, grads: dict):
+    def step(self, params: dict, grads: dict, grad_norm: float | None = None):
         """Update every array in ``params`` in place from ``grads`` (same keys).
 
         Keys present in ``params`` but missing from ``grads`` (no gradient
-        reached them) are left alone.
+        reached them) are left alone. ``grad_norm`` saves recomputing the
+        global norm when the caller already has it.
         """
         keys = [k for k in params if grads.get(k) is not None]
-        norm = global_norm(grads[k] for k in keys)
+        norm = global_norm(grads[k] for k in keys) if grad_norm is None else float(grad_norm)
         self.last_grad_norm = norm
         scale = 1.0
         if self.clip_norm is not None and norm > self.clip_norm:
