@@ -299,6 +299,9 @@ def download(spec: DatasetSpec = MNIST, dest=None, mirrors=None, progress=None,
             url = base.rstrip("/") + "/" + name
             try:
                 data = _fetch(url, name, progress, timeout)
+            except urllib.error.HTTPError as exc:
+                errors.append(f"{url}: HTTP {exc.code} {exc.reason}")
+                continue
             except (urllib.error.URLError, OSError, ValueError) as exc:
                 errors.append(f"{url}: {getattr(exc, 'reason', exc)}")
                 continue
@@ -392,6 +395,8 @@ def load_mnist(source: str = "auto", data_dir=None, kind: str = "mnist",
         ``data_dir``, ``$BACKPROP_STUDIO_DATA`` and the cache, in that order.
     data_dir : path, optional
         A folder the user named.
+    kind : str or DatasetSpec
+        ``"mnist"`` or ``"fashion-mnist"``.
     download_missing : bool
         Download into the cache when no folder has the files.
     mirrors, progress
@@ -402,10 +407,14 @@ def load_mnist(source: str = "auto", data_dir=None, kind: str = "mnist",
     DataError
         Files missing (the message says how to get them) or corrupt.
     """
-    try:
-        spec = SPECS[kind.lower()]
-    except KeyError:
-        raise DataError(f"unknown data set '{kind}'; choose mnist or fashion-mnist") from None
+    if isinstance(kind, DatasetSpec):
+        spec = kind
+    else:
+        try:
+            spec = SPECS[kind.lower()]
+        except KeyError:
+            raise DataError(f"unknown data set '{kind}'; choose mnist or fashion-mnist") \
+                from None
     if source == "sample":
         if spec is not MNIST:
             raise DataError("the embedded sample is MNIST only")
