@@ -1,0 +1,1031 @@
+"""CNN layers: dense, convolutions, pooling, unpooling, batch norm and dropout.
+
+Tensors are NCHW (batch first) at every port. Inside the image ops the work is
+done on a *channels-first, batch-last* view ``(C, H, W, B)``: an ``im2col``
+copy then moves runs of ``W·B`` contiguous numbers instead of single rows of
+``W``, which makes it several times cheaper. An op returns its result as an
+NCHW *view* of batch-last memory; the next image op asks for the batch-last
+view again (:func:`_batch_last`) and gets it without a copy. Elementwise ops in
+between (ReLU) keep the memory order of their input, so a chain
+conv → ReLU → pool → conv never transposes data.
+
+Example
+-------
+>>> import numpy as np
+>>> from core.ops.base import Context
+>>> conv = Conv2d(out_channels=96, kernel=11, stride=4)
+>>> conv.infer_shapes((None, 3, 227, 227))
+((None, 96, 55, 55),)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from core.errors import ShapeError
+from core.init import INITIALIZERS
+from core.ops.base import (
+    Context,
+    Op,
+    Param,
+    Sample,
+    WeightSpec,
+    fmt_shape,
+    numel,
+    register_op,
+)
+
+# --------------------------------------------------------------------- helpers
+
+_INIT = Param("init", "choice", "he_uniform", choices=INITIALIZERS,
+              doc="initializer of the kernel (biases always start at zero)")
+_BIAS = Param("bias", "bool", True, doc="add a learned bias per output")
+
+
+def _kernel(default=(3, 3)):
+    return Param("kernel", "ints", default, low=1, high=64, doc="window height, width")
+
+
+def _stride(default=(1, 1)):
+    return Param("stride", "ints", default, low=1, high=32, doc="step between windows (rows, cols)")
+
+
+def _padding(default=(0, 0)):
+    return Param("padding", "ints", default, low=0, high=32,
+                 doc="zeros added on each side (rows, cols)")
+
+
+_DILATION = Param("dilation", "ints", (1, 1), low=1, high=16,
+                  doc="spacing between kernel taps (rows, cols); 1 = dense kernel")
+
+
+def conv_out_size(n, k, s, p, d=1):
+    """Output length of a sliding window: ⌊(n + 2p − d(k−1) − 1)/s⌋ + 1.
+
+    ``None`` (unknown) stays ``None``; a window that does not fit raises ShapeError.
+    """
+    if n is None:
+        return None
+    span = d * (k - 1) + 1
+    if n + 2 * p < span:
+        return None  # reported by the caller, which knows both axes
+    return (n + 2 * p - span) // s + 1
+
+
+def _window_out(op_name, x_hw, kernel, stride, padding, dilation=(1, 1), what="kernel"):
+    """Both output sizes of a 2-D window op, with a readable error when it does not fit."""
+    outs = [conv_out_size(n, k, s, p, d) for n, k, s, p, d in
+            zip(x_hw, kernel, stride, padding, dilation)]
+    for n, o in zip(x_hw, outs):
+        if n is not None and o is None:
+            h, w = ("?" if v is None else v for v in x_hw)
+            raise ShapeError(f"{op_name}: {what} {kernel[0]}×{kernel[1]} with dilation "
+                             f"{dilation[0] if dilation[0] == dilation[1] else dilation} does not "
+                             f"fit a {h}×{w} input after padding {padding[0]}×{padding[1]}")
+    return tuple(outs)
+
+
+def _need_4d(op_name, x):
+    if len(x) != 4:
+        raise ShapeError(f"{op_name} expects images (B, C, H, W); got {fmt_shape(x)}")
+
+
+def _batch_last(x):
+    """``(B, C, H, W)`` -> ``(C, H, W, B)`` view; free when memory is already batch-last."""
+    return x.transpose(1, 2, 3, 0)
+
+
+def _batch_first(x):
+    """``(C, H, W, B)`` -> the ``(B, C, H, W)`` view the ports carry."""
+    return x.transpose(3, 0, 1, 2)
+
+
+def _pad_batch_last(xc, ph, pw, fill=0.0):
+    """A C-contiguous ``(C, H + 2ph, W + 2pw, B)`` copy of ``xc`` with a constant border."""
+    c, h, w, b = xc.shape
+    if ph == 0 and pw == 0:
+        return np.ascontiguousarray(xc)
+    xp = np.empty((c, h + 2 * ph, w + 2 * pw, b), dtype=xc.dtype)
+    # only the border is filled: the inside is overwritten right away
+    xp[:, :ph] = fill
+    xp[:, h + ph:] = fill
+    xp[:, ph:h + ph, :pw] = fill
+    xp[:, ph:h + ph, w + pw:] = fill
+    xp[:, ph:h + ph, pw:w + pw] = xc
+    return xp
+
+
+def _windows(xp, kernel, stride, dilation, out_hw):
+    """Read-only ``(C, kh, kw, OH, OW, B)`` view of every window of a padded batch-last array."""
+    sc, sh, sw, sb = xp.strides
+    kh, kw = kernel
+    return as_strided(xp, (xp.shape[0], kh, kw, out_hw[0], out_hw[1], xp.shape[3]),
+                      (sc, sh * dilation[0], sw * dilation[1], sh * stride[0], sw * stride[1], sb),
+                      writeable=False)
+
+
+def _tap(xp, ki, kj, stride, dilation, out_hw):
+    """The ``(C, OH, OW, B)`` slice of a padded array that kernel tap (ki, kj) reads."""
+    r0, c0 = ki * dilation[0], kj * dilation[1]
+    return xp[:, r0:r0 + stride[0] * (out_hw[0] - 1) + 1:stride[0],
+              c0:c0 + stride[1] * (out_hw[1] - 1) + 1:stride[1], :]
+
+
+def _im2col(xp, kernel, stride, dilation, out_hw):
+    """``(C·kh·kw, OH·OW·B)`` matrix of windows; rows follow the kernel's (C, kh, kw) order."""
+    win = _windows(xp, kernel, stride, dilation, out_hw)
+    return win.reshape(-1, out_hw[0] * out_hw[1] * xp.shape[3])
+
+
+def _col2im(cols, padded_shape, kernel, stride, dilation, out_hw, dtype):
+    """Adjoint of :func:`_im2col`: sum each window column back into a padded array."""
+    c = padded_shape[0]
+    b = padded_shape[3]
+    cols = cols.reshape(c, kernel[0], kernel[1], out_hw[0], out_hw[1], b)
+    xp = np.zeros(padded_shape, dtype=dtype)
+    for ki in range(kernel[0]):
+        for kj in range(kernel[1]):
+            view = _tap(xp, ki, kj, stride, dilation, out_hw)
+            view += cols[:, ki, kj]
+    return xp
+
+
+# Very skinny products (a few rows or a short inner dimension against ~10⁵
+# columns) run 2–3× faster in OpenBLAS when cut into column blocks of a few
+# thousand and handed over as one batched matmul: each block fits in cache.
+_SKINNY = 1024     # rows × inner dimension at or below which blocking pays
+_BLOCK = 1024      # preferred column block
+
+
+def _block_size(n):
+    """A column block dividing ``n`` near :data:`_BLOCK`, or 0 when blocking would not pay."""
+    if n < 8 * _BLOCK:
+        return 0
+    for delta in range(0, _BLOCK // 2):
+        for blk in (_BLOCK + delta, _BLOCK - delta):
+            if n % blk == 0:
+                return blk
+    return 0
+
+
+def matmul_wide(a, b):
+    """``a @ b`` for a small ``a`` (M, K) and a very wide ``b`` (K, N)."""
+    m, k = a.shape
+    n = b.shape[1]
+    blk = _block_size(n) if m * k <= _SKINNY else 0
+    if not blk or not b.flags.c_contiguous:
+        return a @ b
+    out = np.empty((m, n), dtype=np.result_type(a, b))
+    nb = n // blk
+    np.matmul(a, b.reshape(k, nb, blk).transpose(1, 0, 2),
+              out=out.reshape(m, nb, blk).transpose(1, 0, 2))
+    return out
+
+
+def matmul_wide_nt(g, b):
+    """``g @ b.T`` for ``g`` (M, N) and ``b`` (K, N) both very wide: a long reduction."""
+    m, n = g.shape
+    k = b.shape[0]
+    blk = _block_size(n) if m * k <= _SKINNY else 0
+    if not blk or not (g.flags.c_contiguous and b.flags.c_contiguous):
+        return g @ b.T
+    nb = n // blk
+    parts = np.matmul(g.reshape(m, nb, blk).transpose(1, 0, 2),
+                      b.reshape(k, nb, blk).transpose(1, 2, 0))
+    return parts.sum(axis=0)
+
+
+def _empty_bias(dtype):
+    return np.zeros((0,), dtype=dtype)
+
+
+# ----------------------------------------------------------------------- dense
+
+@register_op("dense")
+class Dense(Op):
+    """Fully connected layer: every output is a weighted sum of every input plus a bias.
+
+    Parameters
+    ----------
+    units : int
+        Number of outputs per sample.
+    bias : bool
+        Add the learned bias ``b``; when off, ``b`` is an empty array.
+    init : str
+        Initializer of ``W``.
+
+    Shape:
+        x (B, F) -> out (B, units); W (F, units), b (units,)
+    """
+
+    label = "Dense"
+    category = "layers"
+    weights = ("W", "b")
+    params = (Param("units", "int", 10, low=1, high=65536, doc="number of outputs"),
+              _BIAS, _INIT)
+    formula = "y = x·W + b"
+    derivative = "∂L/∂x = G·Wᵀ, ∂L/∂W = xᵀ·G, ∂L/∂b = Σ_batch G"
+
+    def infer_shapes(self, x):
+        if len(x) != 2:
+            raise ShapeError(f"dense expects (B, features); got {fmt_shape(x)} "
+                             "(put a Flatten in front)")
+        if x[1] is None:
+            raise ShapeError("dense: the number of input features must be known")
+        return ((x[0], self.p["units"]),)
+
+    def weight_specs(self, x):
+        self.infer_shapes(x)
+        f, u = x[1], self.p["units"]
+        return {"W": WeightSpec((f, u), self.p["init"], fan_in=f, fan_out=u),
+                "b": WeightSpec((u,) if self.p["bias"] else (0,), "zeros", fan_in=f, fan_out=u)}
+
+    def multiply_adds(self, x):
+        return (x[1] or 0) * self.p["units"]
+
+    def forward(self, ctx, x, w, b):
+        self.infer_shapes(x.shape)
+        if x.shape[1] != w.shape[0]:
+            raise ShapeError(f"dense: input has {x.shape[1]} features but W is "
+                             f"{fmt_shape(w.shape)}")
+        ctx.x, ctx.w, ctx.bias = x, w, b.size > 0
+        y = x @ w
+        if ctx.bias:
+            y += b
+        return y
+
+    def backward(self, ctx, g):
+        gx = g @ ctx.w.T if ctx.needs(0) else None
+        gw = ctx.x.T @ g
+        gb = g.sum(axis=0) if ctx.bias else np.zeros((0,), dtype=g.dtype)
+        return gx, gw, gb
+
+    @classmethod
+    def sample_inputs(cls, rng):
+        return [
+            Sample((rng.normal(size=(4, 5)), rng.normal(size=(5, 3)), rng.normal(size=(3,))),
+                   {"units": 3}),
+            Sample((rng.normal(size=(2, 6)), rng.normal(size=(6, 4)), _empty_bias(np.float64)),
+                   {"units": 4, "bias": False}, note="no bias"),
+        ]
+
+    @classmethod
+    def torch_reference(cls, torch, params, x, w, b):
+        y = x @ w
+        # an unused empty bias still needs a (empty) gradient in the comparison
+        return y + b if params["bias"] else y + b.sum()
+
+
+# ---------------------------------------------------------------- convolution
+
+@register_op("conv2d")
+class Conv2d(Op):
+    """2-D convolution layer (cross-correlation, like every DL framework, or true convolution).
+
+    ``mode="convolution"`` flips the kernel (rows and columns) before sliding it,
+    which is the textbook convolution; the stored ``W`` is the unflipped kernel.
+
+    Parameters
+    ----------
+    out_channels : int
+        Number of kernels, i.e. output channels ``O``.
+    kernel, stride, padding, dilation : (int, int)
+        Window geometry (rows, columns).
+    bias : bool
+        Add a learned bias per output channel; when off ``b`` is an empty array.
+    mode : str
+        ``"cross_correlation"`` or ``"convolution"``.
+    init : str
+        Initializer of ``W``.
+
+    Shape:
+        x (B, C, H, W) -> out (B, O, H', W') with H' = ⌊(H + 2p − d(k−1) − 1)/s⌋ + 1;
+        W (O, C, kh, kw), b (O,)
+    """
+
+    label = "Conv2D"
+    category = "layers"
+    weights = ("W", "b")
+    params = (Param("out_channels", "int", 8, low=1, high=4096, doc="number of kernels"),
+              _kernel(), _stride(), _padding(), _DILATION, _BIAS,
+              Param("mode", "choice", "cross_correlation",
+                    choices=("cross_correlation", "convolution"),
+                    doc="cross-correlation (frameworks) or convolution (flipped kernel)"),
+              _INIT)
+    formula = "y[o,i,j] = b[o] + Σ_c,m,n W[o,c,m,n]·x[c, s·i+d·m−p, s·j+d·n−p]"
+    derivative = ("∂L/∂W = Σ windows(x)·G (correlate x with G), "
+                  "∂L/∂x = full convolution of G with W (col2im of Wᵀ·G)")
+
+    def infer_shapes(self, x):
+        _need_4d("conv2d", x)
+        p = self.p
+        oh, ow = _window_out("conv2d", x[2:], p["kernel"], p["stride"], p["padding"],
+                             p["dilation"])
+        return ((x[0], p["out_channels"], oh, ow),)
+
+    def weight_specs(self, x):
+        _need_4d("conv2d", x)
+        c, (kh, kw), o = x[1], self.p["kernel"], self.p["out_channels"]
+        return {"W": WeightSpec((o, c, kh, kw), self.p["init"], fan_in=c * kh * kw,
+                                fan_out=o * kh * kw),
+                "b": WeightSpec((o,) if self.p["bias"] else (0,), "zeros",
+                                fan_in=c * kh * kw, fan_out=o * kh * kw)}
+
+    def multiply_adds(self, x):
+        _, o, oh, ow = self.infer_shapes(x)[0]
+        kh, kw = self.p["kernel"]
+        return o * (oh or 0) * (ow or 0) * (x[1] or 0) * kh * kw
+
+    def forward(self, ctx, x, w, b):
+        p = self.p
+        oh, ow = self.infer_shapes(x.shape)[0][2:]
+        if w.shape[1] != x.shape[1]:
+            raise ShapeError(f"conv2d: input has {x.shape[1]} channels but the kernel W is "
+                             f"{fmt_shape(w.shape)}")
+        if p["mode"] == "convolution":
+            w = w[:, :, ::-1, ::-1]
+        o = w.shape[0]
+        ph, pw = p["padding"]
+        xp = _pad_batch_last(_batch_last(x), ph, pw)
+        cols = _im2col(xp, p["kernel"], p["stride"], p["dilation"], (oh, ow))
+        w2 = w.reshape(o, -1)
+        y = matmul_wide(w2, cols)
+        if b.size:
+            y += b[:, None]
+        ctx.cols, ctx.w2, ctx.xp_shape, ctx.x_shape = cols, w2, xp.shape, x.shape
+        ctx.out_hw, ctx.w_shape, ctx.bias = (oh, ow), w.shape, b.size > 0
+        return _batch_first(y.reshape(o, oh, ow, x.shape[0]))
+
+    def backward(self, ctx, g):
+        p = self.p
+        o = ctx.w_shape[0]
+        gc = np.ascontiguousarray(_batch_last(g)).reshape(o, -1)
+        gw = matmul_wide_nt(gc, ctx.cols).reshape(ctx.w_shape)
+        if p["mode"] == "convolution":
+            gw = np.ascontiguousarray(gw[:, :, ::-1, ::-1])
+        gb = gc.sum(axis=1) if ctx.bias else np.zeros((0,), dtype=g.dtype)
+        gx = None
+        if ctx.needs(0):
+            gcols = ctx.w2.T @ gc
+            gxp = _col2im(gcols, ctx.xp_shape, p["kernel"], p["stride"], p["dilation"],
+                          ctx.out_hw, g.dtype)
+            ph, pw = p["padding"]
+            h, w = ctx.x_shape[2:]
+            gx = _batch_first(gxp[:, ph:ph + h, pw:pw + w, :])
+        return gx, gw, gb
+
+    @classmethod
+    def sample_inputs(cls, rng):
+        def case(x_shape, o, params, bias=True, note=""):
+            kh, kw = params.get("kernel", (3, 3))
+            w = rng.normal(size=(o, x_shape[1], kh, kw))
+            b = rng.normal(size=(o,)) if bias else _empty_bias(np.float64)
+            return Sample((rng.normal(size=x_shape), w, b),
+                          dict(params, out_channels=o, bias=bias), note=note)
+
+        return [
+            case((2, 2, 5, 5), 3, {}, note="3×3, stride 1, no padding"),
+            case((2, 2, 6, 5), 2, {"stride": (2, 2), "padding": (1, 1)}, note="stride 2, pad 1"),
+            case((1, 2, 7, 6), 2, {"kernel": (3, 2), "stride": (1, 2), "padding": (2, 1),
+                                   "dilation": (2, 1)}, note="dilation, mixed strides"),
+            case((2, 1, 5, 5), 2, {"kernel": (2, 3), "mode": "convolution"}, bias=False,
+                 note="true convolution, no bias"),
+            case((1, 3, 6, 6), 2, {"kernel": (3, 3), "stride": (3, 2), "padding": (0, 2),
+                                   "dilation": (1, 2)}, note="stride 3, dilation 2"),
+        ]
+
+    @classmethod
+    def torch_reference(cls, torch, params, x, w, b):
+        if params["mode"] == "convolution":
+            w = torch.flip(w, dims=(2, 3))
+        y = torch.nn.functional.conv2d(x, w, b if params["bias"] else None,
+                                       stride=params["stride"], padding=params["padding"],
+                                       dilation=params["dilation"])
+        return y if params["bias"] else y + b.sum()
+
+
+@register_op("conv_transpose2d")
+class ConvTranspose2d(Op):
+    """Transposed convolution ("deconvolution"): the adjoint of a strided conv2d, upsampling.
+
+    Every input pixel scatters a copy of the kernel, scaled by its value, into
+    the output at stride ``s``; overlapping copies add. ``padding`` crops the
+    result and ``output_padding`` adds rows/columns at the bottom/right, so that
+    it can undo a conv2d whose output size was rounded down.
+
+    Parameters
+    ----------
+    out_channels : int
+        Output channels ``O``.
+    kernel, stride, padding, output_padding, dilation : (int, int)
+        Geometry (rows, columns); ``output_padding`` must be smaller than the
+        stride or the dilation.
+    bias : bool
+        Add a learned bias per output channel; when off ``b`` is an empty array.
+    init : str
+        Initializer of ``W``.
+
+    Shape:
+        x (B, C, H, W) -> out (B, O, H', W') with H' = (H − 1)s − 2p + d(k−1) + output_padding + 1;
+        W (C, O, kh, kw) (PyTorch layout), b (O,)
+    """
+
+    label = "ConvTranspose2D"
+    category = "layers"
+    weights = ("W", "b")
+    params = (Param("out_channels", "int", 8, low=1, high=4096, doc="output channels"),
+              _kernel(), _stride(), _padding(),
+              Param("output_padding", "ints", (0, 0), low=0, high=31,
+                    doc="extra rows/cols at the bottom/right (< stride)"),
+              _DILATION, _BIAS, _INIT)
+    formula = "y[o, s·i+d·m−p, s·j+d·n−p] += W[c,o,m,n]·x[c,i,j]  (+ b[o])"
+    derivative = "∂L/∂x = conv2d(G, W) with the same stride; ∂L/∂W = Σ x·windows(G)"
+
+    def _out_hw(self, x_hw):
+        p = self.p
+        outs = []
+        for n, k, s, pad, op_, d, axis in zip(x_hw, p["kernel"], p["stride"], p["padding"],
+                                              p["output_padding"], p["dilation"], ("rows", "cols")):
+            if op_ >= max(s, d):
+                raise ShapeError(f"conv_transpose2d: output_padding {op_} ({axis}) must be "
+                                 f"smaller than the stride {s} or the dilation {d}")
+            if n is None:
+                outs.append(None)
+                continue
+            o = (n - 1) * s - 2 * pad + d * (k - 1) + op_ + 1
+            if o < 1:
+                raise ShapeError(f"conv_transpose2d: padding {pad} crops away the whole "
+                                 f"{axis} of the output (a {n}-long input gives {o})")
+            outs.append(o)
+        return tuple(outs)
+
+    def infer_shapes(self, x):
+        _need_4d("conv_transpose2d", x)
+        oh, ow = self._out_hw(x[2:])
+        return ((x[0], self.p["out_channels"], oh, ow),)
+
+    def weight_specs(self, x):
+        _need_4d("conv_transpose2d", x)
+        c, (kh, kw), o = x[1], self.p["kernel"], self.p["out_channels"]
+        return {"W": WeightSpec((c, o, kh, kw), self.p["init"], fan_in=c * kh * kw,
+                                fan_out=o * kh * kw),
+                "b": WeightSpec((o,) if self.p["bias"] else (0,), "zeros",
+                                fan_in=c * kh * kw, fan_out=o * kh * kw)}
+
+    def multiply_adds(self, x):
+        kh, kw = self.p["kernel"]
+        return (x[1] or 0) * (x[2] or 0) * (x[3] or 0) * self.p["out_channels"] * kh * kw
+
+    def forward(self, ctx, x, w, b):
+        p = self.p
+        oh, ow = self.infer_shapes(x.shape)[0][2:]
+        if w.shape[0] != x.shape[1]:
+            raise ShapeError(f"conv_transpose2d: input has {x.shape[1]} channels but W is "
+                             f"{fmt_shape(w.shape)}")
+        c, o = w.shape[:2]
+        bsz, _, h, wd = x.shape
+        (ph, pw), (sh, sw), (dh, dw) = p["padding"], p["stride"], p["dilation"]
+        kh, kw = p["kernel"]
+        # the uncropped result: every tap of every input pixel lands inside it
+        full = (o, (h - 1) * sh + dh * (kh - 1) + 1 + p["output_padding"][0],
+                (wd - 1) * sw + dw * (kw - 1) + 1 + p["output_padding"][1], bsz)
+        xc = np.ascontiguousarray(_batch_last(x)).reshape(c, -1)
+        w2 = w.reshape(c, -1)
+        cols = w2.T @ xc
+        yp = _col2im(cols, full, p["kernel"], p["stride"], p["dilation"], (h, wd), x.dtype)
+        y = yp[:, ph:ph + oh, pw:pw + ow, :]
+        if b.size:
+            y = y + b[:, None, None, None]
+        ctx.xc, ctx.w2, ctx.full, ctx.in_hw = xc, w2, full, (h, wd)
+        ctx.w_shape, ctx.out_hw, ctx.bias = w.shape, (oh, ow), b.size > 0
+        return _batch_first(y)
+
+    def backward(self, ctx, g):
+        p = self.p
+        (ph, pw) = p["padding"]
+        oh, ow = ctx.out_hw
+        gl = _batch_last(g)
+        gp = np.zeros(ctx.full, dtype=g.dtype)
+        gp[:, ph:ph + oh, pw:pw + ow, :] = gl
+        gcols = _im2col(gp, p["kernel"], p["stride"], p["dilation"], ctx.in_hw)
+        c = ctx.w_shape[0]
+        gx = None
+        if ctx.needs(0):
+            gx = (ctx.w2 @ gcols).reshape(c, ctx.in_hw[0], ctx.in_hw[1], -1)
+            gx = _batch_first(gx)
+        gw = matmul_wide_nt(ctx.xc, gcols).reshape(ctx.w_shape)
+        gb = gl.sum(axis=(1, 2, 3)) if ctx.bias else np.zeros((0,), dtype=g.dtype)
+        return gx, gw, gb
+
+    @classmethod
+    def sample_inputs(cls, rng):
+        def case(x_shape, o, params, bias=True, note=""):
+            kh, kw = params.get("kernel", (3, 3))
+            w = rng.normal(size=(x_shape[1], o, kh, kw))
+            b = rng.normal(size=(o,)) if bias else _empty_bias(np.float64)
+            return Sample((rng.normal(size=x_shape), w, b),
+                          dict(params, out_channels=o, bias=bias), note=note)
+
+        return [
+            case((2, 2, 3, 3), 2, {}, note="3×3, stride 1"),
+            case((2, 2, 3, 4), 3, {"stride": (2, 2), "padding": (1, 1),
+                                   "output_padding": (1, 0)}, note="stride 2, output_padding"),
+            case((1, 3, 3, 3), 2, {"kernel": (2, 3), "stride": (3, 1), "padding": (0, 1),
+                                   "dilation": (1, 2)}, bias=False, note="dilation, no bias"),
+        ]
+
+    @classmethod
+    def torch_reference(cls, torch, params, x, w, b):
+        y = torch.nn.functional.conv_transpose2d(
+            x, w, b if params["bias"] else None, stride=params["stride"],
+            padding=params["padding"], output_padding=params["output_padding"],
+            dilation=params["dilation"])
+        return y if params["bias"] else y + b.sum()
+
+
+# -------------------------------------------------------------------- pooling
+
+class _Pool(Op):
+    category = "layers"
+    params = (_kernel((2, 2)), _stride((2, 2)), _padding())
+
+    def _check_padding(self):
+        for k, pad in zip(self.p["kernel"], self.p["padding"]):
+            if 2 * pad > k:
+                raise ShapeError(f"{self.id}: padding {pad} must be at most half the kernel "
+                                 f"({k}); a window could otherwise see only padding")
+
+    def _out_hw(self, x):
+        _need_4d(self.id, x)
+        self._check_padding()
+        p = self.p
+        return _window_out(self.id, x[2:], p["kernel"], p["stride"], p["padding"],
+                           what="window")
+
+    def infer_shapes(self, x):
+        oh, ow = self._out_hw(x)
+        return ((x[0], x[1], oh, ow),)
+
+    @staticmethod
+    def _distinct(rng, shape):
+        """Values at least 0.05 apart, so no window has a near-tie for finite differences."""
+        n = int(np.prod(shape))
+        return (rng.permutation(n) * 0.05 - n * 0.025).reshape(shape) + rng.uniform(
+            0, 0.01, shape)
+
+
+@register_op("max_pool2d")
+class MaxPool2d(_Pool):
+    """Max pooling: the largest value of each window, and where it was.
+
+    The second output, ``indices``, is the flat position (row · W + col) of each
+    maximum within its channel's H×W input plane, like PyTorch; it feeds
+    :class:`MaxUnpool2d`. When several values of a window tie for the maximum
+    (common on MNIST's zero background), the first one in row-major window order
+    gets the whole gradient, so the gradient is never duplicated.
+
+    Parameters
+    ----------
+    kernel, stride, padding : (int, int)
+        Window geometry; padding counts as −∞ and is at most half the kernel.
+
+    Shape:
+        x (B, C, H, W) -> out (B, C, H', W'), indices (B, C, H', W') int64
+        with H' = ⌊(H + 2p − k)/s⌋ + 1
+    """
+
+    label = "MaxPool2D"
+    outputs = ("out", "indices")
+    formula = "y[i,j] = max over window(i,j) of x"
+    derivative = "∂y/∂x = 1 at the (first) maximum of the window, 0 elsewhere"
+
+    def infer_shapes(self, x):
+        (shape,) = super().infer_shapes(x)
+        return shape, shape
+
+    def forward(self, ctx, x):
+        p = self.p
+        oh, ow = self._out_hw(x.shape)
+        (ph, pw), (kh, kw), stride = p["padding"], p["kernel"], p["stride"]
+        h, w = x.shape[2:]
+        fill = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
+        xp = _pad_batch_last(_batch_last(x), ph, pw, fill)
+        best = None
+        arg = None
+        for ki in range(kh):
+            for kj in range(kw):
+                v = _tap(xp, ki, kj, stride, (1, 1), (oh, ow))
+                if best is None:
+                    best = v.copy()
+                    arg = np.zeros(best.shape, dtype=np.uint8 if kh * kw < 256 else np.int32)
+                    continue
+                # strictly greater: on a tie the earlier tap keeps the maximum
+                better = v > best
+                np.copyto(best, v, where=better)
+                np.copyto(arg, ki * kw + kj, where=better)
+        # flat index in the unpadded plane: window origin plus the tap's offset
+        rows = np.arange(oh) * stride[0] - ph
+        cols = np.arange(ow) * stride[1] - pw
+        origin = (rows[:, None] * w + cols[None, :]).astype(np.int64)
+        offsets = np.array([ki * w + kj for ki in range(kh) for kj in range(kw)], np.int64)
+        idx = offsets[arg]
+        idx += origin[None, :, :, None]
+        ctx.arg, ctx.xp_shape, ctx.hw, ctx.out_hw = arg, xp.shape, (h, w), (oh, ow)
+        return _batch_first(best), _batch_first(idx)
+
+    def backward(self, ctx, g, g_indices=None):
+        p = self.p
+        (ph, pw), (kh, kw), stride = p["padding"], p["kernel"], p["stride"]
+        gl = _batch_last(g)
+        # windows that tile the input exactly write every position once: no zeroing, no adds
+        h, w = ctx.hw
+        tiles = (stride == (kh, kw) and (ph, pw) == (0, 0) and h % kh == 0 and w % kw == 0)
+        gxp = (np.empty if tiles else np.zeros)(ctx.xp_shape, dtype=g.dtype)
+        for ki in range(kh):
+            for kj in range(kw):
+                view = _tap(gxp, ki, kj, stride, (1, 1), ctx.out_hw)
+                hit = ctx.arg == ki * kw + kj
+                if tiles:
+                    np.multiply(gl, hit, out=view)
+                else:
+                    view += gl * hit
+        return (_batch_first(gxp[:, ph:ph + h, pw:pw + w, :]),)
+
+    @classmethod
+    def sample_inputs(cls, rng):
+        d = cls._distinct
+        return [
+            Sample((d(rng, (2, 2, 4, 4)),), {}, note="2×2, stride 2"),
+            Sample((d(rng, (1, 2, 5, 5)),), {"kernel": (3, 3), "stride": (2, 2),
+                                             "padding": (1, 1)}, note="3×3, stride 2, pad 1"),
+            Sample((d(rng, (2, 1, 4, 6)),), {"kernel": (2, 3), "stride": (1, 2)},
+                   note="overlapping rows"),
+            Sample((d(rng, (1, 2, 5, 7)),), {"kernel": (2, 2), "stride": (2, 3)},
+                   note="uneven fit"),
+        ]
+
+    @classmethod
+    def torch_reference(cls, torch, params, x):
+        out, idx = torch.nn.functional.max_pool2d(x, params["kernel"], params["stride"],
+                                                  params["padding"], return_indices=True)
+        return out, idx
+
+
+@register_op("avg_pool2d")
+class AvgPool2d(_Pool):
+    """Average pooling: the mean of each window (padding counts as zeros, like PyTorch).
+
+    Parameters
+    ----------
+    kernel, stride, padding : (int, int)
+        Window geometry; padding is at most half the kernel.
+
+    Shape:
+        x (B, C, H, W) -> out (B, C, H', W') with H' = ⌊(H + 2p − k)/s⌋ + 1
+    """
+
+    label = "AvgPool2D"
+    formula = "y[i,j] = (1/(kh·kw)) Σ window(i,j) of x"
+    derivative = "∂y/∂x = 1/(kh·kw) for every x in the window"
+
+    def multiply_adds(self, x):
+        _, c, oh, ow = self.infer_shapes(x)[0]
+        kh, kw = self.p["kernel"]
+        return (c or 0) * (oh or 0) * (ow or 0) * kh * kw
+
+    def forward(self, ctx, x):
+        p = self.p
+        oh, ow = self._out_hw(x.shape)
+        (ph, pw), (kh, kw), stride = p["padding"], p["kernel"], p["stride"]
+        xp = _pad_batch_last(_batch_last(x), ph, pw)
+        total = None
+        for ki in range(kh):
+            for kj in range(kw):
+                v = _tap(xp, ki, kj, stride, (1, 1), (oh, ow))
+                if total is None:
+                    total = v.copy()
+                else:
+                    total += v
+        total *= x.dtype.type(1.0 / (kh * kw))
+        ctx.xp_shape, ctx.hw, ctx.out_hw = xp.shape, x.shape[2:], (oh, ow)
+        return _batch_first(total)
+
+    def backward(self, ctx, g):
+        p = self.p
+        (ph, pw), (kh, kw), stride = p["padding"], p["kernel"], p["stride"]
+        gl = _batch_last(g) * g.dtype.type(1.0 / (kh * kw))
+        gxp = np.zeros(ctx.xp_shape, dtype=g.dtype)
+        for ki in range(kh):
+            for kj in range(kw):
+                view = _tap(gxp, ki, kj, stride, (1, 1), ctx.out_hw)
+                view += gl
+        h, w = ctx.hw
+        return (_batch_first(gxp[:, ph:ph + h, pw:pw + w, :]),)
+
+    @classmethod
+    def sample_inputs(cls, rng):
+        return [
+            Sample((rng.normal(size=(2, 2, 4, 4)),), {}, note="2×2, stride 2"),
+            Sample((rng.normal(size=(1, 2, 5, 5)),), {"kernel": (3, 3), "stride": (2, 2),
+                                                      "padding": (1, 1)}, note="pad 1"),
+            Sample((rng.normal(size=(2, 1, 4, 5)),), {"kernel": (2, 3), "stride": (1, 1)},
+                   note="overlapping"),
+        ]
+
+    @classmethod
+    def torch_reference(cls, torch, params, x):
+        return torch.nn.functional.avg_pool2d(x, params["kernel"], params["stride"],
+                                              params["padding"])
+
+
+@register_op("global_avg_pool")
+class GlobalAvgPool(Op):
+    """Mean of each channel over the whole image: one number per channel.
+
+    Shape:
+        x (B, C, H, W) -> out (B, C)
+    """
+
+    label = "Global AvgPool"
+    category = "layers"
+    formula = "y[c] = (1/(H·W)) Σ_i,j x[c,i,j]"
+    derivative = "∂y[c]/∂x[c,i,j] = 1/(H·W)"
+
+    def infer_shapes(self, x):
+        _need_4d("global_avg_pool", x)
+        return ((x[0], x[1]),)
+
+    def multiply_adds(self, x):
+        return numel(x[1:])
+
+    def forward(self, ctx, x):
+        self.infer_shapes(x.shape)
+        ctx.shape = x.shape
+        return x.mean(axis=(2, 3))
+
+    def backward(self, ctx, g):
+        h, w = ctx.shape[2:]
+        gx = np.empty(ctx.shape, dtype=g.dtype)
+        gx[...] = (g * g.dtype.type(1.0 / (h * w)))[:, :, None, None]
+        return (gx,)
+
+    @classmethod
+    def sample_inputs(cls, rng):
+        return [Sample((rng.normal(size=(2, 3, 4, 5)),))]
+
+    @classmethod
+    def torch_reference(cls, torch, params, x):
+        return x.mean(dim=(2, 3))
+
+
+@register_op("max_unpool2d")
+class MaxUnpool2d(_Pool):
+    """Partial inverse of max pooling: each value goes back to where its maximum came from.
+
+    ``indices`` is the second output of a :class:`MaxPool2d` with the same
+    geometry; every other output position is zero. When overlapping windows
+    picked the same maximum twice, one copy lands there and only it gets the
+    gradient (PyTorch's backward sends it to both, which its forward does not do).
+
+    Parameters
+    ----------
+    kernel, stride, padding : (int, int)
+        The geometry of the max pool being undone.
+
+    Shape:
+        x (B, C, H, W), indices (B, C, H, W) int -> out (B, C, H', W')
+        with H' = (H − 1)s − 2p + k
+    """
+
+    label = "MaxUnpool2D"
+    inputs = ("x", "indices")
+    no_grad_inputs = ("indices",)
+    formula = "y[indices[i,j]] = x[i,j], 0 elsewhere"
+    derivative = "∂L/∂x[i,j] = G[indices[i,j]]"
+
+    def infer_shapes(self, x, idx):
+        _need_4d("max_unpool2d", x)
+        if len(idx) != 4 or any(a is not None and b is not None and a != b
+                                for a, b in zip(x, idx)):
+            raise ShapeError(f"max_unpool2d: indices {fmt_shape(idx)} must have the shape of "
+                             f"x {fmt_shape(x)} (connect the indices output of the max pool)")
+        self._check_padding()
+        p = self.p
+        hw = []
+        for n, k, s, pad in zip(x[2:], p["kernel"], p["stride"], p["padding"]):
+            o = None if n is None else (n - 1) * s - 2 * pad + k
+            if o is not None and o < 1:
+                raise ShapeError(f"max_unpool2d: padding {pad} leaves no output")
+            hw.append(o)
+        return ((x[0], x[1], hw[0], hw[1]),)
+
+    def forward(self, ctx, x, idx):
+        oh, ow = self.infer_shapes(x.shape, idx.shape)[0][2:]
+        if idx.dtype.kind not in "iu":
+            raise ShapeError(f"max_unpool2d: indices must be integers; got {idx.dtype}")
+        b, c = x.shape[:2]
+        flat = idx.reshape(b, c, -1)
+        if flat.size and (flat.min() < 0 or flat.max() >= oh * ow):
+            raise ShapeError(f"max_unpool2d: an index ({int(flat.max())}) lies outside the "
+                             f"{oh}×{ow} output; the kernel/stride/padding must match the pool's")
+        y = np.zeros((b, c, oh * ow), dtype=x.dtype)
+        np.put_along_axis(y, flat, x.reshape(b, c, -1), axis=2)
+        # Overlapping pool windows can repeat an index: only one value lands there (the
+        # same one as in PyTorch) and only that one may get the gradient. Writing each
+        # value's own number the same way tells which one landed.
+        ids = np.broadcast_to(np.arange(flat.shape[2]), flat.shape)
+        landed = np.full((b, c, oh * ow), -1, dtype=np.int64)
+        np.put_along_axis(landed, flat, ids, axis=2)
+        won = np.take_along_axis(landed, flat, axis=2) == ids
+        ctx.flat, ctx.x_shape, ctx.won = flat, x.shape, None if won.all() else won
+        return y.reshape(b, c, oh, ow)
+
+    def backward(self, ctx, g, *_):
+        b, c = ctx.x_shape[:2]
+        gx = np.take_along_axis(g.reshape(b, c, -1), ctx.flat, axis=2)
+        if ctx.won is not None:
+            gx *= ctx.won
+        return gx.reshape(ctx.x_shape), None
+
+    @classmethod
+    def sample_inputs(cls, rng):
+        cases = []
+        for shape, params in (((2, 2, 4, 4), {}),
+                              ((1, 2, 4, 4), {"kernel": (3, 3), "stride": (3, 3),
+                                              "padding": (1, 1)})):
+            pooled, idx = MaxPool2d(**params).forward(Context(), cls._distinct(rng, shape))
+            cases.append(Sample((rng.normal(size=pooled.shape), np.ascontiguousarray(idx)),
+                                params, note=str(params or "2×2, stride 2")))
+        return cases
+
+    @classmethod
+    def torch_reference(cls, torch, params, x, idx):
+        return torch.nn.functional.max_unpool2d(x, idx.long(), params["kernel"],
+                                                params["stride"], params["padding"])
+
+
+# ------------------------------------------------------------ normalization
+
+@register_op("batch_norm")
+class BatchNorm(Op):
+    """Batch normalization: standardize each feature (or channel) then scale and shift.
+
+    In training the mean and variance come from the batch and update running
+    averages kept in the node's state (``running_mean``, ``running_var``;
+    the running variance is the unbiased one, like PyTorch); in evaluation the
+    running averages are used, so a single sample gives a deterministic answer.
+
+    Parameters
+    ----------
+    momentum : float
+        Weight of the new batch in the running averages.
+    eps : float
+        Added to the variance before the square root.
+
+    Shape:
+        x (B, F) -> out (B, F), per feature; x (B, C, H, W) -> out (B, C, H, W),
+        per channel; gamma, beta (F,) or (C,)
+    """
+
+    label = "BatchNorm"
+    category = "layers"
+    weights = ("gamma", "beta")
+    params = (Param("momentum", "float", 0.1, low=0.0, high=1.0,
+                    doc="weight of the current batch in the running averages"),
+              Param("eps", "float", 1e-5, low=0.0, high=1.0, doc="added to the variance"))
+    formula = "y = γ·(x − μ_B)/√(σ²_B + ε) + β"
+    derivative = ("∂L/∂x = γ/(N·σ)·(N·G − ΣG − x̂·Σ(G·x̂)); ∂L/∂γ = Σ G·x̂, ∂L/∂β = Σ G "
+                  "(evaluation: ∂L/∂x = γ·G/σ)")
+
+    @staticmethod
+    def _check(x):
+        if len(x) not in (2, 4):
+            raise ShapeError(f"batch_norm expects (B, F) or (B, C, H, W); got {fmt_shape(x)}")
+        if x[1] is None:
+            raise ShapeError("batch_norm: the number of features/channels must be known")
+
+    def infer_shapes(self, x):
+        self._check(x)
+        return (x,)
+
+    def weight_specs(self, x):
+        self._check(x)
+        return {"gamma": WeightSpec((x[1],), "ones", fan_in=x[1], fan_out=x[1]),
+                "beta": WeightSpec((x[1],), "zeros", fan_in=x[1], fan_out=x[1])}
+
+    def multiply_adds(self, x):
+        return 2 * numel(x[1:])
+
+    def forward(self, ctx, x, gamma, beta):
+        self._check(x.shape)
+        axes = (0,) if x.ndim == 2 else (0, 2, 3)
+        bshape = (1, -1) if x.ndim == 2 else (1, -1, 1, 1)
+        nf = x.shape[1]
+        n = x.size // nf
+        state = ctx.state
+        rm, rv = state.get("running_mean"), state.get("running_var")
+        if rm is None or rm.shape != (nf,):
+            rm, rv = np.zeros(nf, dtype=x.dtype), np.ones(nf, dtype=x.dtype)
+        eps, m = self.p["eps"], self.p["momentum"]
+        if ctx.training:
+            if n < 2:
+                raise ShapeError("batch_norm in training needs more than one value per "
+                                 "feature (a batch of 1 has no variance)")
+            mean = x.mean(axis=axes)
+            xm = x - mean.reshape(bshape)
+            var = (xm * xm).mean(axis=axes)
+            # new arrays (not in place): an earlier step's saved state stays as it was
+            state["running_mean"] = ((1 - m) * rm + m * mean).astype(x.dtype, copy=False)
+            state["running_var"] = ((1 - m) * rv + m * var * (n / (n - 1))).astype(
+                x.dtype, copy=False)
+        else:
+            mean, var = rm, rv
+            xm = x - mean.reshape(bshape)
+        inv = (1.0 / np.sqrt(var + eps)).astype(x.dtype, copy=False)
+        xhat = xm * inv.reshape(bshape)
+        ctx.xhat, ctx.inv, ctx.gamma = xhat, inv, gamma
+        ctx.axes, ctx.bshape, ctx.n, ctx.batch_stats = axes, bshape, n, ctx.training
+        return xhat * gamma.reshape(bshape) + beta.reshape(bshape)
+
+    def backward(self, ctx, g):
+        axes, bshape, xhat = ctx.axes, ctx.bshape, ctx.xhat
+        gbeta = g.sum(axis=axes)
+        ggamma = (g * xhat).sum(axis=axes)
+        gx = None
+        if ctx.needs(0):
+            scale = (ctx.gamma * ctx.inv).reshape(bshape)
+            if ctx.batch_stats:
+                # mean and variance depend on every x: subtract their share of the gradient
+                gx = scale * (g - (gbeta / ctx.n).reshape(bshape)
+                              - xhat * (ggamma / ctx.n).reshape(bshape))
+            else:
+                gx = g * scale
+        return gx, ggamma, gbeta
+
+    @classmethod
+    def sample_inputs(cls, rng):
+        # gamma is drawn first: x must not be the gradient checker's cotangent (same seed),
+        # which would lie in the span of {1, x̂} where the true gradient is exactly zero
+        gamma = rng.uniform(0.5, 1.5, 3)
+        return [
+            Sample((rng.normal(size=(5, 3)) * 2 + 1, gamma, rng.normal(size=3)),
+                   training=True, note="(B, F), training"),
+            Sample((rng.normal(size=(3, 2, 3, 3)), rng.uniform(0.5, 1.5, 2), rng.normal(size=2)),
+                   {"eps": 1e-3}, training=True, note="(B, C, H, W), training"),
+        ]
+
+    @classmethod
+    def torch_reference(cls, torch, params, x, gamma, beta):
+        # the registry samples are in training mode; evaluation is compared in test_layers
+        return torch.nn.functional.batch_norm(x, None, None, gamma, beta, training=True,
+                                              momentum=params["momentum"], eps=params["eps"])
+
+
+@register_op("dropout")
+class Dropout(Op):
+    """Inverted dropout: in training, zero each value with probability p, scale the rest by 1/(1−p).
+
+    The expected value is unchanged, so evaluation is the identity. The mask is
+    drawn from the node's seeded generator, so a replayed step is identical.
+
+    Parameters
+    ----------
+    p : float
+        Probability of dropping a value, in [0, 1).
+
+    Shape:
+        x (any) -> out (same shape)
+    """
+
+    label = "Dropout"
+    category = "regularization"
+    elementwise = True
+    params = (Param("p", "float", 0.5, low=0.0, high=0.99, doc="probability of dropping"),)
+    formula = "y = x·m/(1−p), m ~ Bernoulli(1−p) (training); y = x (evaluation)"
+    derivative = "∂y/∂x = m/(1−p) (training), 1 (evaluation)"
+
+    def infer_shapes(self, x):
+        return (x,)
+
+    def multiply_adds(self, x):
+        return numel(x)
+
+    def forward(self, ctx, x):
+        p = self.p["p"]
+        if not ctx.training or p == 0.0:
+            ctx.mask = None
+            return x
+        # Generator.random draws float32 or float64 only; float32 halves the cost
+        draw = np.float32 if x.dtype == np.float32 else np.float64
+        keep = ctx.rng.random(x.shape, dtype=draw) >= p
+        ctx.mask = keep * x.dtype.type(1.0 / (1.0 - p))
+        return x * ctx.mask
+
+    def backward(self, ctx, g):
+        return (g if ctx.mask is None else g * ctx.mask,)
+
+    @classmethod
+    def sample_inputs(cls, rng):
+        return [Sample((rng.normal(size=(4, 6)),), {"p": 0.3}, training=True, note="training"),
+                Sample((rng.normal(size=(2, 3, 2, 2)),), {"p": 0.5}, note="evaluation")]

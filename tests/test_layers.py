@@ -1,0 +1,433 @@
+"""Layer ops beyond the registry tests: geometry grids against PyTorch, pooling
+round trips and ties, batch-norm statistics, dropout, textbook shapes and counts,
+and float32 staying float32 through a whole CNN."""
+
+import numpy as np
+import pytest
+
+from core.errors import ShapeError
+from core.executor import Executor
+from core.gradcheck import check_op
+from core.graph import Graph
+from core.ops import REGISTRY, Context, get_op
+from core.ops.base import Sample
+from core.ops.layers import matmul_wide, matmul_wide_nt
+
+LAYER_OPS = sorted(i for i, c in REGISTRY.items() if c.__module__ == "core.ops.layers")
+
+
+def _forward_backward(op_id, params, inputs, training=False, seed=0):
+    op = get_op(op_id)(**params)
+    ctx = Context(training=training, rng=np.random.default_rng(seed))
+    out = op.forward(ctx, *inputs)
+    outs = out if isinstance(out, tuple) else (out,)
+    cots = [np.random.default_rng(1).normal(size=y.shape).astype(y.dtype)
+            if y.dtype.kind == "f" else None for y in outs]
+    return outs, cots, op.backward(ctx, *cots)
+
+
+def _torch_grads(torch, fn, arrays, cots):
+    ts = [torch.tensor(a, dtype=torch.float64, requires_grad=True) for a in arrays]
+    out = fn(*ts)
+    (out * torch.tensor(cots[0])).sum().backward()
+    return out.detach().numpy(), [t.grad.numpy() for t in ts]
+
+
+# ------------------------------------------------------------ against PyTorch
+
+CONV_GRID = [
+    # x shape, out channels, kernel, stride, padding, dilation
+    ((2, 3, 9, 8), 4, (3, 3), (1, 1), (0, 0), (1, 1)),
+    ((2, 3, 9, 8), 4, (3, 3), (2, 2), (1, 1), (1, 1)),
+    ((2, 2, 10, 9), 3, (3, 2), (2, 3), (1, 0), (2, 1)),
+    ((1, 2, 11, 11), 2, (5, 5), (1, 1), (2, 2), (1, 1)),
+    ((2, 1, 12, 10), 3, (3, 3), (3, 2), (2, 1), (2, 3)),
+    ((3, 2, 7, 7), 2, (1, 1), (2, 2), (0, 0), (1, 1)),
+    ((1, 2, 8, 8), 2, (4, 4), (4, 4), (0, 0), (1, 1)),
+]
+
+
+@pytest.mark.parametrize("x_shape,o,k,s,p,d", CONV_GRID)
+@pytest.mark.parametrize("mode", ["cross_correlation", "convolution"])
+def test_conv2d_matches_pytorch_over_geometries(x_shape, o, k, s, p, d, mode):
+    """conv2d forward and all three gradients equal PyTorch's for stride/padding/dilation mixes."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=x_shape)
+    w = rng.normal(size=(o, x_shape[1]) + k)
+    b = rng.normal(size=o)
+    params = dict(out_channels=o, kernel=k, stride=s, padding=p, dilation=d, mode=mode)
+    (y,), cots, grads = _forward_backward("conv2d", params, (x, w, b))
+
+    def ref(x, w, b):
+        if mode == "convolution":
+            w = torch.flip(w, dims=(2, 3))
+        return torch.nn.functional.conv2d(x, w, b, stride=s, padding=p, dilation=d)
+
+    y_ref, g_ref = _torch_grads(torch, ref, (x, w, b), cots)
+    np.testing.assert_allclose(y, y_ref, rtol=1e-10, atol=1e-10)
+    for g, gr in zip(grads, g_ref):
+        np.testing.assert_allclose(g, gr, rtol=1e-10, atol=1e-10)
+
+
+CONVT_GRID = [
+    # x shape, out channels, kernel, stride, padding, output padding, dilation
+    ((2, 3, 4, 5), 2, (3, 3), (1, 1), (0, 0), (0, 0), (1, 1)),
+    ((2, 3, 4, 4), 2, (3, 3), (2, 2), (1, 1), (1, 1), (1, 1)),
+    ((1, 2, 5, 3), 3, (4, 2), (3, 2), (1, 0), (2, 1), (1, 1)),
+    ((2, 2, 3, 3), 2, (3, 3), (2, 1), (0, 1), (0, 0), (2, 2)),
+    ((1, 4, 7, 7), 1, (2, 2), (2, 2), (0, 0), (0, 0), (1, 1)),
+]
+
+
+@pytest.mark.parametrize("x_shape,o,k,s,p,op_,d", CONVT_GRID)
+def test_conv_transpose2d_matches_pytorch(x_shape, o, k, s, p, op_, d):
+    """conv_transpose2d equals PyTorch's, output_padding and dilation included."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=x_shape)
+    w = rng.normal(size=(x_shape[1], o) + k)
+    b = rng.normal(size=o)
+    params = dict(out_channels=o, kernel=k, stride=s, padding=p, output_padding=op_, dilation=d)
+    (y,), cots, grads = _forward_backward("conv_transpose2d", params, (x, w, b))
+
+    def ref(x, w, b):
+        return torch.nn.functional.conv_transpose2d(x, w, b, stride=s, padding=p,
+                                                    output_padding=op_, dilation=d)
+
+    y_ref, g_ref = _torch_grads(torch, ref, (x, w, b), cots)
+    np.testing.assert_allclose(y, y_ref, rtol=1e-10, atol=1e-10)
+    for g, gr in zip(grads, g_ref):
+        np.testing.assert_allclose(g, gr, rtol=1e-10, atol=1e-10)
+
+
+def test_conv_transpose2d_is_the_adjoint_of_conv2d():
+    """<conv(x), y> = <x, convT(y)> with the same kernel and geometry (no bias)."""
+    rng = np.random.default_rng(5)
+    geo = dict(kernel=(3, 3), stride=(2, 2), padding=(1, 1))
+    x = rng.normal(size=(2, 3, 7, 7))
+    w = rng.normal(size=(4, 3, 3, 3))
+    conv = get_op("conv2d")(out_channels=4, bias=False, **geo)
+    y = conv.forward(Context(), x, w, np.zeros(0))
+    z = rng.normal(size=y.shape)
+    convt = get_op("conv_transpose2d")(out_channels=3, bias=False, **geo)
+    back = convt.forward(Context(), z, w, np.zeros(0))
+    assert back.shape == x.shape
+    assert np.isclose(np.sum(y * z), np.sum(x * back))
+
+
+def test_convolution_mode_flips_the_kernel():
+    """mode='convolution' with W equals cross-correlation with W rotated by 180°."""
+    rng = np.random.default_rng(6)
+    x, w, b = rng.normal(size=(2, 2, 6, 6)), rng.normal(size=(3, 2, 3, 2)), rng.normal(size=3)
+    conv = get_op("conv2d")(out_channels=3, kernel=(3, 2), mode="convolution")
+    corr = get_op("conv2d")(out_channels=3, kernel=(3, 2))
+    np.testing.assert_allclose(conv.forward(Context(), x, w, b),
+                               corr.forward(Context(), x, w[:, :, ::-1, ::-1], b))
+
+
+def test_batch_norm_eval_matches_pytorch():
+    """In evaluation batch norm uses the stored running statistics, like PyTorch."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(7)
+    x, gamma, beta = rng.normal(size=(4, 3, 2, 2)), rng.uniform(0.5, 2, 3), rng.normal(size=3)
+    rm, rv = rng.normal(size=3), rng.uniform(0.5, 2, 3)
+    op = get_op("batch_norm")(eps=1e-3)
+    ctx = Context(training=False, state={"running_mean": rm, "running_var": rv})
+    y = op.forward(ctx, x, gamma, beta)
+    g = rng.normal(size=y.shape)
+    grads = op.backward(ctx, g)
+    ts = [torch.tensor(a, requires_grad=True) for a in (x, gamma, beta)]
+    ref = torch.nn.functional.batch_norm(ts[0], torch.tensor(rm), torch.tensor(rv), ts[1], ts[2],
+                                         training=False, eps=1e-3)
+    (ref * torch.tensor(g)).sum().backward()
+    np.testing.assert_allclose(y, ref.detach().numpy(), rtol=1e-10)
+    for a, t in zip(grads, ts):
+        np.testing.assert_allclose(a, t.grad.numpy(), rtol=1e-9, atol=1e-12)
+
+
+# --------------------------------------------------------------- batch norm
+
+def test_batch_norm_updates_running_averages_like_pytorch():
+    """Training updates running mean/var (unbiased) with momentum; PyTorch agrees."""
+    rng = np.random.default_rng(8)
+    op = get_op("batch_norm")(momentum=0.2)
+    state = {}
+    batches = [rng.normal(2.0, 3.0, size=(8, 4)) for _ in range(3)]
+    mean, var = np.zeros(4), np.ones(4)
+    for x in batches:
+        op.forward(Context(training=True, state=state), x, np.ones(4), np.zeros(4))
+        mean = 0.8 * mean + 0.2 * x.mean(0)
+        var = 0.8 * var + 0.2 * x.var(0, ddof=1)
+    np.testing.assert_allclose(state["running_mean"], mean)
+    np.testing.assert_allclose(state["running_var"], var)
+    torch = pytest.importorskip("torch")
+    bn = torch.nn.BatchNorm1d(4, momentum=0.2).double()
+    for x in batches:
+        bn(torch.tensor(x))
+    np.testing.assert_allclose(state["running_mean"], bn.running_mean.numpy())
+    np.testing.assert_allclose(state["running_var"], bn.running_var.numpy())
+
+
+def test_batch_norm_training_normalizes_and_eval_uses_running_stats():
+    """A training batch comes out with mean 0 and variance 1 per channel; evaluation of the
+    same batch differs, because it uses the running averages instead."""
+    rng = np.random.default_rng(9)
+    x = rng.normal(5.0, 2.0, size=(6, 3, 4, 4))
+    op = get_op("batch_norm")()
+    state = {}
+    y = op.forward(Context(training=True, state=state), x, np.ones(3), np.zeros(3))
+    np.testing.assert_allclose(y.mean(axis=(0, 2, 3)), 0, atol=1e-12)
+    np.testing.assert_allclose(y.var(axis=(0, 2, 3)), 1, rtol=1e-4)
+    y_eval = op.forward(Context(training=False, state=state), x, np.ones(3), np.zeros(3))
+    expect = (x - state["running_mean"][:, None, None]) / np.sqrt(
+        state["running_var"][:, None, None] + 1e-5)
+    np.testing.assert_allclose(y_eval, expect)
+    assert not np.allclose(y_eval, y)
+
+
+def test_batch_norm_eval_gradient_matches_finite_differences():
+    """The evaluation-mode backward (a fixed affine map) passes the gradient check."""
+    rng = np.random.default_rng(10)
+    sample = Sample((rng.normal(size=(3, 2, 2, 2)), rng.uniform(0.5, 1.5, 2),
+                     rng.normal(size=2)), training=False)
+    for row in check_op(get_op("batch_norm"), sample):
+        assert row.rel_error < 1e-7, row
+
+
+def test_batch_norm_running_stats_live_in_node_state():
+    """Training a graph through the executor leaves running stats in the node's state."""
+    g = Graph()
+    x = g.add("input", name="x", value=np.random.default_rng(0).normal(3, 1, size=(5, 2)))
+    bn = g.add("batch_norm", x, name="bn")
+    g.add("mean", bn, name="loss")
+    Executor(g, training=True).run(loss="loss")
+    assert set(bn.state) == {"running_mean", "running_var"}
+    assert np.all(bn.state["running_mean"] > 0.1)
+
+
+# ------------------------------------------------------------------ pooling
+
+def test_max_pool_then_unpool_round_trip():
+    """Unpooling a max pool's output with its indices puts every maximum back where it
+    was and zeros elsewhere (the classic pool → unpool exercise, through a graph)."""
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(2, 3, 6, 8))
+    g = Graph()
+    inp = g.add("input", name="x", value=x)
+    pool = g.add("max_pool2d", inp, name="pool")
+    unpool = g.add("max_unpool2d", pool, (pool, "indices"), name="unpool")
+    g.add("sum", unpool, name="loss")
+    ex = Executor(g).run(loss="loss")
+    y = ex.value("unpool")
+    assert y.shape == x.shape
+    win = x.reshape(2, 3, 3, 2, 4, 2).max(axis=(3, 5))
+    is_max = x == np.repeat(np.repeat(win, 2, axis=2), 2, axis=3)
+    np.testing.assert_array_equal(y, np.where(is_max, x, 0.0))
+    np.testing.assert_array_equal(ex.grad("x"), is_max.astype(float))
+
+
+def test_max_pool_tie_sends_gradient_to_one_position():
+    """A window of equal values (MNIST's zero background) passes its gradient to exactly one
+    input — the first in row-major order, the one PyTorch's indices name."""
+    x = np.zeros((2, 3, 4, 6))
+    x[0, 0, 0, 0] = x[0, 0, 1, 1] = 1.0   # a tie at the maximum inside one window
+    (y, idx), cots, (gx,) = _forward_backward("max_pool2d", {}, (x,))
+    hits = (gx != 0).reshape(2, 3, 2, 2, 3, 2).sum(axis=(3, 5))
+    np.testing.assert_array_equal(hits, np.ones((2, 3, 2, 3)))
+    assert gx[0, 0, 0, 0] == cots[0][0, 0, 0, 0] and gx[0, 0, 1, 1] == 0
+    np.testing.assert_allclose(gx.reshape(2, 3, 2, 2, 3, 2).sum(axis=(3, 5)), cots[0])
+    assert idx[0, 0, 0, 0] == 0 and idx[0, 0, 0, 1] == 2 and idx[1, 2, 1, 2] == 2 * 6 + 4
+    torch = pytest.importorskip("torch")
+    _, t_idx = torch.nn.functional.max_pool2d(torch.tensor(x), 2, 2, return_indices=True)
+    np.testing.assert_array_equal(idx, t_idx.numpy())
+
+
+def test_max_pool_tie_with_overlapping_windows():
+    """Overlapping windows with padding: each window still gives its gradient to one input."""
+    x = np.zeros((1, 1, 5, 5))
+    (y, idx), cots, (gx,) = _forward_backward("max_pool2d", {"kernel": 3, "stride": 2,
+                                                             "padding": 1}, (x,))
+    assert np.isclose(gx.sum(), cots[0].sum())
+    assert np.count_nonzero(gx) <= y.size
+    torch = pytest.importorskip("torch")
+    _, t_idx = torch.nn.functional.max_pool2d(torch.tensor(x), 3, 2, 1, return_indices=True)
+    np.testing.assert_array_equal(idx, t_idx.numpy())
+
+
+def test_max_unpool_repeated_index_gradient_goes_to_the_value_that_landed():
+    """When overlapping pools pick one maximum twice, the gradient check still passes."""
+    x = np.zeros((1, 1, 4, 4))
+    x[0, 0, 1, 1] = 5.0  # the maximum of all four overlapping windows
+    _, idx = get_op("max_pool2d")(kernel=3, stride=1).forward(Context(), x)
+    assert np.all(idx == 5)
+    vals = np.array([[[[0.3, -1.2], [0.7, 2.1]]]])
+    sample = Sample((vals, np.ascontiguousarray(idx)), {"kernel": 3, "stride": 1})
+    for row in check_op(get_op("max_unpool2d"), sample):
+        assert row.rel_error < 1e-7, row
+
+
+def test_unpool_rejects_indices_of_another_geometry():
+    """Indices that point outside the unpooled plane are a clear error."""
+    op = get_op("max_unpool2d")(kernel=2, stride=2)
+    with pytest.raises(ShapeError, match="outside the 4×4 output"):
+        op.forward(Context(), np.ones((1, 1, 2, 2)), np.full((1, 1, 2, 2), 16))
+
+
+def test_avg_and_global_pool_values():
+    """2×2 average pooling and the global average of a known image."""
+    x = np.arange(16.0).reshape(1, 1, 4, 4)
+    y = get_op("avg_pool2d")().forward(Context(), x)
+    np.testing.assert_array_equal(y[0, 0], [[2.5, 4.5], [10.5, 12.5]])
+    assert get_op("global_avg_pool")().forward(Context(), x)[0, 0] == 7.5
+
+
+# ------------------------------------------------------------------ dropout
+
+def test_dropout_scales_kept_values_and_is_reproducible():
+    """Training drops about p of the values, scales the rest by 1/(1−p), the gradient uses
+    the same mask, and the same generator seed gives the same mask."""
+    x = np.random.default_rng(12).uniform(1, 2, size=(200, 100))
+    (y,), cots, (gx,) = _forward_backward("dropout", {"p": 0.3}, (x,), training=True, seed=5)
+    kept = y != 0
+    assert abs(kept.mean() - 0.7) < 0.01
+    np.testing.assert_allclose(y[kept], x[kept] / 0.7)
+    np.testing.assert_allclose(gx, cots[0] * kept / 0.7)
+    (y2,), _, _ = _forward_backward("dropout", {"p": 0.3}, (x,), training=True, seed=5)
+    np.testing.assert_array_equal(y, y2)
+    (y3,), _, _ = _forward_backward("dropout", {"p": 0.3}, (x,), training=True, seed=6)
+    assert not np.array_equal(y, y3)
+    assert abs(y.mean() - x.mean()) < 0.02  # inverted dropout keeps the expected value
+
+
+def test_dropout_is_identity_in_evaluation():
+    x = np.random.default_rng(13).normal(size=(4, 5))
+    (y,), cots, (gx,) = _forward_backward("dropout", {"p": 0.9}, (x,), training=False)
+    np.testing.assert_array_equal(y, x)
+    np.testing.assert_array_equal(gx, cots[0])
+
+
+# ------------------------------------------------------------ shapes, counts
+
+def test_alexnet_first_conv_gives_55x55x96():
+    """AlexNet's conv1 (96 kernels of 11×11, stride 4) on a 227×227×3 image: 55×55×96."""
+    op = get_op("conv2d")(out_channels=96, kernel=11, stride=4)
+    assert op.infer_shapes((None, 3, 227, 227)) == ((None, 96, 55, 55),)
+    g = Graph()
+    x = g.add("input", name="img", shape=(None, 3, 227, 227), role="features")
+    conv = g.add("conv2d", x, out_channels=96, kernel=11, stride=4)
+    report = g.infer_shapes()
+    assert report.shapes[conv.id] == ((None, 96, 55, 55),)
+    assert report.macs[conv.id] == 96 * 55 * 55 * 3 * 11 * 11   # 105,415,200
+    y = op.forward(Context(), np.zeros((1, 3, 227, 227)), np.zeros((96, 3, 11, 11)), np.zeros(96))
+    assert y.shape == (1, 96, 55, 55)
+
+
+def test_small_conv_parameter_and_mac_counts():
+    """8 kernels of 3×3 over 3 channels on 32×32: 8·3·9 + 8 = 224 parameters and
+    8·30·30·27 = 194,400 multiply-adds per image; without bias 216 parameters."""
+    g = Graph()
+    x = g.add("input", name="img", shape=(None, 3, 32, 32), role="features")
+    conv = g.add("conv2d", x, out_channels=8, kernel=3)
+    assert g.parameter_count() == 224
+    assert g.infer_shapes().macs[conv.id] == 194_400
+    g.set_params(conv, bias=False)
+    assert g.parameter_count() == 216
+
+
+def test_shape_errors_say_what_does_not_fit():
+    """Geometry that cannot work names the kernel, the input size and the problem."""
+    conv = get_op("conv2d")(kernel=5)
+    with pytest.raises(ShapeError, match="kernel 5×5 with dilation 1 does not fit a 3×3 input "
+                                         "after padding 0×0"):
+        conv.infer_shapes((None, 1, 3, 3))
+    with pytest.raises(ShapeError, match=r"expects images \(B, C, H, W\)"):
+        conv.infer_shapes((None, 784))
+    with pytest.raises(ShapeError, match="put a Flatten in front"):
+        get_op("dense")().infer_shapes((None, 16, 5, 5))
+    with pytest.raises(ShapeError, match="output_padding 2"):
+        get_op("conv_transpose2d")(stride=2, output_padding=2).infer_shapes((None, 1, 4, 4))
+    with pytest.raises(ShapeError, match="padding 2 must be at most half"):
+        get_op("max_pool2d")(kernel=3, padding=2).infer_shapes((None, 1, 8, 8))
+    g = Graph()
+    x = g.add("input", name="img", shape=(None, 1, 3, 3), role="features")
+    conv_node = g.add("conv2d", x, kernel=5)
+    assert "does not fit a 3×3 input" in g.infer_shapes().errors[conv_node.id]
+
+
+@pytest.mark.parametrize("op_id", LAYER_OPS)
+def test_float32_stays_float32(op_id):
+    """Every layer op keeps float32 inputs float32 in its outputs and gradients."""
+    cls = REGISTRY[op_id]
+    for sample in cls.sample_inputs(np.random.default_rng(0)):
+        inputs = [np.asarray(x, np.float32) if np.asarray(x).dtype.kind == "f" else x
+                  for x in sample.inputs]
+        outs, cots, grads = _forward_backward(op_id, sample.params, inputs, sample.training)
+        for y in outs:
+            assert y.dtype in (np.float32, np.int64), (op_id, sample.note, y.dtype)
+        for g in grads:
+            assert g is None or g.dtype == np.float32, (op_id, sample.note, g.dtype)
+
+
+def _lenet(dtype="float32", batch=8):
+    g = Graph(dtype=dtype)
+    x = g.add("input", name="x", shape=(None, 1, 28, 28), role="features")
+    t = g.add("input", name="t", shape=(None,), role="target")
+    h = g.add("conv2d", x, out_channels=6, kernel=5, padding=2, name="c1")
+    h = g.add("max_pool2d", g.add("relu", h), name="p1")
+    h = g.add("conv2d", h, out_channels=16, kernel=5, name="c2")
+    h = g.add("max_pool2d", g.add("relu", h), name="p2")
+    h = g.add("flatten", h)
+    h = g.add("relu", g.add("dense", h, units=120))
+    h = g.add("relu", g.add("dense", h, units=84))
+    h = g.add("dense", h, units=10, name="logits")
+    loss = g.add("softmax_cross_entropy", h, t, name="loss")
+    g.set_loss(loss)
+    rng = np.random.default_rng(0)
+    feeds = {"x": rng.random((batch, 1, 28, 28)).astype(dtype),
+             "t": rng.integers(0, 10, batch)}
+    return g, feeds
+
+
+def test_lenet_float32_has_no_silent_float64():
+    """Training LeNet-5 in float32: every value, gradient and weight gradient is float32."""
+    g, feeds = _lenet()
+    ex = Executor(g, training=True, input_grads=False).run(feeds)
+    for key, v in ex.values.items():
+        node = g.nodes[key[0]]
+        if node.op_id not in ("input",) and key != (node.id, 1):
+            assert v.dtype == np.float32, (node.name, v.dtype)
+    assert ex.grads and all(v.dtype == np.float32 for v in ex.grads.values())
+    assert len(ex.weight_grads) == 10
+    assert all(v.dtype == np.float32 for v in ex.weight_grads.values())
+
+
+def test_lenet_gradients_pass_the_graph_gradient_check():
+    """The whole LeNet-5 (float64 copy) agrees with finite differences, ties included."""
+    from core.gradcheck import check_graph
+
+    g, feeds = _lenet(dtype="float64", batch=2)
+    Executor(g, training=True).run(feeds)  # creates the weights
+    rows = check_graph(g, loss="loss", feeds=feeds, max_elements=20)
+    assert rows
+    for row in rows:
+        assert row.rel_error < 1e-5, row
+
+
+def test_lenet_first_conv_skips_the_input_gradient():
+    """With input_grads off, the first conv is told its input needs no gradient."""
+    g, feeds = _lenet()
+    ex = Executor(g, training=True, input_grads=False).run(feeds)
+    c1 = g.node("c1")
+    assert ex.ctxs[c1.id].needs(0) is False
+    assert (c1.id, 0) in ex.weight_grads or (c1.id, "W") in ex.weight_grads
+
+
+def test_wide_matmul_blocking_is_exact():
+    """The blocked products used for skinny convolutions equal the plain ones."""
+    rng = np.random.default_rng(14)
+    a = rng.normal(size=(6, 25)).astype(np.float32)
+    b = rng.normal(size=(25, 128 * 784)).astype(np.float32)
+    np.testing.assert_allclose(matmul_wide(a, b), a @ b, rtol=1e-5, atol=1e-4)
+    g = rng.normal(size=(6, 128 * 784)).astype(np.float32)
+    np.testing.assert_allclose(matmul_wide_nt(g, b), g @ b.T, rtol=1e-4, atol=1e-2)
