@@ -159,8 +159,12 @@ def cmd_train(args) -> int:
         kw["momentum"] = args.momentum
     elif name == "rmsprop" and args.momentum:
         kw["momentum"] = args.momentum
-    optimizer = make_optimizer(name, **kw)
-    schedule = parse_schedule(args.schedule, lr, args.epochs, args.warmup)
+    try:
+        optimizer = make_optimizer(name, **kw)
+        schedule = parse_schedule(args.schedule, lr, args.epochs, args.warmup)
+    except ValueError as exc:  # bad numbers or spec on the command line
+        print(f"backprop-studio train: error: {exc}", file=sys.stderr)
+        return 2
 
     stored = None
     if not (args.sample or args.data or getattr(args, "download", False)):
