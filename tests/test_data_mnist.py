@@ -103,6 +103,22 @@ def test_checksum_mismatch_is_a_clear_error(tiny, no_env):
         load_mnist(data_dir=folder, kind=spec)
 
 
+def test_raw_files_without_published_raw_sums_are_checked_for_structure(tiny, tmp_path, no_env):
+    """Like Fashion-MNIST: only the .gz sums are known, so raw files are read on their header."""
+    spec, _, arrays, raw, _ = tiny
+    gz_only = DatasetSpec(spec.key, spec.title, {}, spec.gz_md5, spec.counts, (), ("",),
+                          spec.classes)
+    folder = tmp_path / "raw"
+    folder.mkdir()
+    for p in PARTS:
+        (folder / FILE_NAMES[p]).write_bytes(raw[p])
+    assert np.array_equal(load_mnist(data_dir=folder, kind=gz_only).train_x,
+                          arrays["train_images"])
+    (folder / FILE_NAMES["test_labels"]).write_bytes(raw["test_labels"][:-1])
+    with pytest.raises(DataError, match="truncated"):
+        load_mnist(data_dir=folder, kind=gz_only)
+
+
 def test_damaged_gzip_is_a_clear_error(tiny, no_env):
     spec, folder, _, _, gz = tiny
     (folder / (FILE_NAMES["test_labels"] + ".gz")).write_bytes(gz["test_labels"][:20])
