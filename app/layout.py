@@ -19,7 +19,7 @@ import networkx as nx
 
 from core.graph import Graph
 
-H_GAP = 90.0      # between columns
+H_GAP = 110.0     # between columns (room for the shape label on the wire)
 V_GAP = 36.0      # between nodes of a column
 DUMMY_H = 18.0    # lane reserved for a wire passing through a column
 COMPONENT_GAP = 90.0

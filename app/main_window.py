@@ -957,6 +957,8 @@ class MainWindow(QMainWindow):
             return False
         self.path = None
         self._update_title()
+        self.statusBar().showMessage(f"Opened the example '{self.graph.name or Path(path).stem}'"
+                                     " as a new graph", 6000)
         return True
 
     # ============================================================ recovery

@@ -47,7 +47,7 @@ LINE_H = 16.0
 FOOTER_H = 22.0
 PAD = 10.0
 PORT_R = 5.0
-MAX_PARAM_LINES = 2
+MAX_PARAM_LINES = 3
 # Parameters that rarely matter at a glance; the inspector shows them.
 QUIET_PARAMS = {"init", "fill", "trainable", "reduction", "keepdims", "keep_batch", "bias",
                 "mode", "dilation", "approximate", "role"}
