@@ -794,7 +794,7 @@ class OverviewItem(QGraphicsItem):
 
     Far out, hundreds of cards and wires each painted by Python cost more than a
     frame; this item draws them in a few calls while the real items stay in the
-    scene (transparent but clickable, so selecting and dragging still work).
+    scene (not painted but clickable, so selecting and dragging still work).
     """
 
     def __init__(self, scene: GraphScene):
@@ -921,10 +921,9 @@ class GraphScene(QGraphicsScene):
         if detailed == self.detailed:
             return
         self.detailed = detailed
-        opacity = 1.0 if detailed else 0.0
-        # a fully transparent item is never painted but still takes clicks
+        # an item flagged as having no contents is never painted but still takes clicks
         for item in list(self.nodes.values()) + list(self.edges.values()):
-            item.setOpacity(opacity)
+            item.setFlag(QGraphicsItem.ItemHasNoContents, not detailed)
         self.overview.setVisible(not detailed)
 
     def _on_selection_for_overview(self):
@@ -969,7 +968,7 @@ class GraphScene(QGraphicsScene):
     def _on_node_added(self, node, schedule=True):
         item = NodeItem(self, node, self._info(node.id))
         if not self.detailed:
-            item.setOpacity(0.0)
+            item.setFlag(QGraphicsItem.ItemHasNoContents)
         self.nodes[node.id] = item
         pos = self.graph.layout.get(node.id)
         item.sync_pos(pos if pos is not None else (0.0, 0.0))
@@ -996,7 +995,7 @@ class GraphScene(QGraphicsScene):
         src, dst = self.nodes[edge.src], self.nodes[edge.dst]
         item = EdgeItem(self, edge, src, dst)
         if not self.detailed:
-            item.setOpacity(0.0)
+            item.setFlag(QGraphicsItem.ItemHasNoContents)
         self.edges[edge] = item
         self.addItem(item)
         self.mark_edge_dirty(item)
