@@ -123,3 +123,24 @@ def test_double_clicking_empty_canvas_opens_the_add_popup_there(make_window, qtb
     win.quick_add.choose("exp")
     node = next(iter(win.graph.nodes.values()))
     assert win.scene.nodes[node.id].scene_card_rect().contains(win.view.mapToScene(p))
+
+
+def test_standard_shortcuts_work_on_the_canvas(make_window, qtbot):
+    """Delete removes the selected node, Ctrl+Z brings it back, Ctrl+D duplicates it"""
+    win = make_window()
+    n = win.add_op("relu", QPointF(0, 0))
+    win.activateWindow()
+    win.view.setFocus()
+    qtbot.waitUntil(win.isActiveWindow, timeout=2000)
+    win.select_nodes([n.id])
+    qtbot.keyClick(win.view, Qt.Key_Delete)
+    assert not win.graph.nodes
+    qtbot.keyClick(win.view, Qt.Key_Z, Qt.ControlModifier)
+    assert list(win.graph.nodes) == [n.id]
+    win.select_nodes([n.id])
+    qtbot.keyClick(win.view, Qt.Key_D, Qt.ControlModifier)
+    assert [x.name for x in win.graph.nodes.values()] == ["relu", "relu2"]
+    # the menus show the shortcuts
+    assert win.act_duplicate.shortcut().toString() == "Ctrl+D"
+    assert win.act_add.shortcut().toString() == "Tab"
+    assert win.act_fit.shortcut().toString() == "F"

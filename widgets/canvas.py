@@ -429,7 +429,7 @@ class NodeItem(QGraphicsItem):
                          fm.elidedText(self.title, Qt.ElideRight, title_w))
         if self.is_loss:
             self._draw_loss_tag(painter)
-        if lod < 0.6:
+        if lod < 0.45:
             # small on screen: the body text would be unreadable anyway
             painter.setBrush(Qt.NoBrush)
             painter.setPen(QPen(t.color("error" if self.error else
