@@ -311,6 +311,7 @@ class MainWindow(QMainWindow):
     def _connect_views(self):
         sc = self.scene
         sc.connect_requested.connect(self.connect_edge)
+        sc.rewire_requested.connect(self.rewire)
         sc.connect_with_flatten_requested.connect(self.connect_through_flatten)
         sc.nodes_moved.connect(self._on_nodes_moved)
         sc.quick_add_requested.connect(self.open_quick_add)
@@ -523,6 +524,17 @@ class MainWindow(QMainWindow):
 
     def connect_edge(self, edge: Edge):
         self.push(ConnectCommand(self.graph, edge))
+
+    def rewire(self, old: Edge, new: Edge | None):
+        """Move a wire to another input (``new``), or take it out (``None``)."""
+        g = self.graph
+        what = f"'{g.nodes[old.src].name}' → '{g.nodes[old.dst].name}.{old.dst_port}'"
+        if new is None:
+            self.push(RemoveCommand(g, edges=[old], text=f"Disconnect {what}"))
+            return
+        remove = RemoveCommand(g, edges=[old])
+        self.push(MacroCommand(f"Move wire {what} to '{g.nodes[new.dst].name}.{new.dst_port}'",
+                               [remove, ConnectCommand(g, new)]))
 
     def connect_ports(self, src, dst, dst_port=None, src_port=None) -> bool:
         """Connect like a drop would, with the same checks; returns whether it connected."""

@@ -308,3 +308,24 @@ def test_the_status_bar_shows_the_graph_totals(make_window):
     assert "61,706 parameters" in text
     assert text.startswith("15 nodes · 14 connections")
     assert "multiply-adds" in text and "error" not in text
+
+
+def test_dragging_a_wire_off_an_input_moves_or_removes_it(make_window):
+    """picking up the wire at x.b and dropping it on f.b moves it; letting go removes it"""
+    win = make_window()
+    g = abc_graph()
+    g.disconnect(g.in_edges("f")["b"])
+    win.set_graph(g)
+    before = snapshot(g)
+    mouse_drag(win, port_pos(win, "x", "b", False), port_pos(win, "f", "b", False))
+    assert "b" not in g.in_edges("x")
+    assert g.nodes[g.in_edges("f")["b"].src].name == "b"
+    assert win.undo_stack.undoText().startswith("Move wire")
+    win.undo_stack.undo()
+    assert snapshot(g) == before
+    mouse_drag(win, port_pos(win, "x", "b", False), port_pos(win, "x", "b", False)
+               + QPointF(-150, 120))
+    assert "b" not in g.in_edges("x") and len(g.edges) == len(before["edges"]) - 1
+    assert win.undo_stack.undoText().startswith("Disconnect")
+    win.undo_stack.undo()
+    assert snapshot(g) == before

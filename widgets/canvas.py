@@ -178,7 +178,10 @@ class PortItem(QGraphicsItem):
 
     def mousePressEvent(self, event):
         if event.button() == Qt.LeftButton:
-            self.scene().begin_connection(self, event.scenePos())
+            if not self.is_output and self.connected:
+                self.scene().begin_rewire(self, event.scenePos())  # pick the wire up
+            else:
+                self.scene().begin_connection(self, event.scenePos())
             event.accept()
         else:
             event.ignore()
@@ -859,6 +862,8 @@ class GraphScene(QGraphicsScene):
     -------
     connect_requested(Edge)
         A legal connection was dropped on a port.
+    rewire_requested(Edge, Edge or None)
+        A wire picked up from an input was dropped on another input (or let go).
     connect_with_flatten_requested(src_id, src_port, dst_id, dst_port)
         A 4-D tensor was dropped on an input that wants it flattened.
     nodes_moved(dict)
@@ -873,6 +878,7 @@ class GraphScene(QGraphicsScene):
     """
 
     connect_requested = Signal(object)
+    rewire_requested = Signal(object, object)
     connect_with_flatten_requested = Signal(str, str, str, str)
     nodes_moved = Signal(dict)
     quick_add_requested = Signal(QPointF, object)
@@ -1211,11 +1217,18 @@ class GraphScene(QGraphicsScene):
                 return p, f"Insert Flatten before '{node.name}.{p}'"
         return None
 
-    def begin_connection(self, port: PortItem, pos: QPointF):
-        self._drag = {"port": port, "target": None}
+    def begin_connection(self, port: PortItem, pos: QPointF, lifted: Edge | None = None):
+        self._drag = {"port": port, "target": None, "lifted": lifted}
         self._wire = _DragWire(self.theme, self.fonts)
         self.addItem(self._wire)
         self.drag_connection(pos)
+
+    def begin_rewire(self, port: PortItem, pos: QPointF):
+        """Pick up the wire plugged into input ``port``: drop it on another input or let go."""
+        edge = self.graph.in_edges(port.node_id)[port.name]
+        self.edges[edge].hide()
+        origin = self.nodes[edge.src].out_ports[edge.src_port]
+        self.begin_connection(origin, pos, lifted=edge)
 
     def _port_near(self, pos: QPointF, want_output: bool):
         best, best_d = None, 22.0
@@ -1251,7 +1264,15 @@ class GraphScene(QGraphicsScene):
             old.highlight = None
             old.update()
         state, hint = None, ""
-        if target is not None:
+        lifted = self._drag.get("lifted")
+        if target is not None and lifted is not None and \
+                (target.node_id, target.name) == (lifted.dst, lifted.dst_port):
+            # back where it came from: a drop changes nothing
+            state, hint = "ok", "✓ put the wire back"
+            target.highlight = "ok"
+            target.update()
+            self._drag.update(target=target, edge=lifted, msg="", fixable=False)
+        elif target is not None:
             edge, msg, fixable = self.check_connection(*self._ends(origin, target))
             state = "ok" if edge is not None else ("fix" if fixable else "bad")
             hint = ("✓ " if edge is not None else "✗ ") + msg
@@ -1260,6 +1281,8 @@ class GraphScene(QGraphicsScene):
             self._drag.update(target=target, edge=edge, msg=msg, fixable=fixable)
         else:
             self._drag["target"] = None
+            if lifted is not None:
+                hint = "release to disconnect"
         a = origin.scenePos()
         b = target.scenePos() if target is not None else pos
         if not origin.is_output:
@@ -1275,6 +1298,21 @@ class GraphScene(QGraphicsScene):
             return
         target = drag["target"]
         origin = drag["port"]
+        lifted = drag.get("lifted")
+        if lifted is not None and lifted in self.edges:
+            self.edges[lifted].show()
+        if lifted is not None:
+            if target is not None:
+                target.highlight = None
+                target.update()
+            if target is None:
+                self.rewire_requested.emit(lifted, None)
+            elif drag["edge"] is not None and drag["edge"] != lifted:
+                self.rewire_requested.emit(lifted, drag["edge"])
+            elif drag["edge"] is None:
+                self.last_refusal = drag["msg"]
+                self.connection_refused.emit(drag["msg"])
+            return
         if target is not None:
             target.highlight = None
             target.update()
