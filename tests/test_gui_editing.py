@@ -329,3 +329,27 @@ def test_dragging_a_wire_off_an_input_moves_or_removes_it(make_window):
     assert win.undo_stack.undoText().startswith("Disconnect")
     win.undo_stack.undo()
     assert snapshot(g) == before
+
+
+def test_typing_an_input_shape_reshapes_the_whole_network(make_window, qtbot):
+    """typing 'B, 1, 32, 32' as LeNet-5's image shape updates conv1's card and fc1's weight"""
+    win = make_window()
+    win.set_graph(lenet5())
+    g = win.graph
+    win.select_nodes([g.node("image").id])
+    field = win.inspector.editor("shape")
+    assert field.text() == "B, 1, 28, 28"
+    field.setFocus()
+    field.selectAll()
+    qtbot.keyClicks(field, "B, 1, 32, 32")
+    qtbot.keyClick(field, Qt.Key_Return)
+    assert g.node("image").params["shape"] == (None, 1, 32, 32)
+    win.scene.refresh_shapes()
+    assert win.scene.nodes[g.node("conv1").id].footer.startswith("→ (B, 6, 32, 32)")
+    assert win.scene.report.weights[g.node("fc1").id]["W"].shape == (16 * 6 * 6, 120)
+    field.setFocus()
+    field.selectAll()
+    qtbot.keyClicks(field, "B, one")
+    qtbot.keyClick(field, Qt.Key_Return)
+    assert field.property("invalid") is True
+    assert g.node("image").params["shape"] == (None, 1, 32, 32)
