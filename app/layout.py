@@ -13,6 +13,7 @@ the same code serves the window, the offscreen renderer and the tests.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import networkx as nx
@@ -24,6 +25,9 @@ V_GAP = 36.0      # between nodes of a column
 DUMMY_H = 18.0    # lane reserved for a wire passing through a column
 COMPONENT_GAP = 90.0
 SWEEPS = 6
+WRAP_AFTER = 24     # columns a network may have before it folds into rows
+WRAP_COLUMNS = 16   # columns per row once it folds
+ROW_GAP = 110.0     # between folded rows (the wire back to the next row runs here)
 
 
 def _isotonic(values: list, weights: list) -> list:
@@ -224,8 +228,18 @@ def _layout_component(graph, dg, comp, index, sizes, port_y):
     ys = [top[n] for n in top]
     shift = -min(ys)
     bottom = max(top[n] + size[n][1] for n in top) + shift
+    # Very long networks (VGG-16 has 42 columns) fold into rows read like text, so
+    # that fitting them to a window leaves the cards big enough to read.
+    rows = math.ceil(n_layers / WRAP_COLUMNS) if n_layers > WRAP_AFTER else 1
+    per_row = math.ceil(n_layers / rows)
+    row_x = [0.0] * n_layers
+    for lv in range(n_layers):
+        first = lv - lv % per_row
+        row_x[lv] = col_x[lv][0] - col_x[first][0]
     pos = {}
     for n in comp:
-        cx, cw = col_x[layer[n]]
-        pos[n] = (round(cx + (cw - size[n][0]) / 2, 1), round(top[n] + shift, 1))
-    return pos, bottom
+        lv = layer[n]
+        cw = col_x[lv][1]
+        dy = (lv // per_row) * (bottom + ROW_GAP)
+        pos[n] = (round(row_x[lv] + (cw - size[n][0]) / 2, 1), round(top[n] + shift + dy, 1))
+    return pos, bottom * rows + ROW_GAP * (rows - 1)

@@ -168,8 +168,7 @@ class MainWindow(QMainWindow):
         self.resizeDocks([self.inspector_dock], [320], Qt.Horizontal)
         self.resizeDocks([self.inspector_dock, self.history_dock], [640, 170], Qt.Vertical)
 
-    def _action(self, text, slot, shortcut=None, canvas=False, tip=None, icon=None,
-                checkable=False):
+    def _action(self, text, slot, shortcut=None, canvas=False, tip=None, checkable=False):
         a = QAction(text, self)
         if shortcut is not None:
             if isinstance(shortcut, (list, tuple)):
@@ -182,8 +181,6 @@ class MainWindow(QMainWindow):
             self.view.addAction(a)
         if tip:
             a.setStatusTip(tip)
-        if icon is not None:
-            a.setIcon(self.style().standardIcon(icon))
         a.setCheckable(checkable)
         a.triggered.connect(slot)
         return a

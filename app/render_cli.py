@@ -34,7 +34,17 @@ def cmd_render(args) -> int:
     app.setStyle("Fusion")
     from widgets.canvas import render_scene  # noqa: PLC0415
 
-    scene = preset_scene(args.file, get_theme(args.theme))
+    path = args.file
+    if not os.path.exists(path) and not path.endswith(".json"):
+        # a preset name, as the train command accepts
+        from examples import example_path  # noqa: PLC0415
+
+        try:
+            path = example_path(path)
+        except FileNotFoundError as exc:
+            print(f"backprop-studio render: error: {exc}", file=sys.stderr)
+            return 2
+    scene = preset_scene(path, get_theme(args.theme))
     img = render_scene(scene, width, height, dpr=args.scale)
     if not img.save(args.output):
         print(f"backprop-studio render: error: cannot write {args.output}", file=sys.stderr)
@@ -47,7 +57,7 @@ def cmd_render(args) -> int:
 def add_parser(subparsers):
     """Add the ``render`` subcommand."""
     p = subparsers.add_parser("render", help="draw the canvas of a graph file to a PNG")
-    p.add_argument("file")
+    p.add_argument("file", help="graph file, or the name of a preset (e.g. lenet5)")
     p.add_argument("-o", "--output", required=True, help="picture to write (PNG)")
     p.add_argument("--size", default="1600x1000", help="W×H in pixels (default 1600x1000)")
     p.add_argument("--theme", choices=("light", "dark"), default="light")

@@ -36,8 +36,19 @@ def wires_through_cards(win):
     return bad
 
 
-@pytest.mark.parametrize("build", [lenet5, vgg16, residual_graph, abc_graph],
-                         ids=["lenet5", "vgg16", "skips", "abc"])
+def preset(stem):
+    def build():
+        from core.serialize import load_graph
+        from examples import example_path
+
+        return load_graph(example_path(stem))
+    return build
+
+
+@pytest.mark.parametrize("build", [lenet5, vgg16, residual_graph, abc_graph, preset("lenet5"),
+                                   preset("vgg16"), preset("alexnet")],
+                         ids=["lenet5", "vgg16", "skips", "abc", "preset-lenet5",
+                              "preset-vgg16", "preset-alexnet"])
 def test_auto_layout_leaves_no_overlaps_and_no_wires_through_cards(make_window, build):
     """after Auto Layout no two cards overlap and no wire crosses a card"""
     win = make_window()
@@ -97,3 +108,17 @@ def test_a_file_whose_cards_overlap_opens_rearranged(make_window, tmp_path):
     assert win.scene.overlapping_cards() == 0
     assert overlaps(win) == []
     assert "arranged" in win.statusBar().currentMessage()
+
+
+def test_a_very_long_network_folds_into_rows_read_left_to_right(make_window):
+    """VGG-16's 42 steps come out as rows, each continuing where the previous one ended"""
+    win = make_window()
+    win.set_graph(vgg16())
+    g = win.graph
+    rows = sorted({round(g.layout[g.node(n).id][1]) for n in
+                   ("image", "conv3_3", "conv5_3")})
+    assert len(rows) == 3
+    # the wire from the end of a row to the start of the next runs between the rows
+    img, last = g.layout[g.node("image").id], g.layout[g.node("conv5_3").id]
+    assert img[1] < last[1]
+    assert overlaps(win) == [] and wires_through_cards(win) == []

@@ -701,6 +701,8 @@ def route(scene, p1: QPointF, p2: QPointF, exclude=()) -> QPainterPath:
     a, c1, c2, b = _default_curve(p1, p2)
     path = QPainterPath(a)
     path.cubicTo(c1, c2, b)
+    if scene is not None and p2.x() < p1.x() - 20:
+        return _route_back(scene, p1, p2, exclude) or path
     if scene is None or p2.x() - p1.x() < 60:
         return path
     top, bottom = min(p1.y(), p2.y()), max(p1.y(), p2.y())
@@ -733,6 +735,33 @@ def route(scene, p1: QPointF, p2: QPointF, exclude=()) -> QPainterPath:
         path.cubicTo(QPointF(q2x + ramp, lane), QPointF(p2.x() - ramp, p2.y()), p2)
         return path
     return path
+
+
+def _route_back(scene, p1: QPointF, p2: QPointF, exclude):
+    """A wire to a port on the left (the next row of a folded network): out to the right,
+    back along a free lane between the cards, and in from the left. ``None`` if no lane."""
+    k = 36.0
+    x_lo, x_hi = p2.x() - 2 * k, p1.x() + 2 * k
+    top, bottom = min(p1.y(), p2.y()), max(p1.y(), p2.y())
+    rects = scene.obstacles(x_lo, x_hi, top - 600, bottom + 600, exclude, margin=10)
+    mid = (p1.y() + p2.y()) / 2
+    lanes = np.concatenate([[mid], rects[:, 1] - 4, rects[:, 3] + 4]) if len(rects) else \
+        np.array([mid])
+    for lane in lanes[np.argsort(np.abs(lanes - mid), kind="stable")][:40]:
+        if len(rects) and bool(((rects[:, 1] < lane) & (rects[:, 3] > lane)
+                                & (rects[:, 2] > x_lo) & (rects[:, 0] < x_hi)).any()):
+            continue
+        q1, q2 = QPointF(p1.x(), lane), QPointF(p2.x(), lane)
+        turn1 = (p1, QPointF(p1.x() + 2 * k, p1.y()), QPointF(p1.x() + 2 * k, lane), q1)
+        turn2 = (q2, QPointF(p2.x() - 2 * k, lane), QPointF(p2.x() - 2 * k, p2.y()), p2)
+        if _hits(_cubic_points(*turn1), rects) or _hits(_cubic_points(*turn2), rects):
+            continue
+        path = QPainterPath(p1)
+        path.cubicTo(*turn1[1:])
+        path.lineTo(q2)
+        path.cubicTo(*turn2[1:])
+        return path
+    return None
 
 
 class _DragWire(QGraphicsItem):
