@@ -26,7 +26,8 @@ DUMMY_H = 18.0    # lane reserved for a wire passing through a column
 COMPONENT_GAP = 90.0
 SWEEPS = 6
 WRAP_AFTER = 24     # columns a network may have before it folds into rows
-WRAP_COLUMNS = 16   # columns per row once it folds
+WRAP_ASPECT = 6.0   # ... and only if it is this many times wider than tall
+MIN_ROW_COLUMNS = 12
 ROW_GAP = 110.0     # between folded rows (the wire back to the next row runs here)
 
 
@@ -230,7 +231,14 @@ def _layout_component(graph, dg, comp, index, sizes, port_y):
     bottom = max(top[n] + size[n][1] for n in top) + shift
     # Very long networks (VGG-16 has 42 columns) fold into rows read like text, so
     # that fitting them to a window leaves the cards big enough to read.
-    rows = math.ceil(n_layers / WRAP_COLUMNS) if n_layers > WRAP_AFTER else 1
+    width = col_x[-1][0] + col_x[-1][1]
+    rows = 1
+    if n_layers > WRAP_AFTER and width > WRAP_ASPECT * max(bottom, 1.0):
+        # a thin ribbon: fold it into the number of rows that looks most like a page
+        def aspect(r):
+            return (width / r) / (bottom * r + ROW_GAP * (r - 1))
+        rows = min(range(2, max(2, n_layers // MIN_ROW_COLUMNS) + 1),
+                   key=lambda r: abs(aspect(r) - 2.0))
     per_row = math.ceil(n_layers / rows)
     row_x = [0.0] * n_layers
     for lv in range(n_layers):
