@@ -382,14 +382,17 @@ class NodeItem(QGraphicsItem):
         selected = self.isSelected()
         painter.setRenderHint(QPainter.Antialiasing)
         if lod < 0.35:
-            # Far away a card is a coloured block: cheap, and still shows the structure.
+            # Far away a card is a miniature: body and coloured header, no text
             painter.setRenderHint(QPainter.Antialiasing, False)
-            if selected:
-                painter.setPen(QPen(t.color("selection"), 3))
-            else:
-                painter.setPen(Qt.NoPen)
-            painter.setBrush(t.color("error") if self.error else cat)
+            pen = QPen(t.color("selection" if selected else "error" if self.error
+                               else "node_border"), 3 if selected or self.error else 1)
+            pen.setCosmetic(True)
+            painter.setPen(pen)
+            painter.setBrush(_tint(cat))
             painter.drawRect(rect)
+            painter.setPen(Qt.NoPen)
+            painter.setBrush(cat)
+            painter.drawRect(QRectF(0, 0, self.width, HEADER_H))
             painter.setRenderHint(QPainter.Antialiasing, True)
             return
         # shadow
@@ -817,6 +820,13 @@ class _DragWire(QGraphicsItem):
                              self.hint)
 
 
+def _tint(color: QColor) -> QColor:
+    """The category colour, faded, for the body of a far-away card."""
+    c = QColor(color)
+    c.setAlpha(70)
+    return c
+
+
 # ------------------------------------------------------------------ overview
 DETAIL_LOD = 0.35  # below this zoom the cards are too small to read
 
@@ -834,6 +844,8 @@ class OverviewItem(QGraphicsItem):
         self._scene = scene
         self._key = None
         self._blocks = {}
+        self._bodies = []
+        self._errors = []
         self._wires = QPainterPath()
         self.setZValue(-1)
         self.setAcceptedMouseButtons(Qt.NoButton)
@@ -845,14 +857,20 @@ class OverviewItem(QGraphicsItem):
     def _rebuild(self):
         sc = self._scene
         t = sc.theme
-        blocks = {}
+        blocks, bodies, errors = {}, [], []
         for item in sc.nodes.values():
-            color = t.color("error") if item.error else t.category_color(item.category)
-            blocks.setdefault(color.rgba(), (color, []))[1].append(item.scene_card_rect())
+            r = item.scene_card_rect()
+            bodies.append(r)
+            if item.error:
+                errors.append(r)
+            color = t.category_color(item.category)
+            entry = blocks.setdefault(color.rgba(), (color, [], []))
+            entry[1].append(QRectF(r.x(), r.y(), r.width(), HEADER_H))
+            entry[2].append(r)
         wires = QPainterPath()
         for e in sc.edges.values():
             wires.addPath(e.path)
-        self._blocks, self._wires = blocks, wires
+        self._blocks, self._wires, self._bodies, self._errors = blocks, wires, bodies, errors
 
     def paint(self, painter, option, widget=None):
         sc = self._scene
@@ -866,10 +884,22 @@ class OverviewItem(QGraphicsItem):
         painter.setPen(pen)
         painter.setBrush(Qt.NoBrush)
         painter.drawPath(self._wires)
+        border = QPen(t.color("node_border"), 1.0)
+        border.setCosmetic(True)
+        painter.setPen(border)
+        for color, _heads, bodies in self._blocks.values():
+            painter.setBrush(_tint(color))
+            painter.drawRects(bodies)
         painter.setPen(Qt.NoPen)
-        for color, rects in self._blocks.values():
+        for color, heads, _bodies in self._blocks.values():
             painter.setBrush(color)
-            painter.drawRects(rects)
+            painter.drawRects(heads)
+        if self._errors:
+            bad = QPen(t.color("error"), 2.0)
+            bad.setCosmetic(True)
+            painter.setPen(bad)
+            painter.setBrush(Qt.NoBrush)
+            painter.drawRects(self._errors)
         selected = sc.selectedItems()
         if selected:
             pen = QPen(t.color("selection"), 3.0)
