@@ -197,18 +197,24 @@ def _col2im(cols, padded_shape, kernel, stride, dilation, out_hw, dtype):
 # ------------------------------------------------------- parallel, blocked work
 #
 # Two facts about this kind of machine shape the code below. (1) OpenBLAS runs a
-# product on several threads once M·N·K passes 4·65536, and a very skinny product
+# product on several threads once M·N·K passes about 10⁶. A very skinny product
 # (a few rows or a short inner dimension against ~10⁵ columns) then runs 2–3×
 # slower than the same product cut into column blocks that stay under that size
-# and fit in cache — and far slower still when another process holds a core, as
-# its threads wait for each other. (2) NumPy releases the GIL inside copies,
+# and fit in cache; and when another process holds a core, every threaded call
+# waits a scheduler tick (~4 ms, measured: a 0.05 ms product took 4 ms) for its
+# helper thread. (2) NumPy releases the GIL inside copies,
 # ufunc loops and BLAS calls, so plain Python threads can share the memory-bound
 # work (im2col, col2im, pooling) that OpenBLAS would not parallelize anyway.
 # So large image ops cut their work into parts fixed by the shapes alone —
 # never by the number of threads, so results are bit-identical on any machine —
 # and hand the parts to a small thread pool.
 
-_SERIAL_MNK = 4 * 65536    # OpenBLAS computes products up to this size on one thread
+# OpenBLAS (0.3.31, as NumPy ships it) computes a product of up to 10⁶ multiply-adds on
+# the calling thread with its small-matrix kernels — measured: 966,400 stays on one
+# thread, 1,014,720 uses two — provided the right operand is row-major; a transposed
+# view there takes the general path, threaded above 4·65536. Every blocked product
+# below keeps its right operand row-major.
+_SERIAL_MNK = 900_000
 _SMALL_MNK = 1 << 24       # products below this take about a millisecond on one core
 _PART_BYTES = 1 << 19      # parts small enough to stay in cache and to balance the threads
 _WORKERS = max(1, min(4, os.cpu_count() or 1))
@@ -290,9 +296,11 @@ def _matmul_nt_cols(g, b):
     total = None
     if nb:
         cut = nb * blk
-        # (bᵀ-block · gᵀ-block) per block is 20–30 % faster in OpenBLAS than (g · bᵀ)
+        # b-block · (g-block)ᵀ with a row-major right operand: a transposed view on the
+        # right would leave OpenBLAS's single-threaded small-matrix path (see _SERIAL_MNK)
+        gt = np.ascontiguousarray(g[:, :cut].T)
         total = np.matmul(b[:, :cut].reshape(k, nb, blk).transpose(1, 0, 2),
-                          g[:, :cut].reshape(m, nb, blk).transpose(1, 2, 0)).sum(axis=0).T
+                          gt.reshape(nb, blk, m)).sum(axis=0).T
     if nb * blk < n:
         tail = g[:, nb * blk:] @ b[:, nb * blk:].T
         total = tail if total is None else total + tail
@@ -349,6 +357,9 @@ def matmul_small(a, b):
     mnk = m * n * k
     if mnk <= _SERIAL_MNK or mnk > _SMALL_MNK:
         return a @ b
+    # pieces of a transposed view can reach OpenBLAS as one big threaded call; the
+    # operands are small, so a contiguous copy is cheap
+    a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
     if m >= n:
         r = _SERIAL_MNK // (n * k)
         if r < 1:
