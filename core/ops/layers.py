@@ -20,6 +20,7 @@ Example
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 import threading
@@ -223,43 +224,67 @@ _pool_lock = threading.Lock()
 _in_part = threading.local()
 
 
-def _run_parts(fn, parts):
-    """Call ``fn(part)`` for every part, spread over the worker threads; wait for all.
+class _Parts:
+    """Parts handed out one at a time to whichever thread asks next.
 
-    The parts are split into contiguous groups, one per worker, and the calling
-    thread does the first group itself. A part that itself asks for parallel
-    work runs it inline, so workers never wait on each other.
+    The calling thread starts on them at once and only ever waits for parts a
+    worker has already taken; if no worker gets a core (another process holds
+    it), the caller simply does them all — no waiting for a thread to wake up.
+    """
+
+    def __init__(self, fn, parts):
+        self.fn, self.parts = fn, parts
+        self.next = itertools.count()   # next() is atomic under the GIL
+        self.lock = threading.Lock()
+        self.done = 0
+        self.all_done = threading.Event()
+        self.error = None
+
+    def drain(self):
+        was_active = getattr(_in_part, "active", False)
+        _in_part.active = True
+        try:
+            while True:
+                i = next(self.next)
+                if i >= len(self.parts):
+                    return
+                try:
+                    self.fn(self.parts[i])
+                except BaseException as exc:  # re-raised in the calling thread
+                    self.error = self.error or exc
+                finally:
+                    with self.lock:
+                        self.done += 1
+                        if self.done == len(self.parts):
+                            self.all_done.set()
+        finally:
+            _in_part.active = was_active
+
+
+def _run_parts(fn, parts):
+    """Call ``fn(part)`` for every part, shared with the worker threads; wait for all.
+
+    A part that itself asks for parallel work runs it inline, so workers never
+    wait on each other. Which thread runs a part never changes its result.
     """
     global _pool
     parts = list(parts)
-    nested = getattr(_in_part, "active", False)
-    if _WORKERS == 1 or len(parts) < 2 or nested:
+    if _WORKERS == 1 or len(parts) < 2 or getattr(_in_part, "active", False):
         for part in parts:
             fn(part)
         return
-
-    def run_group(group):
-        _in_part.active = True
-        try:
-            for part in group:
-                fn(part)
-        finally:
-            _in_part.active = False
-
     if _pool is None or _pool[0] != os.getpid():  # a forked child needs threads of its own
         with _pool_lock:
             if _pool is None or _pool[0] != os.getpid():
                 _pool = (os.getpid(),
                          ThreadPoolExecutor(_WORKERS - 1, thread_name_prefix="layers"))
-    n = min(_WORKERS, len(parts))
-    bounds = [round(i * len(parts) / n) for i in range(n + 1)]
-    groups = [parts[bounds[i]:bounds[i + 1]] for i in range(n)]
-    futures = [_pool[1].submit(run_group, g) for g in groups[1:]]
-    try:
-        run_group(groups[0])
-    finally:
-        for f in futures:
-            f.result()
+    work = _Parts(fn, parts)
+    for _ in range(min(_WORKERS, len(parts)) - 1):
+        _pool[1].submit(work.drain)
+    work.drain()
+    work.all_done.wait()
+    if work.error is not None:
+        raise work.error
 
 
 def _spans(n, unit, bytes_per_unit):
