@@ -216,6 +216,7 @@ def _col2im(cols, padded_shape, kernel, stride, dilation, out_hw, dtype):
 # view there takes the general path, threaded above 4·65536. Every blocked product
 # below keeps its right operand row-major.
 _SERIAL_MNK = 900_000
+_SERIAL_MNK_T = 4 * 65536  # the same with a transposed right operand
 _SMALL_MNK = 1 << 24       # products below this take about a millisecond on one core
 _PART_BYTES = 1 << 19      # parts small enough to stay in cache and to balance the threads
 _WORKERS = max(1, min(4, os.cpu_count() or 1))
@@ -287,15 +288,19 @@ def _run_parts(fn, parts):
         raise work.error
 
 
-def _spans(n, unit, bytes_per_unit):
-    """Split ``range(n)`` into contiguous ``(start, stop)`` spans of about :data:`_PART_BYTES`."""
-    per = max(1, _PART_BYTES // max(1, bytes_per_unit))
+def _spans(n, unit, bytes_per_item):
+    """Split ``range(n)`` into ``(start, stop)`` spans of about :data:`_PART_BYTES`.
+
+    Spans are whole multiples of ``unit`` items (a GEMM block, say), except the last.
+    """
+    per = unit * max(1, _PART_BYTES // max(1, bytes_per_item * unit))
     return [(i, min(n, i + per)) for i in range(0, n, per)]
 
 
-def _block(n, mk):
+def _block(n, mk, limit=None):
     """Column block for a product with ``m·k = mk``: single-threaded in OpenBLAS, ≥ 16 wide."""
-    return int(min(n, max(16, _SERIAL_MNK // max(1, mk))))
+    limit = _SERIAL_MNK if limit is None else limit
+    return int(min(n, max(16, limit // max(1, mk))))
 
 
 def _matmul_cols(a, b, out):
@@ -316,19 +321,24 @@ def _matmul_nt_cols(g, b):
     """``g @ b.T`` summed over the wide axis of ``g`` (M, n) and ``b`` (K, n), block by block."""
     m, n = g.shape
     k = b.shape[0]
-    blk = _block(n, m * k)
-    nb = n // blk
-    total = None
-    if nb:
+    blk = _block(n, m * k, _SERIAL_MNK_T)
+    if blk >= 512:
+        # wide enough blocks even under the general path's limit: no copies needed
+        nb = n // blk
         cut = nb * blk
-        # b-block · (g-block)ᵀ with a row-major right operand: a transposed view on the
-        # right would leave OpenBLAS's single-threaded small-matrix path (see _SERIAL_MNK)
+        total = np.matmul(g[:, :cut].reshape(m, nb, blk).transpose(1, 0, 2),
+                          b[:, :cut].reshape(k, nb, blk).transpose(1, 2, 0)).sum(axis=0)
+    else:
+        # b-block · (g-block)ᵀ with g transposed into a row-major copy: wider blocks on
+        # the small-matrix path (see _SERIAL_MNK)
+        blk = _block(n, m * k)
+        nb = n // blk
+        cut = nb * blk
         gt = np.ascontiguousarray(g[:, :cut].T)
         total = np.matmul(b[:, :cut].reshape(k, nb, blk).transpose(1, 0, 2),
                           gt.reshape(nb, blk, m)).sum(axis=0).T
-    if nb * blk < n:
-        tail = g[:, nb * blk:] @ b[:, nb * blk:].T
-        total = tail if total is None else total + tail
+    if cut < n:
+        total = total + (b[:, cut:] @ np.ascontiguousarray(g[:, cut:].T)).T
     return total
 
 
@@ -342,7 +352,7 @@ def matmul_wide(a, b, out=None):
     n = b.shape[1]
     if out is None:
         out = np.empty((m, n), dtype=np.result_type(a, b))
-    spans = _spans(n, 1, (m + k) * b.itemsize)
+    spans = _spans(n, _block(n, m * k), (m + k) * b.itemsize)
     _run_parts(lambda sp: _matmul_cols(a, b[:, sp[0]:sp[1]], out[:, sp[0]:sp[1]]), spans)
     return out
 
@@ -355,7 +365,8 @@ def matmul_wide_nt(g, b):
     """
     m, n = g.shape
     k = b.shape[0]
-    spans = _spans(n, 1, (m + k) * b.itemsize)
+    blk = _block(n, m * k, _SERIAL_MNK_T)
+    spans = _spans(n, blk if blk >= 512 else _block(n, m * k), (m + k) * b.itemsize)
     partial = [None] * len(spans)
 
     def part(i):
