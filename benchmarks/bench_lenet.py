@@ -186,18 +186,18 @@ def time_torch(torch, model, opt, batches):
 
 
 def breakdown(ex, batches):
-    """Seconds per batch by (phase, op), stepping the same plan ``run`` executes."""
-    spent = defaultdict(float)
-    for x, t in batches:
+    """Median seconds per batch by (phase, op), stepping the same plan ``run`` executes."""
+    spent = defaultdict(lambda: np.zeros(len(batches)))
+    steps = ex.plan(ex.graph.loss)
+    for i, (x, t) in enumerate(batches):
         ex.feeds = {"x": x, "t": t}
-        steps = ex._prepare(ex.feeds, ex.graph.loss)
         ex.reset()
         for st in steps:
             t0 = time.perf_counter()
             ex.apply(st, detail=False)
-            spent[(st.phase, ex.graph.nodes[st.node_id].op_id)] += time.perf_counter() - t0
+            spent[(st.phase, ex.graph.nodes[st.node_id].op_id)][i] += time.perf_counter() - t0
         ex.iteration += 1
-    return {k: v / len(batches) for k, v in spent.items()}
+    return {k: float(np.median(v)) for k, v in spent.items()}
 
 
 def rss_mib() -> float:
@@ -287,8 +287,8 @@ def main(argv=None) -> int:
 
     spent = breakdown(ex, rounds[0][:min(10, len(rounds[0]))])
     total = sum(spent.values())
-    print(f"\nwhere our time goes (ms per batch; {total * 1e3:.2f} in executor steps, "
-          f"the optimizer step is the rest):")
+    print(f"\nwhere our time goes (median ms per batch over {min(10, len(rounds[0]))} batches; "
+          f"{total * 1e3:.2f} in executor steps, the optimizer step is the rest):")
     for (phase, op_id), s in sorted(spent.items(), key=lambda kv: -kv[1]):
         if s * 1e3 >= 0.005:
             print(f"  {phase:8s} {op_id:22s} {s * 1e3:7.2f}  {100 * s / total:5.1f} %")
