@@ -24,6 +24,7 @@ import itertools
 import os
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -262,6 +263,27 @@ class _Parts:
             _in_part.active = was_active
 
 
+_load = {"checked": -1.0, "busy": False}
+
+
+def _cores_busy() -> bool:
+    """Whether other processes keep the cores busy (load average above the core count).
+
+    A worker thread that is preempted in the middle of a part makes the caller
+    wait for it; when every core is already taken, the calling thread is better
+    off alone. Checked at most every quarter second; it decides only which
+    thread runs a part, never what the part computes.
+    """
+    now = time.monotonic()
+    if now - _load["checked"] > 0.25:
+        _load["checked"] = now
+        try:
+            _load["busy"] = os.getloadavg()[0] > (os.cpu_count() or 1) + 0.5
+        except OSError:  # no load average on this system
+            _load["busy"] = False
+    return _load["busy"]
+
+
 def _run_parts(fn, parts):
     """Call ``fn(part)`` for every part, shared with the worker threads; wait for all.
 
@@ -270,7 +292,8 @@ def _run_parts(fn, parts):
     """
     global _pool
     parts = list(parts)
-    if _WORKERS == 1 or len(parts) < 2 or getattr(_in_part, "active", False):
+    if (_WORKERS == 1 or len(parts) < 2 or getattr(_in_part, "active", False)
+            or _cores_busy()):
         for part in parts:
             fn(part)
         return
