@@ -11,9 +11,7 @@ conv → ReLU → pool → conv never transposes data.
 
 Example
 -------
->>> import numpy as np
->>> from core.ops.base import Context
->>> conv = Conv2d(out_channels=96, kernel=11, stride=4)
+>>> conv = Conv2d(out_channels=96, kernel=11, stride=4)  # AlexNet's first layer
 >>> conv.infer_shapes((None, 3, 227, 227))
 ((None, 96, 55, 55),)
 """
@@ -108,7 +106,8 @@ _DILATION = Param("dilation", "ints", (1, 1), low=1, high=16,
 def conv_out_size(n, k, s, p, d=1):
     """Output length of a sliding window: ⌊(n + 2p − d(k−1) − 1)/s⌋ + 1.
 
-    ``None`` (unknown) stays ``None``; a window that does not fit raises ShapeError.
+    ``None`` (unknown) stays ``None``; ``None`` is also returned when the window
+    does not fit, for the caller to report with both axes.
     """
     if n is None:
         return None
