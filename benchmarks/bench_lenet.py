@@ -114,27 +114,33 @@ class MomentumSGD:
 
 
 def make_optimizer(graph):
-    """The project's optimizer when ``core.train.optim`` exists, else the local one."""
+    """The project's momentum optimizer when ``core.train.optim`` exists, else the local one."""
     try:
-        from core.train import optim  # noqa: PLC0415 - optional, written by another engineer
+        from core.train import optim  # noqa: PLC0415 - written by another engineer
     except ImportError:
         return MomentumSGD(graph), "benchmark-local SGD+momentum (denormal-safe)"
-    sgd = getattr(optim, "SGD", None)
-    if sgd is None:
-        return MomentumSGD(graph), "benchmark-local SGD+momentum (core.train.optim has no SGD)"
-    try:
-        opt = sgd(graph, lr=0.05, momentum=0.9)
-    except TypeError:
-        return MomentumSGD(graph), "benchmark-local SGD+momentum (core.train.optim.SGD differs)"
-    return _OptimAdapter(opt), "core.train.optim.SGD(momentum=0.9)"
+    momentum = getattr(optim, "Momentum", None)
+    if momentum is None:
+        return MomentumSGD(graph), "benchmark-local SGD+momentum (no core.train.optim.Momentum)"
+    return _ProjectOptimizer(graph, momentum(lr=0.05, momentum=0.9)), \
+        "core.train.optim.Momentum(lr=0.05, momentum=0.9)"
 
 
-class _OptimAdapter:
-    def __init__(self, opt):
-        self.opt = opt
+class _ProjectOptimizer:
+    """Feeds ``core.train.optim`` its ``{(node_id, weight): array}`` dictionaries."""
 
-    def step(self, ex):
-        self.opt.step(ex)
+    def __init__(self, graph, opt):
+        self.graph, self.opt = graph, opt
+
+    def step(self, ex: Executor):
+        params, grads = {}, {}
+        for node, w in self.graph.trainable():
+            key = (node.id, w)
+            if w is None:
+                params[key], grads[key] = node.value, ex.grads.get((node.id, 0))
+            else:
+                params[key], grads[key] = node.weights[w], ex.weight_grads.get(key)
+        self.opt.step(params, grads)
 
 
 def torch_lenet(torch, graph=None):
