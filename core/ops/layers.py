@@ -145,12 +145,21 @@ def _batch_first(x):
     return x.transpose(3, 0, 1, 2)
 
 
-def _pad_batch_last(xc, ph, pw, fill=0.0):
-    """A C-contiguous ``(C, H + 2ph, W + 2pw, B)`` copy of ``xc`` with a constant border."""
+def _pad_batch_last(xc, ph, pw, fill=0.0, scratch=None):
+    """A C-contiguous ``(C, H + 2ph, W + 2pw, B)`` copy of ``xc`` with a constant border.
+
+    Without padding an already batch-last input is returned as it is; ``scratch``
+    (a :class:`Scratch`) lends the buffer.
+    """
     c, h, w, b = xc.shape
+    if ph == 0 and pw == 0 and xc.flags.c_contiguous:
+        return xc
+    shape = (c, h + 2 * ph, w + 2 * pw, b)
+    xp = (np.empty(shape, dtype=xc.dtype) if scratch is None
+          else scratch.get("padded", shape, xc.dtype))
     if ph == 0 and pw == 0:
-        return np.ascontiguousarray(xc)
-    xp = np.empty((c, h + 2 * ph, w + 2 * pw, b), dtype=xc.dtype)
+        np.copyto(xp, xc)
+        return xp
     # only the border is filled: the inside is overwritten right away
     xp[:, :ph] = fill
     xp[:, h + ph:] = fill
@@ -462,11 +471,12 @@ def _im2col_matmul(w2, win, cols, out, bias):
     _run_parts(part, _spans(oh, 1, cols.shape[0] * row * cols.itemsize))
 
 
-def _col2im_matmul(w2, gc, gxp, kernel, stride, dilation, out_hw):
+def _col2im_matmul(w2, gc, gxp, kernel, stride, dilation, out_hw, slabs=None):
     """``gxp = col2im(w2ᵀ · gc)``: the gradient of the padded input, channel group by group.
 
     A group's slab of columns is made and scattered back while it is in cache;
     channel groups write disjoint parts of ``gxp``, so they run in parallel.
+    ``slabs`` (C·kh·kw, N), if given, is where the slabs go (a reused buffer).
     """
     c = gxp.shape[0]
     kh, kw = kernel
@@ -474,9 +484,12 @@ def _col2im_matmul(w2, gc, gxp, kernel, stride, dilation, out_hw):
     o, n = gc.shape
     taps = kh * kw
     w2t = np.ascontiguousarray(w2.T)  # (C·kh·kw, O)
+    if slabs is None:
+        slabs = np.empty((c * taps, n), dtype=gc.dtype)
+
     def part(span):
         c0, c1 = span
-        slab = np.empty(((c1 - c0) * taps, n), dtype=gc.dtype)
+        slab = slabs[c0 * taps:c1 * taps]
         _matmul_cols(w2t[c0 * taps:c1 * taps], gc, slab)
         slab6 = slab.reshape(c1 - c0, kh, kw, out_hw[0], out_hw[1], bsz)
         dst = gxp[c0:c1]
@@ -643,7 +656,7 @@ class Conv2d(Op):
         n = oh * ow * bsz
         ph, pw = p["padding"]
         scratch = _scratch(self)
-        xp = _pad_batch_last(_batch_last(x), ph, pw)
+        xp = _pad_batch_last(_batch_last(x), ph, pw, scratch=scratch)
         # im2col into a reused buffer; with a bias, one extra row of ones makes the
         # GEMM add it (and the weight-gradient GEMM yield its gradient) for free
         bias = b.size > 0
@@ -671,8 +684,10 @@ class Conv2d(Op):
         gb = gwb[:, k].copy() if ctx.bias else np.zeros((0,), dtype=g.dtype)
         gx = None
         if ctx.needs(0):
-            gxp = np.empty(ctx.xp_shape, dtype=g.dtype)
-            _col2im_matmul(ctx.w2, gc, gxp, (kh, kw), p["stride"], p["dilation"], ctx.out_hw)
+            gxp = _scratch(self).get("grad", ctx.xp_shape, g.dtype)
+            slabs = _scratch(self).get("slabs", (k, gc.shape[1]), g.dtype)
+            _col2im_matmul(ctx.w2, gc, gxp, (kh, kw), p["stride"], p["dilation"], ctx.out_hw,
+                           slabs)
             ph, pw = p["padding"]
             h, w = ctx.x_shape[2:]
             gx = _batch_first(gxp[:, ph:ph + h, pw:pw + w, :])
@@ -913,12 +928,13 @@ class MaxPool2d(_Pool):
         (ph, pw), (kh, kw), stride = p["padding"], p["kernel"], p["stride"]
         h, w = x.shape[2:]
         fill = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
-        xp = _pad_batch_last(_batch_last(x), ph, pw, fill)
+        xp = _pad_batch_last(_batch_last(x), ph, pw, fill, scratch=_scratch(self))
         c, bsz = xp.shape[0], xp.shape[3]
         code = np.uint8 if kh * kw < 256 else np.int32
-        best = np.empty((c, oh, ow, bsz), dtype=x.dtype)
-        arg = np.empty((c, oh, ow, bsz), dtype=code)
-        idx = np.empty((c, oh, ow, bsz), dtype=np.int64)
+        scratch = _scratch(self)
+        best = scratch.get("out", (c, oh, ow, bsz), x.dtype)
+        arg = scratch.get("arg", (c, oh, ow, bsz), code)
+        idx = scratch.get("indices", (c, oh, ow, bsz), np.int64)
         # flat index in the unpadded plane: window origin plus the tap's offset
         origin = ((np.arange(oh) * stride[0] - ph)[:, None] * w
                   + (np.arange(ow) * stride[1] - pw)[None, :]).astype(np.int64)
@@ -957,7 +973,7 @@ class MaxPool2d(_Pool):
         # windows that tile the input exactly write every position once: no zeroing, no adds
         h, w = ctx.hw
         tiles = (stride == (kh, kw) and (ph, pw) == (0, 0) and h % kh == 0 and w % kw == 0)
-        gxp = np.empty(ctx.xp_shape, dtype=g.dtype)
+        gxp = _scratch(self).get("grad", ctx.xp_shape, g.dtype)
 
         def part(span):
             c0, c1 = span
