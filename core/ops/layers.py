@@ -9,6 +9,12 @@ view again (:func:`_batch_last`) and gets it without a copy. Elementwise ops in
 between (ReLU) keep the memory order of their input, so a chain
 conv → ReLU → pool → conv never transposes data.
 
+Speed without special cases: large products are cut into blocks that OpenBLAS
+runs on the calling thread, the memory-bound work of an op is cut into
+cache-sized parts that a small thread pool shares (see "parallel, blocked
+work" below), and the big per-batch buffers are reused once nothing refers to
+them (:class:`Scratch`). None of this changes a single bit of the results.
+
 Example
 -------
 >>> conv = Conv2d(out_channels=96, kernel=11, stride=4)  # AlexNet's first layer
