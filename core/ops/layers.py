@@ -13,7 +13,7 @@ Speed without special cases: large products are cut into blocks that OpenBLAS
 runs on the calling thread, the memory-bound work of an op is cut into
 cache-sized parts that a small thread pool shares (see "parallel, blocked
 work" below), and the big per-batch buffers are reused once nothing refers to
-them (:class:`Scratch`). None of this changes a single bit of the results.
+them (:class:`Scratch`). Results do not depend on the thread count or the load.
 
 Example
 -------
