@@ -1,0 +1,712 @@
+"""The training loop over any graph with a loss node.
+
+The trainer feeds mini-batches into the graph's input nodes whose role is
+``"features"`` and ``"target"``, runs the executor forward and backward, and
+lets an optimizer update every trainable tensor in place. Progress goes to
+plain-Python callbacks (the app turns them into Qt signals); :meth:`Trainer.cancel`
+and :meth:`Trainer.pause` are thread-safe, so the loop can run on a worker thread.
+
+Non-finite numbers are caught cheaply: the loss and the global gradient norm
+are checked after every batch; when one is NaN or Inf the batch is replayed
+(same weights, same dropout masks) with per-node checks, and training stops
+with a :class:`~core.errors.NonFiniteError` naming the first bad node.
+
+Example
+-------
+>>> from core.data.datasets import ArrayDataset
+>>> from core.graph import Graph
+>>> import numpy as np
+>>> g = Graph("float32")
+>>> x = g.add("input", name="x", shape=(None, 2), role="features")
+>>> t = g.add("input", name="t", shape=(None,), role="target")
+>>> w = g.add("parameter", name="W", shape=(2, 2), init="zeros")
+>>> loss = g.add("softmax_cross_entropy", g.add("matmul", x, w), t, name="loss")
+>>> g.set_loss(loss)
+>>> data = ArrayDataset(np.array([[1, 0], [0, 1]] * 8, "float32"), np.array([0, 1] * 8))
+>>> tr = Trainer(g, make_optimizer("sgd", lr=1.0), batch_size=4)
+>>> result = tr.fit(data, epochs=5)
+>>> result.status, tr.evaluate(data).accuracy
+('completed', 1.0)
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from core.errors import DataError, FileFormatError, GraphError, NonFiniteError
+from core.executor import Executor
+from core.graph import Graph
+from core.train.metrics import Evaluation, classification_report
+from core.train.optim import Optimizer, make_optimizer
+from core.train.schedules import Constant, Schedule, make_schedule
+
+CHECKPOINT_FORMAT = "backprop-studio-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+# ------------------------------------------------------------ reports
+@dataclass
+class BatchInfo:
+    """Sent to ``on_batch`` after every optimizer step.
+
+    ``grad_norms`` maps ``"node.weight"`` (or a parameter node's name) to the
+    L2 norm of its gradient; ``grad_norm`` is the global norm before clipping.
+    """
+
+    epoch: int
+    batch: int
+    batches: int
+    iteration: int
+    loss: float
+    accuracy: float
+    lr: float
+    grad_norm: float
+    grad_norms: dict
+    samples: int
+    seconds: float  # since the start of the epoch
+    images_per_second: float
+
+
+@dataclass
+class EpochInfo:
+    """Sent to ``on_epoch`` after every epoch (validation figures are NaN without data)."""
+
+    epoch: int
+    train_loss: float
+    train_accuracy: float
+    val_loss: float = float("nan")
+    val_accuracy: float = float("nan")
+    lr: float = 0.0
+    seconds: float = 0.0
+    images_per_second: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                for k, v in self.__dict__.items()}
+
+
+@dataclass
+class FitResult:
+    """What :meth:`Trainer.fit` ended with.
+
+    ``status`` is ``"completed"``, ``"cancelled"``, ``"early_stopped"`` or
+    ``"max_iterations"``.
+    """
+
+    status: str
+    epochs: int
+    iterations: int
+    history: list = field(default_factory=list)
+    best_epoch: int | None = None
+    seconds: float = 0.0
+
+
+class EarlyStopping:
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
+
+    ``monitor`` is ``"val_loss"`` (lower is better) or ``"val_accuracy"``
+    (higher is better); without validation data the training figures are used.
+    With ``restore_best`` the weights of the best epoch are put back at the end.
+    """
+
+    def __init__(self, monitor: str = "val_loss", patience: int = 3, min_delta: float = 0.0,
+                 restore_best: bool = True):
+        if monitor not in ("val_loss", "val_accuracy", "train_loss", "train_accuracy"):
+            raise ValueError(f"cannot monitor '{monitor}'")
+        self.monitor, self.patience = monitor, int(patience)
+        self.min_delta, self.restore_best = float(min_delta), bool(restore_best)
+        self.best = None
+        self.best_epoch = None
+        self.wait = 0
+        self.best_tensors = None
+
+    def value(self, info: EpochInfo) -> float:
+        v = getattr(info, self.monitor)
+        if not math.isfinite(v) and self.monitor.startswith("val_"):
+            v = getattr(info, self.monitor.replace("val_", "train_"))
+        return v
+
+    def update(self, info: EpochInfo, tensors) -> bool:
+        """Record one epoch; ``True`` when training should stop."""
+        v = self.value(info)
+        sign = -1.0 if self.monitor.endswith("loss") else 1.0
+        if self.best is None or sign * (v - self.best) > self.min_delta:
+            self.best, self.best_epoch, self.wait = v, info.epoch, 0
+            if self.restore_best:
+                self.best_tensors = tensors()
+            return False
+        self.wait += 1
+        return self.wait >= self.patience
+
+
+# ------------------------------------------------------------ helpers
+def find_role(graph: Graph, role: str):
+    """The single input node with ``role`` (``"features"`` or ``"target"``), or ``None``."""
+    found = [n for n in graph.order() if n.op_id == "input" and n.params.get("role") == role]
+    if len(found) > 1:
+        names = ", ".join(f"'{n.name}'" for n in found)
+        raise GraphError(f"the graph has several {role} inputs ({names}); keep one",
+                         nodes=tuple(n.name for n in found))
+    return found[0] if found else None
+
+
+def _softmax(z):
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _sigmoid(z):
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+class Trainer:
+    """Train a graph by mini-batch gradient descent.
+
+    Parameters
+    ----------
+    graph : Graph
+        Needs a loss node (``graph.loss`` or ``loss=``), an input with role
+        ``"features"`` and, for supervised losses, one with role ``"target"``.
+    optimizer : Optimizer, optional
+        Default: SGD with learning rate 0.01.
+    schedule : Schedule, optional
+        Sets ``optimizer.lr`` before every batch (default: constant at the optimizer's rate).
+    batch_size : int
+    seed : int
+        Seeds initialization, shuffling (per epoch), augmentation and dropout.
+    loss : node name or id, optional
+        Overrides ``graph.loss``.
+    augment : callable, optional
+        ``augment(x_batch, rng) -> x_batch`` applied to training batches (see
+        :class:`core.data.datasets.Augment`).
+    grad_norms : bool
+        Report per-tensor gradient norms to ``on_batch``.
+    """
+
+    def __init__(self, graph: Graph, optimizer: Optimizer | None = None,
+                 schedule: Schedule | None = None, *, batch_size: int = 64, seed: int = 0,
+                 loss=None, augment=None, grad_norms: bool = True, device: str = "cpu"):
+        if batch_size < 1:
+            raise ValueError(f"batch size must be ≥ 1; got {batch_size}")
+        self.graph = graph
+        loss = loss if loss is not None else graph.loss
+        if loss is None:
+            raise GraphError("the graph has no loss node: choose one to train (set_loss)")
+        self.loss_node = graph.node(loss)
+        self.features = find_role(graph, "features")
+        self.target = find_role(graph, "target")
+        if self.features is None:
+            raise GraphError("the graph has no input with role 'features' to feed data into")
+        self.optimizer = optimizer or make_optimizer("sgd", lr=0.01)
+        self.schedule = schedule or Constant(self.optimizer.lr)
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.augment = augment
+        self.report_grad_norms = grad_norms
+        self.device = device
+        self.epoch = 0        # completed epochs
+        self.iteration = 0    # optimizer steps done
+        self.history: list = []
+        self.extra_meta: dict = {}  # saved with checkpoints (data normalization, …)
+        self._cancel = threading.Event()
+        self._running = threading.Event()
+        self._running.set()
+        self._train_ex = Executor(graph, training=True, seed=self.seed, check_finite=False,
+                                  input_grads=False, device=device)
+        self._eval_ex = Executor(graph, training=False, seed=self.seed, check_finite=False,
+                                 input_grads=False, device=device)
+        self._scores = self._find_scores()
+        graph.initialize(self.seed)
+
+    # ------------------------------------------------------- control
+    def cancel(self):
+        """Ask the loop to stop after the current batch (thread-safe)."""
+        self._cancel.set()
+        self._running.set()
+
+    def pause(self):
+        """Hold the loop before the next batch until :meth:`resume` (thread-safe)."""
+        self._running.clear()
+
+    def resume(self):
+        self._running.set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._running.is_set()
+
+    # -------------------------------------------------------- graph
+    def _find_scores(self):
+        """(node id, port, kind) of the loss's prediction input; kind sets how to read it."""
+        ln = self.loss_node
+        edges = self.graph.in_edges(ln)
+        target_id = self.target.id if self.target is not None else None
+        for port in ln.input_ports:
+            e = edges.get(port)
+            if e is None or e.src == target_id:
+                continue
+            kind = {"softmax_cross_entropy": "logits", "nll": "log_probs"}.get(ln.op_id, "scores")
+            if ln.op_id == "binary_cross_entropy":
+                kind = "logit" if ln.params.get("from_logits") else "prob"
+            src = self.graph.nodes[e.src]
+            return e.src, src.output_ports.index(e.src_port), kind
+        return None
+
+    def _probs(self, scores):
+        """Per-class probabilities (N, C) or P(class 1) (N,) from the prediction input."""
+        kind = self._scores[2]
+        s = np.asarray(scores, dtype=np.float64)
+        if kind == "logits":
+            return _softmax(s.reshape(len(s), -1))
+        if kind == "log_probs":
+            return np.exp(s.reshape(len(s), -1))
+        if kind == "logit":
+            return _sigmoid(s.reshape(len(s)))
+        s = s.reshape(len(s), -1)
+        return s[:, 0] if s.shape[1] == 1 else s
+
+    @staticmethod
+    def _labels(y):
+        y = np.asarray(y)
+        if y.ndim >= 2 and y.shape[-1] > 1:  # one-hot targets
+            return y.reshape(len(y), -1).argmax(axis=1)
+        return np.rint(y.reshape(len(y))).astype(np.int64)
+
+    def _batch_accuracy(self, scores, y):
+        if self._scores is None or self.target is None:
+            return float("nan")
+        p = self._probs(scores)
+        pred = (p >= 0.5).astype(np.int64) if p.ndim == 1 else p.argmax(axis=1)
+        return float((pred == self._labels(y)).mean())
+
+    def _feeds(self, xb, yb):
+        shape = self.features.params.get("shape") or ()
+        x = np.asarray(xb, dtype=self.graph.dtype)
+        if len(shape) > 1 and all(d is not None for d in shape[1:]):
+            want = tuple(shape[1:])
+            if x.shape[1:] != want:
+                if int(np.prod(x.shape[1:])) != int(np.prod(want)):
+                    raise DataError(f"input '{self.features.name}' takes samples of shape "
+                                    f"{want}; the data has {x.shape[1:]}")
+                x = x.reshape((len(x),) + want)
+        feeds = {self.features.name: x}
+        if self.target is not None:
+            tshape = self.target.params.get("shape") or ()
+            y = np.asarray(yb)
+            if len(tshape) == 2 and tshape[1] == 1 and y.ndim == 1:
+                y = y.reshape(-1, 1)
+            feeds[self.target.name] = y
+        return feeds
+
+    def tensors(self) -> dict:
+        """``(node_id, weight or None) -> array`` of every trainable tensor (live arrays)."""
+        out = {}
+        for node, w in self.graph.trainable():
+            arr = node.value if w is None else node.weights.get(w)
+            if arr is not None:
+                out[(node.id, w)] = arr
+        return out
+
+    def _label(self, key) -> str:
+        node = self.graph.nodes[key[0]]
+        return node.name if key[1] is None else f"{node.name}.{key[1]}"
+
+    def _gradients(self, ex) -> dict:
+        grads = {}
+        for node, w in self.graph.trainable():
+            g = ex.grads.get((node.id, 0)) if w is None else ex.weight_grads.get((node.id, w))
+            if g is not None:
+                grads[(node.id, w)] = g
+        return grads
+
+    # -------------------------------------------------------- steps
+    def train_step(self, xb, yb, lr: float | None = None) -> BatchInfo:
+        """One forward/backward pass and optimizer update on a batch; returns its report."""
+        ex = self._train_ex
+        feeds = self._feeds(xb, yb)
+        ex.run(feeds, loss=self.loss_node.id)
+        loss = float(np.asarray(ex.values[(self.loss_node.id, 0)]).reshape(-1)[0])
+        grads = self._gradients(ex)
+        norms = {}
+        total = 0.0
+        for key, g in grads.items():
+            flat = g.ravel()
+            sq = float(np.dot(flat, flat))
+            total += sq
+            if self.report_grad_norms:
+                norms[self._label(key)] = math.sqrt(sq) if math.isfinite(sq) else sq
+        gnorm = math.sqrt(total) if math.isfinite(total) else total
+        if not (math.isfinite(loss) and math.isfinite(gnorm)):
+            self._locate_non_finite(feeds)
+        if lr is not None:
+            self.optimizer.lr = lr
+        self.optimizer.step(self.tensors(), grads, grad_norm=gnorm)
+        self.iteration += 1
+        acc = float("nan")
+        if self._scores is not None:
+            nid, k, _ = self._scores
+            acc = self._batch_accuracy(ex.values[(nid, k)], yb)
+        return BatchInfo(self.epoch, 0, 0, self.iteration, loss, acc, self.optimizer.lr,
+                         gnorm, norms, len(xb), 0.0, 0.0)
+
+    def _locate_non_finite(self, feeds):
+        """Replay the failed batch with per-node checks to name the first bad node."""
+        ex = self._train_ex
+        ex.iteration -= 1  # same dropout masks as the failed run
+        ex.check_finite = True
+        try:
+            ex.run(feeds, loss=self.loss_node.id)
+        except NonFiniteError as exc:
+            raise NonFiniteError(exc.node, exc.phase,
+                                 f"training stopped at epoch {self.epoch + 1}, "
+                                 f"step {self.iteration + 1}; "
+                                 + str(exc).split(": ", 1)[-1]) from None
+        finally:
+            ex.check_finite = False
+        # every node was finite on replay: the loss itself is the place to look
+        raise NonFiniteError(self.loss_node.name, "forward",
+                             f"training stopped at epoch {self.epoch + 1}, "
+                             f"step {self.iteration + 1}")
+
+    # ---------------------------------------------------------- fit
+    def fit(self, train, val=None, epochs: int = 1, *, on_batch=None, on_epoch=None,
+            early_stopping: EarlyStopping | None = None, checkpoint=None,
+            max_iterations: int | None = None) -> FitResult:
+        """Train until ``epochs`` epochs are complete (counting epochs already done).
+
+        Parameters
+        ----------
+        train, val : ArrayDataset
+            Training data and optional validation data.
+        epochs : int
+            Total number of epochs; a resumed trainer continues from :attr:`epoch`.
+        on_batch : callable, optional
+            ``on_batch(BatchInfo)`` after each optimizer step.
+        on_epoch : callable, optional
+            ``on_epoch(EpochInfo)`` after each epoch.
+        early_stopping : EarlyStopping, optional
+        checkpoint : path, optional
+            Saved after every epoch (atomically) for :meth:`load_checkpoint`.
+        max_iterations : int, optional
+            Stop after this many optimizer steps in total.
+        """
+        self._cancel.clear()
+        start = time.perf_counter()
+        status = "completed"
+        batches = train.batch_count(self.batch_size)
+        while self.epoch < epochs and status == "completed":
+            t0 = time.perf_counter()
+            shuffle_rng = np.random.default_rng([self.seed, self.epoch])
+            aug_rng = np.random.default_rng([self.seed, self.epoch, 1])
+            sum_loss = sum_correct = 0.0
+            seen = 0
+            for b, (xb, yb) in enumerate(train.batches(self.batch_size, True, shuffle_rng)):
+                if not self._running.is_set():
+                    self._running.wait()
+                if self._cancel.is_set():
+                    status = "cancelled"
+                    break
+                if max_iterations is not None and self.iteration >= max_iterations:
+                    status = "max_iterations"
+                    break
+                lr = self.schedule.rate(self.epoch, b, batches)
+                if self.augment is not None:
+                    xb = self.augment(xb, aug_rng)
+                info = self.train_step(xb, yb, lr)
+                n = len(xb)
+                seen += n
+                sum_loss += info.loss * n
+                if math.isfinite(info.accuracy):
+                    sum_correct += info.accuracy * n
+                dt = time.perf_counter() - t0
+                info.batch, info.batches, info.seconds = b, batches, dt
+                info.images_per_second = seen / dt if dt > 0 else 0.0
+                if on_batch is not None:
+                    on_batch(info)
+            if status != "completed":
+                break
+            seconds = time.perf_counter() - t0
+            einfo = EpochInfo(self.epoch, sum_loss / max(seen, 1),
+                              sum_correct / max(seen, 1) if self._scores is not None
+                              else float("nan"),
+                              lr=self.schedule.current, seconds=seconds,
+                              images_per_second=seen / seconds if seconds > 0 else 0.0)
+            if val is not None and len(val):
+                ev = self.evaluate(val)
+                einfo.val_loss, einfo.val_accuracy = ev.loss, ev.accuracy
+            self.epoch += 1
+            monitor = einfo.val_loss if math.isfinite(einfo.val_loss) else einfo.train_loss
+            self.schedule.observe(monitor)
+            self.history.append(einfo.to_dict())
+            stop = False
+            if early_stopping is not None:
+                stop = early_stopping.update(einfo, self.snapshot)
+            if checkpoint is not None:
+                self.save_checkpoint(checkpoint)
+            if on_epoch is not None:
+                on_epoch(einfo)
+            if stop:
+                status = "early_stopped"
+        if early_stopping is not None and early_stopping.restore_best \
+                and early_stopping.best_tensors is not None and status == "early_stopped":
+            self.restore(early_stopping.best_tensors)
+        return FitResult(status, self.epoch, self.iteration, list(self.history),
+                         early_stopping.best_epoch if early_stopping else None,
+                         time.perf_counter() - start)
+
+    def snapshot(self) -> dict:
+        """Copies of every trainable tensor and layer state (for restoring the best epoch)."""
+        snap = {("t",) + k: v.copy() for k, v in self.tensors().items()}
+        for node in self.graph.nodes.values():
+            for s, v in node.state.items():
+                snap[("s", node.id, s)] = np.copy(v)
+        return snap
+
+    def restore(self, snap: dict):
+        """Put back tensors saved by :meth:`snapshot` (in place)."""
+        live = self.tensors()
+        for key, v in snap.items():
+            if key[0] == "t":
+                live[key[1:]][...] = v
+            else:
+                self.graph.nodes[key[1]].state[key[2]] = np.copy(v)
+
+    # ------------------------------------------------------ evaluate
+    def predict(self, x, batch_size: int = 1000):
+        """Per-class probabilities for ``x`` (evaluation mode: no dropout, running BN)."""
+        if self._scores is None:
+            raise GraphError(f"cannot tell which input of the loss '{self.loss_node.name}' "
+                             "holds the predictions")
+        nid, k, _ = self._scores
+        out = []
+        for start in range(0, len(x), batch_size):
+            xb = x[start:start + batch_size]
+            feeds = self._feeds(xb, np.zeros(len(xb)))
+            self._eval_ex.forward(feeds)
+            out.append(self._probs(self._eval_ex.values[(nid, k)]))
+        return np.concatenate(out)
+
+    def evaluate(self, data, batch_size: int = 1000) -> Evaluation:
+        """Loss, accuracy, confusion matrix, per-class P/R/F1 and one-vs-rest ROC/AUC."""
+        if self._scores is None:
+            raise GraphError(f"cannot tell which input of the loss '{self.loss_node.name}' "
+                             "holds the predictions")
+        nid, k, _ = self._scores
+        probs, total = [], 0.0
+        ex = self._eval_ex
+        for xb, yb in data.batches(batch_size, shuffle=False):
+            ex.forward(self._feeds(xb, yb))
+            loss = float(np.asarray(ex.values[(self.loss_node.id, 0)]).reshape(-1)[0])
+            if self.loss_node.params.get("reduction", "mean") != "mean":
+                loss /= len(xb)
+            total += loss * len(xb)
+            probs.append(self._probs(ex.values[(nid, k)]))
+        return classification_report(self._labels(data.y), np.concatenate(probs),
+                                     total / max(len(data), 1))
+
+    # --------------------------------------------------- checkpoints
+    def save_checkpoint(self, path):
+        """Save weights, layer state, optimizer state, schedule and progress to ``path``.
+
+        One ``.npz`` (no pickle) holding the arrays and a JSON metadata string
+        under ``meta.json``; written atomically.
+        """
+        from core.serialize import atomic_write  # noqa: PLC0415 - avoid an import cycle
+
+        arrays = graph_arrays(self.graph)
+        for (slot, key), v in self.optimizer.state_arrays().items():
+            arrays[f"optim/{slot}/{key[0]}/{key[1] or '-'}"] = v
+        meta = {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "graph": self.graph.name,
+            "dtype": self.graph.dtype,
+            "nodes": {n.id: [n.name, n.op_id] for n in self.graph.nodes.values()},
+            "epoch": self.epoch,
+            "iteration": self.iteration,
+            "executor_iteration": self._train_ex.iteration,
+            "seed": self.seed,
+            "batch_size": self.batch_size,
+            # shuffling and augmentation draw from default_rng([seed, epoch(, 1)]) and
+            # dropout from ([seed, node, executor_iteration]): these numbers are the RNG state
+            "rng": {"shuffle": ["seed", "epoch"], "dropout": ["seed", "node",
+                                                               "executor_iteration"]},
+            "optimizer": {**self.optimizer.config(), "steps": self.optimizer.steps},
+            "schedule": {"config": self.schedule.config(), "state": self.schedule.state()},
+            "history": self.history,
+            **self.extra_meta,
+        }
+        arrays["meta.json"] = np.array(json.dumps(meta, allow_nan=False))
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        atomic_write(path, buf.getvalue())
+
+    def load_checkpoint(self, path, optimizer: bool = True) -> dict:
+        """Restore what :meth:`save_checkpoint` saved; returns the metadata.
+
+        With ``optimizer=True`` the optimizer (its kind, settings and buffers)
+        and the schedule are replaced by the saved ones, so training continues
+        exactly where it stopped.
+        """
+        meta, arrays = read_checkpoint(path)
+        apply_graph_arrays(self.graph, arrays, meta, path)
+        self.epoch = int(meta["epoch"])
+        self.iteration = int(meta["iteration"])
+        self._train_ex.iteration = int(meta["executor_iteration"])
+        self.seed = int(meta["seed"])
+        self._train_ex.seed = self._eval_ex.seed = self.seed
+        self.history = list(meta.get("history", []))
+        if optimizer:
+            cfg = dict(meta["optimizer"])
+            name, steps = cfg.pop("name"), cfg.pop("steps", 0)
+            self.optimizer = make_optimizer(name, **cfg)
+            state = {}
+            for key, v in arrays.items():
+                if key.startswith("optim/"):
+                    _, slot, nid, w = key.split("/", 3)
+                    state[(slot, (nid, None if w == "-" else w))] = v
+            self.optimizer.load_state(state, steps)
+            self.schedule = make_schedule(meta["schedule"]["config"])
+            self.schedule.load_state(meta["schedule"]["state"])
+        return meta
+
+
+def graph_arrays(graph: Graph) -> dict:
+    """The arrays a checkpoint keeps: parameter values, layer weights and layer state."""
+    arrays = {}
+    for node in graph.nodes.values():
+        if node.op_id == "parameter" and node.value is not None:
+            arrays[f"value/{node.id}"] = node.value
+        for w, v in node.weights.items():
+            arrays[f"weights/{node.id}/{w}"] = np.asarray(v)
+        for s, v in node.state.items():
+            arrays[f"state/{node.id}/{s}"] = np.asarray(v)
+    return arrays
+
+
+def read_checkpoint(path) -> tuple:
+    """``(metadata, arrays)`` of a checkpoint file; a clear error if it is not one."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: np.array(z[k]) for k in z.files}
+    except FileNotFoundError:
+        raise FileFormatError(path, "", "no such checkpoint file") from None
+    except (ValueError, OSError, EOFError) as exc:
+        raise FileFormatError(path, "", f"not a checkpoint (.npz) file: {exc}") from None
+    raw = arrays.pop("meta.json", None)
+    if raw is None:
+        raise FileFormatError(path, "meta.json", "missing: this .npz is not a "
+                                                 "Backprop Studio checkpoint")
+    try:
+        meta = json.loads(str(raw))
+    except json.JSONDecodeError as exc:
+        raise FileFormatError(path, "meta.json", f"not valid JSON: {exc.msg}") from None
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise FileFormatError(path, "meta.json.format", "not a Backprop Studio checkpoint")
+    if int(meta.get("version", 0)) > CHECKPOINT_VERSION:
+        raise FileFormatError(path, "meta.json.version",
+                              f"written by a newer version ({meta.get('version')})")
+    return meta, arrays
+
+
+def apply_graph_arrays(graph: Graph, arrays: dict, meta: dict, path=None):
+    """Copy checkpoint arrays into ``graph``; mismatched nodes or shapes are a clear error."""
+    dtype = np.dtype(graph.dtype)
+    for key, v in arrays.items():
+        kind, _, rest = key.partition("/")
+        if kind not in ("value", "weights", "state"):
+            continue
+        nid, _, name = rest.partition("/")
+        saved = meta.get("nodes", {}).get(nid, [nid, "?"])
+        if nid not in graph.nodes:
+            raise FileFormatError(path, key, f"node '{saved[0]}' ({saved[1]}) of the "
+                                             "checkpoint is not in this graph")
+        node = graph.nodes[nid]
+        if kind == "value":
+            if node.value is not None and node.value.shape != v.shape:
+                raise FileFormatError(path, key, f"node '{node.name}' has shape "
+                                                 f"{node.value.shape}, the checkpoint {v.shape}")
+            node.value = v.astype(dtype)
+        elif kind == "weights":
+            old = node.weights.get(name)
+            if old is not None and old.shape != v.shape:
+                raise FileFormatError(path, key, f"weight '{name}' of '{node.name}' has shape "
+                                                 f"{old.shape}, the checkpoint {v.shape}")
+            node.weights[name] = v.astype(dtype)
+        else:
+            node.state[name] = v.astype(dtype) if v.dtype.kind == "f" else v
+        graph.node_changed.emit(node)
+
+
+def load_weights(graph: Graph, path) -> dict:
+    """Put a checkpoint's weights and layer state into ``graph``; returns its metadata."""
+    meta, arrays = read_checkpoint(path)
+    apply_graph_arrays(graph, arrays, meta, path)
+    return meta
+
+
+# ---------------------------------------------------------- k-fold
+@dataclass
+class CrossValidation:
+    """Per-fold evaluations of :func:`cross_validate` and their summary."""
+
+    folds: list
+
+    @property
+    def accuracies(self) -> np.ndarray:
+        return np.array([f.accuracy for f in self.folds])
+
+    @property
+    def mean_accuracy(self) -> float:
+        return float(self.accuracies.mean())
+
+    @property
+    def std_accuracy(self) -> float:
+        return float(self.accuracies.std(ddof=1)) if len(self.folds) > 1 else 0.0
+
+
+def cross_validate(make_graph, data, k: int = 5, *, epochs: int = 1, optimizer=None,
+                   batch_size: int = 64, seed: int = 0, stratify: bool = True,
+                   prepare=None, on_fold=None, **trainer_kw) -> CrossValidation:
+    """k-fold cross-validation: train a fresh graph on k−1 folds, evaluate on the held-out one.
+
+    Parameters
+    ----------
+    make_graph : callable
+        ``make_graph() -> Graph``, called once per fold (a fresh, untrained graph).
+    data : ArrayDataset
+    optimizer : callable, optional
+        ``optimizer() -> Optimizer`` per fold (default SGD 0.01).
+    prepare : callable, optional
+        ``prepare(train, test) -> (train, test)`` per fold, for example to fit a
+        normalizer on the training folds only.
+    on_fold : callable, optional
+        ``on_fold(index, Evaluation)``.
+    """
+    from core.data.datasets import kfold_indices  # noqa: PLC0415
+
+    labels = data.y if stratify and data.y.ndim == 1 else None
+    folds = []
+    for i, (tr_idx, te_idx) in enumerate(kfold_indices(len(data), k, seed, labels)):
+        train, test = data.subset(tr_idx), data.subset(te_idx)
+        if prepare is not None:
+            train, test = prepare(train, test)
+        opt = optimizer() if optimizer is not None else make_optimizer("sgd", lr=0.01)
+        tr = Trainer(make_graph(), opt, batch_size=batch_size, seed=seed + i, **trainer_kw)
+        tr.fit(train, epochs=epochs)
+        ev = tr.evaluate(test)
+        folds.append(ev)
+        if on_fold is not None:
+            on_fold(i, ev)
+    return CrossValidation(folds)
+

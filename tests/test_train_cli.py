@@ -1,0 +1,79 @@
+"""The train and evaluate subcommands, run as a user would."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args, env=None):
+    import os
+
+    full_env = dict(os.environ)
+    full_env.pop("BACKPROP_STUDIO_DATA", None)
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "app", *args], capture_output=True, text=True,
+                          cwd=ROOT, env=full_env, timeout=300)
+
+
+def test_train_on_the_sample_then_evaluate_the_checkpoint(tmp_path):
+    ckpt = tmp_path / "logreg.npz"
+    out = run("train", "logistic_regression_mnist", "--sample", "--epochs", "2",
+              "--optimizer", "sgd", "--lr", "0.05", "--schedule", "exponential:gamma=0.5",
+              "--limit", "2000", "--seed", "3", "--out", str(ckpt))
+    assert out.returncode == 0, out.stderr
+    metrics = json.loads(out.stdout.strip().splitlines()[-1])
+    assert metrics["status"] == "completed" and metrics["epochs"] == 2
+    assert metrics["iterations"] == 2 * 29  # 1,800 training images in batches of 64
+    assert metrics["test_accuracy"] > 0.8 and len(metrics["epoch_seconds"]) == 2
+    assert "epoch 2/2" in out.stderr and "img/s" in out.stderr
+    ev = run("evaluate", "logistic_regression_mnist", "--checkpoint", str(ckpt))
+    assert ev.returncode == 0, ev.stderr
+    result = json.loads(ev.stdout.strip().splitlines()[-1])
+    assert result["accuracy"] == metrics["test_accuracy"] and result["samples"] == 1000
+    assert "confusion matrix" in ev.stdout and "precision" in ev.stdout
+
+
+def test_resume_continues_from_the_checkpoint(tmp_path):
+    ckpt = tmp_path / "c.npz"
+    args = ("train", "logistic_regression_mnist", "--sample", "--limit", "600",
+            "--val-split", "0", "--quiet")
+    assert run(*args, "--epochs", "1", "--out", str(ckpt)).returncode == 0
+    out = run(*args, "--epochs", "2", "--resume", str(ckpt))
+    assert out.returncode == 0, out.stderr
+    metrics = json.loads(out.stdout.strip().splitlines()[-1])
+    assert metrics["epochs"] == 2 and metrics["iterations"] == 2 * 10
+    assert "resumed" in out.stderr
+
+
+def test_xor_preset_trains_on_its_stored_values():
+    out = run("train", "xor_mlp", "--epochs", "400", "--batch-size", "4", "--optimizer",
+              "adam", "--lr", "0.05", "--seed", "1", "--quiet")
+    assert out.returncode == 0, out.stderr
+    metrics = json.loads(out.stdout.strip().splitlines()[-1])
+    assert metrics["train_accuracy"] == 1.0 and "stored" in metrics["data"]
+
+
+def test_missing_data_is_a_clear_error(tmp_path):
+    out = run("train", "lenet5", "--data", str(tmp_path), env={"XDG_CACHE_HOME": str(tmp_path)})
+    assert out.returncode == 2
+    assert "--sample" in out.stderr and "--download" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_unknown_preset_and_bad_checkpoint_are_clear_errors(tmp_path):
+    out = run("train", "no_such_preset", "--sample")
+    assert out.returncode == 2 and "no preset named" in out.stderr
+    (tmp_path / "x.npz").write_bytes(b"junk")
+    out = run("evaluate", "lenet5", "--checkpoint", str(tmp_path / "x.npz"), "--sample")
+    assert out.returncode == 2 and "not a checkpoint" in out.stderr
+
+
+@pytest.mark.parametrize("spec", ["bogus", "step:gamma"])
+def test_bad_schedule_is_reported(spec):
+    out = run("train", "logistic_regression_mnist", "--sample", "--schedule", spec)
+    assert out.returncode != 0 and "schedule" in out.stderr and "Traceback" not in out.stderr
