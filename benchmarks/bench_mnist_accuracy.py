@@ -6,6 +6,10 @@ peak memory under 2 GB. Run from the project root::
     python benchmarks/bench_mnist_accuracy.py                      # LeNet-5, 10 epochs
     python benchmarks/bench_mnist_accuracy.py --model keras_mnist_cnn --epochs 3
 
+The default recipe (SGD with momentum 0.9, learning rate 0.01, batch 64, cosine
+decay over the run, seed 0) is the one whose curve is recorded in the notes; with
+batch 128 and learning rate 0.02 the same network ends near 98.8 %.
+
 MNIST is read from ``--data`` (default ``../shared/data/mnist``, the canonical
 files beside the worktree). All 60,000 training images are used for training
 and the 10,000 test images are evaluated after every epoch. The last stdout
@@ -44,9 +48,9 @@ def main(argv=None) -> int:
     p.add_argument("--model", default="lenet5")
     p.add_argument("--data", default=str(DEFAULT_DATA))
     p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--optimizer", default="momentum")
-    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--schedule", default="cosine")
     p.add_argument("--seed", type=int, default=0)
