@@ -29,7 +29,8 @@ def _fmt(arr) -> str:
     if arr.ndim == 0:
         return f"{float(arr):.6g}"
     if arr.size <= 12:
-        return np.array2string(arr, precision=6, separator=", ", suppress_small=False)
+        text = np.array2string(arr, precision=6, separator=", ", max_line_width=10_000)
+        return " ".join(text.split())
     return (f"{arr.dtype} array of shape {arr.shape} "
             f"(mean {float(arr.mean()):.4g}, min {float(arr.min()):.4g}, "
             f"max {float(arr.max()):.4g})")
@@ -146,6 +147,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and closed early
+        sys.stderr.close()
+        return 0
 
 
 def _open_app(argv) -> int:

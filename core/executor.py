@@ -30,6 +30,30 @@ from core.ops.base import Context
 from core.ops.sources import feed_value
 
 _MISSING = object()
+_LAZY = object()  # stands for "not drawn yet" in a _NodeContext
+
+
+class _NodeContext(Context):
+    """A :class:`Context` whose random generator is made on first use.
+
+    Seeding a generator costs tens of microseconds, paid per node and batch;
+    only dropout-like ops draw from it. The seed is the same as an eager one,
+    so replays stay identical.
+    """
+
+    def __init__(self, seed_key, **kwargs):
+        self._seed_key = seed_key
+        super().__init__(rng=_LAZY, **kwargs)
+
+    @property
+    def rng(self):
+        if self._rng is _LAZY:
+            self._rng = np.random.default_rng(self._seed_key)
+        return self._rng
+
+    @rng.setter
+    def rng(self, value):
+        self._rng = value
 
 
 @dataclass
@@ -202,9 +226,8 @@ class Executor:
     def forward_node(self, node: Node) -> dict:
         """Compute one node's outputs; returns ``{(node_id, k): value}`` without storing it."""
         op = type(node.op)
-        ctx = Context(training=self.training,
-                      rng=np.random.default_rng([self.seed, self._index[node.id], self.iteration]),
-                      state=node.state)
+        ctx = _NodeContext([self.seed, self._index[node.id], self.iteration],
+                           training=self.training, state=node.state)
         try:
             if op.source:
                 fed = self.feeds.get(node.name, self.feeds.get(node.id))
@@ -220,7 +243,8 @@ class Executor:
                 self._ensure_weights(node, xs)
                 xs = xs + [node.weights[w] for w in op.weights]
             ctx.needs_input_grad = self._input_needs(node)
-            out = node.op.forward(ctx, *xs)
+            with np.errstate(all="ignore"):  # non-finite results are reported by name below
+                out = node.op.forward(ctx, *xs)
         except ShapeError as exc:
             raise ShapeError(f"node '{node.name}': {exc}", nodes=(node.name,)) from None
         except (ValueError, IndexError, TypeError) as exc:
@@ -278,7 +302,8 @@ class Executor:
             grads_out.append(u)
         ctx = self.ctxs[node.id]
         try:
-            gin = node.op.backward(ctx, *grads_out)
+            with np.errstate(all="ignore"):
+                gin = node.op.backward(ctx, *grads_out)
         except (ValueError, IndexError, TypeError) as exc:
             raise GraphError(f"backward of node '{node.name}' ({node.op_id}) failed: {exc}",
                              nodes=(node.name,)) from None
@@ -296,8 +321,12 @@ class Executor:
         return gin, wgrads, upstream
 
     # ------------------------------------------------------------- steps
-    def apply(self, step: Step, undo: list | None = None) -> StepRecord:
-        """Execute one step, recording in ``undo`` what it replaced."""
+    def apply(self, step: Step, undo: list | None = None, detail: bool = True) -> StepRecord:
+        """Execute one step, recording in ``undo`` what it replaced.
+
+        ``detail=False`` skips what only the stepping view reads (the local
+        derivative of elementwise ops, one extra backward each); full runs use it.
+        """
         node = self.graph.nodes[step.node_id]
         op = type(node.op)
         rec = StepRecord(step.phase, node.name, node.id, formula=op.formula,
@@ -332,7 +361,7 @@ class Executor:
         for w, g in wgrads.items():
             put(self.weight_grads, (node.id, w), g)
         rec.grad_inputs = list(gin) + [wgrads.get(w) for w in op.weights]
-        if op.elementwise and not op.source and upstream and upstream[0] is not None:
+        if detail and op.elementwise and not op.source and upstream and upstream[0] is not None:
             rec.local = self._local_derivative(node)
         return rec
 
@@ -364,7 +393,7 @@ class Executor:
         steps = self._prepare(feeds, None)
         self.reset()
         for st in steps:
-            self.apply(st)
+            self.apply(st, detail=False)
         return self
 
     def run(self, feeds: dict | None = None, loss=None):
@@ -373,7 +402,7 @@ class Executor:
         steps = self._prepare(feeds, loss)
         self.reset()
         for st in steps:
-            self.apply(st)
+            self.apply(st, detail=False)
         self.iteration += 1
         return self
 

@@ -11,7 +11,7 @@ from core.gradcheck import check_op
 from core.graph import Graph
 from core.ops import REGISTRY, Context, get_op
 from core.ops.base import Sample
-from core.ops.layers import matmul_wide, matmul_wide_nt
+from core.ops.layers import matmul_small, matmul_wide, matmul_wide_nt
 
 LAYER_OPS = sorted(i for i, c in REGISTRY.items() if c.__module__ == "core.ops.layers")
 
@@ -431,3 +431,46 @@ def test_wide_matmul_blocking_is_exact():
     np.testing.assert_allclose(matmul_wide(a, b), a @ b, rtol=1e-5, atol=1e-4)
     g = rng.normal(size=(6, 128 * 784)).astype(np.float32)
     np.testing.assert_allclose(matmul_wide_nt(g, b), g @ b.T, rtol=1e-4, atol=1e-2)
+    for shape_a, shape_b in (((131, 400), (400, 120)), ((400, 131), (131, 120)),
+                             ((120, 131), (131, 407))):
+        x = rng.normal(size=shape_a).astype(np.float32)
+        y = rng.normal(size=shape_b).astype(np.float32)
+        np.testing.assert_allclose(matmul_small(x, y), x @ y, rtol=1e-5, atol=1e-4)
+    xt = rng.normal(size=(400, 131)).astype(np.float32).T   # a transposed view, as in dense
+    w = rng.normal(size=(400, 120)).astype(np.float32)
+    np.testing.assert_allclose(matmul_small(xt, w), xt @ w, rtol=1e-5, atol=1e-4)
+
+
+def test_thread_count_does_not_change_results(monkeypatch):
+    """Work is split by shapes, not by threads: one worker gives bit-identical numbers."""
+    from core.ops import layers
+
+    g, feeds = _lenet(batch=16)
+    ex = Executor(g, training=True, input_grads=False).run(feeds)
+    many = {k: v.copy() for k, v in ex.weight_grads.items()}
+    monkeypatch.setattr(layers, "_WORKERS", 1)
+    ex1 = Executor(g, training=True, input_grads=False).run(feeds)
+    for k, v in many.items():
+        np.testing.assert_array_equal(ex1.weight_grads[k], v)
+
+
+def test_reused_buffers_never_change_a_kept_result():
+    """A second forward of the same conv node leaves the first run's saved state intact,
+    so its backward (a stepper stepping back and replaying) still gives the right answer."""
+    rng = np.random.default_rng(15)
+    op = get_op("conv2d")(out_channels=3, kernel=3, padding=1)
+    w, b = rng.normal(size=(3, 2, 3, 3)), rng.normal(size=3)
+    x1, x2 = rng.normal(size=(4, 2, 6, 6)), rng.normal(size=(4, 2, 6, 6))
+    ctx1 = Context()
+    y1 = op.forward(ctx1, x1, w, b)
+    kept = y1.copy()
+    g = rng.normal(size=y1.shape)
+    expect = op.backward(ctx1, g)
+    op.forward(Context(), x2, w, b)            # would overwrite shared buffers
+    np.testing.assert_array_equal(y1, kept)
+    for a, e in zip(op.backward(ctx1, g), expect):
+        np.testing.assert_array_equal(a, e)
+    del y1, ctx1                                # now the buffers are free to reuse
+    ctx3 = Context()
+    y3 = op.forward(ctx3, x1, w, b)
+    np.testing.assert_array_equal(y3, kept)

@@ -20,6 +20,11 @@ Example
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
@@ -37,6 +42,44 @@ from core.ops.base import (
 )
 
 # --------------------------------------------------------------------- helpers
+
+_probe = {"a": np.empty(1)}
+_UNSHARED = sys.getrefcount(_probe["a"])  # references of a cached array nobody else holds
+del _probe
+
+
+class Scratch:
+    """Big temporaries an op reuses from one batch to the next.
+
+    Allocating tens of megabytes per batch costs page faults (the allocator
+    hands large blocks back to the system). A buffer is handed out again only
+    when nothing else refers to it — no saved context of an earlier run (a
+    stepper's undo history, say), no array viewing it, no caller keeping an
+    output — so reuse can never change a number someone still holds.
+    """
+
+    def __init__(self):
+        self._arrays: dict = {}
+        self._lock = threading.Lock()
+
+    def get(self, tag: str, shape: tuple, dtype) -> np.ndarray:
+        """An uninitialized C-contiguous array, reused when it is free."""
+        key = (tag, tuple(shape), np.dtype(dtype).str)
+        with self._lock:
+            if key in self._arrays and sys.getrefcount(self._arrays[key]) == _UNSHARED:
+                return self._arrays[key]
+            arr = np.empty(shape, dtype=dtype)
+            self._arrays[key] = arr
+            return arr
+
+
+def _scratch(op) -> Scratch:
+    try:
+        return op._scratch
+    except AttributeError:
+        op._scratch = Scratch()
+        return op._scratch
+
 
 _INIT = Param("init", "choice", "he_uniform", choices=INITIALIZERS,
               doc="initializer of the kernel (biases always start at zero)")
@@ -151,49 +194,229 @@ def _col2im(cols, padded_shape, kernel, stride, dilation, out_hw, dtype):
     return xp
 
 
-# Very skinny products (a few rows or a short inner dimension against ~10⁵
-# columns) run 2–3× faster in OpenBLAS when cut into column blocks of a few
-# thousand and handed over as one batched matmul: each block fits in cache.
-_SKINNY = 1024     # rows × inner dimension at or below which blocking pays
-_BLOCK = 1024      # preferred column block
+# ------------------------------------------------------- parallel, blocked work
+#
+# Two facts about this kind of machine shape the code below. (1) OpenBLAS runs a
+# product on several threads once M·N·K passes 4·65536, and a very skinny product
+# (a few rows or a short inner dimension against ~10⁵ columns) then runs 2–3×
+# slower than the same product cut into column blocks that stay under that size
+# and fit in cache — and far slower still when another process holds a core, as
+# its threads wait for each other. (2) NumPy releases the GIL inside copies,
+# ufunc loops and BLAS calls, so plain Python threads can share the memory-bound
+# work (im2col, col2im, pooling) that OpenBLAS would not parallelize anyway.
+# So large image ops cut their work into parts fixed by the shapes alone —
+# never by the number of threads, so results are bit-identical on any machine —
+# and hand the parts to a small thread pool.
+
+_SERIAL_MNK = 4 * 65536    # OpenBLAS computes products up to this size on one thread
+_SMALL_MNK = 1 << 24       # products below this take about a millisecond on one core
+_PART_BYTES = 1 << 19      # parts small enough to stay in cache and to balance the threads
+_WORKERS = max(1, min(4, os.cpu_count() or 1))
+_pool = None
+_pool_lock = threading.Lock()
+_in_part = threading.local()
 
 
-def _block_size(n):
-    """A column block dividing ``n`` near :data:`_BLOCK`, or 0 when blocking would not pay."""
-    if n < 8 * _BLOCK:
-        return 0
-    for delta in range(0, _BLOCK // 2):
-        for blk in (_BLOCK + delta, _BLOCK - delta):
-            if n % blk == 0:
-                return blk
-    return 0
+def _run_parts(fn, parts):
+    """Call ``fn(part)`` for every part, spread over the worker threads; wait for all.
+
+    The parts are split into contiguous groups, one per worker, and the calling
+    thread does the first group itself. A part that itself asks for parallel
+    work runs it inline, so workers never wait on each other.
+    """
+    global _pool
+    parts = list(parts)
+    nested = getattr(_in_part, "active", False)
+    if _WORKERS == 1 or len(parts) < 2 or nested:
+        for part in parts:
+            fn(part)
+        return
+
+    def run_group(group):
+        _in_part.active = True
+        try:
+            for part in group:
+                fn(part)
+        finally:
+            _in_part.active = False
+
+    if _pool is None or _pool[0] != os.getpid():  # a forked child needs threads of its own
+        with _pool_lock:
+            if _pool is None or _pool[0] != os.getpid():
+                _pool = (os.getpid(),
+                         ThreadPoolExecutor(_WORKERS - 1, thread_name_prefix="layers"))
+    n = min(_WORKERS, len(parts))
+    bounds = [round(i * len(parts) / n) for i in range(n + 1)]
+    groups = [parts[bounds[i]:bounds[i + 1]] for i in range(n)]
+    futures = [_pool[1].submit(run_group, g) for g in groups[1:]]
+    try:
+        run_group(groups[0])
+    finally:
+        for f in futures:
+            f.result()
 
 
-def matmul_wide(a, b):
-    """``a @ b`` for a small ``a`` (M, K) and a very wide ``b`` (K, N)."""
+def _spans(n, unit, bytes_per_unit):
+    """Split ``range(n)`` into contiguous ``(start, stop)`` spans of about :data:`_PART_BYTES`."""
+    per = max(1, _PART_BYTES // max(1, bytes_per_unit))
+    return [(i, min(n, i + per)) for i in range(0, n, per)]
+
+
+def _block(n, mk):
+    """Column block for a product with ``m·k = mk``: single-threaded in OpenBLAS, ≥ 16 wide."""
+    return int(min(n, max(16, _SERIAL_MNK // max(1, mk))))
+
+
+def _matmul_cols(a, b, out):
+    """``out[:] = a @ b`` for a wide ``b`` (K, n), block by block (views welcome)."""
     m, k = a.shape
     n = b.shape[1]
-    blk = _block_size(n) if m * k <= _SKINNY else 0
-    if not blk or not b.flags.c_contiguous:
-        return a @ b
-    out = np.empty((m, n), dtype=np.result_type(a, b))
+    blk = _block(n, m * k)
     nb = n // blk
-    np.matmul(a, b.reshape(k, nb, blk).transpose(1, 0, 2),
-              out=out.reshape(m, nb, blk).transpose(1, 0, 2))
+    if nb:
+        cut = nb * blk
+        np.matmul(a, b[:, :cut].reshape(k, nb, blk).transpose(1, 0, 2),
+                  out=out[:, :cut].reshape(m, nb, blk).transpose(1, 0, 2))
+    if nb * blk < n:
+        out[:, nb * blk:] = a @ b[:, nb * blk:]
+
+
+def _matmul_nt_cols(g, b):
+    """``g @ b.T`` summed over the wide axis of ``g`` (M, n) and ``b`` (K, n), block by block."""
+    m, n = g.shape
+    k = b.shape[0]
+    blk = _block(n, m * k)
+    nb = n // blk
+    total = None
+    if nb:
+        cut = nb * blk
+        # (bᵀ-block · gᵀ-block) per block is 20–30 % faster in OpenBLAS than (g · bᵀ)
+        total = np.matmul(b[:, :cut].reshape(k, nb, blk).transpose(1, 0, 2),
+                          g[:, :cut].reshape(m, nb, blk).transpose(1, 2, 0)).sum(axis=0).T
+    if nb * blk < n:
+        tail = g[:, nb * blk:] @ b[:, nb * blk:].T
+        total = tail if total is None else total + tail
+    return total
+
+
+def matmul_wide(a, b, out=None):
+    """``a @ b`` for a small ``a`` (M, K) and a very wide ``b`` (K, N), into ``out`` if given.
+
+    The columns are cut into fixed spans computed in parallel, each in
+    single-threaded blocks; the result does not depend on the thread count.
+    """
+    m, k = a.shape
+    n = b.shape[1]
+    if out is None:
+        out = np.empty((m, n), dtype=np.result_type(a, b))
+    spans = _spans(n, 1, (m + k) * b.itemsize)
+    _run_parts(lambda sp: _matmul_cols(a, b[:, sp[0]:sp[1]], out[:, sp[0]:sp[1]]), spans)
     return out
 
 
 def matmul_wide_nt(g, b):
-    """``g @ b.T`` for ``g`` (M, N) and ``b`` (K, N) both very wide: a long reduction."""
+    """``g @ b.T`` for ``g`` (M, N) and ``b`` (K, N) both very wide: a long reduction.
+
+    Partial sums over fixed column spans are added in a fixed order, so the
+    result does not depend on the thread count.
+    """
     m, n = g.shape
     k = b.shape[0]
-    blk = _block_size(n) if m * k <= _SKINNY else 0
-    if not blk or not (g.flags.c_contiguous and b.flags.c_contiguous):
-        return g @ b.T
-    nb = n // blk
-    parts = np.matmul(g.reshape(m, nb, blk).transpose(1, 0, 2),
-                      b.reshape(k, nb, blk).transpose(1, 2, 0))
-    return parts.sum(axis=0)
+    spans = _spans(n, 1, (m + k) * b.itemsize)
+    partial = [None] * len(spans)
+
+    def part(i):
+        partial[i] = _matmul_nt_cols(g[:, spans[i][0]:spans[i][1]],
+                                     b[:, spans[i][0]:spans[i][1]])
+
+    _run_parts(part, range(len(spans)))
+    total = partial[0]
+    for extra in partial[1:]:
+        total = total + extra
+    return total
+
+
+def matmul_small(a, b):
+    """``a @ b`` for 2-D operands, without waking OpenBLAS's thread pool for small products.
+
+    A product of up to ~10⁷ multiply-adds gains little from OpenBLAS's threads and
+    loses a lot when another process holds a core, so it is cut along its longer
+    outer dimension into single-threaded pieces (a batched matmul; the output
+    elements are computed exactly as a whole product would, one dot product each).
+    """
+    m, k = a.shape
+    n = b.shape[1]
+    mnk = m * n * k
+    if mnk <= _SERIAL_MNK or mnk > _SMALL_MNK:
+        return a @ b
+    if m >= n:
+        r = _SERIAL_MNK // (n * k)
+        if r < 1:
+            return a @ b
+        nb = m // r
+        out = np.empty((m, n), dtype=np.result_type(a, b))
+        np.matmul(a[:nb * r].reshape(nb, r, k), b, out=out[:nb * r].reshape(nb, r, n))
+        if nb * r < m:
+            out[nb * r:] = a[nb * r:] @ b
+        return out
+    c = _SERIAL_MNK // (m * k)
+    if c < 1:
+        return a @ b
+    nb = n // c
+    out = np.empty((m, n), dtype=np.result_type(a, b))
+    np.matmul(a, b[:, :nb * c].reshape(k, nb, c).transpose(1, 0, 2),
+              out=out[:, :nb * c].reshape(m, nb, c).transpose(1, 0, 2))
+    if nb * c < n:
+        out[:, nb * c:] = a @ b[:, nb * c:]
+    return out
+
+
+def _im2col_matmul(w2, win, cols, out, bias):
+    """Fill ``cols`` from the window view and compute ``out = w2 @ cols``, row span by row span.
+
+    Each span's columns are still in cache when its product reads them.
+    ``win`` is (C, kh, kw, OH, OW, B); ``cols`` has one more row of ones when ``bias``.
+    """
+    c, kh, kw, oh, ow, bsz = win.shape
+    k = c * kh * kw
+    row = ow * bsz
+    cols6 = cols[:k].reshape(c, kh, kw, oh, ow, bsz)
+
+    def part(span):
+        r0, r1 = span
+        np.copyto(cols6[:, :, :, r0:r1], win[:, :, :, r0:r1])
+        lo, hi = r0 * row, r1 * row
+        if bias:
+            cols[k, lo:hi] = 1
+        _matmul_cols(w2, cols[:, lo:hi], out[:, lo:hi])
+
+    _run_parts(part, _spans(oh, 1, cols.shape[0] * row * cols.itemsize))
+
+
+def _col2im_matmul(w2, gc, gxp, kernel, stride, dilation, out_hw):
+    """``gxp = col2im(w2ᵀ · gc)``: the gradient of the padded input, channel group by group.
+
+    A group's slab of columns is made and scattered back while it is in cache;
+    channel groups write disjoint parts of ``gxp``, so they run in parallel.
+    """
+    c = gxp.shape[0]
+    kh, kw = kernel
+    bsz = gxp.shape[3]
+    o, n = gc.shape
+    taps = kh * kw
+    w2t = np.ascontiguousarray(w2.T)  # (C·kh·kw, O)
+    def part(span):
+        c0, c1 = span
+        slab = np.empty(((c1 - c0) * taps, n), dtype=gc.dtype)
+        _matmul_cols(w2t[c0 * taps:c1 * taps], gc, slab)
+        slab6 = slab.reshape(c1 - c0, kh, kw, out_hw[0], out_hw[1], bsz)
+        dst = gxp[c0:c1]
+        dst[...] = 0
+        for ki in range(kh):
+            for kj in range(kw):
+                _tap(dst, ki, kj, stride, dilation, out_hw)[...] += slab6[:, ki, kj]
+
+    _run_parts(part, _spans(c, 1, taps * n * gc.itemsize))
 
 
 def _empty_bias(dtype):
@@ -250,14 +473,14 @@ class Dense(Op):
             raise ShapeError(f"dense: input has {x.shape[1]} features but W is "
                              f"{fmt_shape(w.shape)}")
         ctx.x, ctx.w, ctx.bias = x, w, b.size > 0
-        y = x @ w
+        y = matmul_small(x, w)
         if ctx.bias:
             y += b
         return y
 
     def backward(self, ctx, g):
-        gx = g @ ctx.w.T if ctx.needs(0) else None
-        gw = ctx.x.T @ g
+        gx = matmul_small(g, ctx.w.T) if ctx.needs(0) else None
+        gw = matmul_small(ctx.x.T, g)
         gb = g.sum(axis=0) if ctx.bias else np.zeros((0,), dtype=g.dtype)
         return gx, gw, gb
 
@@ -345,31 +568,42 @@ class Conv2d(Op):
                              f"{fmt_shape(w.shape)}")
         if p["mode"] == "convolution":
             w = w[:, :, ::-1, ::-1]
-        o = w.shape[0]
+        o, c, kh, kw = w.shape
+        bsz = x.shape[0]
+        k = c * kh * kw
+        n = oh * ow * bsz
         ph, pw = p["padding"]
+        scratch = _scratch(self)
         xp = _pad_batch_last(_batch_last(x), ph, pw)
-        cols = _im2col(xp, p["kernel"], p["stride"], p["dilation"], (oh, ow))
-        w2 = w.reshape(o, -1)
-        y = matmul_wide(w2, cols)
-        if b.size:
-            y += b[:, None]
-        ctx.cols, ctx.w2, ctx.xp_shape, ctx.x_shape = cols, w2, xp.shape, x.shape
-        ctx.out_hw, ctx.w_shape, ctx.bias = (oh, ow), w.shape, b.size > 0
-        return _batch_first(y.reshape(o, oh, ow, x.shape[0]))
+        # im2col into a reused buffer; with a bias, one extra row of ones makes the
+        # GEMM add it (and the weight-gradient GEMM yield its gradient) for free
+        bias = b.size > 0
+        cols = scratch.get("cols", (k + bias, n), x.dtype)
+        w2 = w.reshape(o, k)
+        if bias:
+            w2 = np.concatenate([w2, b[:, None]], axis=1)
+        y = scratch.get("out", (o, n), x.dtype)
+        _im2col_matmul(w2, _windows(xp, (kh, kw), p["stride"], p["dilation"], (oh, ow)),
+                       cols, y, bias)
+        ctx.cols, ctx.w2, ctx.xp_shape, ctx.x_shape = cols, w2[:, :k], xp.shape, x.shape
+        ctx.out_hw, ctx.w_shape, ctx.bias = (oh, ow), w.shape, bias
+        return _batch_first(y.reshape(o, oh, ow, bsz))
 
     def backward(self, ctx, g):
         p = self.p
-        o = ctx.w_shape[0]
+        o, c, kh, kw = ctx.w_shape
         gc = np.ascontiguousarray(_batch_last(g)).reshape(o, -1)
-        gw = matmul_wide_nt(gc, ctx.cols).reshape(ctx.w_shape)
+        gwb = matmul_wide_nt(gc, ctx.cols)
+        k = c * kh * kw
+        gw = gwb[:, :k].reshape(ctx.w_shape)
         if p["mode"] == "convolution":
-            gw = np.ascontiguousarray(gw[:, :, ::-1, ::-1])
-        gb = gc.sum(axis=1) if ctx.bias else np.zeros((0,), dtype=g.dtype)
+            gw = gw[:, :, ::-1, ::-1]
+        gw = np.ascontiguousarray(gw)
+        gb = gwb[:, k].copy() if ctx.bias else np.zeros((0,), dtype=g.dtype)
         gx = None
         if ctx.needs(0):
-            gcols = ctx.w2.T @ gc
-            gxp = _col2im(gcols, ctx.xp_shape, p["kernel"], p["stride"], p["dilation"],
-                          ctx.out_hw, g.dtype)
+            gxp = np.empty(ctx.xp_shape, dtype=g.dtype)
+            _col2im_matmul(ctx.w2, gc, gxp, (kh, kw), p["stride"], p["dilation"], ctx.out_hw)
             ph, pw = p["padding"]
             h, w = ctx.x_shape[2:]
             gx = _batch_first(gxp[:, ph:ph + h, pw:pw + w, :])
@@ -611,26 +845,39 @@ class MaxPool2d(_Pool):
         h, w = x.shape[2:]
         fill = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
         xp = _pad_batch_last(_batch_last(x), ph, pw, fill)
-        best = None
-        arg = None
-        for ki in range(kh):
-            for kj in range(kw):
-                v = _tap(xp, ki, kj, stride, (1, 1), (oh, ow))
-                if best is None:
-                    best = v.copy()
-                    arg = np.zeros(best.shape, dtype=np.uint8 if kh * kw < 256 else np.int32)
-                    continue
-                # strictly greater: on a tie the earlier tap keeps the maximum
-                better = v > best
-                np.copyto(best, v, where=better)
-                np.copyto(arg, ki * kw + kj, where=better)
+        c, bsz = xp.shape[0], xp.shape[3]
+        code = np.uint8 if kh * kw < 256 else np.int32
+        best = np.empty((c, oh, ow, bsz), dtype=x.dtype)
+        arg = np.empty((c, oh, ow, bsz), dtype=code)
+        idx = np.empty((c, oh, ow, bsz), dtype=np.int64)
         # flat index in the unpadded plane: window origin plus the tap's offset
-        rows = np.arange(oh) * stride[0] - ph
-        cols = np.arange(ow) * stride[1] - pw
-        origin = (rows[:, None] * w + cols[None, :]).astype(np.int64)
+        origin = ((np.arange(oh) * stride[0] - ph)[:, None] * w
+                  + (np.arange(ow) * stride[1] - pw)[None, :]).astype(np.int64)
         offsets = np.array([ki * w + kj for ki in range(kh) for kj in range(kw)], np.int64)
-        idx = offsets[arg]
-        idx += origin[None, :, :, None]
+
+        def part(span):
+            c0, c1 = span
+            src, b, a = xp[c0:c1], best[c0:c1], arg[c0:c1]
+            lead = np.empty(b.shape, dtype=bool)
+            np.copyto(b, _tap(src, 0, 0, stride, (1, 1), (oh, ow)))
+            a[...] = 0
+            for t in range(1, kh * kw):
+                v = _tap(src, t // kw, t % kw, stride, (1, 1), (oh, ow))
+                # Strictly greater: on a tie the earlier tap keeps the maximum. Taps come
+                # in increasing order, so the winner is the largest tap that took the
+                # lead; np.maximum records it without a slow, branchy masked copy.
+                np.greater(v, b, out=lead)
+                np.maximum(b, v, out=b)
+                if code is np.uint8:
+                    mark = lead.view(np.uint8)
+                    mark *= np.uint8(t)
+                else:
+                    mark = lead * code(t)
+                np.maximum(a, mark, out=a)
+            np.take(offsets, a, out=idx[c0:c1])
+            idx[c0:c1] += origin[None, :, :, None]
+
+        _run_parts(part, _spans(c, 1, xp[0].nbytes + best[0].nbytes))
         ctx.arg, ctx.xp_shape, ctx.hw, ctx.out_hw = arg, xp.shape, (h, w), (oh, ow)
         return _batch_first(best), _batch_first(idx)
 
@@ -641,15 +888,23 @@ class MaxPool2d(_Pool):
         # windows that tile the input exactly write every position once: no zeroing, no adds
         h, w = ctx.hw
         tiles = (stride == (kh, kw) and (ph, pw) == (0, 0) and h % kh == 0 and w % kw == 0)
-        gxp = (np.empty if tiles else np.zeros)(ctx.xp_shape, dtype=g.dtype)
-        for ki in range(kh):
-            for kj in range(kw):
-                view = _tap(gxp, ki, kj, stride, (1, 1), ctx.out_hw)
-                hit = ctx.arg == ki * kw + kj
+        gxp = np.empty(ctx.xp_shape, dtype=g.dtype)
+
+        def part(span):
+            c0, c1 = span
+            dst, gs, a = gxp[c0:c1], gl[c0:c1], ctx.arg[c0:c1]
+            hit = np.empty(a.shape, dtype=bool)
+            if not tiles:
+                dst[...] = 0
+            for t in range(kh * kw):
+                view = _tap(dst, t // kw, t % kw, stride, (1, 1), ctx.out_hw)
+                np.equal(a, t, out=hit)
                 if tiles:
-                    np.multiply(gl, hit, out=view)
+                    np.multiply(gs, hit, out=view)
                 else:
-                    view += gl * hit
+                    view += gs * hit
+
+        _run_parts(part, _spans(gxp.shape[0], 1, 2 * gxp[0].nbytes))
         return (_batch_first(gxp[:, ph:ph + h, pw:pw + w, :]),)
 
     @classmethod

@@ -400,10 +400,10 @@ class MatMul(Op):
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
         g2 = g
+        if b.ndim == 1:  # restore the squeezed column axis, then the squeezed row axis
+            g2 = g2[..., None]
         if a.ndim == 1:
-            g2 = np.expand_dims(g2, -2)
-        if b.ndim == 1:
-            g2 = np.expand_dims(g2, -1)
+            g2 = g2[..., None, :]
         ga = gb = None
         if ctx.needs(0):
             ga = unbroadcast(g2 @ np.swapaxes(b2, -1, -2), a2.shape).reshape(a.shape)
@@ -418,6 +418,8 @@ class MatMul(Op):
             Sample((rng.normal(size=(4,)), rng.normal(size=(4, 3))), note="vector · matrix"),
             Sample((rng.normal(size=(3, 4)), rng.normal(size=(4,))), note="matrix · vector"),
             Sample((rng.normal(size=(2, 3, 4)), rng.normal(size=(4, 5))), note="batched"),
+            Sample((rng.normal(size=(4,)), rng.normal(size=(4,))), note="dot product"),
+            Sample((rng.normal(size=(4,)), rng.normal(size=(2, 4, 3))), note="vector · stack"),
         ]
 
     @classmethod

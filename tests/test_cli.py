@@ -1,0 +1,56 @@
+"""The headless command line: bad files exit non-zero with one clear error, help works."""
+
+import json
+import subprocess
+import sys
+
+from examples import example_path
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "app", *args], capture_output=True, text=True)
+
+
+def test_eval_bad_file_exits_nonzero_with_clear_error(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format_version": 1, "nodes": [{"id": "n1", "op": "sigmod"}], "edges": []}')
+    out = cli("eval", str(bad))
+    assert out.returncode == 2
+    assert "nodes[0].op: unknown op 'sigmod' (did you mean 'sigmoid'?)" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_eval_missing_file(tmp_path):
+    out = cli("gradcheck", str(tmp_path / "missing.json"))
+    assert out.returncode == 2 and "no such file" in out.stderr
+
+
+def test_eval_text_output_lists_values_and_grads():
+    out = cli("eval", str(example_path("xyz")))
+    assert out.returncode == 0
+    line = next(ln for ln in out.stdout.splitlines() if ln.strip().startswith("z "))
+    assert "value -4" in line and "grad 3" in line
+
+
+def test_gradcheck_json_reports_every_tensor():
+    out = cli("gradcheck", str(example_path("sigmoid_neuron")), "--json")
+    rows = json.loads(out.stdout)
+    assert {r["node"] for r in rows} == {"w0", "x0", "w1", "x1", "w2"}
+    assert all(r["rel_error"] < 1e-7 for r in rows)
+
+
+def test_nan_in_eval_names_the_node(tmp_path):
+    from core.graph import Graph
+    from core.serialize import save_graph
+
+    g = Graph()
+    x = g.add("input", value=-1.0, name="x")
+    g.add("log", x, name="lnx")
+    save_graph(g, tmp_path / "nan.json")
+    out = cli("eval", str(tmp_path / "nan.json"))
+    assert out.returncode == 2 and "node 'lnx'" in out.stderr and "NaN" in out.stderr
+
+
+def test_help_and_version():
+    assert "eval" in cli("--help").stdout or "eval" in cli("eval", "--help").stdout
+    assert cli("--version").stdout.startswith("backprop-studio ")

@@ -1,0 +1,114 @@
+"""The graph model: edit-time validation with clear errors, events, shapes."""
+
+import numpy as np
+import pytest
+
+from core.errors import GraphError, ParamError
+from core.graph import Graph
+
+
+def abc():
+    g = Graph()
+    a = g.add("input", value=3.0, name="a")
+    b = g.add("input", value=2.0, name="b")
+    c = g.add("input", value=-4.0, name="c")
+    e = g.add("multiply", a, b, name="e")
+    f = g.add("add", e, c, name="f")
+    return g, a, b, c, e, f
+
+
+def test_connecting_into_a_cycle_is_refused_naming_both_nodes():
+    g = Graph()
+    a = g.add("input", value=1.0, name="a")
+    x = g.add("add", a, name="x")
+    y = g.add("exp", x, name="y")
+    with pytest.raises(GraphError) as info:
+        g.connect(y, x, dst_port="b")
+    assert "cycle" in str(info.value) and "'y'" in str(info.value) and "'x'" in str(info.value)
+    assert set(info.value.nodes) == {"x", "y"}
+
+
+def test_connecting_an_occupied_input_names_the_port_and_source():
+    g, a, b, c, e, f = abc()
+    with pytest.raises(GraphError, match="input 'a' of 'e' is already connected to 'a'"):
+        g.connect(c, e, dst_port="a")
+
+
+def test_unknown_op_and_unknown_port_and_bad_param():
+    g = Graph()
+    with pytest.raises(GraphError, match="unknown op 'sigmod'.*sigmoid"):
+        g.add("sigmod")
+    a = g.add("input", value=1.0, name="a")
+    g.add("exp", name="e")
+    with pytest.raises(GraphError, match="no input port 'q'.*x"):
+        g.connect(a, "e", dst_port="q")
+    with pytest.raises(ParamError, match="node 'lr'.*alpha.*≤ 1"):
+        g.add("leaky_relu", name="lr", alpha=3.0)
+    with pytest.raises(ParamError, match="no parameter 'alpah'.*did you mean 'alpha'"):
+        g.add("leaky_relu", alpah=0.1)
+
+
+def test_self_loop_refused():
+    g = Graph()
+    x = g.add("add", name="x")
+    with pytest.raises(GraphError, match="cannot feed itself"):
+        g.connect(x, x)
+
+
+def test_events_fire_for_each_edit():
+    g = Graph()
+    seen = []
+    g.node_added.subscribe(lambda n: seen.append(("+n", n.name)))
+    g.node_removed.subscribe(lambda n: seen.append(("-n", n.name)))
+    g.edge_added.subscribe(lambda e: seen.append(("+e", e.dst_port)))
+    g.edge_removed.subscribe(lambda e: seen.append(("-e", e.dst_port)))
+    g.node_changed.subscribe(lambda n: seen.append(("~n", n.name)))
+    a = g.add("input", value=1.0, name="a")
+    x = g.add("leaky_relu", a, name="x")
+    g.set_params(x, alpha=0.2)
+    g.remove_node(a)
+    assert seen == [("+n", "a"), ("+n", "x"), ("+e", "x"), ("~n", "x"), ("-e", "x"), ("-n", "a")]
+
+
+def test_order_is_deterministic_and_topological():
+    g, *_ = abc()
+    assert [n.name for n in g.order()] == ["a", "b", "c", "e", "f"]
+
+
+def test_shape_inference_reports_errors_per_node():
+    g = Graph()
+    a = g.add("input", value=np.zeros((2, 3)), name="a")
+    b = g.add("input", value=np.zeros((4, 5)), name="b")
+    m = g.add("matmul", a, b, name="m")
+    s = g.add("sigmoid", m, name="s")
+    rep = g.infer_shapes()
+    assert "inner dimensions differ" in rep.errors[m.id] and "3 ≠ 4" in rep.errors[m.id]
+    assert s.id in rep.blocked
+    g.set_value(b, np.zeros((3, 5)))
+    rep = g.infer_shapes()
+    assert rep.shapes[s.id] == ((2, 5),) and not rep.errors
+
+
+def test_batch_dimension_propagates_as_none():
+    g = Graph(dtype="float32")
+    x = g.add("input", name="x", shape=[None, 4], role="features")
+    w = g.add("parameter", name="w", shape=[4, 3])
+    y = g.add("matmul", x, w, name="y")
+    rep = g.infer_shapes()
+    assert rep.shapes[y.id] == ((None, 3),)
+    g.initialize(seed=1)
+    assert g.node("w").value.dtype == np.float32 and g.node("w").value.shape == (4, 3)
+
+
+def test_values_must_be_finite():
+    g = Graph()
+    with pytest.raises(ParamError, match="finite"):
+        g.add("input", value=float("nan"))
+
+
+def test_removed_node_takes_its_edges_and_layout():
+    g, a, b, c, e, f = abc()
+    g.move(e, (10, 20))
+    removed = g.remove_node(e)
+    assert len(removed) == 3 and e.id not in g.layout
+    assert all(e.id not in (x.src, x.dst) for x in g.edges)

@@ -1,0 +1,193 @@
+"""Graph files: exact round trips, one clear error for every kind of bad file, never code."""
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from core.errors import FileFormatError
+from core.executor import Executor
+from core.serialize import FORMAT_VERSION, dumps, graph_to_dict, load_graph, loads, save_graph
+from examples import example_path
+from examples.textbook import TEXTBOOK
+
+GOOD = example_path("net_222").read_text("utf-8")
+
+
+@pytest.mark.parametrize("stem", sorted(TEXTBOOK))
+def test_save_load_round_trips_exactly(stem, tmp_path):
+    """save → load → save gives the same file, the same values and the same run."""
+    g = load_graph(example_path(stem))
+    path = tmp_path / "g.json"
+    save_graph(g, path)
+    g2 = load_graph(path)
+    assert graph_to_dict(g2) == graph_to_dict(g)
+    assert dumps(g2) == dumps(g)
+    e1, e2 = Executor(g).run(), Executor(g2).run()
+    for k in e1.values:
+        assert np.array_equal(e1.values[k], e2.values[k])
+
+
+def test_float64_values_keep_every_bit(tmp_path):
+    from core.graph import Graph
+
+    g = Graph()
+    v = np.random.default_rng(3).normal(size=(7, 3)) * 1e-5
+    g.add("parameter", value=v, name="w")
+    save_graph(g, tmp_path / "w.json")
+    assert np.array_equal(load_graph(tmp_path / "w.json").node("w").value, v)
+
+
+def mutate(path, value):
+    data = json.loads(GOOD)
+    obj = data
+    for key in path[:-1]:
+        obj = obj[key]
+    if value is KeyError:
+        del obj[path[-1]]
+    else:
+        obj[path[-1]] = value
+    return json.dumps(data)
+
+
+BAD = [
+    ("truncated", GOOD[: len(GOOD) // 2], "not valid JSON"),
+    ("empty", "", "line 1, column 1"),
+    ("not an object", "[1, 2]", "top level"),
+    ("no version", mutate(["format_version"], KeyError), "missing field 'format_version'"),
+    ("future version", mutate(["format_version"], FORMAT_VERSION + 1), "newer"),
+    ("version as text", mutate(["format_version"], "1"), "format_version: must be an integer"),
+    ("unknown op", mutate(["nodes", 6, "op"], "matmull"), "nodes[6].op: unknown op 'matmull'"),
+    ("param wrong type", mutate(["nodes", 12, "params", "reduction"], 3),
+     "nodes[12].params.reduction"),
+    ("unknown param", mutate(["nodes", 8, "params"], {"speed": 1}), "no parameter 'speed'"),
+    ("node not object", mutate(["nodes", 2], 7), "nodes[2]: each node must be an object"),
+    ("ragged value", mutate(["nodes", 1, "value"], [[1, 2], [3]]), "nodes[1].value"),
+    ("text value", mutate(["nodes", 1, "value"], "abc"), "nodes[1].value"),
+    ("dangling edge", mutate(["edges", 0, "from"], ["n99", "out"]), "edges[0].from: no node"),
+    ("bad port", mutate(["edges", 0, "to"], ["n7", "zz"]), "edges[0]: node 'x·W1' has no input"),
+    ("edge shape", mutate(["edges", 1], {"from": "n1"}), "edges[1].from: must be a list"),
+    ("duplicate id", mutate(["nodes", 1, "id"], "n1"), "nodes[1].id"),
+    ("bad layout", mutate(["layout", "n1"], [1]), "layout.n1: must be [x, y]"),
+    ("bad loss", mutate(["loss"], "n404"), "loss: no node"),
+    ("nan", GOOD.replace('"value": 0.35', '"value": NaN', 1), "NaN is not allowed"),
+    ("bad dtype", mutate(["dtype"], "int8"), "dtype: must be one of"),
+]
+
+
+@pytest.mark.parametrize("label,text,message", BAD, ids=[b[0] for b in BAD])
+def test_bad_files_give_one_clear_error(label, text, message, tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text(text, "utf-8")
+    with pytest.raises(FileFormatError) as info:
+        load_graph(path)
+    assert message in str(info.value)
+    assert str(path) in str(info.value)
+
+
+def test_cycle_in_file_is_refused():
+    data = json.loads(GOOD)
+    data["edges"].append({"from": ["n13", "out"], "to": ["n7", "a"]})
+    data["edges"] = [e for e in data["edges"] if e["to"] != ["n7", "a"]] + [data["edges"][-1]]
+    with pytest.raises(FileFormatError, match="cycle"):
+        loads(json.dumps(data))
+
+
+def test_missing_file_and_binary_file(tmp_path):
+    with pytest.raises(FileFormatError, match="no such file"):
+        load_graph(tmp_path / "nope.json")
+    (tmp_path / "bin.json").write_bytes(b"\x80\x81\x00PK")
+    with pytest.raises(FileFormatError, match="not a UTF-8 text file"):
+        load_graph(tmp_path / "bin.json")
+    with pytest.raises(FileFormatError, match="folder"):
+        load_graph(tmp_path)
+
+
+def test_loading_never_runs_code(tmp_path):
+    """A file that names Python things is only data: it fails as an unknown op."""
+    text = mutate(["nodes", 0, "op"], "__import__('os').system('touch pwned')")
+    with pytest.raises(FileFormatError, match="unknown op"):
+        loads(text)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_atomic_save_keeps_old_file_when_writing_fails(tmp_path, monkeypatch):
+    g = load_graph(example_path("abc"))
+    path = tmp_path / "g.json"
+    save_graph(g, path)
+    before = path.read_text("utf-8")
+    import core.serialize as ser
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ser.os, "fsync", boom)
+    with pytest.raises(OSError):
+        save_graph(load_graph(example_path("xyz")), path)
+    assert path.read_text("utf-8") == before
+    assert [p.name for p in tmp_path.iterdir()] == ["g.json"]
+
+
+# --------------------------------------------------------------- property-based
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=400))
+def test_random_bytes_give_only_clear_errors(data):
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return
+    try:
+        loads(text)
+    except FileFormatError:
+        pass
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 5) | st.floats(allow_nan=False)
+    | st.text(max_size=5) | st.sampled_from(["n1", "n2", "out", "a", "x", "input", "add"]),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.sampled_from(["id", "op", "name", "params", "value", "from", "to",
+                                       "shape", "role", "a", "b"]), children, max_size=4),
+    max_leaves=12)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_corrupted_valid_files_give_only_clear_errors(data):
+    """Replace one field anywhere in a valid file with junk: a graph or a FileFormatError."""
+    doc = json.loads(GOOD)
+    paths = []
+
+    def walk(obj, path):
+        paths.append(path)
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                walk(v, path + [k])
+        elif isinstance(obj, list):
+            for i, v in enumerate(obj):
+                walk(v, path + [i])
+
+    walk(doc, [])
+    path = data.draw(st.sampled_from(paths[1:]))
+    junk = data.draw(json_values)
+    obj = doc
+    for key in path[:-1]:
+        obj = obj[key]
+    if data.draw(st.booleans()) and isinstance(obj, dict):
+        del obj[path[-1]]
+    else:
+        obj[path[-1]] = junk
+    try:
+        g = loads(json.dumps(doc))
+    except FileFormatError:
+        return
+    assert len(g.nodes) > 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, len(GOOD.rstrip()) - 1))
+def test_truncated_files_give_only_clear_errors(n):
+    with pytest.raises(FileFormatError):
+        loads(GOOD[:n])
