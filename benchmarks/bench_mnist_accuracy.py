@@ -10,6 +10,12 @@ The default recipe (SGD with momentum 0.9, learning rate 0.01, batch 64, cosine
 decay over the run, seed 0) is the one whose curve is recorded in the notes; with
 batch 128 and learning rate 0.02 the same network ends near 98.8 %.
 
+Recorded run (2 shared cores, other jobs running; seed 0, default options)::
+
+    python benchmarks/bench_mnist_accuracy.py --lr 0.01 --batch-size 64
+    test accuracy per epoch: 97.61 98.30 98.59 98.81 98.99 98.97 99.03 99.13 99.14 99.11 %
+    target 99.0 % reached at epoch 7; peak RSS 552 MB
+
 MNIST is read from ``--data`` (default ``../shared/data/mnist``, the canonical
 files beside the worktree). All 60,000 training images are used for training
 and the 10,000 test images are evaluated after every epoch. The last stdout
