@@ -203,10 +203,11 @@ def cmd_train(args) -> int:
         meta = trainer.load_checkpoint(args.resume)
         print(f"resumed from {args.resume} after epoch {meta['epoch']}", file=sys.stderr)
     bar = ProgressBar(sys.stderr, args.epochs, enabled=not args.quiet)
-    print(f"training {graph.name or args.file} on {data_desc}: {len(train):,} samples"
-          + (f", {len(val):,} for validation" if val is not None else "")
-          + f"; {optimizer.name} lr {lr:g}, schedule {schedule.describe()}, "
-            f"batch {args.batch_size}, seed {args.seed}", file=sys.stderr)
+    if not args.quiet:
+        print(f"training {graph.name or args.file} on {data_desc}: {len(train):,} samples"
+              + (f", {len(val):,} for validation" if val is not None else "")
+              + f"; {optimizer.name} lr {lr:g}, schedule {schedule.describe()}, "
+                f"batch {args.batch_size}, seed {args.seed}", file=sys.stderr)
     stopper = EarlyStopping(patience=args.early_stop) if args.early_stop else None
     result = trainer.fit(train, val, args.epochs, on_batch=bar.batch, on_epoch=bar.epoch,
                          early_stopping=stopper, checkpoint=args.out)
