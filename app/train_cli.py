@@ -323,7 +323,7 @@ def add_parsers(subparsers):
     e.add_argument("file")
     e.add_argument("--checkpoint", required=True, metavar="CKPT")
     _data_options(e, "evaluate on the embedded sample's 1,000 test digits")
-    e.add_argument("--batch-size", type=int, default=1000)
+    e.add_argument("--batch-size", type=int, default=256)
     e.set_defaults(func=cmd_evaluate)
 
 
