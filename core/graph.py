@@ -335,7 +335,10 @@ class Graph:
         if edge.src not in self.nodes or edge.dst not in self.nodes:
             raise GraphError("an edge must join two nodes of this graph")
         self.edges.append(edge)
-        self._dg = None
+        if self._dg is not None:
+            # extend the cached view instead of rebuilding it: loading a file adds
+            # edges one by one, and a rebuild per edge made that quadratic
+            self._dg.add_edge(edge.src, edge.dst)
         self.edge_added.emit(edge)
         return edge
 

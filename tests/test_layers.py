@@ -445,6 +445,8 @@ def test_thread_count_does_not_change_results(monkeypatch):
     """Work is split by shapes, not by threads: one worker gives bit-identical numbers."""
     from core.ops import layers
 
+    monkeypatch.setattr(layers, "_cores_busy", lambda: False)  # use the threads even if busy
+    monkeypatch.setattr(layers, "_WORKERS", 2)
     g, feeds = _lenet(batch=16)
     ex = Executor(g, training=True, input_grads=False).run(feeds)
     many = {k: v.copy() for k, v in ex.weight_grads.items()}
@@ -452,6 +454,24 @@ def test_thread_count_does_not_change_results(monkeypatch):
     ex1 = Executor(g, training=True, input_grads=False).run(feeds)
     for k, v in many.items():
         np.testing.assert_array_equal(ex1.weight_grads[k], v)
+
+
+def test_parallel_parts_run_once_each_and_pass_errors_on(monkeypatch):
+    """Every part runs exactly once across the threads; an error in one reaches the caller."""
+    from core.ops import layers
+
+    monkeypatch.setattr(layers, "_cores_busy", lambda: False)
+    monkeypatch.setattr(layers, "_WORKERS", 2)
+    seen = []
+    layers._run_parts(seen.append, range(50))
+    assert sorted(seen) == list(range(50))
+
+    def fail(i):
+        if i == 7:
+            raise ValueError("part 7 failed")
+
+    with pytest.raises(ValueError, match="part 7"):
+        layers._run_parts(fail, range(20))
 
 
 def test_reused_buffers_never_change_a_kept_result():
@@ -474,3 +494,18 @@ def test_reused_buffers_never_change_a_kept_result():
     ctx3 = Context()
     y3 = op.forward(ctx3, x1, w, b)
     np.testing.assert_array_equal(y3, kept)
+    pool = get_op("max_pool2d")()
+    p_ctx = Context()
+    out1, idx1 = pool.forward(p_ctx, x1)
+    kept_out, kept_idx = out1.copy(), idx1.copy()
+    g_out = rng.normal(size=out1.shape)
+    (gx1,) = pool.backward(p_ctx, g_out)
+    kept_gx = gx1.copy()
+    out2, idx2 = pool.forward(Context(), x2)
+    ctx2 = Context()
+    pool.forward(ctx2, x2)
+    pool.backward(ctx2, g_out)                   # a second gradient, from other inputs
+    np.testing.assert_array_equal(out1, kept_out)
+    np.testing.assert_array_equal(idx1, kept_idx)
+    np.testing.assert_array_equal(gx1, kept_gx)
+    assert not np.array_equal(out2, kept_out)

@@ -9,20 +9,26 @@ view again (:func:`_batch_last`) and gets it without a copy. Elementwise ops in
 between (ReLU) keep the memory order of their input, so a chain
 conv → ReLU → pool → conv never transposes data.
 
+Speed without special cases: large products are cut into blocks that OpenBLAS
+runs on the calling thread, the memory-bound work of an op is cut into
+cache-sized parts that a small thread pool shares (see "parallel, blocked
+work" below), and the big per-batch buffers are reused once nothing refers to
+them (:class:`Scratch`). Results do not depend on the thread count or the load.
+
 Example
 -------
->>> import numpy as np
->>> from core.ops.base import Context
->>> conv = Conv2d(out_channels=96, kernel=11, stride=4)
+>>> conv = Conv2d(out_channels=96, kernel=11, stride=4)  # AlexNet's first layer
 >>> conv.infer_shapes((None, 3, 227, 227))
 ((None, 96, 55, 55),)
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -106,7 +112,8 @@ _DILATION = Param("dilation", "ints", (1, 1), low=1, high=16,
 def conv_out_size(n, k, s, p, d=1):
     """Output length of a sliding window: ⌊(n + 2p − d(k−1) − 1)/s⌋ + 1.
 
-    ``None`` (unknown) stays ``None``; a window that does not fit raises ShapeError.
+    ``None`` (unknown) stays ``None``; ``None`` is also returned when the window
+    does not fit, for the caller to report with both axes.
     """
     if n is None:
         return None
@@ -144,12 +151,21 @@ def _batch_first(x):
     return x.transpose(3, 0, 1, 2)
 
 
-def _pad_batch_last(xc, ph, pw, fill=0.0):
-    """A C-contiguous ``(C, H + 2ph, W + 2pw, B)`` copy of ``xc`` with a constant border."""
+def _pad_batch_last(xc, ph, pw, fill=0.0, scratch=None):
+    """A C-contiguous ``(C, H + 2ph, W + 2pw, B)`` copy of ``xc`` with a constant border.
+
+    Without padding an already batch-last input is returned as it is; ``scratch``
+    (a :class:`Scratch`) lends the buffer.
+    """
     c, h, w, b = xc.shape
+    if ph == 0 and pw == 0 and xc.flags.c_contiguous:
+        return xc
+    shape = (c, h + 2 * ph, w + 2 * pw, b)
+    xp = (np.empty(shape, dtype=xc.dtype) if scratch is None
+          else scratch.get("padded", shape, xc.dtype))
     if ph == 0 and pw == 0:
-        return np.ascontiguousarray(xc)
-    xp = np.empty((c, h + 2 * ph, w + 2 * pw, b), dtype=xc.dtype)
+        np.copyto(xp, xc)
+        return xp
     # only the border is filled: the inside is overwritten right away
     xp[:, :ph] = fill
     xp[:, h + ph:] = fill
@@ -197,18 +213,25 @@ def _col2im(cols, padded_shape, kernel, stride, dilation, out_hw, dtype):
 # ------------------------------------------------------- parallel, blocked work
 #
 # Two facts about this kind of machine shape the code below. (1) OpenBLAS runs a
-# product on several threads once M·N·K passes 4·65536, and a very skinny product
+# product on several threads once M·N·K passes about 10⁶. A very skinny product
 # (a few rows or a short inner dimension against ~10⁵ columns) then runs 2–3×
 # slower than the same product cut into column blocks that stay under that size
-# and fit in cache — and far slower still when another process holds a core, as
-# its threads wait for each other. (2) NumPy releases the GIL inside copies,
+# and fit in cache; and when another process holds a core, every threaded call
+# waits a scheduler tick (~4 ms, measured: a 0.05 ms product took 4 ms) for its
+# helper thread. (2) NumPy releases the GIL inside copies,
 # ufunc loops and BLAS calls, so plain Python threads can share the memory-bound
 # work (im2col, col2im, pooling) that OpenBLAS would not parallelize anyway.
 # So large image ops cut their work into parts fixed by the shapes alone —
 # never by the number of threads, so results are bit-identical on any machine —
 # and hand the parts to a small thread pool.
 
-_SERIAL_MNK = 4 * 65536    # OpenBLAS computes products up to this size on one thread
+# OpenBLAS (0.3.31, as NumPy ships it) computes a product of up to 10⁶ multiply-adds on
+# the calling thread with its small-matrix kernels — measured: 966,400 stays on one
+# thread, 1,014,720 uses two — provided the right operand is row-major; a transposed
+# view there takes the general path, threaded above 4·65536. Every blocked product
+# below keeps its right operand row-major.
+_SERIAL_MNK = 900_000
+_SERIAL_MNK_T = 4 * 65536  # the same with a transposed right operand
 _SMALL_MNK = 1 << 24       # products below this take about a millisecond on one core
 _PART_BYTES = 1 << 19      # parts small enough to stay in cache and to balance the threads
 _WORKERS = max(1, min(4, os.cpu_count() or 1))
@@ -217,54 +240,104 @@ _pool_lock = threading.Lock()
 _in_part = threading.local()
 
 
-def _run_parts(fn, parts):
-    """Call ``fn(part)`` for every part, spread over the worker threads; wait for all.
+class _Parts:
+    """Parts handed out one at a time to whichever thread asks next.
 
-    The parts are split into contiguous groups, one per worker, and the calling
-    thread does the first group itself. A part that itself asks for parallel
-    work runs it inline, so workers never wait on each other.
+    The calling thread starts on them at once and only ever waits for parts a
+    worker has already taken; if no worker gets a core (another process holds
+    it), the caller simply does them all — no waiting for a thread to wake up.
+    """
+
+    def __init__(self, fn, parts):
+        self.fn, self.parts = fn, parts
+        self.next = itertools.count()   # next() is atomic under the GIL
+        self.lock = threading.Lock()
+        self.done = 0
+        self.all_done = threading.Event()
+        self.error = None
+
+    def drain(self):
+        was_active = getattr(_in_part, "active", False)
+        _in_part.active = True
+        try:
+            while True:
+                i = next(self.next)
+                if i >= len(self.parts):
+                    return
+                try:
+                    self.fn(self.parts[i])
+                except BaseException as exc:  # re-raised in the calling thread
+                    self.error = self.error or exc
+                finally:
+                    with self.lock:
+                        self.done += 1
+                        if self.done == len(self.parts):
+                            self.all_done.set()
+        finally:
+            _in_part.active = was_active
+
+
+_load = {"checked": -1.0, "busy": False}
+
+
+def _cores_busy() -> bool:
+    """Whether other processes keep the cores busy (load average above the core count).
+
+    A worker thread that is preempted in the middle of a part makes the caller
+    wait for it; when every core is already taken, the calling thread is better
+    off alone. Checked at most every quarter second; it decides only which
+    thread runs a part, never what the part computes.
+    """
+    now = time.monotonic()
+    if now - _load["checked"] > 0.25:
+        _load["checked"] = now
+        try:
+            _load["busy"] = os.getloadavg()[0] > (os.cpu_count() or 1) + 0.5
+        except OSError:  # no load average on this system
+            _load["busy"] = False
+    return _load["busy"]
+
+
+def _run_parts(fn, parts):
+    """Call ``fn(part)`` for every part, shared with the worker threads; wait for all.
+
+    A part that itself asks for parallel work runs it inline, so workers never
+    wait on each other. Which thread runs a part never changes its result.
     """
     global _pool
     parts = list(parts)
-    nested = getattr(_in_part, "active", False)
-    if _WORKERS == 1 or len(parts) < 2 or nested:
+    if (_WORKERS == 1 or len(parts) < 2 or getattr(_in_part, "active", False)
+            or _cores_busy()):
         for part in parts:
             fn(part)
         return
-
-    def run_group(group):
-        _in_part.active = True
-        try:
-            for part in group:
-                fn(part)
-        finally:
-            _in_part.active = False
-
     if _pool is None or _pool[0] != os.getpid():  # a forked child needs threads of its own
         with _pool_lock:
             if _pool is None or _pool[0] != os.getpid():
                 _pool = (os.getpid(),
                          ThreadPoolExecutor(_WORKERS - 1, thread_name_prefix="layers"))
-    n = min(_WORKERS, len(parts))
-    bounds = [round(i * len(parts) / n) for i in range(n + 1)]
-    groups = [parts[bounds[i]:bounds[i + 1]] for i in range(n)]
-    futures = [_pool[1].submit(run_group, g) for g in groups[1:]]
-    try:
-        run_group(groups[0])
-    finally:
-        for f in futures:
-            f.result()
+    work = _Parts(fn, parts)
+    for _ in range(min(_WORKERS, len(parts)) - 1):
+        _pool[1].submit(work.drain)
+    work.drain()
+    work.all_done.wait()
+    if work.error is not None:
+        raise work.error
 
 
-def _spans(n, unit, bytes_per_unit):
-    """Split ``range(n)`` into contiguous ``(start, stop)`` spans of about :data:`_PART_BYTES`."""
-    per = max(1, _PART_BYTES // max(1, bytes_per_unit))
+def _spans(n, unit, bytes_per_item):
+    """Split ``range(n)`` into ``(start, stop)`` spans of about :data:`_PART_BYTES`.
+
+    Spans are whole multiples of ``unit`` items (a GEMM block, say), except the last.
+    """
+    per = unit * max(1, _PART_BYTES // max(1, bytes_per_item * unit))
     return [(i, min(n, i + per)) for i in range(0, n, per)]
 
 
-def _block(n, mk):
+def _block(n, mk, limit=None):
     """Column block for a product with ``m·k = mk``: single-threaded in OpenBLAS, ≥ 16 wide."""
-    return int(min(n, max(16, _SERIAL_MNK // max(1, mk))))
+    limit = _SERIAL_MNK if limit is None else limit
+    return int(min(n, max(16, limit // max(1, mk))))
 
 
 def _matmul_cols(a, b, out):
@@ -285,17 +358,24 @@ def _matmul_nt_cols(g, b):
     """``g @ b.T`` summed over the wide axis of ``g`` (M, n) and ``b`` (K, n), block by block."""
     m, n = g.shape
     k = b.shape[0]
-    blk = _block(n, m * k)
-    nb = n // blk
-    total = None
-    if nb:
+    blk = _block(n, m * k, _SERIAL_MNK_T)
+    if blk >= 512:
+        # wide enough blocks even under the general path's limit: no copies needed
+        nb = n // blk
         cut = nb * blk
-        # (bᵀ-block · gᵀ-block) per block is 20–30 % faster in OpenBLAS than (g · bᵀ)
+        total = np.matmul(g[:, :cut].reshape(m, nb, blk).transpose(1, 0, 2),
+                          b[:, :cut].reshape(k, nb, blk).transpose(1, 2, 0)).sum(axis=0)
+    else:
+        # b-block · (g-block)ᵀ with g transposed into a row-major copy: wider blocks on
+        # the small-matrix path (see _SERIAL_MNK)
+        blk = _block(n, m * k)
+        nb = n // blk
+        cut = nb * blk
+        gt = np.ascontiguousarray(g[:, :cut].T)
         total = np.matmul(b[:, :cut].reshape(k, nb, blk).transpose(1, 0, 2),
-                          g[:, :cut].reshape(m, nb, blk).transpose(1, 2, 0)).sum(axis=0).T
-    if nb * blk < n:
-        tail = g[:, nb * blk:] @ b[:, nb * blk:].T
-        total = tail if total is None else total + tail
+                          gt.reshape(nb, blk, m)).sum(axis=0).T
+    if cut < n:
+        total = total + (b[:, cut:] @ np.ascontiguousarray(g[:, cut:].T)).T
     return total
 
 
@@ -309,7 +389,7 @@ def matmul_wide(a, b, out=None):
     n = b.shape[1]
     if out is None:
         out = np.empty((m, n), dtype=np.result_type(a, b))
-    spans = _spans(n, 1, (m + k) * b.itemsize)
+    spans = _spans(n, _block(n, m * k), (m + k) * b.itemsize)
     _run_parts(lambda sp: _matmul_cols(a, b[:, sp[0]:sp[1]], out[:, sp[0]:sp[1]]), spans)
     return out
 
@@ -322,7 +402,8 @@ def matmul_wide_nt(g, b):
     """
     m, n = g.shape
     k = b.shape[0]
-    spans = _spans(n, 1, (m + k) * b.itemsize)
+    blk = _block(n, m * k, _SERIAL_MNK_T)
+    spans = _spans(n, blk if blk >= 512 else _block(n, m * k), (m + k) * b.itemsize)
     partial = [None] * len(spans)
 
     def part(i):
@@ -349,6 +430,9 @@ def matmul_small(a, b):
     mnk = m * n * k
     if mnk <= _SERIAL_MNK or mnk > _SMALL_MNK:
         return a @ b
+    # pieces of a transposed view can reach OpenBLAS as one big threaded call; the
+    # operands are small, so a contiguous copy is cheap
+    a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
     if m >= n:
         r = _SERIAL_MNK // (n * k)
         if r < 1:
@@ -393,11 +477,12 @@ def _im2col_matmul(w2, win, cols, out, bias):
     _run_parts(part, _spans(oh, 1, cols.shape[0] * row * cols.itemsize))
 
 
-def _col2im_matmul(w2, gc, gxp, kernel, stride, dilation, out_hw):
+def _col2im_matmul(w2, gc, gxp, kernel, stride, dilation, out_hw, slabs=None):
     """``gxp = col2im(w2ᵀ · gc)``: the gradient of the padded input, channel group by group.
 
     A group's slab of columns is made and scattered back while it is in cache;
     channel groups write disjoint parts of ``gxp``, so they run in parallel.
+    ``slabs`` (C·kh·kw, N), if given, is where the slabs go (a reused buffer).
     """
     c = gxp.shape[0]
     kh, kw = kernel
@@ -405,9 +490,12 @@ def _col2im_matmul(w2, gc, gxp, kernel, stride, dilation, out_hw):
     o, n = gc.shape
     taps = kh * kw
     w2t = np.ascontiguousarray(w2.T)  # (C·kh·kw, O)
+    if slabs is None:
+        slabs = np.empty((c * taps, n), dtype=gc.dtype)
+
     def part(span):
         c0, c1 = span
-        slab = np.empty(((c1 - c0) * taps, n), dtype=gc.dtype)
+        slab = slabs[c0 * taps:c1 * taps]
         _matmul_cols(w2t[c0 * taps:c1 * taps], gc, slab)
         slab6 = slab.reshape(c1 - c0, kh, kw, out_hw[0], out_hw[1], bsz)
         dst = gxp[c0:c1]
@@ -574,7 +662,7 @@ class Conv2d(Op):
         n = oh * ow * bsz
         ph, pw = p["padding"]
         scratch = _scratch(self)
-        xp = _pad_batch_last(_batch_last(x), ph, pw)
+        xp = _pad_batch_last(_batch_last(x), ph, pw, scratch=scratch)
         # im2col into a reused buffer; with a bias, one extra row of ones makes the
         # GEMM add it (and the weight-gradient GEMM yield its gradient) for free
         bias = b.size > 0
@@ -602,8 +690,10 @@ class Conv2d(Op):
         gb = gwb[:, k].copy() if ctx.bias else np.zeros((0,), dtype=g.dtype)
         gx = None
         if ctx.needs(0):
-            gxp = np.empty(ctx.xp_shape, dtype=g.dtype)
-            _col2im_matmul(ctx.w2, gc, gxp, (kh, kw), p["stride"], p["dilation"], ctx.out_hw)
+            gxp = _scratch(self).get("grad", ctx.xp_shape, g.dtype)
+            slabs = _scratch(self).get("slabs", (k, gc.shape[1]), g.dtype)
+            _col2im_matmul(ctx.w2, gc, gxp, (kh, kw), p["stride"], p["dilation"], ctx.out_hw,
+                           slabs)
             ph, pw = p["padding"]
             h, w = ctx.x_shape[2:]
             gx = _batch_first(gxp[:, ph:ph + h, pw:pw + w, :])
@@ -844,12 +934,13 @@ class MaxPool2d(_Pool):
         (ph, pw), (kh, kw), stride = p["padding"], p["kernel"], p["stride"]
         h, w = x.shape[2:]
         fill = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
-        xp = _pad_batch_last(_batch_last(x), ph, pw, fill)
+        xp = _pad_batch_last(_batch_last(x), ph, pw, fill, scratch=_scratch(self))
         c, bsz = xp.shape[0], xp.shape[3]
         code = np.uint8 if kh * kw < 256 else np.int32
-        best = np.empty((c, oh, ow, bsz), dtype=x.dtype)
-        arg = np.empty((c, oh, ow, bsz), dtype=code)
-        idx = np.empty((c, oh, ow, bsz), dtype=np.int64)
+        scratch = _scratch(self)
+        best = scratch.get("out", (c, oh, ow, bsz), x.dtype)
+        arg = scratch.get("arg", (c, oh, ow, bsz), code)
+        idx = scratch.get("indices", (c, oh, ow, bsz), np.int64)
         # flat index in the unpadded plane: window origin plus the tap's offset
         origin = ((np.arange(oh) * stride[0] - ph)[:, None] * w
                   + (np.arange(ow) * stride[1] - pw)[None, :]).astype(np.int64)
@@ -888,7 +979,7 @@ class MaxPool2d(_Pool):
         # windows that tile the input exactly write every position once: no zeroing, no adds
         h, w = ctx.hw
         tiles = (stride == (kh, kw) and (ph, pw) == (0, 0) and h % kh == 0 and w % kw == 0)
-        gxp = np.empty(ctx.xp_shape, dtype=g.dtype)
+        gxp = _scratch(self).get("grad", ctx.xp_shape, g.dtype)
 
         def part(span):
             c0, c1 = span

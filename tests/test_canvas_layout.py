@@ -1,0 +1,124 @@
+"""Automatic layout: tidy layered pictures of LeNet-5, VGG-16 and graphs with skips."""
+# The fixtures come from gui_helpers; pytest passes them by name, which ruff reads as F811.
+# ruff: noqa: F811
+
+from __future__ import annotations
+
+import pytest
+from gui_graphs import abc_graph, lenet5, residual_graph, vgg16
+from gui_helpers import dialogs, make_window  # noqa: F401
+
+from app.layout import _isotonic
+
+
+def overlaps(win):
+    rects = [(nid, it.scene_card_rect()) for nid, it in win.scene.nodes.items()]
+    bad = []
+    for i, (a, ra) in enumerate(rects):
+        for b, rb in rects[i + 1:]:
+            if ra.adjusted(-4, -4, 4, 4).intersects(rb):
+                bad.append((win.graph.nodes[a].name, win.graph.nodes[b].name))
+    return bad
+
+
+def wires_through_cards(win):
+    """(wire, card) pairs where a wire passes over a card it does not belong to."""
+    bad = []
+    for edge, item in win.scene.edges.items():
+        path = item.path
+        for nid, card in win.scene.nodes.items():
+            if nid in (edge.src, edge.dst):
+                continue
+            r = card.scene_card_rect().adjusted(2, 2, -2, -2)
+            if any(r.contains(path.pointAtPercent(k / 200)) for k in range(201)):
+                bad.append((win.graph.nodes[edge.src].name, win.graph.nodes[edge.dst].name,
+                            win.graph.nodes[nid].name))
+    return bad
+
+
+def preset(stem):
+    def build():
+        from core.serialize import load_graph
+        from examples import example_path
+
+        return load_graph(example_path(stem))
+    return build
+
+
+@pytest.mark.parametrize("build", [lenet5, vgg16, residual_graph, abc_graph, preset("lenet5"),
+                                   preset("vgg16"), preset("alexnet")],
+                         ids=["lenet5", "vgg16", "skips", "abc", "preset-lenet5",
+                              "preset-vgg16", "preset-alexnet"])
+def test_auto_layout_leaves_no_overlaps_and_no_wires_through_cards(make_window, build):
+    """after Auto Layout no two cards overlap and no wire crosses a card"""
+    win = make_window()
+    win.set_graph(build())
+    win.auto_layout()
+    assert overlaps(win) == []
+    assert wires_through_cards(win) == []
+
+
+def test_a_chain_is_laid_out_left_to_right_in_a_straight_line(make_window):
+    """LeNet-5's main chain runs left to right with every wire horizontal"""
+    win = make_window()
+    win.set_graph(lenet5())
+    g = win.graph
+    chain = ["image", "conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "flatten",
+             "fc1", "relu3", "fc2", "relu4", "fc3", "loss"]
+    xs = [g.layout[g.node(n).id][0] for n in chain]
+    assert xs == sorted(xs) and len(set(xs)) == len(xs)
+    for a, b in zip(chain, chain[1:-1]):
+        e = g.in_edges(b)
+        edge = next(iter(e.values()))
+        p1, p2 = win.scene.edges[edge].endpoints()
+        assert abs(p1.y() - p2.y()) < 1.0, (a, b)
+    # the label (target) sits below the logits, next to the loss
+    assert g.layout[g.node("label").id][1] > g.layout[g.node("fc3").id][1]
+
+
+def test_opening_a_file_without_positions_lays_it_out(make_window, tmp_path):
+    """a graph file with no layout opens arranged, not piled at the origin"""
+    from core.serialize import save_graph
+
+    g = lenet5()
+    assert not g.layout
+    save_graph(g, tmp_path / "l.json")
+    win = make_window()
+    win.open_file(str(tmp_path / "l.json"))
+    assert len(win.graph.layout) == len(win.graph.nodes)
+    assert overlaps(win) == []
+
+
+def test_isotonic_fit_is_the_closest_non_decreasing_sequence():
+    """the column placement solver pools violators into their mean"""
+    assert _isotonic([1.0, 3.0, 2.0, 4.0], [1, 1, 1, 1]) == [1.0, 2.5, 2.5, 4.0]
+    assert _isotonic([5.0, 1.0], [3, 1]) == [4.0, 4.0]
+
+
+def test_a_file_whose_cards_overlap_opens_rearranged(make_window, tmp_path):
+    """positions made for narrower cards (overlapping here) are replaced by a tidy layout"""
+    from core.serialize import save_graph
+
+    g = lenet5()
+    for i, nid in enumerate(g.nodes):
+        g.layout[nid] = (i * 60.0, 0.0)  # 60 px apart: every card overlaps its neighbour
+    save_graph(g, tmp_path / "tight.json")
+    win = make_window()
+    win.open_file(str(tmp_path / "tight.json"))
+    assert win.scene.overlapping_cards() == 0
+    assert overlaps(win) == []
+    assert "arranged" in win.statusBar().currentMessage()
+
+
+def test_a_very_long_network_folds_into_rows_read_left_to_right(make_window):
+    """VGG-16's 42 steps come out as rows, each continuing where the previous one ended"""
+    win = make_window()
+    win.set_graph(vgg16())
+    g = win.graph
+    rows = sorted({round(g.layout[g.node(n).id][1]) for n in
+                   ("image", "conv3_3", "conv5_3")})
+    assert len(rows) == 3
+    # the wire from the end of a row to the start of the next runs between the rows
+    img, last = g.layout[g.node("image").id], g.layout[g.node("conv5_3").id]
+    assert img[1] < last[1]
+    assert overlaps(win) == [] and wires_through_cards(win) == []

@@ -1,0 +1,221 @@
+"""Files in the editor: save and open, bad files, recent files, autosave and recovery."""
+# The fixtures come from gui_helpers; pytest passes them by name, which ruff reads as F811.
+# ruff: noqa: F811
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from gui_graphs import abc_graph, lenet5
+from gui_helpers import dialogs, make_window, snapshot  # noqa: F401
+from PySide6.QtCore import QPointF
+from PySide6.QtWidgets import QFileDialog, QMessageBox
+
+from core.serialize import load_graph, save_graph
+
+DEAD_PID = 4_000_000  # above Linux's pid_max: no process can have it
+
+
+def test_save_then_open_gives_the_same_graph(make_window, tmp_path, monkeypatch):
+    """saving LeNet-5 after edits and opening the file in a new window shows the same graph"""
+    win = make_window()
+    win.set_graph(lenet5())
+    win.set_params(win.graph.node("fc1").id, {"units": 100})
+    win.add_op("tanh", QPointF(0, 500))
+    path = tmp_path / "net.json"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(path), ""))
+    assert win.save()
+    assert win.path == path and not win.isWindowModified()
+    other = make_window()
+    assert other.open_file(str(path))
+    assert snapshot(other.graph) == snapshot(win.graph)
+    assert set(other.scene.nodes) == set(win.graph.nodes)
+    for nid, item in other.scene.nodes.items():
+        assert (item.pos().x(), item.pos().y()) == pytest_approx(win.graph.layout[nid])
+    assert str(path.resolve()) == other.recent_files()[0]
+
+
+def pytest_approx(pos):
+    return tuple(round(v, 3) for v in pos)
+
+
+def test_a_corrupt_file_shows_an_error_and_keeps_the_current_graph(make_window, tmp_path,
+                                                                   dialogs):
+    """opening a file with a broken node shows an error naming the place; the graph stays"""
+    win = make_window()
+    win.set_graph(abc_graph())
+    win.add_op("relu", QPointF(0, 400))
+    before = snapshot(win.graph)
+    bad = tmp_path / "bad.json"
+    data = json.loads(json.dumps(snapshot(lenet5())))
+    data["nodes"][3]["params"]["out_channels"] = -4
+    bad.write_text(json.dumps(data), encoding="utf-8")
+    assert not win.open_file(str(bad))
+    kind, _title, text = dialogs.calls[-1]
+    assert kind == "critical"
+    assert "nodes[3].params" in text and "unchanged" in text
+    assert snapshot(win.graph) == before
+    assert win.undo_stack.canUndo()  # the history is kept too
+
+
+def test_a_file_that_is_not_json_shows_an_error(make_window, tmp_path, dialogs):
+    """opening a truncated JSON file reports the line and column and keeps the graph"""
+    win = make_window()
+    win.set_graph(abc_graph())
+    before = snapshot(win.graph)
+    bad = tmp_path / "cut.json"
+    bad.write_text('{"format_version": 1, "nodes": [', encoding="utf-8")
+    assert not win.open_file(str(bad))
+    assert "line 1" in dialogs.calls[-1][2]
+    assert snapshot(win.graph) == before
+
+
+def test_unsaved_changes_are_asked_about_before_opening(make_window, tmp_path, dialogs):
+    """with unsaved edits, Open asks first, and Cancel keeps everything"""
+    path = tmp_path / "abc.json"
+    save_graph(abc_graph(), path)
+    win = make_window()
+    win.add_op("relu", QPointF(0, 0))
+    before = snapshot(win.graph)
+    dialogs.answer = QMessageBox.Cancel
+    assert not win.open_file(str(path))
+    assert dialogs.kinds() == ["question"]
+    assert snapshot(win.graph) == before
+    dialogs.answer = QMessageBox.Discard
+    assert win.open_file(str(path))
+    assert win.graph.name == "f = a·b + c"
+
+
+def test_closing_with_unsaved_changes_can_be_cancelled(make_window, dialogs):
+    """closing the window with unsaved edits asks, and Cancel keeps the window open"""
+    win = make_window()
+    win.add_op("relu", QPointF(0, 0))
+    dialogs.answer = QMessageBox.Cancel
+    assert not win.close()
+    assert win.isVisible()
+    dialogs.answer = QMessageBox.Discard
+    assert win.close()
+
+
+def test_autosave_recovery_restores_unsaved_work_after_a_crash(make_window, tmp_path,
+                                                               dialogs):
+    """work autosaved by a session that died is offered, and restored, at the next start"""
+    crashed = make_window(pid=DEAD_PID, show=False)
+    crashed.set_graph(lenet5())
+    crashed.set_params(crashed.graph.node("conv1").id, {"out_channels": 12})
+    crashed.add_op("sigmoid", QPointF(100, 400))
+    expected = snapshot(crashed.graph)
+    crashed.autosave_now()
+    assert crashed.recovery_file().exists()
+    # the crash: the process is gone without closing the window (no cleanup ran)
+    crashed.scene.detach()
+    crashed._autosave_timer.stop()
+
+    dialogs.answer = QMessageBox.Yes
+    fresh = make_window()
+    assert fresh.offer_recovery()
+    assert dialogs.calls[-1][0] == "question" and "Restore" in dialogs.calls[-1][1]
+    assert snapshot(fresh.graph) == expected
+    assert fresh.isWindowModified()              # still unsaved: saving is the user's call
+    assert not (tmp_path / "recovery" / f"autosave-{DEAD_PID}.json").exists()
+    assert fresh.recovery_file().exists()        # and protected again by this session
+
+
+def test_declining_recovery_discards_the_autosave(make_window, dialogs):
+    """answering No to the restore question deletes the old autosave"""
+    crashed = make_window(pid=DEAD_PID, show=False)
+    crashed.add_op("relu", QPointF(0, 0))
+    crashed.autosave_now()
+    crashed.scene.detach()
+    dialogs.answer = QMessageBox.No
+    fresh = make_window()
+    assert not fresh.offer_recovery()
+    assert len(fresh.graph.nodes) == 0
+    assert not crashed.recovery_file().exists()
+
+
+def test_a_clean_close_leaves_no_recovery_file(make_window, tmp_path, monkeypatch, dialogs):
+    """after saving and closing, the next start has nothing to restore"""
+    win = make_window()
+    win.add_op("relu", QPointF(0, 0))
+    win.autosave_now()
+    assert win.recovery_file().exists()
+    monkeypatch.setattr(QFileDialog, "getSaveFileName",
+                        lambda *a, **k: (str(tmp_path / "g.json"), ""))
+    win.save()
+    assert not win.recovery_file().exists()
+    assert win.close()
+    assert make_window().orphaned_recovery_files() == []
+
+
+def test_theme_and_snap_preferences_persist(make_window):
+    """the dark theme and snap to grid come back in the next window"""
+    win = make_window()
+    win.set_theme("dark")
+    win.set_snap(True)
+    win.close()
+    again = make_window()
+    assert again.theme.name == "dark" and again.act_dark.isChecked()
+    assert again.scene.snap_to_grid
+
+
+def test_a_long_session_of_repaints_does_not_abort(make_window):
+    """tens of thousands of Qt calls (a long session) do not exhaust None's reference count"""
+    win = make_window()
+    win.set_graph(lenet5())
+    for _ in range(60):
+        win.view.viewport().repaint()
+    assert sys.getrefcount(None) > 100_000
+
+
+def test_render_command_writes_a_picture(tmp_path):
+    """`backprop-studio render` draws a graph file to a PNG of the requested size"""
+    src = tmp_path / "lenet.json"
+    save_graph(lenet5(), src)
+    out = tmp_path / "lenet.png"
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    r = subprocess.run([sys.executable, "-m", "app", "render", str(src), "-o", str(out),
+                        "--size", "900x300", "--theme", "dark"],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    from PySide6.QtGui import QImage
+
+    img = QImage(str(out))
+    assert (img.width(), img.height()) == (900, 300)
+    # dark canvas, and something drawn on it
+    assert img.pixelColor(2, 2).lightness() < 60
+    colours = {img.pixel(x, y) for x in range(0, 900, 7) for y in range(0, 300, 7)}
+    assert len(colours) > 20
+
+
+def test_render_command_rejects_a_bad_file(tmp_path):
+    """rendering a file that is not a graph exits non-zero with a clear message"""
+    bad = tmp_path / "x.json"
+    bad.write_text("[1, 2]", encoding="utf-8")
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    r = subprocess.run([sys.executable, "-m", "app", "render", str(bad), "-o",
+                        str(tmp_path / "x.png")], capture_output=True, text=True, env=env,
+                       timeout=120)
+    assert r.returncode == 2
+    assert "x.json" in r.stderr and "JSON object" in r.stderr
+
+
+def test_saved_files_are_loadable_by_the_core(make_window, tmp_path, monkeypatch):
+    """a graph built in the editor loads headless with core.serialize"""
+    win = make_window()
+    a = win.add_op("input", QPointF(0, 0))
+    b = win.add_op("input", QPointF(0, 150))
+    m = win.add_op("multiply", QPointF(300, 50))
+    win.set_value(a.id, 3.0)
+    win.set_value(b.id, 2.0)
+    assert win.connect_ports(a, m, "a") and win.connect_ports(b, m, "b")
+    path = tmp_path / "m.json"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(path), ""))
+    win.save()
+    g = load_graph(path)
+    from core.executor import Executor
+
+    assert float(Executor(g).run(loss=g.node(m.name).id).value(m.name)) == 6.0

@@ -1,0 +1,146 @@
+"""Looking around the canvas: wheel zoom, the overview map, the inspector's editors."""
+# The fixtures come from gui_helpers; pytest passes them by name, which ruff reads as F811.
+# ruff: noqa: F811
+
+from __future__ import annotations
+
+from gui_graphs import abc_graph, lenet5
+from gui_helpers import dialogs, make_window, mouse_drag, port_pos  # noqa: F401
+from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
+from PySide6.QtGui import QMouseEvent, QWheelEvent
+from PySide6.QtWidgets import QApplication, QCheckBox, QComboBox, QSpinBox
+
+
+def test_the_wheel_zooms_around_the_cursor(make_window):
+    """scrolling the wheel over a card zooms in and keeps that card under the cursor"""
+    win = make_window()
+    win.set_graph(abc_graph())
+    view = win.view
+    view.set_zoom(1.0)
+    target = win.scene.nodes[win.graph.node("x").id].scene_card_rect().center()
+    at = QPointF(view.mapFromScene(target))
+    ev = QWheelEvent(at, QPointF(view.viewport().mapToGlobal(at.toPoint())), QPoint(0, 0),
+                     QPoint(0, 240), Qt.NoButton, Qt.NoModifier, Qt.NoScrollPhase, False)
+    QApplication.sendEvent(view.viewport(), ev)
+    assert view.zoom > 1.3
+    after = view.mapToScene(at.toPoint())
+    assert abs(after.x() - target.x()) < 2 and abs(after.y() - target.y()) < 2
+    assert win.zoom_label.text() == f"{view.zoom * 100:.0f} %"
+
+
+def test_fit_to_view_shows_every_card(make_window):
+    """Fit to View (F) brings the whole of LeNet-5 into the window"""
+    win = make_window()
+    win.set_graph(lenet5())
+    win.view.set_zoom(2.0)
+    win.act_fit.trigger()
+    visible = win.view.visible_rect()
+    for item in win.scene.nodes.values():
+        assert visible.contains(item.scene_card_rect())
+
+
+def test_zoomed_far_out_the_canvas_draws_an_overview_and_stays_clickable(make_window):
+    """far out, cards are drawn as one overview, and clicking a block still selects it"""
+    win = make_window()
+    win.set_graph(lenet5())
+    win.view.set_zoom(0.15)
+    assert not win.scene.detailed and win.scene.overview.isVisible()
+    item = win.scene.nodes[win.graph.node("conv2").id]
+    win.view.centerOn(item)
+    QApplication.processEvents()
+    p = win.view.mapFromScene(item.scene_card_rect().center())
+    vp = win.view.viewport()
+    for kind, buttons in ((QEvent.MouseButtonPress, Qt.LeftButton),
+                          (QEvent.MouseButtonRelease, Qt.NoButton)):
+        QApplication.sendEvent(vp, QMouseEvent(kind, QPointF(p), QPointF(vp.mapToGlobal(p)),
+                                               Qt.LeftButton, buttons, Qt.NoModifier))
+    assert win.selected_node_ids() == [item.node_id]
+    assert win.inspector.title.text() == "conv2"
+    win.view.set_zoom(1.0)
+    assert win.scene.detailed and not win.scene.overview.isVisible()
+
+
+def test_clicking_the_overview_map_pans_the_canvas(make_window):
+    """a click in the Overview panel centres the canvas on that spot"""
+    win = make_window()
+    win.set_graph(lenet5())
+    win.overview_dock.show()
+    win.overview_dock.raise_()
+    QApplication.processEvents()
+    win.view.set_zoom(1.0)
+    win.view.centerOn(win.scene.content_rect().left(), 0)
+    mm = win.view.minimap
+    world, s, ox, oy = mm._mapping()
+    loss = win.scene.nodes[win.graph.node("loss").id].scene_card_rect().center()
+    p = QPointF(ox + (loss.x() - world.x()) * s, oy + (loss.y() - world.y()) * s)
+    QApplication.sendEvent(mm, QMouseEvent(QEvent.MouseButtonPress, p, QPointF(mm.mapToGlobal(
+        p.toPoint())), Qt.LeftButton, Qt.LeftButton, Qt.NoModifier))
+    centre = win.view.visible_rect().center()
+    assert abs(centre.x() - loss.x()) < 30
+
+
+def test_the_inspector_is_built_from_the_parameter_spec(make_window):
+    """a Leaky ReLU gets a float box with its range, a batch norm spin boxes, a conv combos"""
+    win = make_window()
+    g = win.graph
+    conv = win.add_op("conv2d", QPointF(0, 0))
+    win.select_nodes([conv.id])
+    ins = win.inspector
+    out_ch = ins.editor("out_channels")
+    assert isinstance(out_ch, QSpinBox) and out_ch.minimum() == 1
+    kernel = ins.editor("kernel").findChildren(QSpinBox)
+    assert [k.value() for k in kernel] == [3, 3]
+    assert isinstance(ins.editor("mode"), QComboBox)
+    assert ins.editor("mode").currentText() == g.nodes[conv.id].params["mode"]
+    assert isinstance(ins.editor("bias"), QCheckBox) and ins.editor("bias").isChecked()
+    leaky = win.add_op("leaky_relu", QPointF(0, 300))
+    win.select_nodes([leaky.id])
+    alpha = ins.editor("alpha")
+    assert (alpha.minimum(), alpha.maximum(), alpha.value()) == (0.0, 1.0, 0.01)
+    assert alpha.text() == "0.01"
+    assert "max(0" in ins.findChild(type(ins.title), "inspectorFormula").text() or \
+        "αx" in ins.findChild(type(ins.title), "inspectorFormula").text()
+
+
+def test_dragging_from_an_input_port_to_an_output_connects_too(make_window):
+    """wires can be drawn backwards, from a free input to an output"""
+    win = make_window()
+    g = win.graph
+    a = win.add_op("input", QPointF(0, 0))
+    t = win.add_op("tanh", QPointF(400, 0))
+    mouse_drag(win, port_pos(win, t.name, "x", False), port_pos(win, a.name, "out", True))
+    assert g.in_edges(t)["x"].src == a.id
+
+
+def test_double_clicking_empty_canvas_opens_the_add_popup_there(make_window, qtbot):
+    """a double-click on empty canvas offers every op and adds the chosen one there"""
+    win = make_window()
+    win.view.set_zoom(1.0)
+    p = QPoint(300, 250)
+    qtbot.mouseDClick(win.view.viewport(), Qt.LeftButton, pos=p)
+    assert win.quick_add.isVisible()
+    assert len(win.quick_add.ops()) == len(__import__("core.ops", fromlist=["REGISTRY"]).REGISTRY)
+    win.quick_add.choose("exp")
+    node = next(iter(win.graph.nodes.values()))
+    assert win.scene.nodes[node.id].scene_card_rect().contains(win.view.mapToScene(p))
+
+
+def test_standard_shortcuts_work_on_the_canvas(make_window, qtbot):
+    """Delete removes the selected node, Ctrl+Z brings it back, Ctrl+D duplicates it"""
+    win = make_window()
+    n = win.add_op("relu", QPointF(0, 0))
+    win.activateWindow()
+    win.view.setFocus()
+    qtbot.waitUntil(win.isActiveWindow, timeout=2000)
+    win.select_nodes([n.id])
+    qtbot.keyClick(win.view, Qt.Key_Delete)
+    assert not win.graph.nodes
+    qtbot.keyClick(win.view, Qt.Key_Z, Qt.ControlModifier)
+    assert list(win.graph.nodes) == [n.id]
+    win.select_nodes([n.id])
+    qtbot.keyClick(win.view, Qt.Key_D, Qt.ControlModifier)
+    assert [x.name for x in win.graph.nodes.values()] == ["relu", "relu2"]
+    # the menus show the shortcuts
+    assert win.act_duplicate.shortcut().toString() == "Ctrl+D"
+    assert win.act_add.shortcut().toString() == "Tab"
+    assert win.act_fit.shortcut().toString() == "F"
