@@ -64,7 +64,7 @@ def lenet5() -> Graph:
         "LeCun et al. (1998) with ReLU and max-pooling, for MNIST: conv 6@5×5 (padding 2) → "
         "pool → conv 16@5×5 → pool → dense 120 → 84 → 10, softmax cross-entropy. 61,706 "
         "parameters. With momentum SGD (0.9, learning rate 0.01, batch 64, cosine decay) it "
-        "reached 99.0% test accuracy on full MNIST after 7 epochs and 99.1% after 10.")
+        "reached 99.0% test accuracy on full MNIST within 6–7 epochs and about 99.1% after 10.")
     c("conv2d", "conv1", out_channels=6, kernel=(5, 5), padding=(2, 2))
     c("relu", "relu1")
     c("max_pool2d", "pool1", kernel=(2, 2), stride=(2, 2))
