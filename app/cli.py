@@ -19,6 +19,7 @@ import sys
 
 import numpy as np
 
+from app import render_cli, train_cli
 from core.errors import StudioError
 
 SUBCOMMANDS = ("eval", "gradcheck", "train", "evaluate", "render")
@@ -108,19 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int, default=0)
     c.set_defaults(func=cmd_gradcheck)
 
-    try:
-        from app import train_cli  # noqa: PLC0415
-    except ImportError:
-        train_cli = None
-    if train_cli is not None:
-        train_cli.add_parsers(sub)
-
-    try:
-        from app import render_cli  # noqa: PLC0415
-    except ImportError:
-        render_cli = None
-    if render_cli is not None:
-        render_cli.add_parser(sub)
+    train_cli.add_parsers(sub)
+    render_cli.add_parser(sub)
     return p
 
 
