@@ -77,3 +77,15 @@ def test_unknown_preset_and_bad_checkpoint_are_clear_errors(tmp_path):
 def test_bad_schedule_is_reported(spec):
     out = run("train", "logistic_regression_mnist", "--sample", "--schedule", spec)
     assert out.returncode != 0 and "schedule" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_evaluate_refuses_a_checkpoint_of_another_graph(tmp_path):
+    """The reviewer's repro: an MLP checkpoint evaluated on logistic regression."""
+    ckpt = tmp_path / "mlp.npz"
+    out = run("train", "mlp_784_30_10", "--sample", "--limit", "200", "--epochs", "1",
+              "--quiet", "--out", str(ckpt))
+    assert out.returncode == 0, out.stderr
+    ev = run("evaluate", "logistic_regression_mnist", "--checkpoint", str(ckpt), "--sample")
+    assert ev.returncode == 2, ev.stdout
+    assert "another graph" in ev.stderr and str(ckpt) in ev.stderr
+    assert "Traceback" not in ev.stderr and ev.stdout == ""
