@@ -139,10 +139,91 @@ def _graph_values(graph, trainer_features, trainer_target):
 
 
 # --------------------------------------------------------------- train
+# Defaults of the options a resumed run takes from its checkpoint; they are ``None`` in
+# the parser so that a value given on the command line can be told from the default.
+TRAIN_DEFAULTS = {"batch_size": 64, "seed": 0, "val_split": 0.1, "optimizer": "momentum",
+                  "momentum": 0.9, "weight_decay": 0.0, "schedule": "constant", "warmup": 0.0,
+                  "dataset": "mnist"}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _resume_settings(args, meta: dict) -> dict:
+    """Take seed, batch size and data settings from a checkpoint's metadata into ``args``.
+
+    A value given on the command line that differs from the checkpoint's is an
+    error: a different seed or validation split would move validation images
+    into training, and the optimizer and schedule always continue as saved.
+    Returns the checkpoint's ``data`` entry.
+    """
+    path = args.resume
+
+    def refuse(flag, given, saved):
+        raise DataError(f"{flag} {given} differs from the checkpoint {path}, which was "
+                        f"trained with {saved}; leave {flag} out to continue that run, or "
+                        "start a new run without --resume")
+
+    def take(name, saved):
+        given = getattr(args, name)
+        if given is not None and given != saved:
+            refuse(_flag(name), given, saved)
+        setattr(args, name, saved)
+
+    take("seed", meta.get("seed", args.seed if args.seed is not None else 0))
+    take("batch_size", meta.get("batch_size", args.batch_size or TRAIN_DEFAULTS["batch_size"]))
+    data = meta.get("data") or {}
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: meta.json.data must be a JSON object")
+    if data.get("set") == "graph":
+        for flag, given in (("--sample", args.sample), ("--data", args.data),
+                            ("--download", getattr(args, "download", False))):
+            if given:
+                refuse(flag, "" if given is True else given,
+                       "the values stored in the graph's input nodes")
+    elif data.get("set") is not None:
+        take("dataset", data["set"])
+        if data.get("source") == "sample":
+            if args.data:
+                refuse("--data", args.data, "the embedded sample (--sample)")
+            args.sample = True
+        elif data.get("source") == "files" and args.sample:
+            refuse("--sample", "", "the data set files (--data DIR)")
+        if "val_split" in data:
+            take("val_split", data["val_split"])
+        if "limit" in data:
+            take("limit", data["limit"])
+    opt = meta.get("optimizer") or {}
+    sched = (meta.get("schedule") or {}).get("config") or {}
+    if args.optimizer is not None and args.optimizer != opt.get("name"):
+        refuse("--optimizer", args.optimizer, f"optimizer {opt.get('name')}")
+    checks = (("lr", sched.get("lr")), ("weight_decay", opt.get("weight_decay")),
+              ("clip_norm", opt.get("clip_norm")), ("momentum", opt.get("momentum")))
+    for name, saved in checks:
+        given = getattr(args, name)
+        if given is not None and (saved is None or float(given) != float(saved)):
+            refuse(_flag(name), given, f"{name.replace('_', ' ')} {saved}")
+    warm = float(sched.get("warmup_epochs", 0.0)) if sched.get("name") == "warmup" else 0.0
+    if args.warmup is not None and float(args.warmup) != warm:
+        refuse("--warmup", args.warmup, f"{warm:g} warm-up epochs")
+    inner = sched.get("after", {}) if sched.get("name") == "warmup" else sched
+    if args.schedule is not None:
+        from core.train import parse_schedule  # noqa: PLC0415
+
+        try:
+            given = parse_schedule(args.schedule, inner.get("lr", 0.0), args.epochs).config()
+        except ValueError as exc:
+            raise DataError(f"--schedule {args.schedule}: {exc}") from None
+        if given != inner:
+            refuse("--schedule", args.schedule, f"schedule {inner}")
+    return data
+
+
 def cmd_train(args) -> int:
     from core.data.datasets import ArrayDataset, Augment, Normalizer, train_val_split  # noqa: PLC0415
     from core.train import EarlyStopping, Trainer, make_optimizer, parse_schedule  # noqa: PLC0415
-    from core.train.trainer import find_role  # noqa: PLC0415
+    from core.train.trainer import find_role, read_checkpoint  # noqa: PLC0415
 
     graph = _load_graph_arg(args.file)
     if graph.loss is None:
@@ -152,6 +233,15 @@ def cmd_train(args) -> int:
     if features is None:
         raise GraphError(f"{args.file}: no input node has role 'features'; the trainer "
                          "feeds data there")
+    saved_data = {}
+    if args.resume:
+        meta, _ = read_checkpoint(args.resume)
+        saved_data = _resume_settings(args, meta)
+    for name, default in TRAIN_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
+    if args.batch_size < 1:
+        raise DataError("--batch-size must be at least 1")
     name = args.optimizer.lower()
     lr = args.lr if args.lr is not None else DEFAULT_LR.get(name, 0.01)
     kw = {"lr": lr, "weight_decay": args.weight_decay, "clip_norm": args.clip_norm}
@@ -181,15 +271,20 @@ def cmd_train(args) -> int:
         if args.limit:
             full = full.subset(np.arange(min(args.limit, len(full))))
         train_raw, val_raw = train_val_split(full, args.val_split, args.seed)
-        # statistics from the training part only: validation and test must not leak into them
-        norm = Normalizer.fit(train_raw.x, scale=1 / 255)
+        # statistics from the training part only: validation and test must not leak into
+        # them; a resumed run keeps the ones it started with
+        if "normalizer" in saved_data:
+            norm = Normalizer.from_dict(saved_data["normalizer"])
+        else:
+            norm = Normalizer.fit(train_raw.x, scale=1 / 255)
         dtype = graph.dtype
         train = ArrayDataset(norm.apply(train_raw.x, dtype), train_raw.y, "train")
         val = None if val_raw is None else ArrayDataset(norm.apply(val_raw.x, dtype), val_raw.y,
                                                         "validation")
         test = ArrayDataset(norm.apply(data.test_x, dtype), data.test_y, "test")
         extra["data"] = {"set": args.dataset, "source": "sample" if args.sample else "files",
-                         "normalizer": norm.to_dict(), "val_split": args.val_split}
+                         "normalizer": norm.to_dict(), "val_split": args.val_split,
+                         "limit": args.limit}
     augment = None
     if args.augment:
         fill = 0.0
@@ -202,20 +297,22 @@ def cmd_train(args) -> int:
     if args.resume:
         meta = trainer.load_checkpoint(args.resume)
         print(f"resumed from {args.resume} after epoch {meta['epoch']}", file=sys.stderr)
+    optimizer, schedule = trainer.optimizer, trainer.schedule
     bar = ProgressBar(sys.stderr, args.epochs, enabled=not args.quiet)
     if not args.quiet:
         print(f"training {graph.name or args.file} on {data_desc}: {len(train):,} samples"
               + (f", {len(val):,} for validation" if val is not None else "")
-              + f"; {optimizer.name} lr {lr:g}, schedule {schedule.describe()}, "
-                f"batch {args.batch_size}, seed {args.seed}", file=sys.stderr)
+              + f"; {optimizer.name} lr {schedule.base_lr:g}, schedule {schedule.describe()}, "
+                f"batch {trainer.batch_size}, seed {trainer.seed}", file=sys.stderr)
     stopper = EarlyStopping(patience=args.early_stop) if args.early_stop else None
     result = trainer.fit(train, val, args.epochs, on_batch=bar.batch, on_epoch=bar.epoch,
                          early_stopping=stopper, checkpoint=args.out)
     last = trainer.history[-1] if trainer.history else {}
     metrics = {
         "status": result.status, "graph": graph.name or str(args.file), "data": data_desc,
-        "epochs": result.epochs, "iterations": result.iterations, "seed": args.seed,
-        "optimizer": optimizer.name, "lr": lr, "batch_size": args.batch_size,
+        "epochs": result.epochs, "iterations": result.iterations, "seed": trainer.seed,
+        "optimizer": optimizer.name, "lr": schedule.base_lr, "schedule": schedule.describe(),
+        "batch_size": trainer.batch_size,
         "train_loss": _round(last.get("train_loss")),
         "train_accuracy": _round(last.get("train_accuracy")),
         "val_loss": _round(last.get("val_loss")),
@@ -295,27 +392,29 @@ def add_parsers(subparsers):
     t.add_argument("file")
     _data_options(t, "use the embedded 5,000/1,000-digit MNIST sample (offline)")
     t.add_argument("--epochs", type=int, default=5)
-    t.add_argument("--batch-size", type=int, default=64)
-    t.add_argument("--optimizer", choices=OPTIMIZERS, default="momentum")
+    t.add_argument("--batch-size", type=int, help="default 64")
+    t.add_argument("--optimizer", choices=OPTIMIZERS, help="default momentum")
     t.add_argument("--lr", type=float, help="learning rate (default depends on the optimizer)")
-    t.add_argument("--momentum", type=float, default=0.9)
-    t.add_argument("--weight-decay", type=float, default=0.0, help="L2 coefficient")
+    t.add_argument("--momentum", type=float, help="default 0.9")
+    t.add_argument("--weight-decay", type=float, help="L2 coefficient (default 0)")
     t.add_argument("--clip-norm", type=float, help="clip gradients to this global norm")
-    t.add_argument("--schedule", default="constant",
+    t.add_argument("--schedule",
                    help="constant | step:step_size=3,gamma=0.5 | exponential:gamma=0.95 | "
                         "inverse_time:decay=0.1 | inverse_sqrt | cosine | "
-                        "plateau:factor=0.5,patience=2")
-    t.add_argument("--warmup", type=float, default=0.0, help="linear warm-up epochs")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--val-split", type=float, default=0.1,
-                   help="fraction of the training set held out for validation")
+                        "plateau:factor=0.5,patience=2 (default constant)")
+    t.add_argument("--warmup", type=float, help="linear warm-up epochs (default 0)")
+    t.add_argument("--seed", type=int, help="default 0")
+    t.add_argument("--val-split", type=float,
+                   help="fraction of the training set held out for validation (default 0.1)")
     t.add_argument("--augment", action="store_true", help="random shifts (±2 px) and "
                                                            "rotations (±10°)")
     t.add_argument("--early-stop", type=int, metavar="PATIENCE",
                    help="stop when validation loss has not improved for PATIENCE epochs")
     t.add_argument("--limit", type=int, help="use only the first N training images")
     t.add_argument("--out", metavar="CKPT", help="checkpoint saved after every epoch (.npz)")
-    t.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint")
+    t.add_argument("--resume", metavar="CKPT",
+                   help="continue from a checkpoint (with its optimizer, schedule, seed, batch "
+                        "size and data settings)")
     t.add_argument("--quiet", action="store_true", help="no progress output")
     t.set_defaults(func=_train_entry)
 
@@ -328,8 +427,6 @@ def add_parsers(subparsers):
 
 
 def _train_entry(args) -> int:
-    if args.dataset is None:
-        args.dataset = "mnist"
-    if args.epochs < 1 or args.batch_size < 1:
-        raise DataError("--epochs and --batch-size must be at least 1")
+    if args.epochs < 1:
+        raise DataError("--epochs must be at least 1")
     return cmd_train(args)

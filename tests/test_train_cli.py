@@ -89,3 +89,27 @@ def test_evaluate_refuses_a_checkpoint_of_another_graph(tmp_path):
     assert ev.returncode == 2, ev.stdout
     assert "another graph" in ev.stderr and str(ckpt) in ev.stderr
     assert "Traceback" not in ev.stderr and ev.stdout == ""
+
+
+def test_resume_takes_its_settings_from_the_checkpoint(tmp_path):
+    """Seed, batch size, split, limit and optimizer come from the checkpoint and are reported."""
+    ckpt = tmp_path / "c.npz"
+    first = run("train", "logistic_regression_mnist", "--sample", "--limit", "300",
+                "--val-split", "0.2", "--seed", "3", "--batch-size", "32", "--optimizer",
+                "sgd", "--lr", "0.05", "--epochs", "1", "--quiet", "--out", str(ckpt))
+    assert first.returncode == 0, first.stderr
+    out = run("train", "logistic_regression_mnist", "--epochs", "2", "--resume", str(ckpt),
+              "--out", str(ckpt))
+    assert out.returncode == 0, out.stderr
+    metrics = json.loads(out.stdout.strip().splitlines()[-1])
+    assert (metrics["seed"], metrics["batch_size"], metrics["optimizer"], metrics["lr"]) == \
+        (3, 32, "sgd", 0.05)
+    assert metrics["iterations"] == 2 * 8  # 241 training images in batches of 32, both epochs
+    assert "241 samples, 59 for validation" in out.stderr and "seed 3" in out.stderr
+    for flag, value in (("--seed", "4"), ("--val-split", "0.5"), ("--batch-size", "64"),
+                        ("--lr", "0.1"), ("--optimizer", "adam"), ("--limit", "500")):
+        bad = run("train", "logistic_regression_mnist", "--sample", "--epochs", "3",
+                  "--resume", str(ckpt), flag, value)
+        assert bad.returncode == 2, (flag, bad.stdout)
+        assert f"{flag} {value} differs from the checkpoint" in bad.stderr
+        assert "Traceback" not in bad.stderr
