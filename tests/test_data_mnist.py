@@ -286,3 +286,18 @@ def test_real_file_with_a_flipped_byte_fails_its_checksum(tmp_path):
     path.write_bytes(bytes(bad))
     with pytest.raises(DataError, match="checksum mismatch"):
         read_idx(path, MNIST.raw_md5["test_labels"], MNIST.gz_md5["test_labels"])
+
+
+def test_gzip_damaged_mid_stream_is_a_clear_error(tiny, no_env):
+    """A flipped byte inside the deflate stream: a DataError, not a zlib traceback."""
+    spec, folder, _, _, gz = tiny
+    bad = bytearray(gz["train_images"])
+    bad[10] ^= 0xFF  # the first deflate block header: zlib reports an invalid block type
+    (folder / (FILE_NAMES["train_images"] + ".gz")).write_bytes(bytes(bad))
+    with pytest.raises(DataError, match="train-images.*damaged.*download it again"):
+        load_mnist(data_dir=folder, kind=spec)
+    gz_only = DatasetSpec(spec.key, spec.title, {}, spec.gz_md5, spec.counts, (), ("",),
+                          spec.classes)
+    # with only the .gz sum known the file is refused on its checksum, before decompression
+    with pytest.raises(DataError, match="train-images.*checksum mismatch"):
+        load_mnist(data_dir=folder, kind=gz_only)
