@@ -1,5 +1,6 @@
 """The trainer: learning on the embedded sample, checkpoints, NaN reports, control, k-fold."""
 
+import json
 import threading
 
 import numpy as np
@@ -396,3 +397,35 @@ def test_early_stopping_progress_is_saved_and_resumed(tmp_path):
     result = tr2.fit(data, data, epochs=20, early_stopping=stopper)
     # epochs 1 and 2 (0-based) did not improve on epoch 0: stop after epoch 2, as in one run
     assert result.status == "early_stopped" and result.epochs == 3 and stopper.best_epoch == 0
+
+
+def _meta_only(path, meta):
+    np.savez(path, **{"meta.json": np.array(json.dumps(meta))})
+
+
+@pytest.mark.parametrize("case", ["truncated", "npy", "json", "meta_list", "no_epoch"])
+def test_files_that_are_not_checkpoints_are_clear_errors(tmp_path, case):
+    good = tmp_path / "good.npz"
+    _save(Trainer(blob_graph()), good)
+    path = tmp_path / "bad.npz"
+    if case == "truncated":
+        data = good.read_bytes()
+        path.write_bytes(data[:len(data) // 2])
+        expect = "damaged or truncated"
+    elif case == "npy":
+        path = tmp_path / "w.npy"
+        np.save(path, np.zeros(3))
+        expect = "not an .npz archive"
+    elif case == "json":
+        path.write_text('{"format": "backprop-studio-checkpoint"}')
+        expect = "not an .npz archive"
+    elif case == "meta_list":
+        _meta_only(path, [1, 2])
+        expect = "meta.json: must be a JSON object"
+    else:
+        _meta_only(path, {"format": "backprop-studio-checkpoint", "version": 1})
+        expect = "meta.json.epoch"
+    g = blob_graph()
+    with pytest.raises(FileFormatError, match=expect) as err:
+        Trainer(g).load_checkpoint(path)
+    assert str(path) in str(err.value) and "allow_pickle" not in str(err.value)
