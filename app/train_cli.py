@@ -125,6 +125,20 @@ def _image_data(args):
     return data, f"{title} ({data.source})"
 
 
+def _check_writable(out) -> None:
+    """Refuse a checkpoint path that cannot be written, before any training is done."""
+    path = Path(out)
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise DataError(f"--out {out}: is a folder; give a file name such as {path / 'run.npz'}")
+    if not folder.is_dir():
+        raise DataError(f"--out {out}: the folder {folder} does not exist; create it or "
+                        "choose another path")
+    if not os.access(folder, os.W_OK):
+        raise DataError(f"--out {out}: the folder {folder} is not writable; choose another "
+                        "path")
+
+
 def _graph_values(graph, trainer_features, trainer_target):
     """The data stored in the features/target input nodes, or ``None``."""
     from core.data.datasets import ArrayDataset  # noqa: PLC0415
@@ -233,6 +247,8 @@ def cmd_train(args) -> int:
     if features is None:
         raise GraphError(f"{args.file}: no input node has role 'features'; the trainer "
                          "feeds data there")
+    if args.out:
+        _check_writable(args.out)
     saved_data = {}
     if args.resume:
         meta, _ = read_checkpoint(args.resume)
@@ -271,6 +287,9 @@ def cmd_train(args) -> int:
         if args.limit:
             full = full.subset(np.arange(min(args.limit, len(full))))
         train_raw, val_raw = train_val_split(full, args.val_split, args.seed)
+        if len(train_raw) == 0:
+            raise DataError(f"--val-split {args.val_split:g} of {len(full):,} images leaves none "
+                            "for training; use a larger --limit or a smaller --val-split")
         # statistics from the training part only: validation and test must not leak into
         # them; a resumed run keeps the ones it started with
         if "normalizer" in saved_data:
@@ -347,6 +366,10 @@ def cmd_evaluate(args) -> int:
     if info.get("set") == "graph":
         data = _graph_values(graph, find_role(graph, "features"), find_role(graph, "target"))
         desc = "values stored in the graph"
+        if data is None:
+            raise DataError(f"{args.checkpoint} was trained on the values stored in a graph's "
+                            f"input nodes, but the input nodes of {args.file} hold no values; "
+                            "evaluate it with the graph file it was trained on")
     else:
         if not args.dataset:
             args.dataset = info.get("set", "mnist")
@@ -429,4 +452,7 @@ def add_parsers(subparsers):
 def _train_entry(args) -> int:
     if args.epochs < 1:
         raise DataError("--epochs must be at least 1")
+    if args.limit is not None and args.limit < 1:
+        raise DataError(f"--limit {args.limit}: must be at least 1 (the number of training "
+                        "images to use); leave it out to use them all")
     return cmd_train(args)

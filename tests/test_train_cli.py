@@ -113,3 +113,30 @@ def test_resume_takes_its_settings_from_the_checkpoint(tmp_path):
         assert bad.returncode == 2, (flag, bad.stdout)
         assert f"{flag} {value} differs from the checkpoint" in bad.stderr
         assert "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("extra, expect", [
+    (("--limit", "-1"), "--limit -1: must be at least 1"),
+    (("--limit", "3", "--val-split", "0.9"), "leaves none for training"),
+    (("--out", "/nonexistent_dir/x.npz"), "--out /nonexistent_dir/x.npz: the folder"),
+])
+def test_bad_training_options_fail_before_training(extra, expect):
+    out = run("train", "logistic_regression_mnist", "--sample", "--epochs", "1", *extra)
+    assert out.returncode == 2 and expect in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr and "epoch 1/1" not in out.stderr
+
+
+def test_evaluate_a_graph_values_checkpoint_without_stored_values(tmp_path):
+    """xor_mlp trained on its stored values, evaluated on the same graph with the values gone."""
+    ckpt = tmp_path / "xor.npz"
+    assert run("train", "xor_mlp", "--epochs", "2", "--quiet", "--out", str(ckpt)).returncode == 0
+    doc = json.loads((ROOT / "examples" / "xor_mlp.json").read_text())
+    for node in doc["nodes"]:
+        node.pop("value", None)
+    bare = tmp_path / "xor_bare.json"
+    bare.write_text(json.dumps(doc))
+    out = run("evaluate", str(bare), "--checkpoint", str(ckpt))
+    assert out.returncode == 2 and "hold no values" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
+    other = run("evaluate", "mlp_784_30_10", "--checkpoint", str(ckpt), "--sample")
+    assert other.returncode == 2 and "another graph" in other.stderr
