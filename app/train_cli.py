@@ -258,6 +258,12 @@ def cmd_train(args) -> int:
             setattr(args, name, default)
     if args.batch_size < 1:
         raise DataError("--batch-size must be at least 1")
+    for flag in ("lr", "momentum", "weight_decay", "clip_norm", "warmup", "val_split"):
+        v = getattr(args, flag)
+        if v is not None and not math.isfinite(v):  # NaN slips through every range test
+            raise DataError(f"{_flag(flag)} {v}: must be a finite number")
+    if args.warmup < 0:
+        raise DataError(f"--warmup {args.warmup:g}: the number of warm-up epochs must be ≥ 0")
     name = args.optimizer.lower()
     lr = args.lr if args.lr is not None else DEFAULT_LR.get(name, 0.01)
     kw = {"lr": lr, "weight_decay": args.weight_decay, "clip_norm": args.clip_norm}
@@ -323,7 +329,7 @@ def cmd_train(args) -> int:
               + (f", {len(val):,} for validation" if val is not None else "")
               + f"; {optimizer.name} lr {schedule.base_lr:g}, schedule {schedule.describe()}, "
                 f"batch {trainer.batch_size}, seed {trainer.seed}", file=sys.stderr)
-    stopper = EarlyStopping(patience=args.early_stop) if args.early_stop else None
+    stopper = EarlyStopping(patience=args.early_stop) if args.early_stop is not None else None
     result = trainer.fit(train, val, args.epochs, on_batch=bar.batch, on_epoch=bar.epoch,
                          early_stopping=stopper, checkpoint=args.out)
     last = trainer.history[-1] if trainer.history else {}
@@ -349,7 +355,7 @@ def cmd_train(args) -> int:
                   "images", file=sys.stderr)
     if args.out:
         metrics["checkpoint"] = str(args.out)
-    print(json.dumps(metrics))
+    print(json.dumps(metrics, allow_nan=False))
     return 0
 
 
@@ -388,7 +394,7 @@ def cmd_evaluate(args) -> int:
         print(f"{k:>5} " + " ".join(f"{int(v):5d}" for v in row))
     out = {"checkpoint": str(args.checkpoint), "epoch": meta.get("epoch"), "samples": len(data),
            **ev.to_dict()}
-    print(json.dumps(out))
+    print(json.dumps(out, allow_nan=False))
     return 0
 
 
@@ -452,6 +458,9 @@ def add_parsers(subparsers):
 def _train_entry(args) -> int:
     if args.epochs < 1:
         raise DataError("--epochs must be at least 1")
+    if args.early_stop is not None and args.early_stop < 1:
+        raise DataError(f"--early-stop {args.early_stop}: the patience must be at least 1 "
+                        "epoch; leave it out to train all epochs")
     if args.limit is not None and args.limit < 1:
         raise DataError(f"--limit {args.limit}: must be at least 1 (the number of training "
                         "images to use); leave it out to use them all")

@@ -140,3 +140,17 @@ def test_evaluate_a_graph_values_checkpoint_without_stored_values(tmp_path):
     assert "Traceback" not in out.stderr
     other = run("evaluate", "mlp_784_30_10", "--checkpoint", str(ckpt), "--sample")
     assert other.returncode == 2 and "another graph" in other.stderr
+
+
+@pytest.mark.parametrize("extra, expect", [
+    (("--lr", "nan"), "--lr nan: must be a finite number"),
+    (("--lr", "inf"), "--lr inf: must be a finite number"),
+    (("--warmup", "-1"), "--warmup -1: the number of warm-up epochs must be ≥ 0"),
+    (("--early-stop", "0"), "--early-stop 0: the patience must be at least 1"),
+    (("--schedule", "exponential:gamma=nan"), "needs a finite number"),
+])
+def test_non_finite_or_out_of_range_numbers_are_refused(extra, expect):
+    out = run("train", "logistic_regression_mnist", "--sample", "--epochs", "1", "--limit",
+              "100", "--quiet", *extra)
+    assert out.returncode == 2 and expect in out.stderr, (out.stdout, out.stderr)
+    assert "Traceback" not in out.stderr and out.stdout == ""

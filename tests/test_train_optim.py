@@ -166,3 +166,10 @@ def test_clipping_matches_torch_clip_grad_norm():
     torch.nn.utils.clip_grad_norm_([tp], 0.5)
     torch.optim.SGD([tp], lr=0.1).step()
     np.testing.assert_allclose(ours, tp.detach().numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("kw", [{"lr": float("nan")}, {"lr": float("inf")},
+                                {"weight_decay": float("nan")}, {"clip_norm": float("nan")}])
+def test_non_finite_settings_are_refused(kw):
+    with pytest.raises(ValueError, match="finite"):
+        make_optimizer("sgd", **{"lr": 0.1, **kw})

@@ -72,12 +72,13 @@ class Optimizer:
     hyper: tuple = ()  # names of the hyper-parameters saved with a checkpoint
 
     def __init__(self, lr: float = 0.01, weight_decay: float = 0.0, clip_norm=None):
-        if lr < 0:
-            raise ValueError(f"learning rate must be ≥ 0; got {lr}")
-        if weight_decay < 0:
-            raise ValueError(f"weight decay must be ≥ 0; got {weight_decay}")
-        if clip_norm is not None and clip_norm <= 0:
-            raise ValueError(f"clip norm must be > 0; got {clip_norm}")
+        # NaN passes every "< 0" test, so finiteness is checked first
+        if not (math.isfinite(lr) and lr >= 0):
+            raise ValueError(f"learning rate must be a finite number ≥ 0; got {lr}")
+        if not (math.isfinite(weight_decay) and weight_decay >= 0):
+            raise ValueError(f"weight decay must be a finite number ≥ 0; got {weight_decay}")
+        if clip_norm is not None and not (math.isfinite(clip_norm) and clip_norm > 0):
+            raise ValueError(f"clip norm must be a finite number > 0; got {clip_norm}")
         self.lr = float(lr)
         self.weight_decay = float(weight_decay)
         self.clip_norm = None if clip_norm is None else float(clip_norm)
