@@ -301,3 +301,17 @@ def test_gzip_damaged_mid_stream_is_a_clear_error(tiny, no_env):
     # with only the .gz sum known the file is refused on its checksum, before decompression
     with pytest.raises(DataError, match="train-images.*checksum mismatch"):
         load_mnist(data_dir=folder, kind=gz_only)
+
+
+def test_partial_data_folder_is_an_error_naming_the_missing_files(tiny, monkeypatch, tmp_path,
+                                                                  no_env):
+    """--data with 3 of 4 files does not fall through to a complete copy elsewhere."""
+    spec, folder, _, _, gz = tiny
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    for p in PARTS[:3]:
+        (partial / (FILE_NAMES[p] + ".gz")).write_bytes(gz[p])
+    monkeypatch.setenv(mnist.ENV_VAR, str(folder))  # a complete copy the loader must not use
+    with pytest.raises(DataError, match=r"--data .*partial: has only 3 of the four.*"
+                                        r"t10k-labels-idx1-ubyte"):
+        load_mnist(data_dir=partial, kind=spec)

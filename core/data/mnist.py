@@ -424,6 +424,13 @@ def load_mnist(source: str = "auto", data_dir=None, kind: str = "mnist",
         files = find_files(folder, spec) if folder.is_dir() else {}
         if len(files) == len(PARTS):
             return _load_folder(folder, files, spec)
+        if label == "--data" and files:
+            # the user named this folder: files missing there are an error, not a reason to
+            # quietly use another copy from the environment or the cache
+            missing = ", ".join(FILE_NAMES[p] + "[.gz]" for p in PARTS if p not in files)
+            raise DataError(f"--data {folder}: has only {len(files)} of the four {spec.title} "
+                            f"files; missing {missing}. Add them, or leave --data out to use "
+                            f"${ENV_VAR} or the cache")
         tried.append((label, folder, files))
     if download_missing:
         dest = download(spec, mirrors=mirrors, progress=progress)
