@@ -429,3 +429,16 @@ def test_files_that_are_not_checkpoints_are_clear_errors(tmp_path, case):
     with pytest.raises(FileFormatError, match=expect) as err:
         Trainer(g).load_checkpoint(path)
     assert str(path) in str(err.value) and "allow_pickle" not in str(err.value)
+
+
+def test_large_finite_float32_gradients_are_not_reported_as_non_finite():
+    """Gradients ~1e20 are finite in float32; the global norm must be too (and clip them)."""
+    g = Graph("float32")
+    x = g.add("input", name="x", shape=(None, 2), role="features")
+    w = g.add("parameter", name="W", shape=(2, 1), init="ones")
+    g.set_loss(g.add("sum", g.add("matmul", x, w), name="loss"))
+    tr = Trainer(g, make_optimizer("sgd", lr=1.0, clip_norm=1.0), batch_size=4)
+    info = tr.train_step(np.full((4, 2), 1e20, np.float32), np.zeros(4))
+    assert info.grad_norm == pytest.approx(np.sqrt(2) * 4e20, rel=1e-5)
+    assert info.grad_norms["W"] == pytest.approx(info.grad_norm)
+    assert np.all(np.isfinite(g.node("W").value)) and np.all(g.node("W").value < 1)

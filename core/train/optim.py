@@ -36,12 +36,21 @@ def _flush_denormals(buf):
     np.putmask(buf, np.abs(buf) < tiny, 0)
 
 
-def global_norm(grads) -> float:
-    """√(Σ‖g‖²) over the arrays in ``grads`` (float64 accumulation)."""
+def global_norm(grads, per_tensor: list | None = None) -> float:
+    """√(Σ‖g‖²) over the arrays in ``grads``, accumulated in float64.
+
+    Each array is squared in float64: float32 gradients near 1e20 are finite,
+    but their squares overflow float32 to Inf, which would zero the clipping
+    scale and be reported as a non-finite loss. ``per_tensor``, a list, receives
+    each array's own norm.
+    """
     total = 0.0
     for g in grads:
-        flat = g.ravel()
-        total += float(np.dot(flat, flat))
+        flat = np.asarray(g).ravel().astype(np.float64, copy=False)
+        sq = float(np.dot(flat, flat))
+        total += sq
+        if per_tensor is not None:
+            per_tensor.append(math.sqrt(sq))
     return math.sqrt(total)
 
 

@@ -45,7 +45,7 @@ from core.errors import DataError, FileFormatError, GraphError, NonFiniteError
 from core.executor import Executor
 from core.graph import Graph
 from core.train.metrics import Evaluation, classification_report
-from core.train.optim import Optimizer, make_optimizer
+from core.train.optim import Optimizer, global_norm, make_optimizer
 from core.train.schedules import Constant, Schedule, make_schedule
 
 CHECKPOINT_FORMAT = "backprop-studio-checkpoint"
@@ -353,15 +353,9 @@ class Trainer:
         ex.run(feeds, loss=self.loss_node.id)
         loss = float(np.asarray(ex.values[(self.loss_node.id, 0)]).reshape(-1)[0])
         grads = self._gradients(ex)
-        norms = {}
-        total = 0.0
-        for key, g in grads.items():
-            flat = g.ravel()
-            sq = float(np.dot(flat, flat))
-            total += sq
-            if self.report_grad_norms:
-                norms[self._label(key)] = math.sqrt(sq) if math.isfinite(sq) else sq
-        gnorm = math.sqrt(total) if math.isfinite(total) else total
+        per_tensor = [] if self.report_grad_norms else None
+        gnorm = global_norm(grads.values(), per_tensor)
+        norms = {self._label(k): n for k, n in zip(grads, per_tensor or ())}
         if not (math.isfinite(loss) and math.isfinite(gnorm)):
             self._locate_non_finite(feeds)
         if lr is not None:
