@@ -442,3 +442,16 @@ def test_large_finite_float32_gradients_are_not_reported_as_non_finite():
     assert info.grad_norm == pytest.approx(np.sqrt(2) * 4e20, rel=1e-5)
     assert info.grad_norms["W"] == pytest.approx(info.grad_norm)
     assert np.all(np.isfinite(g.node("W").value)) and np.all(g.node("W").value < 1)
+
+
+def test_predict_and_evaluate_without_a_prediction_input_say_so():
+    g = Graph("float32")
+    g.add("input", name="x", shape=(None, 2), role="features")
+    t = g.add("input", name="t", shape=(None,), role="target")
+    g.set_loss(g.add("sum", t, name="loss"))
+    tr = Trainer(g)
+    for call in (lambda: tr.predict(np.zeros((2, 2), np.float32)),
+                 lambda: tr.evaluate(ArrayDataset(np.zeros((2, 2), np.float32), np.zeros(2)))):
+        with pytest.raises(GraphError, match="loss 'loss' holds the predictions") as err:
+            call()
+        assert err.value.nodes == ("loss",)

@@ -278,6 +278,13 @@ class Trainer:
             return e.src, src.output_ports.index(e.src_port), kind
         return None
 
+    def _score_source(self):
+        """``(node id, port, kind)`` of the predictions, or a clear error if there are none."""
+        if self._scores is None:
+            raise GraphError(f"cannot tell which input of the loss '{self.loss_node.name}' "
+                             "holds the predictions", nodes=(self.loss_node.name,))
+        return self._scores
+
     def _probs(self, scores):
         """Per-class probabilities (N, C) or P(class 1) (N,) from the prediction input."""
         kind = self._scores[2]
@@ -498,10 +505,7 @@ class Trainer:
     # ------------------------------------------------------ evaluate
     def predict(self, x, batch_size: int = 256):
         """Per-class probabilities for ``x`` (evaluation mode: no dropout, running BN)."""
-        if self._scores is None:
-            raise GraphError(f"cannot tell which input of the loss '{self.loss_node.name}' "
-                             "holds the predictions")
-        nid, k, _ = self._scores
+        nid, k, _ = self._score_source()
         out = []
         for start in range(0, len(x), batch_size):
             xb = x[start:start + batch_size]
@@ -516,10 +520,7 @@ class Trainer:
         Batches of a few hundred keep memory low: a convolution's im2col buffer
         grows with the batch (1,000 images made the Keras CNN peak near 2 GB).
         """
-        if self._scores is None:
-            raise GraphError(f"cannot tell which input of the loss '{self.loss_node.name}' "
-                             "holds the predictions")
-        nid, k, _ = self._scores
+        nid, k, _ = self._score_source()
         probs, total = [], 0.0
         ex = self._eval_ex
         for xb, yb in data.batches(batch_size, shuffle=False):
