@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import DataError, GraphError
+from core.errors import DataError, FileFormatError, GraphError
 
 DEFAULT_LR = {"sgd": 0.1, "momentum": 0.01, "nesterov": 0.01, "rmsprop": 0.001,
               "adam": 0.001, "adagrad": 0.01, "adadelta": 1.0}
@@ -125,6 +125,28 @@ def _image_data(args):
     return data, f"{title} ({data.source})"
 
 
+def _check_data_set(info: dict, path):
+    if info.get("set") not in (None, "graph", "mnist", "fashion-mnist"):
+        raise FileFormatError(path, "meta.json.data.set", f"unknown data set {info['set']!r}; "
+                                                          "expected mnist, fashion-mnist or graph")
+
+
+def _saved_normalizer(d, path):
+    """The data normalizer stored in a checkpoint's metadata; a clear error if malformed."""
+    from core.data.datasets import Normalizer  # noqa: PLC0415
+
+    try:
+        if not isinstance(d, dict):
+            raise TypeError("not a JSON object")
+        norm = Normalizer.from_dict(d)
+        if not all(math.isfinite(v) for v in (norm.mean, norm.std, norm.scale)):
+            raise ValueError("not finite")
+        return norm
+    except (KeyError, TypeError, ValueError, DataError) as exc:
+        raise FileFormatError(path, "meta.json.data.normalizer",
+                              f"needs finite numbers mean, std and scale ({exc})") from None
+
+
 def _check_writable(out) -> None:
     """Refuse a checkpoint path that cannot be written, before any training is done."""
     path = Path(out)
@@ -189,7 +211,8 @@ def _resume_settings(args, meta: dict) -> dict:
     take("batch_size", meta.get("batch_size", args.batch_size or TRAIN_DEFAULTS["batch_size"]))
     data = meta.get("data") or {}
     if not isinstance(data, dict):
-        raise DataError(f"{path}: meta.json.data must be a JSON object")
+        raise FileFormatError(path, "meta.json.data", "must be a JSON object")
+    _check_data_set(data, path)
     if data.get("set") == "graph":
         for flag, given in (("--sample", args.sample), ("--data", args.data),
                             ("--download", getattr(args, "download", False))):
@@ -299,7 +322,7 @@ def cmd_train(args) -> int:
         # statistics from the training part only: validation and test must not leak into
         # them; a resumed run keeps the ones it started with
         if "normalizer" in saved_data:
-            norm = Normalizer.from_dict(saved_data["normalizer"])
+            norm = _saved_normalizer(saved_data["normalizer"], args.resume)
         else:
             norm = Normalizer.fit(train_raw.x, scale=1 / 255)
         dtype = graph.dtype
@@ -368,7 +391,10 @@ def cmd_evaluate(args) -> int:
     graph = _load_graph_arg(args.file)
     meta = load_weights(graph, args.checkpoint)
     trainer = Trainer(graph, seed=int(meta.get("seed", 0)))
-    info = meta.get("data", {})
+    info = meta.get("data") or {}
+    if not isinstance(info, dict):
+        raise FileFormatError(args.checkpoint, "meta.json.data", "must be a JSON object")
+    _check_data_set(info, args.checkpoint)
     if info.get("set") == "graph":
         data = _graph_values(graph, find_role(graph, "features"), find_role(graph, "target"))
         desc = "values stored in the graph"
@@ -382,7 +408,7 @@ def cmd_evaluate(args) -> int:
         if info.get("source") == "sample" and not args.data:
             args.sample = True
         images, desc = _image_data(args)
-        norm = Normalizer.from_dict(info["normalizer"]) if "normalizer" in info \
+        norm = _saved_normalizer(info["normalizer"], args.checkpoint) if "normalizer" in info \
             else Normalizer.fit(images.train_x, scale=1 / 255)
         data = ArrayDataset(norm.apply(images.test_x, graph.dtype), images.test_y, "test")
     ev = trainer.evaluate(data, batch_size=args.batch_size)

@@ -154,3 +154,23 @@ def test_non_finite_or_out_of_range_numbers_are_refused(extra, expect):
               "100", "--quiet", *extra)
     assert out.returncode == 2 and expect in out.stderr, (out.stdout, out.stderr)
     assert "Traceback" not in out.stderr and out.stdout == ""
+
+
+@pytest.mark.parametrize("data, where", [
+    ({"set": "mnist", "source": "sample", "normalizer": {"mean": "x"}},
+     "meta.json.data.normalizer"),
+    ({"set": 5}, "meta.json.data.set"),
+    ([1, 2], "meta.json.data"),
+])
+def test_evaluate_with_malformed_data_settings_is_a_clear_error(tmp_path, data, where):
+    from core.serialize import load_graph
+    from core.train import Trainer
+    from examples import example_path
+
+    ckpt = tmp_path / "c.npz"
+    tr = Trainer(load_graph(example_path("logistic_regression_mnist")))
+    tr.extra_meta = {"data": data}
+    tr.save_checkpoint(ckpt)
+    out = run("evaluate", "logistic_regression_mnist", "--checkpoint", str(ckpt))
+    assert out.returncode == 2 and f"{ckpt}: {where}" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
