@@ -208,14 +208,16 @@ def _check_arrays(g: Graph, r: _Reader):
     index = {nid: i for i, nid in enumerate(g.nodes)}
     for node in g.nodes.values():
         specs = report.weights.get(node.id)
-        if not node.weights or specs is None:
+        if specs is None:
             continue  # shapes not known yet (inputs missing): checked when the graph runs
-        for wname, arr in node.weights.items():
-            want = tuple(specs[wname].shape)
-            if arr.shape != want:
-                r.fail(f"nodes[{index[node.id]}].weights.{wname}",
-                       f"has shape {arr.shape}; node '{node.name}' ({node.op_id}) needs {want} "
-                       "for its inputs")
+        like = type(node.op).state_like
+        arrays = [("weights", k, v, specs[k].shape) for k, v in node.weights.items()]
+        arrays += [("state", k, v, specs[like[k]].shape) for k, v in node.state.items()]
+        for key, name, arr, want in arrays:
+            if arr.shape != tuple(want):
+                r.fail(f"nodes[{index[node.id]}].{key}.{name}",
+                       f"has shape {arr.shape}; node '{node.name}' ({node.op_id}) needs "
+                       f"{tuple(want)} for its inputs")
 
 
 def graph_from_dict(data, path=None) -> Graph:
@@ -284,6 +286,8 @@ def graph_from_dict(data, path=None) -> Graph:
             for wname, wval in arrays.items():
                 if key == "weights" and wname not in REGISTRY[op_id].weights:
                     r.fail(f"{where}.weights.{wname}", f"op '{op_id}' has no weight '{wname}'")
+                if key == "state" and wname not in REGISTRY[op_id].state_like:
+                    r.fail(f"{where}.state.{wname}", f"op '{op_id}' keeps no state '{wname}'")
                 store[wname] = r.array(wval, f"{where}.{key}.{wname}", dtype)
         g.add_node(node)
     edges = r.get(data, "edges", list, "")

@@ -235,3 +235,21 @@ def test_node_names_must_not_be_empty_or_another_nodes_id():
         loads(mutate(["nodes", 2, "name"], " "))
     with pytest.raises(FileFormatError, match=r"nodes\[2\].name: 'n1' is the id of another"):
         loads(mutate(["nodes", 2, "name"], "n1"))
+
+
+def test_batch_norm_state_is_checked_like_weights():
+    from core.graph import Graph
+
+    g = Graph()
+    x = g.add("input", value=np.ones((4, 3)), name="x", shape=[None, 3])
+    bn = g.add("batch_norm", x, name="bn")
+    g.initialize(0)
+    bn.state.update(running_mean=np.zeros(3), running_var=np.ones(3))
+    data = graph_to_dict(g)
+    assert loads(json.dumps(data)).node("bn").state["running_var"].shape == (3,)
+    data["nodes"][1]["state"]["running_mean"] = [0.0, 0.0]
+    with pytest.raises(FileFormatError, match=r"nodes\[1\].state.running_mean: has shape \(2,\)"):
+        loads(json.dumps(data))
+    data["nodes"][1]["state"] = {"speed": [1.0]}
+    with pytest.raises(FileFormatError, match="keeps no state 'speed'"):
+        loads(json.dumps(data))
