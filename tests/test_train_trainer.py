@@ -351,13 +351,13 @@ def test_checkpoint_with_an_unknown_weight_name_or_bad_state_is_refused(tmp_path
     bad = dict(arrays)
     bad[w_key.rsplit("/", 1)[0] + "/gamma"] = np.ones(3, np.float32)
     _rewrite(ckpt, bad)
-    with pytest.raises(FileFormatError, match="has no weight 'gamma'"):
+    with pytest.raises(FileFormatError, match="has no weight .gamma."):
         load_weights(blob_graph(), ckpt)
     bad = dict(arrays)
     bad[w_key.replace("weights/", "state/").rsplit("/", 1)[0] + "/running_mean"] = np.zeros(3)
     _rewrite(ckpt, bad)
-    # a dense layer's weights are (2, 8) and (8,): a (3,) buffer fits neither
-    with pytest.raises(FileFormatError, match="state 'running_mean'"):
+    # a dense layer keeps no state at all
+    with pytest.raises(FileFormatError, match="keeps no state .running_mean."):
         load_weights(blob_graph(), ckpt)
 
 

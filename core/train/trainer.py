@@ -774,18 +774,16 @@ def check_graph_arrays(graph: Graph, arrays: dict, meta: dict, path=None) -> dic
                                                  f"'{node.name}': {why}")
             want = tuple(spec.shape)
         else:
-            live = node.state.get(name)
-            if live is not None:
-                want = tuple(np.shape(live))
-            else:
-                # ops declare no state shapes; the only state kept (batch norm's running
-                # statistics) is per feature, shaped like the node's weights
-                specs = report.weights.get(nid) or {}
-                shapes = {tuple(s.shape) for s in specs.values()}
-                if not shapes:
-                    raise FileFormatError(path, key, f"'{node.name}' ({node.op_id}) keeps no "
-                                                     f"state '{name}'")
-                want = tuple(v.shape) if tuple(v.shape) in shapes else sorted(shapes)[0]
+            like = type(node.op).state_like.get(name)
+            if like is None:
+                raise FileFormatError(path, key, f"'{node.name}' ({node.op_id}) keeps no "
+                                                 f"state '{name}'")
+            spec = (report.weights.get(nid) or {}).get(like)
+            if spec is None:
+                why = report.errors.get(nid, "its input shapes are unknown")
+                raise FileFormatError(path, key, f"cannot check state '{name}' of "
+                                                 f"'{node.name}': {why}")
+            want = tuple(spec.shape)
         if tuple(v.shape) != want:
             what = {"value": "value", "weights": f"weight '{name}'", "state": f"state '{name}'"}
             raise FileFormatError(path, key, f"{what[kind]} of '{node.name}' has shape {want} "
