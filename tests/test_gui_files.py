@@ -166,9 +166,12 @@ def test_a_long_session_of_repaints_does_not_abort(make_window):
     """tens of thousands of Qt calls (a long session) do not exhaust None's reference count"""
     win = make_window()
     win.set_graph(lenet5())
+    before = sys.getrefcount(None)
     for _ in range(60):
         win.view.viewport().repaint()
-    assert sys.getrefcount(None) > 100_000
+    # a PySide6 build that forgets to reference None (6.12.0 on CPython 3.11) loses
+    # thousands of references here and aborts soon after; a sound one keeps them
+    assert sys.getrefcount(None) >= before - 100
 
 
 def test_render_command_writes_a_picture(tmp_path):
