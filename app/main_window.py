@@ -255,6 +255,12 @@ class MainWindow(QMainWindow):
                          "Ctrl+Alt+H"),
             self._action("Distribute &Vertically", lambda: self.distribute("y"), "Ctrl+Alt+V"),
         ]
+        self.act_train = self._action("&Train", self.train_panel.request_start, "Ctrl+T",
+                                      tip="Train the graph with the settings in the Training "
+                                          "panel")
+        self.act_stop_training = self._action("&Stop Training", lambda: self.stop_training(),
+                                              "Ctrl+Shift+T")
+        self.act_stop_training.setEnabled(False)
         self.act_about = self._action("&About Backprop Studio", self.about)
         self.act_shortcuts = self._action("&Keyboard Shortcuts", self.show_shortcuts,
                                           K.HelpContents)
@@ -292,6 +298,10 @@ class MainWindow(QMainWindow):
         m.addActions(self.align_actions)
         m.addSeparator()
         m.addActions(self.distribute_actions)
+        m = mb.addMenu("&Train")
+        m.addActions([self.act_train, self.act_stop_training])
+        m.addSeparator()
+        m.addAction(self.train_dock.toggleViewAction())
         m = mb.addMenu("&Help")
         m.addActions([self.act_shortcuts, self.act_about])
 
@@ -305,6 +315,8 @@ class MainWindow(QMainWindow):
         tb.addActions([self.act_undo, self.act_redo])
         tb.addSeparator()
         tb.addActions([self.act_fit, self.act_layout, self.act_examples])
+        tb.addSeparator()
+        tb.addAction(self.act_train)
 
     def _make_status_bar(self):
         sb = self.statusBar()
@@ -402,7 +414,8 @@ class MainWindow(QMainWindow):
         for name, act in (("new", self.act_new), ("open", self.act_open),
                           ("save", self.act_save), ("undo", self.act_undo),
                           ("redo", self.act_redo), ("fit", self.act_fit),
-                          ("layout", self.act_layout), ("examples", self.act_examples)):
+                          ("layout", self.act_layout), ("examples", self.act_examples),
+                          ("train", self.act_train)):
             act.setIcon(action_icon(name, ink))
         app = QApplication.instance()
         if app is not None:
@@ -891,6 +904,7 @@ class MainWindow(QMainWindow):
         worker.done.connect(self._on_train_done)
         worker.failed.connect(self._on_train_failed)
         self._worker = worker
+        self._sync_train_actions()
         self.train_panel.begin_run()
         self.train_panel.set_status("Preparing…")
         worker.start()
@@ -913,6 +927,7 @@ class MainWindow(QMainWindow):
         if wait:
             worker.wait()
             self._worker = None
+            self._sync_train_actions()
 
     def _on_train_batches(self, points, progress):
         self.train_panel.plots.add_batches(points)
@@ -927,7 +942,13 @@ class MainWindow(QMainWindow):
         worker, self._worker = self._worker, None
         if worker is not None:
             worker.wait()
+        self._sync_train_actions()
         return worker
+
+    def _sync_train_actions(self):
+        running = self._worker is not None
+        self.act_train.setEnabled(not running)
+        self.act_stop_training.setEnabled(running)
 
     def _on_train_done(self, outcome):
         worker = self._finish_worker()

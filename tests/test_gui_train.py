@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import SHARED_MNIST
 from gui_helpers import dialogs, make_window  # noqa: F401
 from PySide6.QtCore import QTimer
 
@@ -170,3 +171,49 @@ def test_a_nan_stops_training_names_the_node_and_selects_it(make_window, qtbot):
     assert win.selected_node_ids() == [win.graph.node("scores").id]
     assert panel.start_button.isEnabled()
     assert win.undo_stack.count() == 0  # the blown-up weights were not put in the graph
+
+
+def _pick_folder(monkeypatch, panel, folder):
+    from PySide6.QtWidgets import QFileDialog
+
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory",
+                        staticmethod(lambda *a, **k: str(folder)))
+    i = panel.source.findData("folder")
+    panel.source.setCurrentIndex(i)
+    panel.source.activated.emit(i)
+
+
+@pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="no MNIST files in ../shared")
+def test_a_folder_of_idx_files_chosen_in_the_dialog_is_trained_on(window, qtbot, monkeypatch):
+    """choosing the MNIST folder trains on it and reports accuracy on its 10,000 test digits"""
+    win = window("logistic_regression_mnist", epochs=1, limit=1000)
+    panel = win.train_panel
+    _pick_folder(monkeypatch, panel, SHARED_MNIST)
+    assert panel.current_source() == "folder" and panel.folder == str(SHARED_MNIST)
+    panel.start_button.click()
+    _finish(win, qtbot)
+    assert "test set (10,000 images)" in panel.accuracy_caption.text()
+    assert panel.confusion.matrix.sum() == 10_000
+
+
+def test_a_folder_without_the_idx_files_is_reported(window, qtbot, monkeypatch, tmp_path):
+    """a folder without MNIST files gives a message naming it, and Start works again"""
+    empty = tmp_path / "nothing here"
+    empty.mkdir()
+    win = window("logistic_regression_mnist")
+    panel = win.train_panel
+    _pick_folder(monkeypatch, panel, empty)
+    panel.start_button.click()
+    _finish(win, qtbot)
+    assert "nothing here" in panel.status_label.text()
+    assert panel.start_button.isEnabled() and win.undo_stack.count() == 0
+
+
+def test_closing_the_window_stops_a_run(window, qtbot):
+    """closing the window while LeNet-5 trains stops the worker thread cleanly"""
+    win = window("lenet5", epochs=20)
+    win.train_panel.start_button.click()
+    worker = win._worker
+    qtbot.waitUntil(lambda: win.train_panel.plots.batch_count() > 0, timeout=RUN_TIMEOUT_MS)
+    assert win.close()
+    assert worker.isFinished() and not win.is_training()

@@ -216,7 +216,7 @@ class TrainPanel(QWidget):
 
     def _show_folder(self):
         src = self.current_source()
-        text = {"sample": "5,000 training · 1,000 test digits",
+        text = {"sample": "5,000 train · 1,000 test digits",
                 "folder": self.folder or "no folder chosen",
                 "graph": "the samples in the graph's inputs"}[src]
         metrics = self.folder_label.fontMetrics()
@@ -247,6 +247,11 @@ class TrainPanel(QWidget):
                              schedule=self.schedule.currentText(), seed=self.seed.value(),
                              limit=self.limit.value() or None,
                              reset_weights=self.reset.isChecked())
+
+    def request_start(self):
+        """Start with the settings shown (what the Start button does)."""
+        if self.start_button.isEnabled():
+            self._on_start()
 
     def _on_start(self):
         try:
