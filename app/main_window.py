@@ -172,7 +172,6 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(self.history_dock, self.overview_dock)
         self.history_dock.raise_()
         self.train_dock = dock("Training", self.train_panel, Qt.BottomDockWidgetArea, "training")
-        self.resizeDocks([self.train_dock], [300], Qt.Vertical)
         self.resizeDocks([self.palette_dock], [240], Qt.Horizontal)
         self.resizeDocks([self.inspector_dock], [320], Qt.Horizontal)
         self.resizeDocks([self.inspector_dock, self.history_dock], [640, 170], Qt.Vertical)
@@ -366,6 +365,11 @@ class MainWindow(QMainWindow):
         state = self.settings.value("window_state")
         if isinstance(state, QByteArray) and not state.isEmpty():
             self.restoreState(state)
+        else:
+            # first start: room for the training plots and controls (docks can only be
+            # sized once the window is laid out)
+            QTimer.singleShot(0, lambda: self.resizeDocks([self.train_dock], [350],
+                                                          Qt.Vertical))
 
     def _save_settings(self):
         self.settings.setValue("geometry", self.saveGeometry())
@@ -979,11 +983,7 @@ class MainWindow(QMainWindow):
 
     def _on_train_failed(self, message: str, node_name: str):
         worker = self._finish_worker()
-        panel = self.train_panel
-        panel.plots.flush()
-        panel.set_running(False)
-        panel.progress.setFormat("failed")
-        panel.show_error(message)
+        self.train_panel.show_failure(message)
         self.statusBar().showMessage("Training stopped: " + message, 10000)
         if node_name and worker is not None and worker.source_graph is self.graph:
             try:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from PySide6.QtCore import QThread, Signal
 
-from core.errors import NonFiniteError, StudioError
+from core.errors import DataError, NonFiniteError, StudioError
 from core.graph import Graph
 from core.serialize import graph_from_dict, graph_to_dict
 
@@ -71,7 +71,7 @@ class TrainOutcome:
     seconds: float
     arrays: dict  # (node id, kind, name) -> array; kind is value | weight | state
     evaluation: object  # core.train.metrics.Evaluation or None
-    evaluated_on: str  # "test set (1,000 images)" ...
+    evaluated_on: str  # "test set (1,000 images)" or "stored data (4 samples)"
     data_description: str
 
 
@@ -118,6 +118,26 @@ def training_problem(graph: Graph) -> str | None:
     return None
 
 
+def check_folder(folder):
+    """Raise a :class:`DataError` worded for the window when ``folder`` lacks MNIST files.
+
+    (The loader would otherwise go on to the cache, and its message speaks of
+    command-line options.)
+    """
+    from pathlib import Path  # noqa: PLC0415
+
+    from core.data.mnist import FILE_NAMES, PARTS, find_files  # noqa: PLC0415
+
+    path = Path(folder)
+    if not path.is_dir():
+        raise DataError(f"{folder}: no such folder")
+    found = find_files(path)
+    missing = [FILE_NAMES[p] for p in PARTS if p not in found]
+    if missing:
+        raise DataError(f"{folder}: missing {', '.join(missing)} (.gz or unpacked); the "
+                        "folder needs the four MNIST IDX files")
+
+
 class TrainingWorker(QThread):
     """Trains a copy of a graph on its own thread and reports through signals.
 
@@ -149,6 +169,7 @@ class TrainingWorker(QThread):
         self._paused = False
         self._lock = threading.Lock()
         self._pending: list = []
+        self._progress: dict = {}
         self._last_emit = 0.0
         self._start_time = 0.0
 
@@ -175,14 +196,18 @@ class TrainingWorker(QThread):
         try:
             self._run()
         except NonFiniteError as exc:
+            self._flush(force=True)  # the steps before the failure belong on the plot
             self.failed.emit(f"{exc}. The weights in your graph were left as they were "
                              "before this run.", exc.node)
         except StudioError as exc:
+            self._flush(force=True)
             self.failed.emit(str(exc), "")
         except (ValueError, OSError, MemoryError) as exc:
+            self._flush(force=True)
             self.failed.emit(f"{type(exc).__name__}: {exc}", "")
         except Exception as exc:  # noqa: BLE001 - a bug must reach the user, not kill the thread
             traceback.print_exc()
+            self._flush(force=True)
             self.failed.emit(f"unexpected error: {type(exc).__name__}: {exc}", "")
 
     def _prepare_data(self):
@@ -201,6 +226,7 @@ class TrainingWorker(QThread):
         else:
             if not s.folder:
                 raise StudioError("choose a folder holding the four MNIST IDX files")
+            check_folder(s.folder)
             self.status.emit(f"Reading MNIST from {s.folder}…")
             images, desc = load_images(data_dir=s.folder)
         return image_training_data(self.graph, images, desc,
@@ -240,7 +266,7 @@ class TrainingWorker(QThread):
                     f"test set ({len(data.test):,} images)"
             else:
                 evaluation, on = self.trainer.evaluate(data.train), \
-                    f"the stored data ({len(data.train):,} samples)"
+                    f"stored data ({len(data.train):,} samples)"
         self.done.emit(TrainOutcome(result.status, result.epochs, result.iterations,
                                     time.perf_counter() - self._start_time,
                                     trained_arrays(self.graph), evaluation, on,

@@ -18,6 +18,7 @@ from widgets.theme import Theme
 
 pg.setConfigOptions(antialias=True)
 
+SYMBOL_LIMIT = 40  # epochs drawn with a marker each
 REDRAW_MS = 150  # ≤ 7 redraws a second: smooth enough for a curve that grows
 
 
@@ -40,7 +41,7 @@ class TrainingPlots(QWidget):
         self.lr_plot = self._plot("Learning rate")
         for p in (self.loss_plot, self.acc_plot, self.lr_plot):
             lay.addWidget(p, 1)
-        self.acc_plot.setYRange(0, 1, padding=0.02)
+        self.acc_plot.setYRange(0, 1, padding=0.05)
         self.acc_plot.getPlotItem().enableAutoRange(axis="y", enable=False)
         self.loss_plot.addLegend(offset=(-8, 8))
         self.acc_plot.addLegend(offset=(-8, -8))
@@ -81,6 +82,9 @@ class TrainingPlots(QWidget):
         self._bx, self._bloss, self._blr = [], [], []
         self._ex, self._eval_loss, self._etrain_acc, self._eval_acc = [], [], [], []
         self._dirty, self._lr_top = False, None
+        for curve, size in ((self.val_loss, 6), (self.train_acc, 5), (self.val_acc, 6)):
+            curve.setSymbol("o")
+            curve.setSymbolSize(size)
         for c in (self.train_loss, self.val_loss, self.train_acc, self.val_acc, self.lr_curve):
             c.setData([], [])
 
@@ -121,6 +125,10 @@ class TrainingPlots(QWidget):
         self._etrain_acc.append(train_acc)
         self._eval_acc.append(val_acc)
         x = np.asarray(self._ex)
+        if len(x) == SYMBOL_LIMIT + 1:
+            # hundreds of markers would merge into a thick bar: lines only from here on
+            for curve in (self.val_loss, self.train_acc, self.val_acc):
+                curve.setSymbol(None)
         for curve, ys in ((self.val_loss, self._eval_loss), (self.train_acc, self._etrain_acc),
                           (self.val_acc, self._eval_acc)):
             y = np.asarray(ys, dtype=float)

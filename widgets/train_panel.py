@@ -15,11 +15,13 @@ from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -97,7 +99,8 @@ class TrainPanel(QWidget):
         self.schedule.setToolTip("How the learning rate changes during training")
         self.seed = QSpinBox()
         self.seed.setRange(0, 2**31 - 1)
-        self.reset = QCheckBox("Start from fresh weights")
+        self.seed.setMaximumWidth(90)
+        self.reset = QCheckBox("re-init")
         self.reset.setToolTip("Draw new initial weights (with the seed) instead of continuing "
                               "from the weights the graph holds")
 
@@ -119,8 +122,10 @@ class TrainPanel(QWidget):
         form.addRow("Optimizer", self.optimizer)
         form.addRow("Learning rate", self.lr)
         form.addRow("Schedule", self.schedule)
-        form.addRow("Seed", self.seed)
-        form.addRow("", self.reset)
+        row = QHBoxLayout()
+        row.addWidget(self.seed, 1)
+        row.addWidget(self.reset)
+        form.addRow("Seed", row)
 
         # ------------------------------------------------------ buttons
         self.start_button = QPushButton("Start")
@@ -148,11 +153,17 @@ class TrainPanel(QWidget):
         controls.addLayout(buttons)
         controls.addWidget(self.progress)
         controls.addWidget(self.speed_label)
-        controls.addWidget(self.status_label)
         controls.addStretch(1)
-        left = QWidget()
-        left.setLayout(controls)
-        left.setFixedWidth(280)
+        inner = QWidget()
+        inner.setLayout(controls)
+        inner.setFixedWidth(280)
+        # a short dock scrolls the controls instead of squeezing the fields flat
+        left = QScrollArea()
+        left.setWidget(inner)
+        left.setWidgetResizable(True)
+        left.setFrameShape(QFrame.NoFrame)
+        left.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        left.setFixedWidth(280 + left.verticalScrollBar().sizeHint().width())
 
         # ------------------------------------------------ plots, results
         self.plots = TrainingPlots(theme)
@@ -172,14 +183,20 @@ class TrainPanel(QWidget):
 
         lay = QHBoxLayout(self)
         lay.setContentsMargins(6, 4, 6, 4)
+        middle = QVBoxLayout()
+        middle.setContentsMargins(0, 0, 0, 0)
+        middle.addWidget(self.plots, 1)
+        # under the plots, full width: errors must be readable without scrolling
+        middle.addWidget(self.status_label)
         lay.addWidget(left)
-        lay.addWidget(self.plots, 1)
+        lay.addLayout(middle, 1)
         lay.addWidget(right)
         self._progress_info = None
         self._progress_timer = QTimer(self)
         self._progress_timer.setSingleShot(True)
         self._progress_timer.setInterval(REDRAW_MS)
         self._progress_timer.timeout.connect(self._draw_progress)
+        self.setMinimumHeight(290)  # room for the plots; the controls scroll below that
         self.set_running(False)
         self._show_folder()
         self.set_theme(theme)
@@ -216,11 +233,11 @@ class TrainPanel(QWidget):
 
     def _show_folder(self):
         src = self.current_source()
-        text = {"sample": "5,000 train · 1,000 test digits",
+        text = {"sample": "5,000 + 1,000 test digits",
                 "folder": self.folder or "no folder chosen",
-                "graph": "the samples in the graph's inputs"}[src]
+                "graph": "the graph's own samples"}[src]
         metrics = self.folder_label.fontMetrics()
-        self.folder_label.setText(metrics.elidedText(text, Qt.ElideMiddle, 175))
+        self.folder_label.setText(metrics.elidedText(text, Qt.ElideMiddle, 165))
         self.folder_label.setToolTip(text)
         self.limit.setEnabled(src != "graph")
 
@@ -329,6 +346,16 @@ class TrainPanel(QWidget):
             f"{info['batches']}")
         self.speed_label.setText(f"{info['images_per_second']:,.0f} images/s · "
                                  f"ETA {_clock(info['eta'])} · loss {info['loss']:.4f}")
+
+    def show_failure(self, message: str):
+        """A run that ended with an error (the message says why)."""
+        self._progress_timer.stop()
+        self._draw_progress()
+        self.plots.flush()
+        self.set_running(False)
+        self.progress.setFormat("failed at " + self.progress.format()
+                                if self.progress.value() else "failed")
+        self.show_error(message)
 
     def show_paused(self):
         self._progress_timer.stop()
