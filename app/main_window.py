@@ -880,7 +880,8 @@ class MainWindow(QMainWindow):
             features = find_role(self.graph, "features")
         except StudioError:
             features = None
-        if features is not None and features.value is not None:
+        if features is None or features.value is not None:
+            # its own samples, or no features input at all (a textbook graph)
             panel.set_source("graph")
         elif panel.current_source() == "graph":
             panel.set_source("sample")
@@ -958,7 +959,7 @@ class MainWindow(QMainWindow):
         worker = self._finish_worker()
         panel = self.train_panel
         panel.show_result(outcome.evaluation, outcome.evaluated_on, outcome.status,
-                          outcome.seconds)
+                          outcome.seconds, outcome.final_loss)
         what = {"completed": "Training finished", "cancelled": "Training stopped",
                 "early_stopped": "Training stopped early"}.get(outcome.status, outcome.status)
         what += f" after {outcome.iterations:,} steps ({outcome.epochs} epoch"

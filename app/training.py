@@ -73,6 +73,7 @@ class TrainOutcome:
     evaluation: object  # core.train.metrics.Evaluation or None
     evaluated_on: str  # "test set (1,000 images)" or "stored data (4 samples)"
     data_description: str
+    final_loss: float | None = None  # mean training loss of the last epoch
 
 
 def training_copy(graph: Graph) -> Graph:
@@ -107,15 +108,45 @@ def training_problem(graph: Graph) -> str | None:
     if graph.loss is None or graph.loss not in graph.nodes:
         return "choose a loss node first (right-click a node ▸ Use as Loss)"
     try:
-        features = find_role(graph, "features")
+        find_role(graph, "features")
+        find_role(graph, "target")
     except StudioError as exc:
         return str(exc)
-    if features is None:
-        return ("no input has the role 'features' — the trainer feeds the data there; set an "
-                "input's role in the inspector")
     if not graph.trainable():
         return "nothing to train: the graph has no weights or trainable parameters"
     return None
+
+
+def is_full_batch(graph: Graph) -> bool:
+    """True for graphs with no features input (textbook examples): they train on the
+    values stored in their nodes, one gradient step per epoch."""
+    from core.train.trainer import find_role  # noqa: PLC0415
+
+    return find_role(graph, "features") is None
+
+
+FULL_BATCH_FEED = "__full_batch_feed__"
+
+
+def prepare_full_batch(graph: Graph):
+    """Make ``graph`` (a training copy) trainable on its own stored values.
+
+    The trainer feeds batches into a features input; a graph without one gets an
+    unconnected dummy input fed a single zero sample, so every epoch is one step
+    on the values the graph holds. A target input keeps its stored value (its
+    role becomes "value", so the trainer does not overwrite it).
+    Returns the one-sample :class:`~app.train_cli.TrainingData`.
+    """
+    from app.train_cli import TrainingData  # noqa: PLC0415
+    from core.data.datasets import ArrayDataset  # noqa: PLC0415
+
+    for node in list(graph.nodes.values()):
+        if node.op_id == "input" and node.params.get("role") == "target":
+            graph.set_params(node, role="value")
+    graph.add("input", name=FULL_BATCH_FEED, shape=(None, 1), role="features")
+    data = ArrayDataset(np.zeros((1, 1), graph.dtype), np.zeros(1))
+    return TrainingData(data, None, None, "values stored in the graph (one step per epoch)",
+                        {"data": {"set": "graph"}})
 
 
 def check_folder(folder):
@@ -165,6 +196,7 @@ class TrainingWorker(QThread):
         self.settings = settings
         self.graph = training_copy(graph)
         self.trainer = None
+        self.full_batch = False
         self._cancel = threading.Event()
         self._paused = False
         self._lock = threading.Lock()
@@ -214,6 +246,12 @@ class TrainingWorker(QThread):
         from app.train_cli import image_training_data, load_images, stored_training_data  # noqa: PLC0415
 
         s = self.settings
+        if is_full_batch(self.graph):
+            if s.source != "graph":
+                raise StudioError("the graph has no input with role 'features' to feed images "
+                                  "into; train it on the values stored in it")
+            self.full_batch = True
+            return prepare_full_batch(self.graph)
         if s.source == "graph":
             data = stored_training_data(self.graph)
             if data is None:
@@ -259,7 +297,8 @@ class TrainingWorker(QThread):
                                   on_epoch=self._on_epoch)
         self._flush(force=True)
         evaluation, on = None, ""
-        if result.status != "cancelled" and self.trainer._scores is not None:
+        if result.status != "cancelled" and self.trainer._scores is not None \
+                and not self.full_batch:
             if data.test is not None:
                 self.status.emit("Evaluating on the test set…")
                 evaluation, on = self.trainer.evaluate(data.test), \
@@ -267,10 +306,11 @@ class TrainingWorker(QThread):
             else:
                 evaluation, on = self.trainer.evaluate(data.train), \
                     f"stored data ({len(data.train):,} samples)"
+        last = self.trainer.history[-1] if self.trainer.history else {}
         self.done.emit(TrainOutcome(result.status, result.epochs, result.iterations,
                                     time.perf_counter() - self._start_time,
                                     trained_arrays(self.graph), evaluation, on,
-                                    data.description))
+                                    data.description, last.get("train_loss")))
 
     # ---------------------------------------------------------- callbacks
     def _on_batch(self, info):
@@ -288,6 +328,9 @@ class TrainingWorker(QThread):
         self._flush(force=info.batch + 1 == info.batches)
 
     def _on_epoch(self, einfo):
+        if self.full_batch:
+            # no target is fed in this mode, so the trainer's accuracy (0) means nothing
+            einfo.train_accuracy = math.nan
         self._flush(force=True)
         self.epoch_done.emit(einfo)
 

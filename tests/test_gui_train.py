@@ -138,12 +138,31 @@ def test_a_graph_with_its_own_data_trains_on_it(window, qtbot):
     assert "stored data (4 samples)" in panel.accuracy_caption.text()
 
 
-def test_a_graph_without_a_features_input_cannot_start(window):
-    """a textbook graph with no features input says why Start is disabled"""
+def test_a_graph_with_nothing_to_train_cannot_start(window):
+    """f = a·b + c has no weights: Start is disabled and the panel says why"""
     win = window("abc")
     panel = win.train_panel
     assert not panel.start_button.isEnabled()
-    assert "features" in panel.status_label.text()
+    assert "nothing to train" in panel.status_label.text()
+
+
+def test_a_textbook_graph_trains_on_the_values_stored_in_it(window, qtbot):
+    """the 2-2-2 network (no features input) takes one step per epoch and its error falls"""
+    win = window("net_222", epochs=30)
+    panel = win.train_panel
+    assert panel.current_source() == "graph" and panel.start_button.isEnabled()
+    before = win.graph.node("W1").value.copy()
+    panel.optimizer.setCurrentText("sgd")
+    panel.lr.setText("0.5")
+    panel.start_button.click()
+    _finish(win, qtbot)
+    _, loss = panel.plots.train_loss.getData()
+    assert len(loss) == 30 and loss[-1] < 0.5 * loss[0]
+    assert panel.accuracy_caption.text() == "Loss after the last epoch"
+    assert panel.plots.train_acc.getData()[0] is None or \
+        len(panel.plots.train_acc.getData()[0]) == 0  # no target fed: no accuracy to show
+    assert not np.array_equal(win.graph.node("W1").value, before)
+    assert "__" not in "".join(n.name for n in win.graph.nodes.values())  # no helper node
 
 
 def _exploding_graph() -> Graph:

@@ -362,7 +362,8 @@ class TrainPanel(QWidget):
         self._draw_progress()
         self.progress.setFormat("paused — " + self.progress.format())
 
-    def show_result(self, evaluation, evaluated_on: str, status: str, seconds: float):
+    def show_result(self, evaluation, evaluated_on: str, status: str, seconds: float,
+                    final_loss=None):
         """The end of a run: accuracy, confusion matrix and a line on what happened."""
         self._progress_timer.stop()
         self._draw_progress()
@@ -378,6 +379,9 @@ class TrainPanel(QWidget):
             self.accuracy_label.setToolTip(f"loss {evaluation.loss:.4f}, "
                                            f"macro F1 {evaluation.macro_f1:.4f}")
             self.confusion.set_matrix(evaluation.confusion)
+        elif final_loss is not None:
+            self.accuracy_caption.setText("Loss after the last epoch")
+            self.accuracy_label.setText(f"{final_loss:.4g}")
 
     # ---------------------------------------------------------- theme
     def set_theme(self, theme: Theme):
