@@ -236,3 +236,18 @@ def test_closing_the_window_stops_a_run(window, qtbot):
     qtbot.waitUntil(lambda: win.train_panel.plots.batch_count() > 0, timeout=RUN_TIMEOUT_MS)
     assert win.close()
     assert worker.isFinished() and not win.is_training()
+
+
+def test_the_graph_stays_editable_while_it_trains(window, qtbot):
+    """renaming a node during a run works; the trained weights still land, after the rename"""
+    win = window("logistic_regression_mnist", epochs=3)
+    panel = win.train_panel
+    panel.start_button.click()
+    qtbot.waitUntil(lambda: panel.plots.batch_count() > 0, timeout=RUN_TIMEOUT_MS)
+    assert win.is_training()
+    win.rename_node(win.graph.node("linear").id, "classifier")
+    _finish(win, qtbot)
+    stack = win.undo_stack
+    assert stack.count() == 2
+    assert stack.text(0).startswith("Rename") and stack.text(1).startswith("Train")
+    assert set(win.graph.node("classifier").weights) == {"W", "b"}
