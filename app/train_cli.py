@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import DataError, GraphError
+from core.errors import DataError, FileFormatError, GraphError
 
 DEFAULT_LR = {"sgd": 0.1, "momentum": 0.01, "nesterov": 0.01, "rmsprop": 0.001,
               "adam": 0.001, "adagrad": 0.01, "adadelta": 1.0}
@@ -132,6 +132,42 @@ def load_images(sample=False, data_dir=None, dataset="mnist", download=False, pr
     return data, f"{title} ({data.source})"
 
 
+def _check_data_set(info: dict, path):
+    if info.get("set") not in (None, "graph", "mnist", "fashion-mnist"):
+        raise FileFormatError(path, "meta.json.data.set", f"unknown data set {info['set']!r}; "
+                                                          "expected mnist, fashion-mnist or graph")
+
+
+def _saved_normalizer(d, path):
+    """The data normalizer stored in a checkpoint's metadata; a clear error if malformed."""
+    from core.data.datasets import Normalizer  # noqa: PLC0415
+
+    try:
+        if not isinstance(d, dict):
+            raise TypeError("not a JSON object")
+        norm = Normalizer.from_dict(d)
+        if not all(math.isfinite(v) for v in (norm.mean, norm.std, norm.scale)):
+            raise ValueError("not finite")
+        return norm
+    except (KeyError, TypeError, ValueError, DataError) as exc:
+        raise FileFormatError(path, "meta.json.data.normalizer",
+                              f"needs finite numbers mean, std and scale ({exc})") from None
+
+
+def _check_writable(out) -> None:
+    """Refuse a checkpoint path that cannot be written, before any training is done."""
+    path = Path(out)
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise DataError(f"--out {out}: is a folder; give a file name such as {path / 'run.npz'}")
+    if not folder.is_dir():
+        raise DataError(f"--out {out}: the folder {folder} does not exist; create it or "
+                        "choose another path")
+    if not os.access(folder, os.W_OK):
+        raise DataError(f"--out {out}: the folder {folder} is not writable; choose another "
+                        "path")
+
+
 def _graph_values(graph, trainer_features, trainer_target):
     """The data stored in the features/target input nodes, or ``None``."""
     from core.data.datasets import ArrayDataset  # noqa: PLC0415
@@ -172,11 +208,11 @@ def stored_training_data(graph):
 
 
 def image_training_data(graph, images, description, *, dataset="mnist", source="files",
-                        limit=None, val_split=0.1, seed=0) -> TrainingData:
+                        limit=None, val_split=0.1, seed=0, normalizer=None) -> TrainingData:
     """Split ``images`` (MnistData) into train/validation/test, normalized for ``graph``.
 
     The normalizer is fitted on the training part only, so validation and test
-    figures do not leak into it.
+    figures do not leak into it; a resumed run passes the one it started with.
     """
     from core.data.datasets import ArrayDataset, Normalizer, train_val_split  # noqa: PLC0415
 
@@ -184,14 +220,18 @@ def image_training_data(graph, images, description, *, dataset="mnist", source="
     if limit:
         full = full.subset(np.arange(min(limit, len(full))))
     train_raw, val_raw = train_val_split(full, val_split, seed)
-    norm = Normalizer.fit(train_raw.x, scale=1 / 255)
+    if len(train_raw) == 0:
+        raise DataError(f"a validation split of {val_split:g} of {len(full):,} images leaves "
+                        "none for training; use more images (--limit) or a smaller split "
+                        "(--val-split)")
+    norm = normalizer if normalizer is not None else Normalizer.fit(train_raw.x, scale=1 / 255)
     dtype = graph.dtype
     train = ArrayDataset(norm.apply(train_raw.x, dtype), train_raw.y, "train")
     val = None if val_raw is None else ArrayDataset(norm.apply(val_raw.x, dtype), val_raw.y,
                                                     "validation")
     test = ArrayDataset(norm.apply(images.test_x, dtype), images.test_y, "test")
     extra = {"data": {"set": dataset, "source": source, "normalizer": norm.to_dict(),
-                      "val_split": val_split}}
+                      "val_split": val_split, "limit": limit}}
     return TrainingData(train, val, test, description, extra)
 
 
@@ -214,10 +254,92 @@ def make_training_optimizer(name: str, lr=None, momentum: float = 0.9,
 
 
 # --------------------------------------------------------------- train
+# Defaults of the options a resumed run takes from its checkpoint; they are ``None`` in
+# the parser so that a value given on the command line can be told from the default.
+TRAIN_DEFAULTS = {"batch_size": 64, "seed": 0, "val_split": 0.1, "optimizer": "momentum",
+                  "momentum": 0.9, "weight_decay": 0.0, "schedule": "constant", "warmup": 0.0,
+                  "dataset": "mnist"}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _resume_settings(args, meta: dict) -> dict:
+    """Take seed, batch size and data settings from a checkpoint's metadata into ``args``.
+
+    A value given on the command line that differs from the checkpoint's is an
+    error: a different seed or validation split would move validation images
+    into training, and the optimizer and schedule always continue as saved.
+    Returns the checkpoint's ``data`` entry.
+    """
+    path = args.resume
+
+    def refuse(flag, given, saved):
+        raise DataError(f"{flag} {given} differs from the checkpoint {path}, which was "
+                        f"trained with {saved}; leave {flag} out to continue that run, or "
+                        "start a new run without --resume")
+
+    def take(name, saved):
+        given = getattr(args, name)
+        if given is not None and given != saved:
+            refuse(_flag(name), given, saved)
+        setattr(args, name, saved)
+
+    take("seed", meta.get("seed", args.seed if args.seed is not None else 0))
+    take("batch_size", meta.get("batch_size", args.batch_size or TRAIN_DEFAULTS["batch_size"]))
+    data = meta.get("data") or {}
+    if not isinstance(data, dict):
+        raise FileFormatError(path, "meta.json.data", "must be a JSON object")
+    _check_data_set(data, path)
+    if data.get("set") == "graph":
+        for flag, given in (("--sample", args.sample), ("--data", args.data),
+                            ("--download", getattr(args, "download", False))):
+            if given:
+                refuse(flag, "" if given is True else given,
+                       "the values stored in the graph's input nodes")
+    elif data.get("set") is not None:
+        take("dataset", data["set"])
+        if data.get("source") == "sample":
+            if args.data:
+                refuse("--data", args.data, "the embedded sample (--sample)")
+            args.sample = True
+        elif data.get("source") == "files" and args.sample:
+            refuse("--sample", "", "the data set files (--data DIR)")
+        if "val_split" in data:
+            take("val_split", data["val_split"])
+        if "limit" in data:
+            take("limit", data["limit"])
+    opt = meta.get("optimizer") or {}
+    sched = (meta.get("schedule") or {}).get("config") or {}
+    if args.optimizer is not None and args.optimizer != opt.get("name"):
+        refuse("--optimizer", args.optimizer, f"optimizer {opt.get('name')}")
+    checks = (("lr", sched.get("lr")), ("weight_decay", opt.get("weight_decay")),
+              ("clip_norm", opt.get("clip_norm")), ("momentum", opt.get("momentum")))
+    for name, saved in checks:
+        given = getattr(args, name)
+        if given is not None and (saved is None or float(given) != float(saved)):
+            refuse(_flag(name), given, f"{name.replace('_', ' ')} {saved}")
+    warm = float(sched.get("warmup_epochs", 0.0)) if sched.get("name") == "warmup" else 0.0
+    if args.warmup is not None and float(args.warmup) != warm:
+        refuse("--warmup", args.warmup, f"{warm:g} warm-up epochs")
+    inner = sched.get("after", {}) if sched.get("name") == "warmup" else sched
+    if args.schedule is not None:
+        from core.train import parse_schedule  # noqa: PLC0415
+
+        try:
+            given = parse_schedule(args.schedule, inner.get("lr", 0.0), args.epochs).config()
+        except ValueError as exc:
+            raise DataError(f"--schedule {args.schedule}: {exc}") from None
+        if given != inner:
+            refuse("--schedule", args.schedule, f"schedule {inner}")
+    return data
+
+
 def cmd_train(args) -> int:
     from core.data.datasets import Augment, Normalizer  # noqa: PLC0415
     from core.train import EarlyStopping, Trainer, parse_schedule  # noqa: PLC0415
-    from core.train.trainer import find_role  # noqa: PLC0415
+    from core.train.trainer import find_role, read_checkpoint  # noqa: PLC0415
 
     graph = _load_graph_arg(args.file)
     if graph.loss is None:
@@ -227,6 +349,23 @@ def cmd_train(args) -> int:
     if features is None:
         raise GraphError(f"{args.file}: no input node has role 'features'; the trainer "
                          "feeds data there")
+    if args.out:
+        _check_writable(args.out)
+    saved_data = {}
+    if args.resume:
+        meta, _ = read_checkpoint(args.resume)
+        saved_data = _resume_settings(args, meta)
+    for name, default in TRAIN_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
+    if args.batch_size < 1:
+        raise DataError("--batch-size must be at least 1")
+    for flag in ("lr", "momentum", "weight_decay", "clip_norm", "warmup", "val_split"):
+        v = getattr(args, flag)
+        if v is not None and not math.isfinite(v):  # NaN slips through every range test
+            raise DataError(f"{_flag(flag)} {v}: must be a finite number")
+    if args.warmup < 0:
+        raise DataError(f"--warmup {args.warmup:g}: the number of warm-up epochs must be ≥ 0")
     try:
         optimizer, lr = make_training_optimizer(args.optimizer, args.lr, args.momentum,
                                                 args.weight_decay, args.clip_norm)
@@ -240,10 +379,13 @@ def cmd_train(args) -> int:
         prepared = stored_training_data(graph)
     if prepared is None:
         images, desc = _image_data(args)
+        # a resumed run keeps the normalization it started with
+        norm = (_saved_normalizer(saved_data["normalizer"], args.resume)
+                if "normalizer" in saved_data else None)
         prepared = image_training_data(graph, images, desc, dataset=args.dataset,
                                        source="sample" if args.sample else "files",
                                        limit=args.limit, val_split=args.val_split,
-                                       seed=args.seed)
+                                       seed=args.seed, normalizer=norm)
     train, val, test = prepared.train, prepared.val, prepared.test
     data_desc, extra = prepared.description, prepared.extra
     augment = None
@@ -258,20 +400,22 @@ def cmd_train(args) -> int:
     if args.resume:
         meta = trainer.load_checkpoint(args.resume)
         print(f"resumed from {args.resume} after epoch {meta['epoch']}", file=sys.stderr)
+    optimizer, schedule = trainer.optimizer, trainer.schedule
     bar = ProgressBar(sys.stderr, args.epochs, enabled=not args.quiet)
     if not args.quiet:
         print(f"training {graph.name or args.file} on {data_desc}: {len(train):,} samples"
               + (f", {len(val):,} for validation" if val is not None else "")
-              + f"; {optimizer.name} lr {lr:g}, schedule {schedule.describe()}, "
-                f"batch {args.batch_size}, seed {args.seed}", file=sys.stderr)
-    stopper = EarlyStopping(patience=args.early_stop) if args.early_stop else None
+              + f"; {optimizer.name} lr {schedule.base_lr:g}, schedule {schedule.describe()}, "
+                f"batch {trainer.batch_size}, seed {trainer.seed}", file=sys.stderr)
+    stopper = EarlyStopping(patience=args.early_stop) if args.early_stop is not None else None
     result = trainer.fit(train, val, args.epochs, on_batch=bar.batch, on_epoch=bar.epoch,
                          early_stopping=stopper, checkpoint=args.out)
     last = trainer.history[-1] if trainer.history else {}
     metrics = {
         "status": result.status, "graph": graph.name or str(args.file), "data": data_desc,
-        "epochs": result.epochs, "iterations": result.iterations, "seed": args.seed,
-        "optimizer": optimizer.name, "lr": lr, "batch_size": args.batch_size,
+        "epochs": result.epochs, "iterations": result.iterations, "seed": trainer.seed,
+        "optimizer": optimizer.name, "lr": schedule.base_lr, "schedule": schedule.describe(),
+        "batch_size": trainer.batch_size,
         "train_loss": _round(last.get("train_loss")),
         "train_accuracy": _round(last.get("train_accuracy")),
         "val_loss": _round(last.get("val_loss")),
@@ -289,7 +433,7 @@ def cmd_train(args) -> int:
                   "images", file=sys.stderr)
     if args.out:
         metrics["checkpoint"] = str(args.out)
-    print(json.dumps(metrics))
+    print(json.dumps(metrics, allow_nan=False))
     return 0
 
 
@@ -302,17 +446,24 @@ def cmd_evaluate(args) -> int:
     graph = _load_graph_arg(args.file)
     meta = load_weights(graph, args.checkpoint)
     trainer = Trainer(graph, seed=int(meta.get("seed", 0)))
-    info = meta.get("data", {})
+    info = meta.get("data") or {}
+    if not isinstance(info, dict):
+        raise FileFormatError(args.checkpoint, "meta.json.data", "must be a JSON object")
+    _check_data_set(info, args.checkpoint)
     if info.get("set") == "graph":
         data = _graph_values(graph, find_role(graph, "features"), find_role(graph, "target"))
         desc = "values stored in the graph"
+        if data is None:
+            raise DataError(f"{args.checkpoint} was trained on the values stored in a graph's "
+                            f"input nodes, but the input nodes of {args.file} hold no values; "
+                            "evaluate it with the graph file it was trained on")
     else:
         if not args.dataset:
             args.dataset = info.get("set", "mnist")
         if info.get("source") == "sample" and not args.data:
             args.sample = True
         images, desc = _image_data(args)
-        norm = Normalizer.from_dict(info["normalizer"]) if "normalizer" in info \
+        norm = _saved_normalizer(info["normalizer"], args.checkpoint) if "normalizer" in info \
             else Normalizer.fit(images.train_x, scale=1 / 255)
         data = ArrayDataset(norm.apply(images.test_x, graph.dtype), images.test_y, "test")
     ev = trainer.evaluate(data, batch_size=args.batch_size)
@@ -324,7 +475,7 @@ def cmd_evaluate(args) -> int:
         print(f"{k:>5} " + " ".join(f"{int(v):5d}" for v in row))
     out = {"checkpoint": str(args.checkpoint), "epoch": meta.get("epoch"), "samples": len(data),
            **ev.to_dict()}
-    print(json.dumps(out))
+    print(json.dumps(out, allow_nan=False))
     return 0
 
 
@@ -351,27 +502,29 @@ def add_parsers(subparsers):
     t.add_argument("file")
     _data_options(t, "use the embedded 5,000/1,000-digit MNIST sample (offline)")
     t.add_argument("--epochs", type=int, default=5)
-    t.add_argument("--batch-size", type=int, default=64)
-    t.add_argument("--optimizer", choices=OPTIMIZERS, default="momentum")
+    t.add_argument("--batch-size", type=int, help="default 64")
+    t.add_argument("--optimizer", choices=OPTIMIZERS, help="default momentum")
     t.add_argument("--lr", type=float, help="learning rate (default depends on the optimizer)")
-    t.add_argument("--momentum", type=float, default=0.9)
-    t.add_argument("--weight-decay", type=float, default=0.0, help="L2 coefficient")
+    t.add_argument("--momentum", type=float, help="default 0.9")
+    t.add_argument("--weight-decay", type=float, help="L2 coefficient (default 0)")
     t.add_argument("--clip-norm", type=float, help="clip gradients to this global norm")
-    t.add_argument("--schedule", default="constant",
+    t.add_argument("--schedule",
                    help="constant | step:step_size=3,gamma=0.5 | exponential:gamma=0.95 | "
                         "inverse_time:decay=0.1 | inverse_sqrt | cosine | "
-                        "plateau:factor=0.5,patience=2")
-    t.add_argument("--warmup", type=float, default=0.0, help="linear warm-up epochs")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--val-split", type=float, default=0.1,
-                   help="fraction of the training set held out for validation")
+                        "plateau:factor=0.5,patience=2 (default constant)")
+    t.add_argument("--warmup", type=float, help="linear warm-up epochs (default 0)")
+    t.add_argument("--seed", type=int, help="default 0")
+    t.add_argument("--val-split", type=float,
+                   help="fraction of the training set held out for validation (default 0.1)")
     t.add_argument("--augment", action="store_true", help="random shifts (±2 px) and "
                                                            "rotations (±10°)")
     t.add_argument("--early-stop", type=int, metavar="PATIENCE",
                    help="stop when validation loss has not improved for PATIENCE epochs")
     t.add_argument("--limit", type=int, help="use only the first N training images")
     t.add_argument("--out", metavar="CKPT", help="checkpoint saved after every epoch (.npz)")
-    t.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint")
+    t.add_argument("--resume", metavar="CKPT",
+                   help="continue from a checkpoint (with its optimizer, schedule, seed, batch "
+                        "size and data settings)")
     t.add_argument("--quiet", action="store_true", help="no progress output")
     t.set_defaults(func=_train_entry)
 
@@ -384,8 +537,12 @@ def add_parsers(subparsers):
 
 
 def _train_entry(args) -> int:
-    if args.dataset is None:
-        args.dataset = "mnist"
-    if args.epochs < 1 or args.batch_size < 1:
-        raise DataError("--epochs and --batch-size must be at least 1")
+    if args.epochs < 1:
+        raise DataError("--epochs must be at least 1")
+    if args.early_stop is not None and args.early_stop < 1:
+        raise DataError(f"--early-stop {args.early_stop}: the patience must be at least 1 "
+                        "epoch; leave it out to train all epochs")
+    if args.limit is not None and args.limit < 1:
+        raise DataError(f"--limit {args.limit}: must be at least 1 (the number of training "
+                        "images to use); leave it out to use them all")
     return cmd_train(args)

@@ -286,3 +286,32 @@ def test_real_file_with_a_flipped_byte_fails_its_checksum(tmp_path):
     path.write_bytes(bytes(bad))
     with pytest.raises(DataError, match="checksum mismatch"):
         read_idx(path, MNIST.raw_md5["test_labels"], MNIST.gz_md5["test_labels"])
+
+
+def test_gzip_damaged_mid_stream_is_a_clear_error(tiny, no_env):
+    """A flipped byte inside the deflate stream: a DataError, not a zlib traceback."""
+    spec, folder, _, _, gz = tiny
+    bad = bytearray(gz["train_images"])
+    bad[10] ^= 0xFF  # the first deflate block header: zlib reports an invalid block type
+    (folder / (FILE_NAMES["train_images"] + ".gz")).write_bytes(bytes(bad))
+    with pytest.raises(DataError, match="train-images.*damaged.*download it again"):
+        load_mnist(data_dir=folder, kind=spec)
+    gz_only = DatasetSpec(spec.key, spec.title, {}, spec.gz_md5, spec.counts, (), ("",),
+                          spec.classes)
+    # with only the .gz sum known the file is refused on its checksum, before decompression
+    with pytest.raises(DataError, match="train-images.*checksum mismatch"):
+        load_mnist(data_dir=folder, kind=gz_only)
+
+
+def test_partial_data_folder_is_an_error_naming_the_missing_files(tiny, monkeypatch, tmp_path,
+                                                                  no_env):
+    """--data with 3 of 4 files does not fall through to a complete copy elsewhere."""
+    spec, folder, _, _, gz = tiny
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    for p in PARTS[:3]:
+        (partial / (FILE_NAMES[p] + ".gz")).write_bytes(gz[p])
+    monkeypatch.setenv(mnist.ENV_VAR, str(folder))  # a complete copy the loader must not use
+    with pytest.raises(DataError, match=r"--data .*partial: has only 3 of the four.*"
+                                        r"t10k-labels-idx1-ubyte"):
+        load_mnist(data_dir=partial, kind=spec)

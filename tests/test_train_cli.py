@@ -77,3 +77,100 @@ def test_unknown_preset_and_bad_checkpoint_are_clear_errors(tmp_path):
 def test_bad_schedule_is_reported(spec):
     out = run("train", "logistic_regression_mnist", "--sample", "--schedule", spec)
     assert out.returncode != 0 and "schedule" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_evaluate_refuses_a_checkpoint_of_another_graph(tmp_path):
+    """The reviewer's repro: an MLP checkpoint evaluated on logistic regression."""
+    ckpt = tmp_path / "mlp.npz"
+    out = run("train", "mlp_784_30_10", "--sample", "--limit", "200", "--epochs", "1",
+              "--quiet", "--out", str(ckpt))
+    assert out.returncode == 0, out.stderr
+    ev = run("evaluate", "logistic_regression_mnist", "--checkpoint", str(ckpt), "--sample")
+    assert ev.returncode == 2, ev.stdout
+    assert "another graph" in ev.stderr and str(ckpt) in ev.stderr
+    assert "Traceback" not in ev.stderr and ev.stdout == ""
+
+
+def test_resume_takes_its_settings_from_the_checkpoint(tmp_path):
+    """Seed, batch size, split, limit and optimizer come from the checkpoint and are reported."""
+    ckpt = tmp_path / "c.npz"
+    first = run("train", "logistic_regression_mnist", "--sample", "--limit", "300",
+                "--val-split", "0.2", "--seed", "3", "--batch-size", "32", "--optimizer",
+                "sgd", "--lr", "0.05", "--epochs", "1", "--quiet", "--out", str(ckpt))
+    assert first.returncode == 0, first.stderr
+    out = run("train", "logistic_regression_mnist", "--epochs", "2", "--resume", str(ckpt),
+              "--out", str(ckpt))
+    assert out.returncode == 0, out.stderr
+    metrics = json.loads(out.stdout.strip().splitlines()[-1])
+    assert (metrics["seed"], metrics["batch_size"], metrics["optimizer"], metrics["lr"]) == \
+        (3, 32, "sgd", 0.05)
+    assert metrics["iterations"] == 2 * 8  # 241 training images in batches of 32, both epochs
+    assert "241 samples, 59 for validation" in out.stderr and "seed 3" in out.stderr
+    for flag, value in (("--seed", "4"), ("--val-split", "0.5"), ("--batch-size", "64"),
+                        ("--lr", "0.1"), ("--optimizer", "adam"), ("--limit", "500")):
+        bad = run("train", "logistic_regression_mnist", "--sample", "--epochs", "3",
+                  "--resume", str(ckpt), flag, value)
+        assert bad.returncode == 2, (flag, bad.stdout)
+        assert f"{flag} {value} differs from the checkpoint" in bad.stderr
+        assert "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("extra, expect", [
+    (("--limit", "-1"), "--limit -1: must be at least 1"),
+    (("--limit", "3", "--val-split", "0.9"), "leaves none for training"),
+    (("--out", "/nonexistent_dir/x.npz"), "--out /nonexistent_dir/x.npz: the folder"),
+])
+def test_bad_training_options_fail_before_training(extra, expect):
+    out = run("train", "logistic_regression_mnist", "--sample", "--epochs", "1", *extra)
+    assert out.returncode == 2 and expect in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr and "epoch 1/1" not in out.stderr
+
+
+def test_evaluate_a_graph_values_checkpoint_without_stored_values(tmp_path):
+    """xor_mlp trained on its stored values, evaluated on the same graph with the values gone."""
+    ckpt = tmp_path / "xor.npz"
+    assert run("train", "xor_mlp", "--epochs", "2", "--quiet", "--out", str(ckpt)).returncode == 0
+    doc = json.loads((ROOT / "examples" / "xor_mlp.json").read_text())
+    for node in doc["nodes"]:
+        node.pop("value", None)
+    bare = tmp_path / "xor_bare.json"
+    bare.write_text(json.dumps(doc))
+    out = run("evaluate", str(bare), "--checkpoint", str(ckpt))
+    assert out.returncode == 2 and "hold no values" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
+    other = run("evaluate", "mlp_784_30_10", "--checkpoint", str(ckpt), "--sample")
+    assert other.returncode == 2 and "another graph" in other.stderr
+
+
+@pytest.mark.parametrize("extra, expect", [
+    (("--lr", "nan"), "--lr nan: must be a finite number"),
+    (("--lr", "inf"), "--lr inf: must be a finite number"),
+    (("--warmup", "-1"), "--warmup -1: the number of warm-up epochs must be ≥ 0"),
+    (("--early-stop", "0"), "--early-stop 0: the patience must be at least 1"),
+    (("--schedule", "exponential:gamma=nan"), "needs a finite number"),
+])
+def test_non_finite_or_out_of_range_numbers_are_refused(extra, expect):
+    out = run("train", "logistic_regression_mnist", "--sample", "--epochs", "1", "--limit",
+              "100", "--quiet", *extra)
+    assert out.returncode == 2 and expect in out.stderr, (out.stdout, out.stderr)
+    assert "Traceback" not in out.stderr and out.stdout == ""
+
+
+@pytest.mark.parametrize("data, where", [
+    ({"set": "mnist", "source": "sample", "normalizer": {"mean": "x"}},
+     "meta.json.data.normalizer"),
+    ({"set": 5}, "meta.json.data.set"),
+    ([1, 2], "meta.json.data"),
+])
+def test_evaluate_with_malformed_data_settings_is_a_clear_error(tmp_path, data, where):
+    from core.serialize import load_graph
+    from core.train import Trainer
+    from examples import example_path
+
+    ckpt = tmp_path / "c.npz"
+    tr = Trainer(load_graph(example_path("logistic_regression_mnist")))
+    tr.extra_meta = {"data": data}
+    tr.save_checkpoint(ckpt)
+    out = run("evaluate", "logistic_regression_mnist", "--checkpoint", str(ckpt))
+    assert out.returncode == 2 and f"{ckpt}: {where}" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr

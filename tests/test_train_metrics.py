@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from core.errors import DataError
 from core.train.metrics import (
     auc,
     classification_report,
@@ -74,3 +75,10 @@ def test_classification_report_binary_from_probabilities():
     assert d["loss"] == 0.3 and d["support"] == [2, 2]
     assert "precision" in ev.table()
 
+
+
+def test_labels_outside_the_predicted_classes_are_a_clear_error():
+    with pytest.raises(DataError, match="label 7 is not one of the 3 classes"):
+        confusion_matrix([0, 1, 7], [0, 1, 2], 3)
+    with pytest.raises(DataError, match="label -1"):
+        classification_report([0, -1], np.array([[0.9, 0.1], [0.2, 0.8]]))

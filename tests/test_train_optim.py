@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from core.train.optim import OPTIMIZERS, Adam, Momentum, make_optimizer
+from core.train.optim import OPTIMIZERS, Adam, Momentum, global_norm, make_optimizer
 
 KEY = ("n1", None)
 
@@ -166,3 +166,18 @@ def test_clipping_matches_torch_clip_grad_norm():
     torch.nn.utils.clip_grad_norm_([tp], 0.5)
     torch.optim.SGD([tp], lr=0.1).step()
     np.testing.assert_allclose(ours, tp.detach().numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("kw", [{"lr": float("nan")}, {"lr": float("inf")},
+                                {"weight_decay": float("nan")}, {"clip_norm": float("nan")}])
+def test_non_finite_settings_are_refused(kw):
+    with pytest.raises(ValueError, match="finite"):
+        make_optimizer("sgd", **{"lr": 0.1, **kw})
+
+
+def test_global_norm_of_large_float32_gradients_does_not_overflow():
+    g = np.full(4, 1e20, np.float32)  # finite, but its squares overflow float32
+    per = []
+    norm = global_norm([g, g], per)
+    assert norm == pytest.approx(np.sqrt(8) * 1e20, rel=1e-6)
+    assert per == pytest.approx([2e20, 2e20], rel=1e-6)

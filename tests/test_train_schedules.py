@@ -121,3 +121,12 @@ def test_parse_schedule_specs():
 def test_parse_schedule_rejects_bad_specs(bad):
     with pytest.raises(ValueError):
         parse_schedule(bad, 0.1)
+
+
+def test_non_finite_rates_and_negative_warm_up_are_refused():
+    with pytest.raises(ValueError, match="finite"):
+        make_schedule({"name": "constant", "lr": float("nan")})
+    with pytest.raises(ValueError, match="finite"):
+        parse_schedule("step:gamma=nan", 0.1)
+    with pytest.raises(ValueError, match="warm-up"):
+        parse_schedule("constant", 0.1, warmup=-1)

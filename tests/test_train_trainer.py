@@ -1,5 +1,6 @@
 """The trainer: learning on the embedded sample, checkpoints, NaN reports, control, k-fold."""
 
+import json
 import threading
 
 import numpy as np
@@ -143,7 +144,7 @@ def test_checkpoint_is_plain_npz_and_json(sample, tmp_path):
 def test_checkpoint_for_another_graph_is_a_clear_error(sample, tmp_path):
     ckpt = tmp_path / "c.npz"
     _fit_from_scratch(sample[0].subset(np.arange(64)), 1, ckpt=ckpt)
-    with pytest.raises(FileFormatError, match="not in this graph"):
+    with pytest.raises(FileFormatError, match="another graph"):
         load_weights(blob_graph(), ckpt)
     other = small_cnn()
     other.set_params("fc", units=5)
@@ -279,3 +280,178 @@ def test_graph_without_features_or_loss_is_refused():
     g2.set_loss(g2.add("sum", g2.add("square", a)))
     with pytest.raises(GraphError, match="features"):
         Trainer(g2)
+
+
+# ------------------------------------------------- checkpoints checked before use
+def _save(tr, path):
+    tr.save_checkpoint(path)
+    with np.load(path, allow_pickle=False) as z:
+        return {k: np.array(z[k]) for k in z.files}
+
+
+def _rewrite(path, arrays):
+    np.savez(path, **arrays)
+
+
+def _weights_of(g):
+    return {(n.id, w): v.copy() for n in g.nodes.values() for w, v in n.weights.items()}
+
+
+def test_checkpoint_of_another_graph_with_the_same_node_ids_is_refused(tmp_path):
+    """Same ids n1…, other ops: refused before any weight is created or changed."""
+    ckpt = tmp_path / "blob.npz"
+    _save(Trainer(blob_graph()), ckpt)
+    other = Graph("float32")
+    x = other.add("input", name="x", shape=(None, 2), role="features")
+    t = other.add("input", name="t", shape=(None,), role="target")
+    z = other.add("dense", x, units=3, name="out")
+    other.set_loss(other.add("softmax_cross_entropy", z, t, name="loss"))
+    with pytest.raises(FileFormatError, match="another graph"):
+        load_weights(other, ckpt)
+    assert _weights_of(other) == {}
+
+
+def test_checkpoint_with_a_missing_tensor_is_refused_and_changes_nothing(tmp_path):
+    ckpt = tmp_path / "c.npz"
+    arrays = _save(Trainer(blob_graph(), seed=1), ckpt)
+    out_id = [k for k in arrays if k.startswith("weights/") and k.endswith("/b")][-1]
+    del arrays[out_id]
+    _rewrite(ckpt, arrays)
+    target = blob_graph()
+    target.initialize(5)
+    before = _weights_of(target)
+    with pytest.raises(FileFormatError, match="missing") as err:
+        load_weights(target, ckpt)
+    assert out_id in str(err.value)
+    after = _weights_of(target)
+    assert before.keys() == after.keys()
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+
+
+def test_checkpoint_with_a_wrong_shape_late_in_the_file_changes_nothing(tmp_path):
+    """The first arrays fit, a later one does not: nothing is half-applied."""
+    ckpt = tmp_path / "c.npz"
+    arrays = _save(Trainer(blob_graph(), seed=1), ckpt)
+    last = sorted(k for k in arrays if k.startswith("weights/"))[-1]
+    arrays[last] = np.zeros(arrays[last].shape + (2,), np.float32)
+    _rewrite(ckpt, arrays)
+    target = blob_graph()
+    tr = Trainer(target, seed=5)
+    before = _weights_of(target)
+    with pytest.raises(FileFormatError, match="shape"):
+        tr.load_checkpoint(ckpt)
+    assert all(np.array_equal(before[k], v) for k, v in _weights_of(target).items())
+    assert tr.epoch == 0 and tr.seed == 5
+
+
+def test_checkpoint_with_an_unknown_weight_name_or_bad_state_is_refused(tmp_path):
+    ckpt = tmp_path / "c.npz"
+    arrays = _save(Trainer(blob_graph()), ckpt)
+    w_key = sorted(k for k in arrays if k.startswith("weights/"))[0]
+    bad = dict(arrays)
+    bad[w_key.rsplit("/", 1)[0] + "/gamma"] = np.ones(3, np.float32)
+    _rewrite(ckpt, bad)
+    with pytest.raises(FileFormatError, match="has no weight .gamma."):
+        load_weights(blob_graph(), ckpt)
+    bad = dict(arrays)
+    bad[w_key.replace("weights/", "state/").rsplit("/", 1)[0] + "/running_mean"] = np.zeros(3)
+    _rewrite(ckpt, bad)
+    # a dense layer keeps no state at all
+    with pytest.raises(FileFormatError, match="keeps no state .running_mean."):
+        load_weights(blob_graph(), ckpt)
+
+
+def test_batch_norm_state_shape_is_checked(tmp_path):
+    def bn_graph(units):
+        g = Graph("float32")
+        x = g.add("input", name="x", shape=(None, 2), role="features")
+        t = g.add("input", name="t", shape=(None,), role="target")
+        h = g.add("batch_norm", g.add("dense", x, units=units, name="fc"), name="bn")
+        g.set_loss(g.add("softmax_cross_entropy", g.add("dense", h, units=3, name="out"), t,
+                         name="loss"))
+        return g
+
+    tr = Trainer(bn_graph(4), make_optimizer("sgd", lr=0.1), batch_size=40)
+    tr.fit(blobs(), epochs=1)
+    ckpt = tmp_path / "bn.npz"
+    arrays = _save(tr, ckpt)
+    g = bn_graph(4)
+    load_weights(g, ckpt)
+    assert np.array_equal(g.node("bn").state["running_mean"], tr.graph.node("bn").state[
+        "running_mean"])
+    key = [k for k in arrays if k.endswith("/running_mean")][0]
+    arrays[key] = np.zeros(5, np.float32)
+    _rewrite(ckpt, arrays)
+    with pytest.raises(FileFormatError, match="running_mean"):
+        load_weights(bn_graph(4), ckpt)
+
+
+def test_early_stopping_progress_is_saved_and_resumed(tmp_path):
+    data = blobs()
+    ckpt = tmp_path / "c.npz"
+    tr = Trainer(blob_graph(), make_optimizer("sgd", lr=0.0), batch_size=40)
+    tr.fit(data, data, epochs=2, early_stopping=EarlyStopping(patience=2), checkpoint=ckpt)
+    tr2 = Trainer(blob_graph(), batch_size=40)
+    tr2.load_checkpoint(ckpt)
+    stopper = EarlyStopping(patience=2)
+    result = tr2.fit(data, data, epochs=20, early_stopping=stopper)
+    # epochs 1 and 2 (0-based) did not improve on epoch 0: stop after epoch 2, as in one run
+    assert result.status == "early_stopped" and result.epochs == 3 and stopper.best_epoch == 0
+
+
+def _meta_only(path, meta):
+    np.savez(path, **{"meta.json": np.array(json.dumps(meta))})
+
+
+@pytest.mark.parametrize("case", ["truncated", "npy", "json", "meta_list", "no_epoch"])
+def test_files_that_are_not_checkpoints_are_clear_errors(tmp_path, case):
+    good = tmp_path / "good.npz"
+    _save(Trainer(blob_graph()), good)
+    path = tmp_path / "bad.npz"
+    if case == "truncated":
+        data = good.read_bytes()
+        path.write_bytes(data[:len(data) // 2])
+        expect = "damaged or truncated"
+    elif case == "npy":
+        path = tmp_path / "w.npy"
+        np.save(path, np.zeros(3))
+        expect = "not an .npz archive"
+    elif case == "json":
+        path.write_text('{"format": "backprop-studio-checkpoint"}')
+        expect = "not an .npz archive"
+    elif case == "meta_list":
+        _meta_only(path, [1, 2])
+        expect = "meta.json: must be a JSON object"
+    else:
+        _meta_only(path, {"format": "backprop-studio-checkpoint", "version": 1})
+        expect = "meta.json.epoch"
+    g = blob_graph()
+    with pytest.raises(FileFormatError, match=expect) as err:
+        Trainer(g).load_checkpoint(path)
+    assert str(path) in str(err.value) and "allow_pickle" not in str(err.value)
+
+
+def test_large_finite_float32_gradients_are_not_reported_as_non_finite():
+    """Gradients ~1e20 are finite in float32; the global norm must be too (and clip them)."""
+    g = Graph("float32")
+    x = g.add("input", name="x", shape=(None, 2), role="features")
+    w = g.add("parameter", name="W", shape=(2, 1), init="ones")
+    g.set_loss(g.add("sum", g.add("matmul", x, w), name="loss"))
+    tr = Trainer(g, make_optimizer("sgd", lr=1.0, clip_norm=1.0), batch_size=4)
+    info = tr.train_step(np.full((4, 2), 1e20, np.float32), np.zeros(4))
+    assert info.grad_norm == pytest.approx(np.sqrt(2) * 4e20, rel=1e-5)
+    assert info.grad_norms["W"] == pytest.approx(info.grad_norm)
+    assert np.all(np.isfinite(g.node("W").value)) and np.all(g.node("W").value < 1)
+
+
+def test_predict_and_evaluate_without_a_prediction_input_say_so():
+    g = Graph("float32")
+    g.add("input", name="x", shape=(None, 2), role="features")
+    t = g.add("input", name="t", shape=(None,), role="target")
+    g.set_loss(g.add("sum", t, name="loss"))
+    tr = Trainer(g)
+    for call in (lambda: tr.predict(np.zeros((2, 2), np.float32)),
+                 lambda: tr.evaluate(ArrayDataset(np.zeros((2, 2), np.float32), np.zeros(2)))):
+        with pytest.raises(GraphError, match="loss 'loss' holds the predictions") as err:
+            call()
+        assert err.value.nodes == ("loss",)

@@ -33,6 +33,7 @@ import os
 import struct
 import urllib.error
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -162,16 +163,15 @@ def parse_idx(raw: bytes, where: str = "<data>") -> np.ndarray:
     return arr.astype(arr.dtype.newbyteorder("="), copy=False)
 
 
-def _read_bytes(path: Path) -> tuple:
-    """(uncompressed bytes, bytes as stored on disk)."""
-    stored = path.read_bytes()
-    if stored[:2] == b"\x1f\x8b":
-        try:
-            return gzip.decompress(stored), stored
-        except (OSError, EOFError) as exc:
-            raise DataError(f"{path}: the gzip file is damaged ({exc}); delete it and "
-                            "download it again") from None
-    return stored, stored
+def _decompress(data: bytes, where: str) -> bytes:
+    """The uncompressed bytes of gzip ``data`` (raw data is returned as it is)."""
+    if data[:2] != b"\x1f\x8b":
+        return data
+    try:
+        return gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
+        raise DataError(f"{where}: the gzip data is damaged ({exc}); delete the file and "
+                        "download it again") from None
 
 
 def read_idx(path, expected_md5: str | None = None, gz_md5: str | None = None) -> np.ndarray:
@@ -180,23 +180,27 @@ def read_idx(path, expected_md5: str | None = None, gz_md5: str | None = None) -
     The file passes if its stored bytes match ``gz_md5`` or its uncompressed
     bytes match ``expected_md5``. A raw file with no known raw sum (Fashion-MNIST
     publishes sums of the .gz files only) is checked for its structure alone.
+    A .gz file is checked against ``gz_md5`` before it is decompressed, so a
+    damaged download is reported as such rather than as a decompression failure.
     """
     path = Path(path)
     try:
-        raw, stored = _read_bytes(path)
+        stored = path.read_bytes()
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    compressed = stored is not raw
-    if expected_md5 or (gz_md5 and compressed):
-        ok = compressed and gz_md5 is not None and hashlib.md5(stored).hexdigest() == gz_md5
-        if not ok and expected_md5:
-            ok = hashlib.md5(raw).hexdigest() == expected_md5
-        if not ok:
-            raise DataError(f"{path}: checksum mismatch — the file is corrupt, truncated or "
-                            "not the canonical data set; delete it and download it again "
-                            "(or point --data at a folder with the original files)")
+    compressed = stored[:2] == b"\x1f\x8b"
+    mismatch = DataError(f"{path}: checksum mismatch — the file is corrupt, truncated or "
+                         "not the canonical data set; delete it and download it again "
+                         "(or point --data at a folder with the original files)")
+    if compressed and gz_md5 and hashlib.md5(stored).hexdigest() == gz_md5:
+        return parse_idx(_decompress(stored, str(path)), str(path))
+    if compressed and gz_md5 and not expected_md5:
+        raise mismatch  # only the .gz sum is known, and it does not match
+    raw = _decompress(stored, str(path))
+    if expected_md5 and hashlib.md5(raw).hexdigest() != expected_md5:
+        raise mismatch
     return parse_idx(raw, str(path))
 
 
@@ -307,7 +311,7 @@ def download(spec: DatasetSpec = MNIST, dest=None, mirrors=None, progress=None,
                 errors.append(f"{url}: {getattr(exc, 'reason', exc)}")
                 continue
             try:
-                raw, _ = _read_bytes_from(data, url)
+                raw = _decompress(data, url)
                 ok = hashlib.md5(data).hexdigest() == spec.gz_md5.get(part) or (
                     part in spec.raw_md5 and hashlib.md5(raw).hexdigest() == spec.raw_md5[part])
                 if not ok:
@@ -326,15 +330,6 @@ def download(spec: DatasetSpec = MNIST, dest=None, mirrors=None, progress=None,
                             + "\nCheck the internet connection, or put the files in a "
                               "folder and pass --data DIR.")
     return dest
-
-
-def _read_bytes_from(data: bytes, where: str) -> tuple:
-    if data[:2] == b"\x1f\x8b":
-        try:
-            return gzip.decompress(data), data
-        except (OSError, EOFError) as exc:
-            raise DataError(f"{where}: damaged gzip data ({exc})") from None
-    return data, data
 
 
 def _fetch(url: str, name: str, progress, timeout: float) -> bytes:
@@ -429,6 +424,13 @@ def load_mnist(source: str = "auto", data_dir=None, kind: str = "mnist",
         files = find_files(folder, spec) if folder.is_dir() else {}
         if len(files) == len(PARTS):
             return _load_folder(folder, files, spec)
+        if label == "--data" and files:
+            # the user named this folder: files missing there are an error, not a reason to
+            # quietly use another copy from the environment or the cache
+            missing = ", ".join(FILE_NAMES[p] + "[.gz]" for p in PARTS if p not in files)
+            raise DataError(f"--data {folder}: has only {len(files)} of the four {spec.title} "
+                            f"files; missing {missing}. Add them, or leave --data out to use "
+                            f"${ENV_VAR} or the cache")
         tried.append((label, folder, files))
     if download_missing:
         dest = download(spec, mirrors=mirrors, progress=progress)

@@ -19,11 +19,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from core.errors import DataError
+
 
 def confusion_matrix(y_true, y_pred, n_classes: int) -> np.ndarray:
     """``C[i, j]`` = number of samples of true class i predicted as j."""
     y_true = np.asarray(y_true, dtype=np.int64).ravel()
     y_pred = np.asarray(y_pred, dtype=np.int64).ravel()
+    for what, y in (("label", y_true), ("prediction", y_pred)):
+        if y.size and (y.min() < 0 or y.max() >= n_classes):
+            bad = int(y.min()) if y.min() < 0 else int(y.max())
+            raise DataError(f"{what} {bad} is not one of the {n_classes} classes the model "
+                            f"predicts (0 to {n_classes - 1}); the data's labels do not fit "
+                            "the graph's output")
     flat = y_true * n_classes + y_pred
     return np.bincount(flat, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
 

@@ -36,12 +36,21 @@ def _flush_denormals(buf):
     np.putmask(buf, np.abs(buf) < tiny, 0)
 
 
-def global_norm(grads) -> float:
-    """√(Σ‖g‖²) over the arrays in ``grads`` (float64 accumulation)."""
+def global_norm(grads, per_tensor: list | None = None) -> float:
+    """√(Σ‖g‖²) over the arrays in ``grads``, accumulated in float64.
+
+    Each array is squared in float64: float32 gradients near 1e20 are finite,
+    but their squares overflow float32 to Inf, which would zero the clipping
+    scale and be reported as a non-finite loss. ``per_tensor``, a list, receives
+    each array's own norm.
+    """
     total = 0.0
     for g in grads:
-        flat = g.ravel()
-        total += float(np.dot(flat, flat))
+        flat = np.asarray(g).ravel().astype(np.float64, copy=False)
+        sq = float(np.dot(flat, flat))
+        total += sq
+        if per_tensor is not None:
+            per_tensor.append(math.sqrt(sq))
     return math.sqrt(total)
 
 
@@ -72,12 +81,13 @@ class Optimizer:
     hyper: tuple = ()  # names of the hyper-parameters saved with a checkpoint
 
     def __init__(self, lr: float = 0.01, weight_decay: float = 0.0, clip_norm=None):
-        if lr < 0:
-            raise ValueError(f"learning rate must be ≥ 0; got {lr}")
-        if weight_decay < 0:
-            raise ValueError(f"weight decay must be ≥ 0; got {weight_decay}")
-        if clip_norm is not None and clip_norm <= 0:
-            raise ValueError(f"clip norm must be > 0; got {clip_norm}")
+        # NaN passes every "< 0" test, so finiteness is checked first
+        if not (math.isfinite(lr) and lr >= 0):
+            raise ValueError(f"learning rate must be a finite number ≥ 0; got {lr}")
+        if not (math.isfinite(weight_decay) and weight_decay >= 0):
+            raise ValueError(f"weight decay must be a finite number ≥ 0; got {weight_decay}")
+        if clip_norm is not None and not (math.isfinite(clip_norm) and clip_norm > 0):
+            raise ValueError(f"clip norm must be a finite number > 0; got {clip_norm}")
         self.lr = float(lr)
         self.weight_decay = float(weight_decay)
         self.clip_norm = None if clip_norm is None else float(clip_norm)

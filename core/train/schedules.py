@@ -27,8 +27,8 @@ class Schedule:
     name = "constant"
 
     def __init__(self, lr: float):
-        if lr < 0:
-            raise ValueError(f"learning rate must be ≥ 0; got {lr}")
+        if not (math.isfinite(lr) and lr >= 0):  # NaN passes "lr < 0"
+            raise ValueError(f"learning rate must be a finite number ≥ 0; got {lr}")
         self.base_lr = float(lr)
         self.current = float(lr)
 
@@ -287,7 +287,11 @@ def parse_schedule(text: str, lr: float, epochs: int = 10, warmup: float = 0.0) 
             num = float(val)
         except ValueError:
             raise ValueError(f"schedule option '{key}' needs a number; got '{val}'") from None
+        if not math.isfinite(num):
+            raise ValueError(f"schedule option '{key}' needs a finite number; got '{val}'")
         cfg[key.strip()] = int(num) if num.is_integer() and key in (
             "step_size", "patience", "cooldown", "epochs") else num
+    if not (math.isfinite(warmup) and warmup >= 0):
+        raise ValueError(f"warm-up must be a finite number of epochs ≥ 0; got {warmup}")
     sched = make_schedule(cfg)
     return WarmUp(sched, warmup) if warmup > 0 else sched

@@ -45,7 +45,7 @@ from core.errors import DataError, FileFormatError, GraphError, NonFiniteError
 from core.executor import Executor
 from core.graph import Graph
 from core.train.metrics import Evaluation, classification_report
-from core.train.optim import Optimizer, make_optimizer
+from core.train.optim import Optimizer, global_norm, make_optimizer
 from core.train.schedules import Constant, Schedule, make_schedule
 
 CHECKPOINT_FORMAT = "backprop-studio-checkpoint"
@@ -134,6 +134,21 @@ class EarlyStopping:
             v = getattr(info, self.monitor.replace("val_", "train_"))
         return v
 
+    def state(self) -> dict:
+        """Progress to save in a checkpoint (JSON-ready; the best weights are not kept)."""
+        best = self.best if self.best is None or math.isfinite(self.best) else None
+        return {"monitor": self.monitor, "best": best, "best_epoch": self.best_epoch,
+                "wait": self.wait}
+
+    def load_state(self, state: dict):
+        """Continue from :meth:`state` of an earlier run (same monitor only)."""
+        if state.get("monitor") != self.monitor:
+            return
+        best = state.get("best")
+        self.best = None if best is None else float(best)
+        self.best_epoch = state.get("best_epoch")
+        self.wait = int(state.get("wait", 0))
+
     def update(self, info: EpochInfo, tensors) -> bool:
         """Record one epoch; ``True`` when training should stop."""
         v = self.value(info)
@@ -217,6 +232,8 @@ class Trainer:
         self.iteration = 0    # optimizer steps done
         self.history: list = []
         self.extra_meta: dict = {}  # saved with checkpoints (data normalization, …)
+        self._stopper: EarlyStopping | None = None  # the one fit() uses, saved with checkpoints
+        self._early_state: dict | None = None       # loaded from a checkpoint for the next fit
         self._cancel = threading.Event()
         self._running = threading.Event()
         self._running.set()
@@ -260,6 +277,13 @@ class Trainer:
             src = self.graph.nodes[e.src]
             return e.src, src.output_ports.index(e.src_port), kind
         return None
+
+    def _score_source(self):
+        """``(node id, port, kind)`` of the predictions, or a clear error if there are none."""
+        if self._scores is None:
+            raise GraphError(f"cannot tell which input of the loss '{self.loss_node.name}' "
+                             "holds the predictions", nodes=(self.loss_node.name,))
+        return self._scores
 
     def _probs(self, scores):
         """Per-class probabilities (N, C) or P(class 1) (N,) from the prediction input."""
@@ -336,15 +360,9 @@ class Trainer:
         ex.run(feeds, loss=self.loss_node.id)
         loss = float(np.asarray(ex.values[(self.loss_node.id, 0)]).reshape(-1)[0])
         grads = self._gradients(ex)
-        norms = {}
-        total = 0.0
-        for key, g in grads.items():
-            flat = g.ravel()
-            sq = float(np.dot(flat, flat))
-            total += sq
-            if self.report_grad_norms:
-                norms[self._label(key)] = math.sqrt(sq) if math.isfinite(sq) else sq
-        gnorm = math.sqrt(total) if math.isfinite(total) else total
+        per_tensor = [] if self.report_grad_norms else None
+        gnorm = global_norm(grads.values(), per_tensor)
+        norms = {self._label(k): n for k, n in zip(grads, per_tensor or ())}
         if not (math.isfinite(loss) and math.isfinite(gnorm)):
             self._locate_non_finite(feeds)
         if lr is not None:
@@ -400,6 +418,10 @@ class Trainer:
             Stop after this many optimizer steps in total.
         """
         self._cancel.clear()
+        if early_stopping is not None and self._early_state:
+            early_stopping.load_state(self._early_state)
+        self._early_state = None
+        self._stopper = early_stopping
         start = time.perf_counter()
         status = "completed"
         batches = train.batch_count(self.batch_size)
@@ -483,10 +505,7 @@ class Trainer:
     # ------------------------------------------------------ evaluate
     def predict(self, x, batch_size: int = 256):
         """Per-class probabilities for ``x`` (evaluation mode: no dropout, running BN)."""
-        if self._scores is None:
-            raise GraphError(f"cannot tell which input of the loss '{self.loss_node.name}' "
-                             "holds the predictions")
-        nid, k, _ = self._scores
+        nid, k, _ = self._score_source()
         out = []
         for start in range(0, len(x), batch_size):
             xb = x[start:start + batch_size]
@@ -501,10 +520,7 @@ class Trainer:
         Batches of a few hundred keep memory low: a convolution's im2col buffer
         grows with the batch (1,000 images made the Keras CNN peak near 2 GB).
         """
-        if self._scores is None:
-            raise GraphError(f"cannot tell which input of the loss '{self.loss_node.name}' "
-                             "holds the predictions")
-        nid, k, _ = self._scores
+        nid, k, _ = self._score_source()
         probs, total = [], 0.0
         ex = self._eval_ex
         for xb, yb in data.batches(batch_size, shuffle=False):
@@ -547,6 +563,7 @@ class Trainer:
             "optimizer": {**self.optimizer.config(), "steps": self.optimizer.steps},
             "schedule": {"config": self.schedule.config(), "state": self.schedule.state()},
             "history": self.history,
+            **({"early_stopping": self._stopper.state()} if self._stopper is not None else {}),
             **self.extra_meta,
         }
         arrays["meta.json"] = np.array(json.dumps(meta, allow_nan=False))
@@ -559,29 +576,79 @@ class Trainer:
 
         With ``optimizer=True`` the optimizer (its kind, settings and buffers)
         and the schedule are replaced by the saved ones, so training continues
-        exactly where it stopped.
+        exactly where it stopped. Everything is checked before anything is
+        changed: a bad checkpoint raises :class:`FileFormatError` and leaves the
+        graph and the trainer as they were.
         """
         meta, arrays = read_checkpoint(path)
-        apply_graph_arrays(self.graph, arrays, meta, path)
-        self.epoch = int(meta["epoch"])
-        self.iteration = int(meta["iteration"])
-        self._train_ex.iteration = int(meta["executor_iteration"])
-        self.seed = int(meta["seed"])
-        self._train_ex.seed = self._eval_ex.seed = self.seed
-        self.history = list(meta.get("history", []))
+        check_graph_arrays(self.graph, arrays, meta, path)  # raises before anything changes
+        new_opt = new_sched = None
         if optimizer:
-            cfg = dict(meta["optimizer"])
-            name, steps = cfg.pop("name"), cfg.pop("steps", 0)
-            self.optimizer = make_optimizer(name, **cfg)
-            state = {}
-            for key, v in arrays.items():
-                if key.startswith("optim/"):
-                    _, slot, nid, w = key.split("/", 3)
-                    state[(slot, (nid, None if w == "-" else w))] = v
-            self.optimizer.load_state(state, steps)
-            self.schedule = make_schedule(meta["schedule"]["config"])
-            self.schedule.load_state(meta["schedule"]["state"])
+            new_opt, new_sched = _optimizer_from_checkpoint(self.graph, meta, arrays, path)
+        early = meta.get("early_stopping")
+        if early is not None and not isinstance(early, dict):
+            raise FileFormatError(path, "meta.json.early_stopping", "must be a JSON object")
+        apply_graph_arrays(self.graph, arrays, meta, path)
+        self.epoch = meta["epoch"]
+        self.iteration = int(meta.get("iteration", 0))
+        self._train_ex.iteration = int(meta.get("executor_iteration", 0))
+        self.seed = int(meta.get("seed", self.seed))
+        self._train_ex.seed = self._eval_ex.seed = self.seed
+        history = meta.get("history", [])
+        self.history = list(history) if isinstance(history, list) else []
+        self._early_state = early
+        if optimizer:
+            self.optimizer, self.schedule = new_opt, new_sched
         return meta
+
+
+def _optimizer_from_checkpoint(graph: Graph, meta: dict, arrays: dict, path) -> tuple:
+    """The optimizer (with its buffers) and schedule saved in a checkpoint, checked."""
+    cfg = meta.get("optimizer")
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("name"), str):
+        raise FileFormatError(path, "meta.json.optimizer", "missing or has no 'name'")
+    cfg = dict(cfg)
+    name, steps = cfg.pop("name"), cfg.pop("steps", 0)
+    try:
+        opt = make_optimizer(name, **cfg)
+    except (TypeError, ValueError) as exc:
+        raise FileFormatError(path, "meta.json.optimizer", str(exc)) from None
+    if not isinstance(steps, int) or steps < 0:
+        raise FileFormatError(path, "meta.json.optimizer.steps",
+                              f"must be a whole number ≥ 0; got {steps!r}")
+    sched = meta.get("schedule")
+    if not isinstance(sched, dict) or not isinstance(sched.get("config"), dict) \
+            or not isinstance(sched.get("state", {}), dict):
+        raise FileFormatError(path, "meta.json.schedule", "missing or not {config, state}")
+    try:
+        schedule = make_schedule(sched["config"])
+        schedule.load_state(sched.get("state", {}))
+    except (TypeError, ValueError, KeyError) as exc:
+        raise FileFormatError(path, "meta.json.schedule", str(exc)) from None
+    shapes = {}
+    for node, w in graph.trainable():
+        key = f"value/{node.id}" if w is None else f"weights/{node.id}/{w}"
+        if key in arrays:
+            shapes[(node.id, w)] = arrays[key].shape
+    state = {}
+    dtype = np.dtype(graph.dtype)
+    for key, v in arrays.items():
+        if not key.startswith("optim/"):
+            continue
+        parts = key.split("/", 3)
+        if len(parts) != 4 or parts[1] not in opt.slots:
+            raise FileFormatError(path, key, f"not a state buffer of the {opt.name} optimizer")
+        _, slot, nid, w = parts
+        tkey = (nid, None if w == "-" else w)
+        if tkey not in shapes:
+            raise FileFormatError(path, key, "optimizer state for a tensor this graph does "
+                                             "not train")
+        if v.shape != shapes[tkey] or v.dtype.kind != "f":
+            raise FileFormatError(path, key, f"optimizer state has shape {v.shape}; the "
+                                             f"tensor has {shapes[tkey]}")
+        state[(slot, tkey)] = v.astype(dtype)
+    opt.load_state(state, steps)
+    return opt, schedule
 
 
 def graph_arrays(graph: Graph) -> dict:
@@ -599,14 +666,26 @@ def graph_arrays(graph: Graph) -> dict:
 
 def read_checkpoint(path) -> tuple:
     """``(metadata, arrays)`` of a checkpoint file; a clear error if it is not one."""
+    import zipfile  # noqa: PLC0415 - only needed to name a damaged archive
+
     path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except FileNotFoundError:
+        raise FileFormatError(path, "", "no such checkpoint file") from None
+    except OSError as exc:
+        raise FileFormatError(path, "", f"cannot be read ({exc.strerror or exc})") from None
+    if head[:2] != b"PK":
+        # np.load would read a lone .npy array or offer to unpickle other files
+        raise FileFormatError(path, "", "not a checkpoint: not an .npz archive (checkpoints "
+                                        "are the .npz files written by 'train --out')")
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: np.array(z[k]) for k in z.files}
-    except FileNotFoundError:
-        raise FileFormatError(path, "", "no such checkpoint file") from None
-    except (ValueError, OSError, EOFError) as exc:
-        raise FileFormatError(path, "", f"not a checkpoint (.npz) file: {exc}") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        raise FileFormatError(path, "", f"not a checkpoint: the .npz archive is damaged or "
+                                        f"truncated ({exc}); save it again") from None
     raw = arrays.pop("meta.json", None)
     if raw is None:
         raise FileFormatError(path, "meta.json", "missing: this .npz is not a "
@@ -615,40 +694,133 @@ def read_checkpoint(path) -> tuple:
         meta = json.loads(str(raw))
     except json.JSONDecodeError as exc:
         raise FileFormatError(path, "meta.json", f"not valid JSON: {exc.msg}") from None
+    if not isinstance(meta, dict):
+        raise FileFormatError(path, "meta.json", "must be a JSON object; this file is not a "
+                                                 "Backprop Studio checkpoint")
     if meta.get("format") != CHECKPOINT_FORMAT:
         raise FileFormatError(path, "meta.json.format", "not a Backprop Studio checkpoint")
-    if int(meta.get("version", 0)) > CHECKPOINT_VERSION:
+    version = meta.get("version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise FileFormatError(path, "meta.json.version", f"must be an integer; got {version!r}")
+    if version > CHECKPOINT_VERSION:
         raise FileFormatError(path, "meta.json.version",
-                              f"written by a newer version ({meta.get('version')})")
+                              f"written by a newer version ({version})")
+    for key in ("epoch", "iteration", "executor_iteration", "seed", "batch_size"):
+        if key in meta or key == "epoch":
+            v = meta.get(key)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise FileFormatError(path, f"meta.json.{key}",
+                                      f"must be a whole number ≥ 0; got {v!r}")
+    nodes = meta.get("nodes")
+    if not isinstance(nodes, dict) or not all(
+            isinstance(v, list) and len(v) == 2 and all(isinstance(s, str) for s in v)
+            for v in nodes.values()):
+        raise FileFormatError(path, "meta.json.nodes", "missing or not a map of node id to "
+                                                       "[name, op]")
     return meta, arrays
 
 
-def apply_graph_arrays(graph: Graph, arrays: dict, meta: dict, path=None):
-    """Copy checkpoint arrays into ``graph``; mismatched nodes or shapes are a clear error."""
+def _expected_value_shape(node) -> tuple:
+    # the shape Graph.initialize gives a parameter node (unknown dimensions become 1)
+    return tuple(d or 1 for d in node.params.get("shape", ()))
+
+
+def check_graph_arrays(graph: Graph, arrays: dict, meta: dict, path=None) -> dict:
+    """Check checkpoint arrays against ``graph`` without changing it.
+
+    Returns ``{node_id: [(kind, name, array), …]}`` ready to apply. Every
+    array must belong to a node of the same op with the shape the graph gives
+    it, and every trainable tensor of the graph must be in the checkpoint;
+    anything else is a :class:`FileFormatError` naming the array.
+    """
+    saved_nodes = meta.get("nodes", {})
+    report = graph.infer_shapes()
     dtype = np.dtype(graph.dtype)
-    for key, v in arrays.items():
+    plan: dict = {}
+    for key in sorted(arrays):
+        v = arrays[key]
         kind, _, rest = key.partition("/")
         if kind not in ("value", "weights", "state"):
             continue
         nid, _, name = rest.partition("/")
-        saved = meta.get("nodes", {}).get(nid, [nid, "?"])
+        saved = saved_nodes.get(nid)
+        if saved is None:
+            raise FileFormatError(path, key, f"node '{nid}' is not listed in meta.json.nodes")
         if nid not in graph.nodes:
             raise FileFormatError(path, key, f"node '{saved[0]}' ({saved[1]}) of the "
-                                             "checkpoint is not in this graph")
+                                             "checkpoint is not in this graph; the checkpoint "
+                                             "was trained on another graph")
         node = graph.nodes[nid]
+        if node.op_id != saved[1]:
+            raise FileFormatError(path, key, f"node '{saved[0]}' is a {saved[1]} in the "
+                                             f"checkpoint but '{node.name}' is a {node.op_id} "
+                                             "here; the checkpoint was trained on another "
+                                             "graph")
+        if v.dtype.kind not in "fiu":
+            raise FileFormatError(path, key, f"holds {v.dtype} data, not numbers")
         if kind == "value":
-            if node.value is not None and node.value.shape != v.shape:
-                raise FileFormatError(path, key, f"node '{node.name}' has shape "
-                                                 f"{node.value.shape}, the checkpoint {v.shape}")
-            node.value = v.astype(dtype)
+            if node.op_id != "parameter":
+                raise FileFormatError(path, key, f"node '{node.name}' ({node.op_id}) holds no "
+                                                 "trained value")
+            want = _expected_value_shape(node)
         elif kind == "weights":
-            old = node.weights.get(name)
-            if old is not None and old.shape != v.shape:
-                raise FileFormatError(path, key, f"weight '{name}' of '{node.name}' has shape "
-                                                 f"{old.shape}, the checkpoint {v.shape}")
-            node.weights[name] = v.astype(dtype)
+            if name not in type(node.op).weights:
+                raise FileFormatError(path, key, f"'{node.name}' ({node.op_id}) has no weight "
+                                                 f"'{name}'")
+            spec = (report.weights.get(nid) or {}).get(name)
+            if spec is None:
+                why = report.errors.get(nid, "its input shapes are unknown")
+                raise FileFormatError(path, key, f"cannot check weight '{name}' of "
+                                                 f"'{node.name}': {why}")
+            want = tuple(spec.shape)
         else:
-            node.state[name] = v.astype(dtype) if v.dtype.kind == "f" else v
+            like = type(node.op).state_like.get(name)
+            if like is None:
+                raise FileFormatError(path, key, f"'{node.name}' ({node.op_id}) keeps no "
+                                                 f"state '{name}'")
+            spec = (report.weights.get(nid) or {}).get(like)
+            if spec is None:
+                why = report.errors.get(nid, "its input shapes are unknown")
+                raise FileFormatError(path, key, f"cannot check state '{name}' of "
+                                                 f"'{node.name}': {why}")
+            want = tuple(spec.shape)
+        if tuple(v.shape) != want:
+            what = {"value": "value", "weights": f"weight '{name}'", "state": f"state '{name}'"}
+            raise FileFormatError(path, key, f"{what[kind]} of '{node.name}' has shape {want} "
+                                             f"in this graph but {tuple(v.shape)} in the "
+                                             "checkpoint; it was trained on another graph")
+        if kind != "state" and v.dtype.kind == "f" and not np.all(np.isfinite(v)):
+            raise FileFormatError(path, key, "holds NaN or Inf; the checkpoint was saved from "
+                                             "a diverged run")
+        if kind != "state" or v.dtype.kind == "f":
+            v = v.astype(dtype)
+        plan.setdefault(nid, []).append((kind, name, v))
+    for node, w in graph.trainable():
+        key = f"value/{node.id}" if w is None else f"weights/{node.id}/{w}"
+        if key not in arrays:
+            what = "value" if w is None else f"weight '{w}'"
+            raise FileFormatError(path, key, f"missing: the checkpoint has no {what} for "
+                                             f"'{node.name}' ({node.op_id}); it was trained on "
+                                             "another graph")
+    return plan
+
+
+def apply_graph_arrays(graph: Graph, arrays: dict, meta: dict, path=None):
+    """Copy checkpoint arrays into ``graph``; all are checked before any is applied.
+
+    A mismatch (node, op, weight name, shape, missing tensor) is a
+    :class:`FileFormatError` and leaves the graph untouched.
+    """
+    plan = check_graph_arrays(graph, arrays, meta, path)
+    for nid, items in plan.items():
+        node = graph.nodes[nid]
+        for kind, name, v in items:
+            if kind == "value":
+                node.value = v
+            elif kind == "weights":
+                node.weights[name] = v
+            else:
+                node.state[name] = v
         graph.node_changed.emit(node)
 
 
