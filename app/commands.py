@@ -395,3 +395,60 @@ def subgraph_dict(graph: Graph, node_ids) -> dict:
     data["name"] = ""
     data["description"] = ""
     return data
+
+
+class SetTrainedWeightsCommand(GraphCommand):
+    """Put the tensors of a training run into the graph (one undo step).
+
+    ``arrays`` maps ``(node id, kind, name)`` to an array, ``kind`` being
+    ``"value"`` (a parameter node), ``"weight"`` or ``"state"``. Entries whose
+    node is gone, or whose shape no longer matches (the graph was edited while
+    it trained), are left out and listed in :attr:`skipped`.
+    """
+
+    def __init__(self, graph, arrays: dict, text: str = "Apply trained weights", parent=None):
+        super().__init__(graph, text, parent)
+        self.changes = []  # (node id, kind, name, old or None, new)
+        self.skipped = []
+        for (nid, kind, name), new in arrays.items():
+            node = graph.nodes.get(nid)
+            if node is None:
+                self.skipped.append(f"{nid}.{name or 'value'}")
+                continue
+            if kind == "value":
+                old = node.value
+            elif kind == "weight":
+                old = node.weights.get(name)
+            else:
+                old = node.state.get(name)
+            if old is not None and np.shape(old) != np.shape(new):
+                self.skipped.append(f"{node.name}.{name or 'value'}")
+                continue
+            self.changes.append((nid, kind, name, None if old is None else np.copy(old),
+                                 np.array(new, dtype=graph.dtype if kind != "state"
+                                          or np.asarray(new).dtype.kind == "f" else None)))
+
+    def _apply(self, which: int):
+        touched = []
+        for change in self.changes:
+            nid, kind, name = change[:3]
+            arr = change[which]
+            node = self.graph.nodes[nid]
+            if kind == "value":
+                node.value = None if arr is None else np.copy(arr)
+            else:
+                store = node.weights if kind == "weight" else node.state
+                if arr is None:
+                    store.pop(name, None)
+                else:
+                    store[name] = np.copy(arr)
+            if nid not in touched:
+                touched.append(nid)
+        for nid in touched:
+            self.graph.node_changed.emit(self.graph.nodes[nid])
+
+    def redo(self):
+        self._apply(4)
+
+    def undo(self):
+        self._apply(3)

@@ -46,21 +46,26 @@ from app.commands import (
     SetLossCommand,
     SetMetaCommand,
     SetParamsCommand,
+    SetTrainedWeightsCommand,
     SetValueCommand,
     clone_nodes,
     subgraph_dict,
 )
 from app.layout import layered_layout
+from app.train_cli import DEFAULT_LR
+from app.training import TrainingWorker, training_problem
 from core.errors import StudioError
 from core.graph import Edge, Graph
 from core.ops import REGISTRY, get_op
 from core.ops.base import fmt_shape, numel
 from core.serialize import dumps, load_graph, loads, save_graph
+from core.train import OPTIMIZERS
 from widgets.canvas import GRID, NODE_MIN_W, EdgeItem, GraphScene, GraphView, NodeItem
 from widgets.inspector import Inspector
 from widgets.palette import Palette
 from widgets.quick_add import QuickAdd
 from widgets.theme import get_theme, qpalette, style_sheet
+from widgets.train_panel import TrainPanel
 
 APP_NAME = "Backprop Studio"
 FILE_FILTER = "Backprop Studio graphs (*.json);;All files (*)"
@@ -126,6 +131,8 @@ class MainWindow(QMainWindow):
         self.quick_add = QuickAdd(self.theme, self)
         self.quick_add.chosen.connect(self._on_quick_add_chosen)
         self._quick_ctx = None
+        self.train_panel = TrainPanel(self.theme, DEFAULT_LR, OPTIMIZERS)
+        self._worker: TrainingWorker | None = None
 
         self._make_docks()
         self._make_actions()
@@ -164,6 +171,7 @@ class MainWindow(QMainWindow):
                                   "overview")
         self.tabifyDockWidget(self.history_dock, self.overview_dock)
         self.history_dock.raise_()
+        self.train_dock = dock("Training", self.train_panel, Qt.BottomDockWidgetArea, "training")
         self.resizeDocks([self.palette_dock], [240], Qt.Horizontal)
         self.resizeDocks([self.inspector_dock], [320], Qt.Horizontal)
         self.resizeDocks([self.inspector_dock, self.history_dock], [640, 170], Qt.Vertical)
@@ -246,6 +254,12 @@ class MainWindow(QMainWindow):
                          "Ctrl+Alt+H"),
             self._action("Distribute &Vertically", lambda: self.distribute("y"), "Ctrl+Alt+V"),
         ]
+        self.act_train = self._action("&Train", self.train_panel.request_start, "Ctrl+T",
+                                      tip="Train the graph with the settings in the Training "
+                                          "panel")
+        self.act_stop_training = self._action("&Stop Training", lambda: self.stop_training(),
+                                              "Ctrl+Shift+T")
+        self.act_stop_training.setEnabled(False)
         self.act_about = self._action("&About Backprop Studio", self.about)
         self.act_shortcuts = self._action("&Keyboard Shortcuts", self.show_shortcuts,
                                           K.HelpContents)
@@ -275,7 +289,7 @@ class MainWindow(QMainWindow):
         tm = m.addMenu("&Theme")
         tm.addActions([self.act_light, self.act_dark])
         m.addSeparator()
-        for d in (self.palette_dock, self.inspector_dock, self.history_dock):
+        for d in (self.palette_dock, self.inspector_dock, self.history_dock, self.train_dock):
             m.addAction(d.toggleViewAction())
         m = mb.addMenu("&Arrange")
         m.addAction(self.act_layout)
@@ -283,6 +297,10 @@ class MainWindow(QMainWindow):
         m.addActions(self.align_actions)
         m.addSeparator()
         m.addActions(self.distribute_actions)
+        m = mb.addMenu("&Train")
+        m.addActions([self.act_train, self.act_stop_training])
+        m.addSeparator()
+        m.addAction(self.train_dock.toggleViewAction())
         m = mb.addMenu("&Help")
         m.addActions([self.act_shortcuts, self.act_about])
 
@@ -296,6 +314,8 @@ class MainWindow(QMainWindow):
         tb.addActions([self.act_undo, self.act_redo])
         tb.addSeparator()
         tb.addActions([self.act_fit, self.act_layout, self.act_examples])
+        tb.addSeparator()
+        tb.addAction(self.act_train)
 
     def _make_status_bar(self):
         sb = self.statusBar()
@@ -332,6 +352,10 @@ class MainWindow(QMainWindow):
         ins.loss_requested.connect(self.set_loss)
         ins.quick_fix_requested.connect(self.apply_quick_fix)
         ins.meta_edited.connect(self.set_meta)
+        tp = self.train_panel
+        tp.start_requested.connect(self.start_training)
+        tp.pause_toggled.connect(self.pause_training)
+        tp.stop_requested.connect(self.stop_training)
 
     # =========================================================== settings
     def _restore_settings(self):
@@ -341,6 +365,11 @@ class MainWindow(QMainWindow):
         state = self.settings.value("window_state")
         if isinstance(state, QByteArray) and not state.isEmpty():
             self.restoreState(state)
+        else:
+            # first start: room for the training plots and controls (docks can only be
+            # sized once the window is laid out)
+            QTimer.singleShot(0, lambda: self.resizeDocks([self.train_dock], [350],
+                                                          Qt.Vertical))
 
     def _save_settings(self):
         self.settings.setValue("geometry", self.saveGeometry())
@@ -389,7 +418,8 @@ class MainWindow(QMainWindow):
         for name, act in (("new", self.act_new), ("open", self.act_open),
                           ("save", self.act_save), ("undo", self.act_undo),
                           ("redo", self.act_redo), ("fit", self.act_fit),
-                          ("layout", self.act_layout), ("examples", self.act_examples)):
+                          ("layout", self.act_layout), ("examples", self.act_examples),
+                          ("train", self.act_train)):
             act.setIcon(action_icon(name, ink))
         app = QApplication.instance()
         if app is not None:
@@ -397,6 +427,7 @@ class MainWindow(QMainWindow):
             app.setStyleSheet(style_sheet(self.theme))
         self.scene.set_theme(self.theme)
         self.palette.set_theme(self.theme)
+        self.train_panel.set_theme(self.theme)
         self.quick_add.theme = self.theme
         self.view.resetCachedContent()
         self.view.viewport().update()
@@ -429,6 +460,7 @@ class MainWindow(QMainWindow):
             text += f" · ⚠ {errors} error{'s' * (errors > 1)}"
         self.totals_label.setText(text)
         self._refresh_inspector()
+        self.train_panel.set_problem(training_problem(g))
 
     def _on_clean_changed(self, _clean):
         self._update_title()
@@ -835,6 +867,135 @@ class MainWindow(QMainWindow):
 
         menu.popup(QCursor.pos())
 
+    # ============================================================ training
+    def _offer_training_data(self):
+        """Pick the data that fits the open graph: its stored samples, else the MNIST sample."""
+        from core.train.trainer import find_role  # noqa: PLC0415
+
+        panel = self.train_panel
+        panel.set_problem(training_problem(self.graph))
+        if self.is_training():
+            return
+        try:
+            features = find_role(self.graph, "features")
+        except StudioError:
+            features = None
+        if features is None or features.value is not None:
+            # its own samples, or no features input at all (a textbook graph)
+            panel.set_source("graph")
+        elif panel.current_source() == "graph":
+            panel.set_source("sample")
+
+    def is_training(self) -> bool:
+        return self._worker is not None
+
+    def start_training(self, settings) -> bool:
+        """Train a copy of the open graph on a worker thread; False if it cannot start.
+
+        The canvas stays editable while it runs; at the end the trained tensors
+        land in the graph as one undoable step.
+        """
+        if self._worker is not None:
+            return False
+        problem = training_problem(self.graph)
+        if problem:
+            self.train_panel.show_error("Cannot train this graph: " + problem)
+            return False
+        self.train_dock.show()
+        worker = TrainingWorker(self.graph, settings, self)
+        worker.status.connect(lambda text: self.train_panel.set_status(text))
+        worker.batches.connect(self._on_train_batches)
+        worker.epoch_done.connect(self._on_train_epoch)
+        worker.done.connect(self._on_train_done)
+        worker.failed.connect(self._on_train_failed)
+        self._worker = worker
+        self._sync_train_actions()
+        self.train_panel.begin_run()
+        self.train_panel.set_status("Preparing…")
+        worker.start()
+        return True
+
+    def pause_training(self, paused: bool):
+        if self._worker is not None:
+            self._worker.set_paused(paused)
+            if paused:
+                self.train_panel.show_paused()
+                self.train_panel.set_status("Paused — Resume continues with the next batch.")
+
+    def stop_training(self, wait: bool = False):
+        """Ask the run to stop after the current batch (the weights so far are kept)."""
+        worker = self._worker
+        if worker is None:
+            return
+        worker.cancel()
+        self.train_panel.set_status("Stopping…")
+        if wait:
+            worker.wait()
+            self._worker = None
+            self._sync_train_actions()
+
+    def _on_train_batches(self, points, progress):
+        self.train_panel.plots.add_batches(points)
+        if self._worker is not None and not self._worker.paused:
+            self.train_panel.show_progress(progress)
+
+    def _on_train_epoch(self, info):
+        self.train_panel.plots.add_epoch(info.epoch, info.val_loss, info.train_accuracy,
+                                         info.val_accuracy)
+
+    def _finish_worker(self):
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.wait()
+        self._sync_train_actions()
+        return worker
+
+    def _sync_train_actions(self):
+        running = self._worker is not None
+        self.act_train.setEnabled(not running)
+        self.act_stop_training.setEnabled(running)
+
+    def _on_train_done(self, outcome):
+        worker = self._finish_worker()
+        panel = self.train_panel
+        panel.show_result(outcome.evaluation, outcome.evaluated_on, outcome.status,
+                          outcome.seconds, outcome.final_loss)
+        what = {"completed": "Training finished", "cancelled": "Training stopped",
+                "early_stopped": "Training stopped early"}.get(outcome.status, outcome.status)
+        what += f" after {outcome.iterations:,} steps ({outcome.epochs} epoch"
+        what += "s)" if outcome.epochs != 1 else ")"
+        if worker is None or worker.source_graph is not self.graph:
+            panel.set_status(what + "; the graph it trained was closed, so its weights were "
+                             "not kept.", "warning")
+            return
+        if outcome.iterations == 0:
+            panel.set_status(what + "; the weights are unchanged.")
+            return
+        name = self.graph.name or "graph"
+        cmd = SetTrainedWeightsCommand(self.graph, outcome.arrays,
+                                       f"Train '{name}' ({outcome.iterations:,} steps)")
+        self.push(cmd)
+        note = (" Some tensors changed shape while it trained and were left out: "
+                + ", ".join(cmd.skipped[:4]) + ("…" if len(cmd.skipped) > 4 else "")
+                + ".") if cmd.skipped else ""
+        panel.set_status(f"{what}. The trained weights are in the graph (Edit ▸ Undo puts "
+                         f"back the previous ones; Save keeps them).{note}", "ok")
+        self.statusBar().showMessage(what, 6000)
+
+    def _on_train_failed(self, message: str, node_name: str):
+        worker = self._finish_worker()
+        self.train_panel.show_failure(message)
+        self.statusBar().showMessage("Training stopped: " + message, 10000)
+        if node_name and worker is not None and worker.source_graph is self.graph:
+            try:
+                nid = self.graph.node(node_name).id
+            except StudioError:
+                return
+            self.select_nodes([nid])
+            item = self.scene.nodes.get(nid)
+            if item is not None:
+                self.view.centerOn(item)
+
     # =============================================================== files
     def set_graph(self, graph: Graph, path=None, fit=True):
         """Show ``graph`` as the document (clears the undo history)."""
@@ -857,6 +1018,7 @@ class MainWindow(QMainWindow):
         self.undo_stack.setClean()
         self._update_title()
         self._refresh_inspector()
+        self._offer_training_data()
         if fit:
             QTimer.singleShot(0, self.view.fit_to_view)
             self.view.fit_to_view()
@@ -1051,6 +1213,7 @@ class MainWindow(QMainWindow):
         if not self.maybe_save():
             event.ignore()
             return
+        self.stop_training(wait=True)
         self._autosave_timer.stop()
         self.clear_recovery()
         self._save_settings()

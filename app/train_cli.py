@@ -15,6 +15,7 @@ import math
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -112,16 +113,22 @@ def _download_progress(stream):
 
 def _image_data(args):
     """(MnistData, description) for --sample / --data / the environment / the cache."""
+    return load_images(sample=args.sample, data_dir=args.data, dataset=args.dataset,
+                       download=getattr(args, "download", False),
+                       progress=_download_progress(sys.stderr))
+
+
+def load_images(sample=False, data_dir=None, dataset="mnist", download=False, progress=None):
+    """(MnistData, description): the embedded sample, a folder of IDX files, or the cache."""
     from core.data.mnist import load_mnist  # noqa: PLC0415
 
-    if args.sample:
-        if args.dataset != "mnist":
+    if sample:
+        if dataset != "mnist":
             raise DataError("--sample is MNIST only")
         return load_mnist(source="sample"), "MNIST sample (embedded)"
-    data = load_mnist(data_dir=args.data, kind=args.dataset,
-                      download_missing=getattr(args, "download", False),
-                      progress=_download_progress(sys.stderr))
-    title = "Fashion-MNIST" if args.dataset.startswith("fashion") else "MNIST"
+    data = load_mnist(data_dir=data_dir, kind=dataset, download_missing=download,
+                      progress=progress)
+    title = "Fashion-MNIST" if dataset.startswith("fashion") else "MNIST"
     return data, f"{title} ({data.source})"
 
 
@@ -172,6 +179,78 @@ def _graph_values(graph, trainer_features, trainer_target):
     x = trainer_features.value
     y = trainer_target.value if trainer_target is not None else np.zeros(len(x))
     return ArrayDataset(x, y, "graph values")
+
+
+@dataclass
+class TrainingData:
+    """What a training run reads: the three splits, a description and checkpoint metadata.
+
+    ``val`` and ``test`` are ``None`` for data stored in the graph's input nodes.
+    """
+
+    train: object
+    val: object
+    test: object
+    description: str
+    extra: dict
+
+
+def stored_training_data(graph):
+    """The values stored in the graph's features/target inputs as :class:`TrainingData`,
+    or ``None`` when the features input holds no value."""
+    from core.train.trainer import find_role  # noqa: PLC0415
+
+    stored = _graph_values(graph, find_role(graph, "features"), find_role(graph, "target"))
+    if stored is None:
+        return None
+    return TrainingData(stored, None, None, "values stored in the graph's input nodes",
+                        {"data": {"set": "graph"}})
+
+
+def image_training_data(graph, images, description, *, dataset="mnist", source="files",
+                        limit=None, val_split=0.1, seed=0, normalizer=None) -> TrainingData:
+    """Split ``images`` (MnistData) into train/validation/test, normalized for ``graph``.
+
+    The normalizer is fitted on the training part only, so validation and test
+    figures do not leak into it; a resumed run passes the one it started with.
+    """
+    from core.data.datasets import ArrayDataset, Normalizer, train_val_split  # noqa: PLC0415
+
+    full = ArrayDataset(images.train_x, images.train_y, "train")
+    if limit:
+        full = full.subset(np.arange(min(limit, len(full))))
+    train_raw, val_raw = train_val_split(full, val_split, seed)
+    if len(train_raw) == 0:
+        raise DataError(f"a validation split of {val_split:g} of {len(full):,} images leaves "
+                        "none for training; use more images (--limit) or a smaller split "
+                        "(--val-split)")
+    norm = normalizer if normalizer is not None else Normalizer.fit(train_raw.x, scale=1 / 255)
+    dtype = graph.dtype
+    train = ArrayDataset(norm.apply(train_raw.x, dtype), train_raw.y, "train")
+    val = None if val_raw is None else ArrayDataset(norm.apply(val_raw.x, dtype), val_raw.y,
+                                                    "validation")
+    test = ArrayDataset(norm.apply(images.test_x, dtype), images.test_y, "test")
+    extra = {"data": {"set": dataset, "source": source, "normalizer": norm.to_dict(),
+                      "val_split": val_split, "limit": limit}}
+    return TrainingData(train, val, test, description, extra)
+
+
+def make_training_optimizer(name: str, lr=None, momentum: float = 0.9,
+                            weight_decay: float = 0.0, clip_norm=None):
+    """(optimizer, learning rate): ``lr`` defaults by optimizer (:data:`DEFAULT_LR`).
+
+    Raises ``ValueError`` for a bad name or bad numbers.
+    """
+    from core.train import make_optimizer  # noqa: PLC0415
+
+    name = name.lower()
+    lr = lr if lr is not None else DEFAULT_LR.get(name, 0.01)
+    kw = {"lr": lr, "weight_decay": weight_decay, "clip_norm": clip_norm}
+    if name in ("momentum", "nesterov"):
+        kw["momentum"] = momentum
+    elif name == "rmsprop" and momentum:
+        kw["momentum"] = momentum
+    return make_optimizer(name, **kw), lr
 
 
 # --------------------------------------------------------------- train
@@ -258,15 +337,15 @@ def _resume_settings(args, meta: dict) -> dict:
 
 
 def cmd_train(args) -> int:
-    from core.data.datasets import ArrayDataset, Augment, Normalizer, train_val_split  # noqa: PLC0415
-    from core.train import EarlyStopping, Trainer, make_optimizer, parse_schedule  # noqa: PLC0415
+    from core.data.datasets import Augment, Normalizer  # noqa: PLC0415
+    from core.train import EarlyStopping, Trainer, parse_schedule  # noqa: PLC0415
     from core.train.trainer import find_role, read_checkpoint  # noqa: PLC0415
 
     graph = _load_graph_arg(args.file)
     if graph.loss is None:
         raise GraphError(f"{args.file}: the graph has no loss node; choose one in the app "
                          "(or set \"loss\" in the file) before training")
-    features, target = find_role(graph, "features"), find_role(graph, "target")
+    features = find_role(graph, "features")
     if features is None:
         raise GraphError(f"{args.file}: no input node has role 'features'; the trainer "
                          "feeds data there")
@@ -287,52 +366,28 @@ def cmd_train(args) -> int:
             raise DataError(f"{_flag(flag)} {v}: must be a finite number")
     if args.warmup < 0:
         raise DataError(f"--warmup {args.warmup:g}: the number of warm-up epochs must be ≥ 0")
-    name = args.optimizer.lower()
-    lr = args.lr if args.lr is not None else DEFAULT_LR.get(name, 0.01)
-    kw = {"lr": lr, "weight_decay": args.weight_decay, "clip_norm": args.clip_norm}
-    if name in ("momentum", "nesterov"):
-        kw["momentum"] = args.momentum
-    elif name == "rmsprop" and args.momentum:
-        kw["momentum"] = args.momentum
     try:
-        optimizer = make_optimizer(name, **kw)
+        optimizer, lr = make_training_optimizer(args.optimizer, args.lr, args.momentum,
+                                                args.weight_decay, args.clip_norm)
         schedule = parse_schedule(args.schedule, lr, args.epochs, args.warmup)
     except ValueError as exc:  # bad numbers or spec on the command line
         print(f"backprop-studio train: error: {exc}", file=sys.stderr)
         return 2
 
-    stored = None
+    prepared = None
     if not (args.sample or args.data or getattr(args, "download", False)):
-        stored = _graph_values(graph, features, target)
-    extra = {}
-    test = None
-    if stored is not None:
-        train, val = stored, None
-        data_desc = "values stored in the graph's input nodes"
-        extra["data"] = {"set": "graph"}
-    else:
-        data, data_desc = _image_data(args)
-        full = ArrayDataset(data.train_x, data.train_y, "train")
-        if args.limit:
-            full = full.subset(np.arange(min(args.limit, len(full))))
-        train_raw, val_raw = train_val_split(full, args.val_split, args.seed)
-        if len(train_raw) == 0:
-            raise DataError(f"--val-split {args.val_split:g} of {len(full):,} images leaves none "
-                            "for training; use a larger --limit or a smaller --val-split")
-        # statistics from the training part only: validation and test must not leak into
-        # them; a resumed run keeps the ones it started with
-        if "normalizer" in saved_data:
-            norm = _saved_normalizer(saved_data["normalizer"], args.resume)
-        else:
-            norm = Normalizer.fit(train_raw.x, scale=1 / 255)
-        dtype = graph.dtype
-        train = ArrayDataset(norm.apply(train_raw.x, dtype), train_raw.y, "train")
-        val = None if val_raw is None else ArrayDataset(norm.apply(val_raw.x, dtype), val_raw.y,
-                                                        "validation")
-        test = ArrayDataset(norm.apply(data.test_x, dtype), data.test_y, "test")
-        extra["data"] = {"set": args.dataset, "source": "sample" if args.sample else "files",
-                         "normalizer": norm.to_dict(), "val_split": args.val_split,
-                         "limit": args.limit}
+        prepared = stored_training_data(graph)
+    if prepared is None:
+        images, desc = _image_data(args)
+        # a resumed run keeps the normalization it started with
+        norm = (_saved_normalizer(saved_data["normalizer"], args.resume)
+                if "normalizer" in saved_data else None)
+        prepared = image_training_data(graph, images, desc, dataset=args.dataset,
+                                       source="sample" if args.sample else "files",
+                                       limit=args.limit, val_split=args.val_split,
+                                       seed=args.seed, normalizer=norm)
+    train, val, test = prepared.train, prepared.val, prepared.test
+    data_desc, extra = prepared.description, prepared.extra
     augment = None
     if args.augment:
         fill = 0.0

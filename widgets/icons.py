@@ -175,6 +175,12 @@ def _action_path(name: str, s: float) -> QPainterPath:
         p.lineTo(pt(0.9, 0.2))
         p.cubicTo(pt(0.8, 0.14), pt(0.62, 0.14), pt(0.5, 0.24))
         p.lineTo(pt(0.5, 0.88))
+    elif name == "train":  # a falling loss curve over axes
+        p.moveTo(pt(0.12, 0.1))
+        p.lineTo(pt(0.12, 0.88))
+        p.lineTo(pt(0.92, 0.88))
+        p.moveTo(pt(0.22, 0.2))
+        p.cubicTo(pt(0.34, 0.62), pt(0.5, 0.7), pt(0.88, 0.72))
     else:
         p.addEllipse(pt(0.5, 0.5), 0.3 * s, 0.3 * s)
     return p

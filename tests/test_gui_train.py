@@ -1,0 +1,253 @@
+"""The Training panel: training the open graph from the window, with live plots."""
+# The fixtures come from gui_helpers; pytest passes them by name, which ruff reads as F811.
+# ruff: noqa: F811
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from conftest import SHARED_MNIST
+from gui_helpers import dialogs, make_window  # noqa: F401
+from PySide6.QtCore import QTimer
+
+from core.graph import Graph
+from examples import example_path
+
+RUN_TIMEOUT_MS = 30_000
+
+
+@pytest.fixture
+def window(make_window):
+    """A window on a preset, with the Training panel ready for a short run."""
+    def make(preset: str, epochs: int = 1, limit: int = 0):
+        win = make_window()
+        assert win.open_example(example_path(preset))
+        panel = win.train_panel
+        panel.epochs.setValue(epochs)
+        panel.limit.setValue(limit)
+        return win
+    return make
+
+
+def _finish(win, qtbot):
+    qtbot.waitUntil(lambda: not win.is_training(), timeout=RUN_TIMEOUT_MS)
+
+
+def test_training_on_the_embedded_sample_fills_the_plots_and_shows_test_accuracy(window,
+                                                                               qtbot):
+    """starting training on the embedded sample fills the loss plot and finishes with a test
+    accuracy"""
+    win = window("logistic_regression_mnist", epochs=1, limit=2000)
+    panel = win.train_panel
+    assert panel.current_source() == "sample"  # ready at start: no download, no folder
+    panel.start_button.click()
+    assert win.is_training()
+    _finish(win, qtbot)
+    x, y = panel.plots.train_loss.getData()
+    # 2,000 images, 10 % held out, batches of 64: 29 steps, each one plotted
+    assert len(x) == 29 and np.all(np.isfinite(y))
+    assert x[-1] == pytest.approx(1.0)
+    vx, vy = panel.plots.val_loss.getData()
+    assert list(vx) == [1.0] and 0 < vy[0] < y[0]
+    lx, ly = panel.plots.lr_curve.getData()
+    assert len(lx) == 29 and np.allclose(ly, 0.01)
+    text = panel.accuracy_label.text()
+    assert text.endswith("%") and 60 < float(text.rstrip(" %")) <= 100
+    assert "test set (1,000 images)" in panel.accuracy_caption.text()
+    assert panel.confusion.matrix.sum() == 1000
+    assert panel.start_button.isEnabled() and not panel.stop_button.isEnabled()
+
+
+def test_the_trained_weights_land_in_the_graph_as_one_undoable_step(window, qtbot):
+    """after a run the graph holds the trained weights; Undo puts back the previous ones"""
+    win = window("logistic_regression_mnist", epochs=1, limit=500)
+    linear = win.graph.node("linear")
+    assert not linear.weights  # a preset ships without weights
+    win.train_panel.start_button.click()
+    _finish(win, qtbot)
+    trained = {k: v.copy() for k, v in linear.weights.items()}
+    assert set(trained) == {"W", "b"} and np.abs(trained["W"]).sum() > 0
+    assert win.undo_stack.count() == 1 and win.undo_stack.undoText().startswith("Train")
+    assert win.isWindowModified()
+    win.undo_stack.undo()
+    assert not linear.weights
+    win.undo_stack.redo()
+    assert np.array_equal(linear.weights["W"], trained["W"])
+
+
+def test_stop_cancels_promptly_and_reenables_start(window, qtbot):
+    """Stop during a LeNet-5 run ends it within a second and Start works again"""
+    win = window("lenet5", epochs=20)
+    panel = win.train_panel
+    panel.start_button.click()
+    qtbot.waitUntil(lambda: panel.plots.batch_count() > 0, timeout=RUN_TIMEOUT_MS)
+    t0 = time.perf_counter()
+    panel.stop_button.click()
+    _finish(win, qtbot)
+    assert time.perf_counter() - t0 < 1.0
+    assert panel.start_button.isEnabled() and not panel.stop_button.isEnabled()
+    assert "stopped" in panel.status_label.text()
+    assert panel.plots.epoch_count() == 0  # it did not run on to the end of the epoch
+
+
+def test_the_window_keeps_handling_events_while_it_trains(window, qtbot):
+    """a timer keeps firing while LeNet-5 trains: the GUI never freezes"""
+    win = window("lenet5", epochs=1, limit=2000)
+    ticks = []
+    timer = QTimer()
+    timer.setInterval(20)
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.start()
+    win.train_panel.start_button.click()
+    t0 = time.perf_counter()
+    _finish(win, qtbot)
+    timer.stop()
+    busy = [t for t in ticks if t >= t0]
+    assert time.perf_counter() - t0 > 0.3  # it did take a while …
+    assert len(busy) >= 10  # … and the event loop ran all along
+    assert max(np.diff(busy)) < 0.5
+
+
+def test_pause_holds_training_and_resume_continues(window, qtbot):
+    """Pause stops the steps (the plot stops growing), Resume carries on to the end"""
+    win = window("lenet5", epochs=1, limit=1000)
+    panel = win.train_panel
+    panel.start_button.click()
+    qtbot.waitUntil(lambda: panel.plots.batch_count() > 0, timeout=RUN_TIMEOUT_MS)
+    panel.pause_button.click()
+    assert panel.pause_button.text() == "Resume"
+    qtbot.wait(300)  # let a batch in flight arrive
+    held = panel.plots.batch_count()
+    qtbot.wait(400)
+    assert panel.plots.batch_count() == held and win.is_training()
+    panel.pause_button.click()
+    _finish(win, qtbot)
+    assert panel.plots.epoch_count() == 1 and "finished" in panel.status_label.text()
+
+
+def test_a_graph_with_its_own_data_trains_on_it(window, qtbot):
+    """XOR trains on the four samples stored in its inputs, no image data involved"""
+    win = window("xor_mlp", epochs=50)
+    panel = win.train_panel
+    assert panel.current_source() == "graph"
+    panel.start_button.click()
+    _finish(win, qtbot)
+    assert panel.plots.epoch_count() == 50
+    assert "stored data (4 samples)" in panel.accuracy_caption.text()
+
+
+def test_a_graph_with_nothing_to_train_cannot_start(window):
+    """f = a·b + c has no weights: Start is disabled and the panel says why"""
+    win = window("abc")
+    panel = win.train_panel
+    assert not panel.start_button.isEnabled()
+    assert "nothing to train" in panel.status_label.text()
+
+
+def test_a_textbook_graph_trains_on_the_values_stored_in_it(window, qtbot):
+    """the 2-2-2 network (no features input) takes one step per epoch and its error falls"""
+    win = window("net_222", epochs=30)
+    panel = win.train_panel
+    assert panel.current_source() == "graph" and panel.start_button.isEnabled()
+    before = win.graph.node("W1").value.copy()
+    panel.optimizer.setCurrentText("sgd")
+    panel.lr.setText("0.5")
+    panel.start_button.click()
+    _finish(win, qtbot)
+    _, loss = panel.plots.train_loss.getData()
+    assert len(loss) == 30 and loss[-1] < 0.5 * loss[0]
+    assert panel.accuracy_caption.text() == "Loss after the last epoch"
+    assert panel.plots.train_acc.getData()[0] is None or \
+        len(panel.plots.train_acc.getData()[0]) == 0  # no target fed: no accuracy to show
+    assert not np.array_equal(win.graph.node("W1").value, before)
+    assert "__" not in "".join(n.name for n in win.graph.nodes.values())  # no helper node
+
+
+def _exploding_graph() -> Graph:
+    g = Graph("float32")
+    x = g.add("input", name="x", shape=(None, 2), role="features",
+              value=np.array([[1, 2], [3, 4], [5, 6], [7, 8]], "float32"))
+    t = g.add("input", name="t", shape=(None,), role="target", value=np.array([0, 1, 0, 1]))
+    w = g.add("parameter", name="W", shape=(2, 2), init="ones")
+    scores = g.add("matmul", x, w, name="scores")
+    g.set_loss(g.add("softmax_cross_entropy", scores, t, name="loss"))
+    return g
+
+
+def test_a_nan_stops_training_names_the_node_and_selects_it(make_window, qtbot):
+    """a huge learning rate overflows: the message names the node and the canvas selects it"""
+    win = make_window()
+    win.set_graph(_exploding_graph())
+    panel = win.train_panel
+    panel.epochs.setValue(20)
+    panel.optimizer.setCurrentText("sgd")
+    panel.lr.setText("1e38")
+    panel.start_button.click()
+    _finish(win, qtbot)
+    assert "'scores'" in panel.status_label.text()
+    assert win.selected_node_ids() == [win.graph.node("scores").id]
+    assert panel.start_button.isEnabled()
+    assert win.undo_stack.count() == 0  # the blown-up weights were not put in the graph
+
+
+def _pick_folder(monkeypatch, panel, folder):
+    from PySide6.QtWidgets import QFileDialog
+
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory",
+                        staticmethod(lambda *a, **k: str(folder)))
+    i = panel.source.findData("folder")
+    panel.source.setCurrentIndex(i)
+    panel.source.activated.emit(i)
+
+
+@pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="no MNIST files in ../shared")
+def test_a_folder_of_idx_files_chosen_in_the_dialog_is_trained_on(window, qtbot, monkeypatch):
+    """choosing the MNIST folder trains on it and reports accuracy on its 10,000 test digits"""
+    win = window("logistic_regression_mnist", epochs=1, limit=1000)
+    panel = win.train_panel
+    _pick_folder(monkeypatch, panel, SHARED_MNIST)
+    assert panel.current_source() == "folder" and panel.folder == str(SHARED_MNIST)
+    panel.start_button.click()
+    _finish(win, qtbot)
+    assert "test set (10,000 images)" in panel.accuracy_caption.text()
+    assert panel.confusion.matrix.sum() == 10_000
+
+
+def test_a_folder_without_the_idx_files_is_reported(window, qtbot, monkeypatch, tmp_path):
+    """a folder without MNIST files gives a message naming it, and Start works again"""
+    empty = tmp_path / "nothing here"
+    empty.mkdir()
+    win = window("logistic_regression_mnist")
+    panel = win.train_panel
+    _pick_folder(monkeypatch, panel, empty)
+    panel.start_button.click()
+    _finish(win, qtbot)
+    assert "nothing here" in panel.status_label.text()
+    assert panel.start_button.isEnabled() and win.undo_stack.count() == 0
+
+
+def test_closing_the_window_stops_a_run(window, qtbot):
+    """closing the window while LeNet-5 trains stops the worker thread cleanly"""
+    win = window("lenet5", epochs=20)
+    win.train_panel.start_button.click()
+    worker = win._worker
+    qtbot.waitUntil(lambda: win.train_panel.plots.batch_count() > 0, timeout=RUN_TIMEOUT_MS)
+    assert win.close()
+    assert worker.isFinished() and not win.is_training()
+
+
+def test_the_graph_stays_editable_while_it_trains(window, qtbot):
+    """renaming a node during a run works; the trained weights still land, after the rename"""
+    win = window("logistic_regression_mnist", epochs=3)
+    panel = win.train_panel
+    panel.start_button.click()
+    qtbot.waitUntil(lambda: panel.plots.batch_count() > 0, timeout=RUN_TIMEOUT_MS)
+    assert win.is_training()
+    win.rename_node(win.graph.node("linear").id, "classifier")
+    _finish(win, qtbot)
+    stack = win.undo_stack
+    assert stack.count() == 2
+    assert stack.text(0).startswith("Rename") and stack.text(1).startswith("Train")
+    assert set(win.graph.node("classifier").weights) == {"W", "b"}

@@ -1,0 +1,239 @@
+"""Live training plots (pyqtgraph): loss, accuracy and learning rate.
+
+Each curve is created once and updated with ``setData``. New points are only
+stored when they arrive; a timer redraws at most :data:`REDRAW_MS` apart,
+because a redraw costs tens of milliseconds of the GUI thread and the
+training thread competes for the same interpreter lock. The x axis counts
+epochs, so per-batch and per-epoch curves share it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import QHBoxLayout, QWidget
+
+from widgets.theme import Theme
+
+pg.setConfigOptions(antialias=True)
+
+SYMBOL_LIMIT = 40  # epochs drawn with a marker each
+REDRAW_MS = 150  # ≤ 7 redraws a second: smooth enough for a curve that grows
+
+
+def _series_colours(theme: Theme) -> dict:
+    """Curve colours taken from the theme, so they read on its background."""
+    return {"train": theme.accent, "val": theme.warning, "acc_train": theme.accent,
+            "acc_val": theme.ok, "lr": theme.categories.get("layers", theme.accent)}
+
+
+class TrainingPlots(QWidget):
+    """Three plots side by side: loss, accuracy and learning rate."""
+
+    def __init__(self, theme: Theme, parent=None):
+        super().__init__(parent)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(6)
+        self.loss_plot = self._plot("Loss")
+        self.acc_plot = self._plot("Accuracy")
+        self.lr_plot = self._plot("Learning rate")
+        for p in (self.loss_plot, self.acc_plot, self.lr_plot):
+            lay.addWidget(p, 1)
+        self.acc_plot.setYRange(0, 1, padding=0.05)
+        self.acc_plot.getPlotItem().enableAutoRange(axis="y", enable=False)
+        self.loss_plot.addLegend(offset=(-8, 8))
+        self.acc_plot.addLegend(offset=(-8, -8))
+        # curves are created once and fed with setData
+        self.train_loss = self.loss_plot.plot(name="train (per batch)")
+        self.val_loss = self.loss_plot.plot(name="validation", symbol="o", symbolSize=6)
+        self.train_acc = self.acc_plot.plot(name="train", symbol="o", symbolSize=5)
+        self.val_acc = self.acc_plot.plot(name="validation", symbol="o", symbolSize=6)
+        self.lr_curve = self.lr_plot.plot()
+        for c in (self.train_loss, self.lr_curve):
+            c.setClipToView(True)
+            c.setDownsampling(auto=True, method="peak")
+        self._dirty = False
+        self._lr_top = None
+        self._redraw = QTimer(self)
+        self._redraw.setSingleShot(True)
+        self._redraw.setInterval(REDRAW_MS)
+        self._redraw.timeout.connect(self.flush)
+        self.clear()
+        self.set_theme(theme)
+
+    @staticmethod
+    def _plot(title: str) -> pg.PlotWidget:
+        p = pg.PlotWidget()
+        p.setTitle(title)
+        p.setLabel("bottom", "epoch")
+        p.setMenuEnabled(False)
+        p.showGrid(x=True, y=True, alpha=0.25)
+        p.setMinimumSize(160, 120)
+        for name in ("left", "bottom"):
+            # "epoch (x0.001)" mid-run reads badly: plain numbers only
+            p.getPlotItem().getAxis(name).enableAutoSIPrefix(False)
+        return p
+
+    # ------------------------------------------------------------- data
+    def clear(self):
+        """Forget every point (a new run)."""
+        self._bx, self._bloss, self._blr = [], [], []
+        self._ex, self._eval_loss, self._etrain_acc, self._eval_acc = [], [], [], []
+        self._dirty, self._lr_top = False, None
+        for curve, size in ((self.val_loss, 6), (self.train_acc, 5), (self.val_acc, 6)):
+            curve.setSymbol("o")
+            curve.setSymbolSize(size)
+        for c in (self.train_loss, self.val_loss, self.train_acc, self.val_acc, self.lr_curve):
+            c.setData([], [])
+
+    def add_batches(self, points):
+        """Append :class:`app.training.BatchPoint` s; the curves follow within REDRAW_MS."""
+        if not points:
+            return
+        self._bx.extend(p.x for p in points)
+        self._bloss.extend(p.loss for p in points)
+        self._blr.extend(p.lr for p in points)
+        self._dirty = True
+        if not self._redraw.isActive():
+            self._redraw.start()
+
+    def flush(self):
+        """Draw the per-batch points received so far (now, not at the next tick)."""
+        self._redraw.stop()
+        if not self._dirty:
+            return
+        self._dirty = False
+        x = np.asarray(self._bx)
+        # a NaN or Inf would break the autoscale; the run stops on it anyway
+        self.train_loss.setData(x, np.nan_to_num(self._bloss, nan=0.0, posinf=0.0,
+                                                 neginf=0.0))
+        lr = np.asarray(self._blr)
+        self.lr_curve.setData(x, lr)
+        # from zero up, so a constant rate is a flat line near the top, not mid-plot
+        top = float(np.nanmax(lr)) if np.isfinite(lr).any() else 1.0
+        if top != self._lr_top:
+            self._lr_top = top
+            self.lr_plot.setYRange(0.0, top * 1.1 if top > 0 else 1.0, padding=0)
+
+    def add_epoch(self, epoch: int, val_loss: float, train_acc: float, val_acc: float):
+        """Append one epoch's figures (NaN where there is no validation data)."""
+        self.flush()
+        self._ex.append(epoch + 1.0)
+        self._eval_loss.append(val_loss)
+        self._etrain_acc.append(train_acc)
+        self._eval_acc.append(val_acc)
+        x = np.asarray(self._ex)
+        if len(x) == SYMBOL_LIMIT + 1:
+            # hundreds of markers would merge into a thick bar: lines only from here on
+            for curve in (self.val_loss, self.train_acc, self.val_acc):
+                curve.setSymbol(None)
+        for curve, ys in ((self.val_loss, self._eval_loss), (self.train_acc, self._etrain_acc),
+                          (self.val_acc, self._eval_acc)):
+            y = np.asarray(ys, dtype=float)
+            ok = np.isfinite(y)
+            curve.setData(x[ok], y[ok])
+
+    def batch_count(self) -> int:
+        return len(self._bx)
+
+    def epoch_count(self) -> int:
+        return len(self._ex)
+
+    # ------------------------------------------------------------ theme
+    def set_theme(self, theme: Theme):
+        bg, ink, muted = theme.base, theme.text, theme.muted
+        col = _series_colours(theme)
+        for p in (self.loss_plot, self.acc_plot, self.lr_plot):
+            p.setBackground(bg)
+            item = p.getPlotItem()
+            item.titleLabel.setText(item.titleLabel.text, color=ink, size="9pt")
+            for name in ("left", "bottom"):
+                ax = item.getAxis(name)
+                ax.setPen(pg.mkPen(muted))
+                ax.setTextPen(pg.mkPen(ink))
+            legend = item.legend
+            if legend is not None:
+                legend.setBrush(pg.mkBrush(theme.base + "cc"))
+                legend.setPen(pg.mkPen(theme.node_border))
+                legend.setLabelTextColor(ink)
+        self.train_loss.setPen(pg.mkPen(col["train"], width=1.2))
+        self.val_loss.setPen(pg.mkPen(col["val"], width=2))
+        self.val_loss.setSymbolBrush(pg.mkBrush(col["val"]))
+        self.val_loss.setSymbolPen(pg.mkPen(bg))
+        self.train_acc.setPen(pg.mkPen(col["acc_train"], width=1.5, style=Qt.DashLine))
+        self.train_acc.setSymbolBrush(pg.mkBrush(col["acc_train"]))
+        self.train_acc.setSymbolPen(pg.mkPen(bg))
+        self.val_acc.setPen(pg.mkPen(col["acc_val"], width=2))
+        self.val_acc.setSymbolBrush(pg.mkBrush(col["acc_val"]))
+        self.val_acc.setSymbolPen(pg.mkPen(bg))
+        self.lr_curve.setPen(pg.mkPen(col["lr"], width=1.5))
+        # legends copy the pen when items are added: refresh their samples
+        for p in (self.loss_plot, self.acc_plot):
+            legend = p.getPlotItem().legend
+            if legend is not None:
+                legend.update()
+
+
+class ConfusionMatrix(QWidget):
+    """A small heat map of a confusion matrix (rows: true class, columns: predicted)."""
+
+    def __init__(self, theme: Theme, parent=None):
+        super().__init__(parent)
+        self.theme = theme
+        self.matrix = None
+        self.setMinimumSize(150, 150)
+        self.setToolTip("Confusion matrix on the test set: rows are the true digit, "
+                        "columns the predicted one; the diagonal is right")
+
+    def set_matrix(self, matrix):
+        self.matrix = None if matrix is None else np.asarray(matrix)
+        self.update()
+
+    def set_theme(self, theme: Theme):
+        self.theme = theme
+        self.update()
+
+    def paintEvent(self, _event):  # noqa: N802 - Qt override
+        from PySide6.QtCore import QRectF  # noqa: PLC0415
+        from PySide6.QtGui import QColor, QFont, QPainter  # noqa: PLC0415
+
+        if self.matrix is None or self.matrix.size == 0:
+            return
+        m = self.matrix
+        n = m.shape[0]
+        p = QPainter(self)
+        p.setRenderHint(QPainter.Antialiasing, False)
+        label_w = 12.0
+        side = min(self.width() - label_w, self.height() - label_w)
+        cell = side / n
+        x0, y0 = label_w, label_w
+        rows = m.sum(axis=1, keepdims=True).astype(float)
+        frac = np.divide(m, rows, out=np.zeros_like(m, dtype=float), where=rows > 0)
+        base = QColor(self.theme.base)
+        good, bad = QColor(self.theme.accent), QColor(self.theme.error)
+        font = QFont(self.font())
+        font.setPointSizeF(max(5.5, min(8.0, cell * 0.32)))
+        p.setFont(font)
+        for i in range(n):
+            for j in range(n):
+                f = float(frac[i, j]) if i == j else min(1.0, float(frac[i, j]) * 4)
+                tint = good if i == j else bad
+                c = QColor(
+                    round(base.red() + (tint.red() - base.red()) * f),
+                    round(base.green() + (tint.green() - base.green()) * f),
+                    round(base.blue() + (tint.blue() - base.blue()) * f))
+                r = QRectF(x0 + j * cell, y0 + i * cell, cell, cell)
+                p.fillRect(r, c)
+                if m[i, j] and cell >= 12:
+                    light = c.lightnessF() > 0.55
+                    p.setPen(QColor("#1d2330") if light else QColor("#f4f5f7"))
+                    p.drawText(r, Qt.AlignCenter, str(int(m[i, j])))
+        p.setPen(QColor(self.theme.muted))
+        for k in range(n):
+            p.drawText(QRectF(x0 + k * cell, 0, cell, label_w), Qt.AlignCenter, str(k))
+            p.drawText(QRectF(0, y0 + k * cell, label_w, cell), Qt.AlignCenter, str(k))
+        p.setPen(QColor(self.theme.node_border))
+        p.drawRect(QRectF(x0, y0, cell * n, cell * n))
+        p.end()
