@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QMimeData, QPointF, QSettings, QStandardPaths, Qt, QTimer
+from PySide6.QtCore import QByteArray, QPointF, QSettings, QStandardPaths, Qt, QTimer
 from PySide6.QtGui import (
     QAction,
     QActionGroup,
@@ -69,7 +69,6 @@ from widgets.train_panel import TrainPanel
 
 APP_NAME = "Backprop Studio"
 FILE_FILTER = "Backprop Studio graphs (*.json);;All files (*)"
-CLIP_MIME = "application/x-backprop-studio-graph"
 MAX_RECENT = 8
 AUTOSAVE_DELAY_MS = 2000
 
@@ -637,11 +636,10 @@ class MainWindow(QMainWindow):
         if not ids:
             return False
         text = json.dumps(subgraph_dict(self.graph, ids))
-        md = QMimeData()
-        md.setData(CLIP_MIME, text.encode("utf-8"))
-        md.setText(text)
         self._clipboard_fallback = text
-        QGuiApplication.clipboard().setMimeData(md)
+        # Plain text (the graph-file JSON of the selection), not a QMimeData of our own:
+        # PySide6 crashes at exit when the clipboard still owns a Python-made QMimeData.
+        QGuiApplication.clipboard().setText(text)
         self.statusBar().showMessage(f"Copied {len(ids)} node{'s' * (len(ids) > 1)}", 3000)
         return True
 
@@ -651,8 +649,6 @@ class MainWindow(QMainWindow):
 
     def _clipboard_text(self):
         md = QGuiApplication.clipboard().mimeData()
-        if md is not None and md.hasFormat(CLIP_MIME):
-            return bytes(md.data(CLIP_MIME)).decode("utf-8")
         if md is not None and md.hasText() and md.text().lstrip().startswith("{"):
             return md.text()
         return self._clipboard_fallback
