@@ -40,8 +40,9 @@ def _fmt(arr) -> str:
 def cmd_eval(args) -> int:
     from core.executor import Executor  # noqa: PLC0415
     from core.serialize import load_graph  # noqa: PLC0415
+    from examples import resolve  # noqa: PLC0415
 
-    g = load_graph(args.file)
+    g = load_graph(resolve(args.file))
     loss = args.loss or g.loss
     g.initialize(args.seed)
     ex = Executor(g, seed=args.seed)
@@ -70,8 +71,9 @@ def cmd_eval(args) -> int:
 def cmd_gradcheck(args) -> int:
     from core.gradcheck import BAD, check_graph  # noqa: PLC0415
     from core.serialize import load_graph  # noqa: PLC0415
+    from examples import resolve  # noqa: PLC0415
 
-    g = load_graph(args.file)
+    g = load_graph(resolve(args.file))
     rows = check_graph(g, loss=args.loss, max_elements=args.max_elements, seed=args.seed)
     if args.json:
         print(json.dumps([{"node": r.node, "target": r.target, "rel_error": r.rel_error,
@@ -144,6 +146,9 @@ def main(argv=None) -> int:
     except StudioError as exc:
         print(f"backprop-studio {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and closed early
+        sys.stderr.close()
+        return 0
     except OSError as exc:  # a file that cannot be read or written, a full disk…
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
         print(f"backprop-studio {args.command}: error: {exc.strerror or exc}{where}",
@@ -152,9 +157,6 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # output piped into `head` and closed early
-        sys.stderr.close()
-        return 0
 
 
 def _open_app(argv) -> int:

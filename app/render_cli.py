@@ -32,18 +32,15 @@ def cmd_render(args) -> int:
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setStyle("Fusion")
+    from core.errors import FileFormatError  # noqa: PLC0415
+    from examples import resolve  # noqa: PLC0415
     from widgets.canvas import render_scene  # noqa: PLC0415
 
-    path = args.file
-    if not os.path.exists(path) and not path.endswith(".json"):
-        # a preset name, as the train command accepts
-        from examples import example_path  # noqa: PLC0415
-
-        try:
-            path = example_path(path)
-        except FileNotFoundError as exc:
-            print(f"backprop-studio render: error: {exc}", file=sys.stderr)
-            return 2
+    try:
+        path = resolve(args.file)  # a file, or a preset name as the train command accepts
+    except FileFormatError as exc:
+        print(f"backprop-studio render: error: {exc}", file=sys.stderr)
+        return 2
     scene = preset_scene(path, get_theme(args.theme))
     img = render_scene(scene, width, height, dpr=args.scale)
     if not img.save(args.output):

@@ -30,16 +30,9 @@ DEFAULT_LR = {"sgd": 0.1, "momentum": 0.01, "nesterov": 0.01, "rmsprop": 0.001,
 def _load_graph_arg(file):
     """A graph from a path, or from a preset name when no such file exists."""
     from core.serialize import load_graph  # noqa: PLC0415
+    from examples import resolve  # noqa: PLC0415
 
-    path = Path(file)
-    if not path.exists() and path.suffix == "" and os.sep not in file:
-        from examples import example_path  # noqa: PLC0415
-
-        try:
-            path = example_path(file)
-        except FileNotFoundError as exc:
-            raise GraphError(f"{file}: no such file, and {exc}") from None
-    return load_graph(path)
+    return load_graph(resolve(file))
 
 
 class ProgressBar:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -25,3 +26,23 @@ def list_examples() -> list:
             data = json.load(f)
         out.append((p.stem, data.get("name") or p.stem, data.get("description", "")))
     return out
+
+
+def resolve(name_or_path) -> Path:
+    """The path given, or the preset of that name when no such file exists.
+
+    Raises
+    ------
+    core.errors.FileFormatError
+        When it is neither a file nor a preset (the message lists the presets).
+    """
+    from core.errors import FileFormatError  # noqa: PLC0415
+
+    text = str(name_or_path)
+    path = Path(text)
+    if path.exists() or path.suffix or os.sep in text:
+        return path
+    try:
+        return example_path(text)
+    except FileNotFoundError as exc:
+        raise FileFormatError(text, "", f"no such file, and {exc}") from None
