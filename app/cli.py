@@ -19,6 +19,7 @@ import sys
 
 import numpy as np
 
+from app import render_cli, train_cli
 from core.errors import StudioError
 
 SUBCOMMANDS = ("eval", "gradcheck", "train", "evaluate", "render")
@@ -85,6 +86,16 @@ def cmd_gradcheck(args) -> int:
     return 0 if worst < BAD else 3
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="backprop-studio",
@@ -103,24 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("file")
     c.add_argument("--loss")
     c.add_argument("--json", action="store_true")
-    c.add_argument("--max-elements", type=int, default=20,
+    c.add_argument("--max-elements", type=_positive_int, default=20,
                    help="elements compared per tensor (default 20)")
     c.add_argument("--seed", type=int, default=0)
     c.set_defaults(func=cmd_gradcheck)
 
-    try:
-        from app import train_cli  # noqa: PLC0415
-    except ImportError:
-        train_cli = None
-    if train_cli is not None:
-        train_cli.add_parsers(sub)
-
-    try:
-        from app import render_cli  # noqa: PLC0415
-    except ImportError:
-        render_cli = None
-    if render_cli is not None:
-        render_cli.add_parser(sub)
+    train_cli.add_parsers(sub)
+    render_cli.add_parser(sub)
     return p
 
 
@@ -143,6 +143,11 @@ def main(argv=None) -> int:
         return int(args.func(args) or 0)
     except StudioError as exc:
         print(f"backprop-studio {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file that cannot be read or written, a full disk…
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"backprop-studio {args.command}: error: {exc.strerror or exc}{where}",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -203,10 +203,11 @@ def cmd_train(args) -> int:
         meta = trainer.load_checkpoint(args.resume)
         print(f"resumed from {args.resume} after epoch {meta['epoch']}", file=sys.stderr)
     bar = ProgressBar(sys.stderr, args.epochs, enabled=not args.quiet)
-    print(f"training {graph.name or args.file} on {data_desc}: {len(train):,} samples"
-          + (f", {len(val):,} for validation" if val is not None else "")
-          + f"; {optimizer.name} lr {lr:g}, schedule {schedule.describe()}, "
-            f"batch {args.batch_size}, seed {args.seed}", file=sys.stderr)
+    if not args.quiet:
+        print(f"training {graph.name or args.file} on {data_desc}: {len(train):,} samples"
+              + (f", {len(val):,} for validation" if val is not None else "")
+              + f"; {optimizer.name} lr {lr:g}, schedule {schedule.describe()}, "
+                f"batch {args.batch_size}, seed {args.seed}", file=sys.stderr)
     stopper = EarlyStopping(patience=args.early_stop) if args.early_stop else None
     result = trainer.fit(train, val, args.epochs, on_batch=bar.batch, on_epoch=bar.epoch,
                          early_stopping=stopper, checkpoint=args.out)
@@ -322,7 +323,7 @@ def add_parsers(subparsers):
     e.add_argument("file")
     e.add_argument("--checkpoint", required=True, metavar="CKPT")
     _data_options(e, "evaluate on the embedded sample's 1,000 test digits")
-    e.add_argument("--batch-size", type=int, default=1000)
+    e.add_argument("--batch-size", type=int, default=256)
     e.set_defaults(func=cmd_evaluate)
 
 

@@ -6,6 +6,25 @@ peak memory under 2 GB. Run from the project root::
     python benchmarks/bench_mnist_accuracy.py                      # LeNet-5, 10 epochs
     python benchmarks/bench_mnist_accuracy.py --model keras_mnist_cnn --epochs 3
 
+The default recipe (SGD with momentum 0.9, learning rate 0.01, batch 64, cosine
+decay over the run, seed 0) is the one whose curve is recorded in the notes; with
+batch 128 and learning rate 0.02 the same network ends near 98.8 %.
+
+Recorded runs (2 shared cores; seed 0, default options)::
+
+    python benchmarks/bench_mnist_accuracy.py --lr 0.01 --batch-size 64
+    test accuracy per epoch: 97.24 98.35 98.54 98.92 98.86 99.00 99.03 99.10 99.14 99.07 %
+    target 99.0 % reached at epoch 6; epochs of 13–21 s (41 s while other jobs ran);
+    peak RSS 497 MB
+    (an earlier layer build, different summation order, on a busy machine:
+    97.61 98.30 98.59 98.81 98.99 98.97 99.03 99.13 99.14 99.11 %, peak 552 MB)
+
+    python benchmarks/bench_mnist_accuracy.py --model keras_mnist_cnn --epochs 2 \
+        --optimizer adadelta --lr 1.0 --batch-size 128 --schedule constant
+    test accuracy per epoch: 98.45 98.84 %; epochs of 628 s and 312 s on the loaded machine
+    (about 250 s when it was quiet); peak RSS 1.98 GB with evaluation in batches of 1,000,
+    1.0 GB with the batches of 256 used now
+
 MNIST is read from ``--data`` (default ``../shared/data/mnist``, the canonical
 files beside the worktree). All 60,000 training images are used for training
 and the 10,000 test images are evaluated after every epoch. The last stdout
@@ -44,9 +63,9 @@ def main(argv=None) -> int:
     p.add_argument("--model", default="lenet5")
     p.add_argument("--data", default=str(DEFAULT_DATA))
     p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--optimizer", default="momentum")
-    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--schedule", default="cosine")
     p.add_argument("--seed", type=int, default=0)

@@ -358,7 +358,17 @@ class Executor:
             store[key] = val
 
         if step.phase == "forward":
+            state_before = dict(node.state) if undo is not None else None
+            weights_before = dict(node.weights) if undo is not None else None
             result = self.forward_node(node)
+            if undo is not None:
+                # running statistics and lazily created weights change with a step too;
+                # ops replace these arrays rather than writing into them
+                for store, before in ((node.state, state_before),
+                                      (node.weights, weights_before)):
+                    for key in set(store) | set(before):
+                        if store.get(key) is not before.get(key):
+                            undo.append((store, key, before.get(key, _MISSING)))
             put(self.ctxs, node.id, self._pending_ctx)
             for key, val in result.items():
                 put(self.values, key, val)

@@ -76,6 +76,20 @@ def _pick(size: int, limit: int | None, rng) -> np.ndarray:
     return np.sort(rng.choice(size, limit, replace=False))
 
 
+def central_differences(f, base, idx, eps: float) -> np.ndarray:
+    """(f(x + ε·e_i) − f(x − ε·e_i)) / 2ε for the flat positions ``idx`` of ``base``.
+
+    ``f`` takes a perturbed copy of ``base`` and returns a float.
+    """
+    num = np.zeros(len(idx))
+    for j, flat in enumerate(idx):
+        xp, xm = base.copy(), base.copy()
+        xp.flat[flat] += eps
+        xm.flat[flat] -= eps
+        num[j] = (f(xp) - f(xm)) / (2 * eps)
+    return num
+
+
 def _as_tuple(out):
     return out if isinstance(out, tuple) else (out,)
 
@@ -123,14 +137,7 @@ def check_op(op_cls, sample, eps: float = 1e-6, seed: int = 0, max_elements=None
             raise GraphError(f"op '{op_cls.id}': gradient for '{name}' has shape {a.shape}, "
                              f"input has {x.shape}")
         idx = _pick(x.size, max_elements, rng)
-        num = np.zeros(len(idx))
-        for j, flat in enumerate(idx):
-            xp, xm = x.copy(), x.copy()
-            xp.flat[flat] += eps
-            xm.flat[flat] -= eps
-            args_p = xs[:i] + [xp] + xs[i + 1:]
-            args_m = xs[:i] + [xm] + xs[i + 1:]
-            num[j] = (objective(args_p) - objective(args_m)) / (2 * eps)
+        num = central_differences(lambda v, i=i: objective(xs[:i] + [v] + xs[i + 1:]), x, idx, eps)
         av = a.ravel()[idx]
         rows.append(GradCheck(op_cls.id, name, rel_error(av, num), float(np.linalg.norm(av)),
                               float(np.linalg.norm(num)), len(idx)))
@@ -212,16 +219,12 @@ def check_graph(graph, loss=None, feeds=None, eps: float = 1e-6, max_elements: i
                 node.weights[w] = v
         base = np.array(base, np.float64)
         idx = _pick(base.size, max_elements, rng)
-        num = np.zeros(len(idx))
-        for j, flat in enumerate(idx):
-            xp, xm = base.copy(), base.copy()
-            xp.flat[flat] += eps
-            xm.flat[flat] -= eps
-            set_(xp)
-            fp = loss_value()
-            set_(xm)
-            fm = loss_value()
-            num[j] = (fp - fm) / (2 * eps)
+
+        def perturbed_loss(v, set_=set_):
+            set_(v)
+            return loss_value()
+
+        num = central_differences(perturbed_loss, base, idx, eps)
         set_(base)
         av = np.asarray(a, np.float64).ravel()[idx]
         rows.append(GradCheck(node.name, w or "value", rel_error(av, num),

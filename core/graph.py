@@ -199,7 +199,8 @@ class Graph:
     def new_id(self) -> str:
         while True:
             nid = f"n{next(self._ids)}"
-            if nid not in self.nodes:
+            # an id that equals some node's name would make node(key) ambiguous
+            if nid not in self.nodes and all(n.name != nid for n in self.nodes.values()):
                 return nid
 
     def unique_name(self, base: str) -> str:
@@ -231,8 +232,8 @@ class Graph:
             The op's parameters (see its spec).
         """
         op_cls = get_op(op_id)
-        if name is not None and name in {n.name for n in self.nodes.values()}:
-            raise GraphError(f"a node named '{name}' already exists", nodes=(name,))
+        if name is not None:
+            self.check_name(name)
         if len(inputs) > len(op_cls.inputs):
             raise GraphError(f"op '{op_id}' has {len(op_cls.inputs)} inputs "
                              f"({', '.join(op_cls.inputs)}); {len(inputs)} were given")
@@ -372,14 +373,28 @@ class Graph:
         node.value = None if value is None else _as_array(value, self.dtype)
         self.node_changed.emit(node)
 
+    def check_name(self, name: str, node: Node | None = None):
+        """Raise :class:`GraphError` unless ``name`` can name ``node`` (or a new node).
+
+        Names are unique, not empty, and not another node's id, so that
+        :meth:`node` finds one node for any key.
+        """
+        if not isinstance(name, str) or not name.strip():
+            raise GraphError("a node name cannot be empty")
+        for other in self.nodes.values():
+            if other is node:
+                continue
+            if other.name == name:
+                raise GraphError(f"a node named '{name}' already exists", nodes=(name,))
+            if other.id == name:
+                raise GraphError(f"'{name}' is the id of node '{other.name}'; choose another "
+                                 "name", nodes=(other.name,))
+
     def rename(self, node, name: str):
         """Give ``node`` a new unique name."""
         node = self.node(node)
         name = str(name).strip()
-        if not name:
-            raise GraphError("a node name cannot be empty", nodes=(node.name,))
-        if any(n.name == name and n is not node for n in self.nodes.values()):
-            raise GraphError(f"a node named '{name}' already exists", nodes=(name,))
+        self.check_name(name, node)
         node.name = name
         self.node_changed.emit(node)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import difflib
 import itertools
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -184,12 +185,39 @@ class _Reader:
 
     def array(self, val, where, dtype):
         try:
-            arr = np.array(val, dtype=dtype)
+            raw = np.array(val)
         except (ValueError, TypeError, OverflowError, RecursionError):
             self.fail(where, "must be a number or a rectangular list of numbers")
-        if arr.dtype == object or not np.all(np.isfinite(arr)):
+        if raw.dtype.kind not in "iuf":  # text, true/false, null or ragged lists
+            self.fail(where, "must be a number or a rectangular list of numbers")
+        arr = raw.astype(dtype)
+        if not np.all(np.isfinite(arr)):
             self.fail(where, "must be finite numbers")
         return arr
+
+
+def _fits(shape, declared) -> bool:
+    """``shape`` matches ``declared``, where ``None`` in ``declared`` matches any length."""
+    return len(shape) == len(declared) and all(d is None or d == n
+                                               for n, d in zip(shape, declared))
+
+
+def _check_arrays(g: Graph, r: _Reader):
+    """Stored weights must have the shapes the op would create from its inputs."""
+    report = g.infer_shapes()
+    index = {nid: i for i, nid in enumerate(g.nodes)}
+    for node in g.nodes.values():
+        specs = report.weights.get(node.id)
+        if specs is None:
+            continue  # shapes not known yet (inputs missing): checked when the graph runs
+        like = type(node.op).state_like
+        arrays = [("weights", k, v, specs[k].shape) for k, v in node.weights.items()]
+        arrays += [("state", k, v, specs[like[k]].shape) for k, v in node.state.items()]
+        for key, name, arr, want in arrays:
+            if arr.shape != tuple(want):
+                r.fail(f"nodes[{index[node.id]}].{key}.{name}",
+                       f"has shape {arr.shape}; node '{node.name}' ({node.op_id}) needs "
+                       f"{tuple(want)} for its inputs")
 
 
 def graph_from_dict(data, path=None) -> Graph:
@@ -232,6 +260,8 @@ def graph_from_dict(data, path=None) -> Graph:
             r.fail(f"{where}.op", f"unknown op '{op_id}'"
                    + (f" (did you mean '{hint[0]}'?)" if hint else ""))
         name = r.get(item, "name", str, where, required=False, default=nid)
+        if not name.strip():
+            r.fail(f"{where}.name", "a node name cannot be empty")
         if name in names:
             r.fail(f"{where}.name", f"node name '{name}' is used twice")
         names.add(name)
@@ -246,12 +276,18 @@ def graph_from_dict(data, path=None) -> Graph:
             if not REGISTRY[op_id].source:
                 r.fail(f"{where}.value", f"op '{op_id}' holds no value")
             node.value = r.array(item["value"], f"{where}.value", dtype)
+            declared = node.params.get("shape") or ()
+            if declared and not _fits(node.value.shape, declared):
+                r.fail(f"{where}.value", f"has shape {node.value.shape} but the node declares "
+                       f"shape {list(declared)}")
         for key in ("weights", "state"):
             arrays = r.get(item, key, dict, where, required=False, default={})
             store = getattr(node, key)
             for wname, wval in arrays.items():
                 if key == "weights" and wname not in REGISTRY[op_id].weights:
                     r.fail(f"{where}.weights.{wname}", f"op '{op_id}' has no weight '{wname}'")
+                if key == "state" and wname not in REGISTRY[op_id].state_like:
+                    r.fail(f"{where}.state.{wname}", f"op '{op_id}' keeps no state '{wname}'")
                 store[wname] = r.array(wval, f"{where}.{key}.{wname}", dtype)
         g.add_node(node)
     edges = r.get(data, "edges", list, "")
@@ -279,11 +315,17 @@ def graph_from_dict(data, path=None) -> Graph:
         if (not isinstance(pos, list) or len(pos) != 2
                 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pos)):
             r.fail(where, "must be [x, y]")
+        if not all(math.isfinite(v) for v in pos):
+            r.fail(where, "coordinates must be finite numbers")
         g.layout[nid] = (float(pos[0]), float(pos[1]))
     loss = data.get("loss")
     if loss is not None:
         if not isinstance(loss, str) or loss not in g.nodes:
             r.fail("loss", f"no node with id {loss!r}")
         g.loss = loss
+    for i, item in enumerate(nodes):
+        if item["id"] != item.get("name", item["id"]) and item.get("name") in g.nodes:
+            r.fail(f"nodes[{i}].name", f"'{item['name']}' is the id of another node")
+    _check_arrays(g, r)
     g._ids = itertools.count(len(g.nodes) + 1)
     return g

@@ -12,8 +12,8 @@ from core.graph import Graph
 from core.serialize import save_graph
 
 HERE = Path(__file__).resolve().parent
-COL = 190.0  # horizontal spacing of layout columns
-ROW = 110.0
+COL = 300.0  # horizontal spacing of layout columns (cards are ~210 px wide)
+ROW = 150.0
 
 
 def _place(g: Graph, columns: list):

@@ -54,3 +54,13 @@ def test_nan_in_eval_names_the_node(tmp_path):
 def test_help_and_version():
     assert "eval" in cli("--help").stdout or "eval" in cli("eval", "--help").stdout
     assert cli("--version").stdout.startswith("backprop-studio ")
+
+
+def test_gradcheck_needs_a_positive_element_count():
+    out = cli("gradcheck", str(example_path("abc")), "--max-elements", "0")
+    assert out.returncode == 2 and "must be at least 1" in out.stderr
+
+
+def test_unreadable_path_is_a_clear_error(tmp_path):
+    out = cli("eval", str(tmp_path))
+    assert out.returncode == 2 and "folder" in out.stderr and "Traceback" not in out.stderr

@@ -199,3 +199,23 @@ def test_float32_graph_stays_float32():
     for k, v in list(ex.values.items()) + list(ex.grads.items()):
         if v.dtype.kind == "f":
             assert v.dtype == np.float32, (g32.nodes[k[0]].name, v.dtype)
+
+
+def test_step_back_restores_batch_norm_statistics_and_lazy_weights():
+    """Stepping back over a training-mode batch norm puts its running averages back."""
+    rng = np.random.default_rng(0)
+    g = Graph()
+    x = g.add("input", value=rng.normal(size=(6, 3)), name="x")
+    bn = g.add("batch_norm", x, name="bn")
+    d = g.add("dense", bn, name="fc", units=2)
+    g.set_loss(g.add("sum", d, name="s"))
+    st = Stepper(g, training=True)
+    st.run_all()
+    assert "running_mean" in bn.state and "W" in d.weights
+    st.reset()
+    assert bn.state == {} and d.weights == {}
+    st.run_all()
+    first = bn.state["running_mean"].copy()
+    st.reset()
+    st.run_all()
+    np.testing.assert_array_equal(bn.state["running_mean"], first)  # no drift on replay

@@ -112,3 +112,18 @@ def test_removed_node_takes_its_edges_and_layout():
     removed = g.remove_node(e)
     assert len(removed) == 3 and e.id not in g.layout
     assert all(e.id not in (x.src, x.dst) for x in g.edges)
+
+
+def test_names_cannot_be_empty_or_another_nodes_id():
+    """node(key) must find one node: a name may not be an id, nor an id a name."""
+    g = Graph()
+    a = g.add("input", value=1.0, name="a")
+    with pytest.raises(GraphError, match="empty"):
+        g.add("exp", a, name="  ")
+    with pytest.raises(GraphError, match=f"'{a.id}' is the id of node 'a'"):
+        g.add("exp", a, name=a.id)
+    b = g.add("exp", a, name="n3")          # a name that looks like a future id…
+    c = g.add("exp", a)                     # …is skipped when ids are drawn
+    assert c.id != "n3" and g.node("n3") is b
+    with pytest.raises(GraphError, match="already exists"):
+        g.rename(c, "n3")

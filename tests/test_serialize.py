@@ -191,3 +191,65 @@ def test_corrupted_valid_files_give_only_clear_errors(data):
 def test_truncated_files_give_only_clear_errors(n):
     with pytest.raises(FileFormatError):
         loads(GOOD[:n])
+
+
+def _dense_file():
+    from core.graph import Graph
+
+    g = Graph()
+    x = g.add("input", value=np.ones((2, 3)), name="x", shape=[None, 3])
+    d = g.add("dense", x, name="fc", units=4)
+    g.initialize(0)
+    g.add("sum", d, name="s")
+    return graph_to_dict(g)
+
+
+def test_weight_of_wrong_shape_is_refused_naming_it():
+    """A dense bias stored as (1, 1) for 4 units is an error, not a silent broadcast."""
+    data = _dense_file()
+    data["nodes"][1]["weights"]["b"] = [[0.0]]
+    with pytest.raises(FileFormatError, match=r"nodes\[1\].weights.b: has shape \(1, 1\).*\(4,\)"):
+        loads(json.dumps(data))
+
+
+def test_value_must_match_declared_shape():
+    data = _dense_file()
+    data["nodes"][0]["value"] = [[1.0, 2.0]]
+    with pytest.raises(FileFormatError, match=r"nodes\[0\].value: has shape \(1, 2\).*\[None, 3\]"):
+        loads(json.dumps(data))
+
+
+@pytest.mark.parametrize("value", ["3.0", [["1", "2"]], True, None])
+def test_text_and_booleans_are_not_numbers(value):
+    with pytest.raises(FileFormatError, match=r"nodes\[1\].value"):
+        loads(mutate(["nodes", 1, "value"], value))
+
+
+def test_infinite_layout_is_refused():
+    with pytest.raises(FileFormatError, match="layout.n1: coordinates must be finite"):
+        loads(mutate(["layout", "n1"], [0.0, 0.0]).replace('"n1": [0.0, 0.0]', '"n1": [1e999, 0]'))
+
+
+def test_node_names_must_not_be_empty_or_another_nodes_id():
+    with pytest.raises(FileFormatError, match=r"nodes\[2\].name: .*empty"):
+        loads(mutate(["nodes", 2, "name"], " "))
+    with pytest.raises(FileFormatError, match=r"nodes\[2\].name: 'n1' is the id of another"):
+        loads(mutate(["nodes", 2, "name"], "n1"))
+
+
+def test_batch_norm_state_is_checked_like_weights():
+    from core.graph import Graph
+
+    g = Graph()
+    x = g.add("input", value=np.ones((4, 3)), name="x", shape=[None, 3])
+    bn = g.add("batch_norm", x, name="bn")
+    g.initialize(0)
+    bn.state.update(running_mean=np.zeros(3), running_var=np.ones(3))
+    data = graph_to_dict(g)
+    assert loads(json.dumps(data)).node("bn").state["running_var"].shape == (3,)
+    data["nodes"][1]["state"]["running_mean"] = [0.0, 0.0]
+    with pytest.raises(FileFormatError, match=r"nodes\[1\].state.running_mean: has shape \(2,\)"):
+        loads(json.dumps(data))
+    data["nodes"][1]["state"] = {"speed": [1.0]}
+    with pytest.raises(FileFormatError, match="keeps no state 'speed'"):
+        loads(json.dumps(data))

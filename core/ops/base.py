@@ -201,6 +201,9 @@ class Op:
         Trainable tensors the op owns; ``forward`` receives them after the inputs.
     no_grad_inputs : tuple of str
         Inputs that get no gradient (targets, indices).
+    state_like : dict
+        Buffers kept in the node's ``state`` but not trained (batch-norm running
+        statistics), each mapped to the weight whose shape it shares.
     params : tuple of Param
         The parameter spec.
     formula, derivative : str
@@ -214,6 +217,7 @@ class Op:
     outputs: ClassVar[tuple] = ("out",)
     weights: ClassVar[tuple] = ()
     no_grad_inputs: ClassVar[tuple] = ()
+    state_like: ClassVar[dict] = {}  # saved, untrained buffer -> weight whose shape it has
     params: ClassVar[tuple] = ()
     formula: ClassVar[str] = ""
     derivative: ClassVar[str] = ""

@@ -1298,6 +1298,7 @@ class BatchNorm(Op):
     label = "BatchNorm"
     category = "layers"
     weights = ("gamma", "beta")
+    state_like = {"running_mean": "gamma", "running_var": "gamma"}
     params = (Param("momentum", "float", 0.1, low=0.0, high=1.0,
                     doc="weight of the current batch in the running averages"),
               Param("eps", "float", 1e-5, low=0.0, high=1.0, doc="added to the variance"))

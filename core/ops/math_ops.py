@@ -127,22 +127,32 @@ class Divide(_Binary):
         return a / b
 
 
+class _Select(_Binary):
+    """Picks one of its inputs per element; the gradient goes to the one picked."""
+
+    def takes_a(self, a, b):
+        raise NotImplementedError
+
+    def forward(self, ctx, a, b):
+        ctx.shapes = (a.shape, b.shape)
+        ctx.mask = self.takes_a(a, b)
+        return np.where(ctx.mask, a, b)
+
+    def backward(self, ctx, g):
+        return (unbroadcast(np.where(ctx.mask, g, 0.0), ctx.shapes[0]),
+                unbroadcast(np.where(ctx.mask, 0.0, g), ctx.shapes[1]))
+
+
 @register_op("maximum")
-class Maximum(_Binary):
+class Maximum(_Select):
     """Elementwise larger of two tensors; a tie sends the gradient to ``a``."""
 
     label = "Max"
     formula = "max(a, b)"
     derivative = "∂/∂a = [a ≥ b], ∂/∂b = [a < b]"
 
-    def forward(self, ctx, a, b):
-        ctx.shapes = (a.shape, b.shape)
-        ctx.mask = a >= b
-        return np.maximum(a, b)
-
-    def backward(self, ctx, g):
-        return (unbroadcast(np.where(ctx.mask, g, 0.0), ctx.shapes[0]),
-                unbroadcast(np.where(ctx.mask, 0.0, g), ctx.shapes[1]))
+    def takes_a(self, a, b):
+        return a >= b
 
     @classmethod
     def torch_reference(cls, torch, params, a, b):
@@ -150,21 +160,15 @@ class Maximum(_Binary):
 
 
 @register_op("minimum")
-class Minimum(_Binary):
+class Minimum(_Select):
     """Elementwise smaller of two tensors; a tie sends the gradient to ``a``."""
 
     label = "Min"
     formula = "min(a, b)"
     derivative = "∂/∂a = [a ≤ b], ∂/∂b = [a > b]"
 
-    def forward(self, ctx, a, b):
-        ctx.shapes = (a.shape, b.shape)
-        ctx.mask = a <= b
-        return np.minimum(a, b)
-
-    def backward(self, ctx, g):
-        return (unbroadcast(np.where(ctx.mask, g, 0.0), ctx.shapes[0]),
-                unbroadcast(np.where(ctx.mask, 0.0, g), ctx.shapes[1]))
+    def takes_a(self, a, b):
+        return a <= b
 
     @classmethod
     def torch_reference(cls, torch, params, a, b):

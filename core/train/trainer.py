@@ -481,7 +481,7 @@ class Trainer:
                 self.graph.nodes[key[1]].state[key[2]] = np.copy(v)
 
     # ------------------------------------------------------ evaluate
-    def predict(self, x, batch_size: int = 1000):
+    def predict(self, x, batch_size: int = 256):
         """Per-class probabilities for ``x`` (evaluation mode: no dropout, running BN)."""
         if self._scores is None:
             raise GraphError(f"cannot tell which input of the loss '{self.loss_node.name}' "
@@ -495,8 +495,12 @@ class Trainer:
             out.append(self._probs(self._eval_ex.values[(nid, k)]))
         return np.concatenate(out)
 
-    def evaluate(self, data, batch_size: int = 1000) -> Evaluation:
-        """Loss, accuracy, confusion matrix, per-class P/R/F1 and one-vs-rest ROC/AUC."""
+    def evaluate(self, data, batch_size: int = 256) -> Evaluation:
+        """Loss, accuracy, confusion matrix, per-class P/R/F1 and one-vs-rest ROC/AUC.
+
+        Batches of a few hundred keep memory low: a convolution's im2col buffer
+        grows with the batch (1,000 images made the Keras CNN peak near 2 GB).
+        """
         if self._scores is None:
             raise GraphError(f"cannot tell which input of the loss '{self.loss_node.name}' "
                              "holds the predictions")
