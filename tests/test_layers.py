@@ -509,3 +509,23 @@ def test_reused_buffers_never_change_a_kept_result():
     np.testing.assert_array_equal(idx1, kept_idx)
     np.testing.assert_array_equal(gx1, kept_gx)
     assert not np.array_equal(out2, kept_out)
+
+
+# ------------------------------------------------- the executor's finite check
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_large_nan_inf_or_huge_values_are_told_apart_by_the_finite_check(dtype):
+    """The executor's fast finite test (a sum of squares first) stops at NaN and ±Inf in large
+    arrays of any memory order, and never at huge finite values whose squares overflow."""
+    from core.executor import _all_finite
+
+    x = np.random.default_rng(0).normal(size=(8, 3, 16, 16)).astype(dtype)
+    assert _all_finite(x) and _all_finite(x.transpose(1, 2, 3, 0))
+    huge = x * dtype(np.finfo(dtype).max / 4)
+    assert _all_finite(huge)
+    for bad in (np.nan, np.inf, -np.inf):
+        y = x.copy()
+        y[5, 1, 7, 9] = bad
+        assert not _all_finite(y)
+        assert not _all_finite(y.transpose(3, 0, 2, 1))
+        assert not _all_finite(y[:, :, 1::2])  # a strided view holding row 7
