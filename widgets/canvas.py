@@ -1780,17 +1780,12 @@ class GraphView(QGraphicsView):
     # ---------------------------------------------------------- drag & drop
     def dragEnterEvent(self, event):
         md = event.mimeData()
-        if md.hasFormat(OP_MIME) or md.hasUrls():
+        if md.hasFormat(OP_MIME) or md.hasUrls():  # an op from the palette, or a file
             event.acceptProposedAction()
         else:
             event.ignore()
 
-    def dragMoveEvent(self, event):
-        md = event.mimeData()
-        if md.hasFormat(OP_MIME) or md.hasUrls():
-            event.acceptProposedAction()
-        else:
-            event.ignore()
+    dragMoveEvent = dragEnterEvent
 
     def dropEvent(self, event):
         md = event.mimeData()
