@@ -763,25 +763,22 @@ def check_graph_arrays(graph: Graph, arrays: dict, meta: dict, path=None) -> dic
                 raise FileFormatError(path, key, f"node '{node.name}' ({node.op_id}) holds no "
                                                  "trained value")
             want = _expected_value_shape(node)
-        elif kind == "weights":
-            if name not in type(node.op).weights:
-                raise FileFormatError(path, key, f"'{node.name}' ({node.op_id}) has no weight "
-                                                 f"'{name}'")
-            spec = (report.weights.get(nid) or {}).get(name)
-            if spec is None:
-                why = report.errors.get(nid, "its input shapes are unknown")
-                raise FileFormatError(path, key, f"cannot check weight '{name}' of "
-                                                 f"'{node.name}': {why}")
-            want = tuple(spec.shape)
         else:
-            like = type(node.op).state_like.get(name)
+            # a weight has its own spec; a state buffer has the shape of the weight it is like
+            op_cls = type(node.op)
+            if kind == "weights":
+                like = name if name in op_cls.weights else None
+                missing = f"has no weight '{name}'"
+            else:
+                like = op_cls.state_like.get(name)
+                missing = f"keeps no state '{name}'"
             if like is None:
-                raise FileFormatError(path, key, f"'{node.name}' ({node.op_id}) keeps no "
-                                                 f"state '{name}'")
+                raise FileFormatError(path, key, f"'{node.name}' ({node.op_id}) {missing}")
             spec = (report.weights.get(nid) or {}).get(like)
             if spec is None:
                 why = report.errors.get(nid, "its input shapes are unknown")
-                raise FileFormatError(path, key, f"cannot check state '{name}' of "
+                what = "weight" if kind == "weights" else "state"
+                raise FileFormatError(path, key, f"cannot check {what} '{name}' of "
                                                  f"'{node.name}': {why}")
             want = tuple(spec.shape)
         if tuple(v.shape) != want:
