@@ -87,8 +87,8 @@ def draw_category_glyph(painter: QPainter, category: str, rect: QRectF, color: Q
     painter.restore()
 
 
-def category_icon(category: str, color: QColor, size: int = 18) -> QIcon:
-    """A :class:`QIcon` of the category glyph on a rounded colour chip (1x and 2x)."""
+def _hidpi_icon(size: int, paint) -> QIcon:
+    """A :class:`QIcon` with 1x and 2x pixmaps, each drawn by ``paint(painter)``."""
     icon = QIcon()
     for dpr in (1, 2):
         pm = QPixmap(size * dpr, size * dpr)
@@ -96,14 +96,23 @@ def category_icon(category: str, color: QColor, size: int = 18) -> QIcon:
         pm.fill(Qt.transparent)
         painter = QPainter(pm)
         painter.setRenderHint(QPainter.Antialiasing)
+        paint(painter)
+        painter.end()
+        icon.addPixmap(pm)
+    return icon
+
+
+def category_icon(category: str, color: QColor, size: int = 18) -> QIcon:
+    """A :class:`QIcon` of the category glyph on a rounded colour chip (1x and 2x)."""
+
+    def paint(painter):
         painter.setPen(Qt.NoPen)
         painter.setBrush(color)
         painter.drawRoundedRect(QRectF(0.5, 0.5, size - 1, size - 1), 4, 4)
         draw_category_glyph(painter, category, QRectF(4, 4, size - 8, size - 8),
                             QColor("white"), 1.4)
-        painter.end()
-        icon.addPixmap(pm)
-    return icon
+
+    return _hidpi_icon(size, paint)
 
 
 def _action_path(name: str, s: float) -> QPainterPath:
@@ -188,19 +197,13 @@ def _action_path(name: str, s: float) -> QPainterPath:
 
 def action_icon(name: str, color: QColor, size: int = 20) -> QIcon:
     """A toolbar icon drawn in ``color`` (so it follows the theme), at 1x and 2x."""
-    icon = QIcon()
-    for dpr in (1, 2):
-        pm = QPixmap(size * dpr, size * dpr)
-        pm.setDevicePixelRatio(dpr)
-        pm.fill(Qt.transparent)
-        painter = QPainter(pm)
-        painter.setRenderHint(QPainter.Antialiasing)
+
+    def paint(painter):
         pen = QPen(color, 1.5)
         pen.setCapStyle(Qt.RoundCap)
         pen.setJoinStyle(Qt.RoundJoin)
         painter.setPen(pen)
         painter.setBrush(Qt.NoBrush)
         painter.drawPath(_action_path(name, size))
-        painter.end()
-        icon.addPixmap(pm)
-    return icon
+
+    return _hidpi_icon(size, paint)
