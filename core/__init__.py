@@ -1,1 +1,14 @@
-"""Pure NumPy core of Backprop Studio. Never imports Qt."""
+"""Pure NumPy core of Backprop Studio. Never imports Qt.
+
+Importing ``core`` before NumPy holds NumPy's BLAS (OpenBLAS) to one thread
+unless ``OPENBLAS_NUM_THREADS`` says otherwise: the layer ops share their work
+between cores themselves (``core.ops.layers``), and idle OpenBLAS threads spin
+for a while after each product, taking the cores that work needs. Products
+large enough to want several threads are split by ``core.ops.layers`` too.
+"""
+
+import os as _os
+import sys as _sys
+
+if "numpy" not in _sys.modules:
+    _os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")

@@ -27,6 +27,7 @@ from core.backend import to_device, to_numpy
 from core.errors import GraphError, NonFiniteError, ShapeError
 from core.graph import Graph, Node
 from core.ops.base import Context
+from core.ops.layers import own_threads
 from core.ops.sources import feed_value
 
 _MISSING = object()
@@ -136,22 +137,29 @@ class Executor:
     input_grads : bool
         Also compute gradients for inputs and constants (stepping and ``eval``
         show them; training turns this off to save work).
+    all_outputs : bool
+        Compute every output of every node. Training turns this off: an extra
+        output nothing is connected to (a max pool's indices) is then skipped
+        and has no value; the first output of every node is always computed.
     device : str
         ``"cpu"`` or ``"cuda"`` (CuPy).
     """
 
     def __init__(self, graph: Graph, *, training: bool = False, seed: int = 0,
-                 check_finite: bool = True, input_grads: bool = True, device: str = "cpu"):
+                 check_finite: bool = True, input_grads: bool = True, device: str = "cpu",
+                 all_outputs: bool = True):
         self.graph = graph
         self.training = training
         self.seed = seed
         self.check_finite = check_finite
         self.input_grads = input_grads
+        self.all_outputs = all_outputs
         self.device = device
         self.dtype = np.dtype(graph.dtype)
         self.iteration = 0
         self.feeds: dict = {}
         self.loss_id: str | None = None
+        self._wanted: dict = {}
         self.reset()
         self._plan_cache = None
 
@@ -182,6 +190,12 @@ class Executor:
                                      nodes=(node.name,))
                 srcs.append((e.src, g.nodes[e.src].output_ports.index(e.src_port)))
             self._inputs[node.id] = srcs
+        self._wanted = {}
+        if not self.all_outputs:
+            for node in order:
+                self._wanted[node.id] = {0}
+            for e in g.edges:
+                self._wanted[e.src].add(g.nodes[e.src].output_ports.index(e.src_port))
         steps = [Step("forward", n.id) for n in order]
         self.loss_id = None
         self._needs = {}
@@ -247,7 +261,8 @@ class Executor:
         """Compute one node's outputs; returns ``{(node_id, k): value}`` without storing it."""
         op = type(node.op)
         ctx = _NodeContext([self.seed, self._index[node.id], self.iteration],
-                           training=self.training, state=node.state)
+                           training=self.training, state=node.state,
+                           outputs_wanted=self._wanted.get(node.id))
         try:
             if op.source:
                 fed = self.feeds.get(node.name, self.feeds.get(node.id))
@@ -278,6 +293,8 @@ class Executor:
                              f"expected {len(op.outputs)}")
         result = {}
         for k, y in enumerate(outs):
+            if y is None and not ctx.wants(k):
+                continue  # an output nothing reads, skipped by the op
             if isinstance(y, np.generic) or not hasattr(y, "dtype"):
                 y = np.asarray(y)  # 0-d ops give NumPy scalars; keep every value an array
             if self.check_finite and y.dtype.kind == "f" and not _all_finite(y):
@@ -317,8 +334,8 @@ class Executor:
         grads_out = []
         for k, u in enumerate(upstream):
             if u is None:
-                y = self.values[(node.id, k)]
-                u = np.zeros_like(y) if y.dtype.kind == "f" else None
+                y = self.values.get((node.id, k))  # None: a skipped output
+                u = np.zeros_like(y) if y is not None and y.dtype.kind == "f" else None
             grads_out.append(u)
         ctx = self.ctxs[node.id]
         try:
@@ -378,7 +395,7 @@ class Executor:
 
         gin, wgrads, upstream = self.backward_node(node)
         rec.inputs = [self.values[k] for k in self._inputs.get(node.id, ())]
-        rec.outputs = [self.values[(node.id, k)] for k in range(len(op.outputs))]
+        rec.outputs = [self.values.get((node.id, k)) for k in range(len(op.outputs))]
         rec.upstream = upstream
         if node.id == self.loss_id and self.grads.get((node.id, 0)) is None:
             put(self.grads, (node.id, 0), upstream[0])
@@ -422,8 +439,9 @@ class Executor:
         """Run every node forward; returns ``self``."""
         steps = self._prepare(feeds, None)
         self.reset()
-        for st in steps:
-            self.apply(st, detail=False)
+        with own_threads():
+            for st in steps:
+                self.apply(st, detail=False)
         return self
 
     def run(self, feeds: dict | None = None, loss=None):
@@ -431,8 +449,9 @@ class Executor:
         loss = loss if loss is not None else self.graph.loss
         steps = self._prepare(feeds, loss)
         self.reset()
-        for st in steps:
-            self.apply(st, detail=False)
+        with own_threads():
+            for st in steps:
+                self.apply(st, detail=False)
         self.iteration += 1
         return self
 

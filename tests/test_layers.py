@@ -446,6 +446,7 @@ def test_thread_count_does_not_change_results(monkeypatch):
     from core.ops import layers
 
     monkeypatch.setattr(layers, "_cores_busy", lambda: False)  # use the threads even if busy
+    monkeypatch.setattr(layers, "_MIN_SPLIT_BYTES", 0)  # split even this small batch
     monkeypatch.setattr(layers, "_WORKERS", 2)
     g, feeds = _lenet(batch=16)
     ex = Executor(g, training=True, input_grads=False).run(feeds)
@@ -454,6 +455,69 @@ def test_thread_count_does_not_change_results(monkeypatch):
     ex1 = Executor(g, training=True, input_grads=False).run(feeds)
     for k, v in many.items():
         np.testing.assert_array_equal(ex1.weight_grads[k], v)
+
+
+def test_conv_columns_made_again_in_backward_give_the_same_gradients(monkeypatch):
+    """Large convolutions do not keep their im2col columns; remaking them span by span
+    in backward gives bit-identical weight gradients."""
+    from core.ops import layers
+
+    g, feeds = _lenet(batch=16)
+    kept = Executor(g, training=True, input_grads=False).run(feeds)
+    kept = {k: v.copy() for k, v in kept.weight_grads.items()}
+    monkeypatch.setattr(layers, "_KEEP_COLS_BYTES", 0)
+    remade = Executor(g, training=True, input_grads=False).run(feeds)
+    assert kept.keys() == remade.weight_grads.keys()
+    for k, v in kept.items():
+        np.testing.assert_array_equal(remade.weight_grads[k], v)
+
+
+def test_unconnected_pool_indices_are_skipped_only_when_asked():
+    """Training (``all_outputs=False``) skips a max pool's unconnected indices output;
+    a normal run computes it, and the other numbers do not change either way."""
+    g, feeds = _lenet(batch=4)
+    full = Executor(g, training=True).run(feeds)
+    lean = Executor(g, training=True, all_outputs=False).run(feeds)
+    p1 = g.node("p1").id
+    assert full.values[(p1, 1)].dtype == np.int64
+    assert (p1, 1) not in lean.values
+    np.testing.assert_array_equal(lean.values[(p1, 0)], full.values[(p1, 0)])
+    for k, v in full.weight_grads.items():
+        np.testing.assert_array_equal(lean.weight_grads[k], v)
+
+
+def test_large_products_are_split_exactly(monkeypatch):
+    """Products too big for one core are cut into parts for the layer threads."""
+    from core.ops import layers
+
+    monkeypatch.setattr(layers, "_cores_busy", lambda: False)
+    rng = np.random.default_rng(16)
+    for shape_a, shape_b in (((512, 1024), (1024, 96)), ((64, 1024), (1024, 600))):
+        a = rng.normal(size=shape_a).astype(np.float32)
+        b = rng.normal(size=shape_b).astype(np.float32)
+        assert a.shape[0] * a.shape[1] * b.shape[1] > layers._SMALL_MNK
+        np.testing.assert_allclose(matmul_small(a, b), a @ b, rtol=1e-5, atol=1e-3)
+
+
+def test_importing_core_first_holds_blas_to_one_thread():
+    """``import core`` before NumPy sets OpenBLAS to one thread, unless the user chose."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import core, numpy; from core.ops.layers import blas_threads; "
+            "print(blas_threads())")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True, cwd=root).stdout.strip()
+    if out == "None":
+        pytest.skip("threadpoolctl does not see NumPy's BLAS here")
+    assert out == "1"
+    env["OPENBLAS_NUM_THREADS"] = "2"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True, cwd=root).stdout.strip()
+    assert out == str(min(2, os.cpu_count() or 1))
 
 
 def test_parallel_parts_run_once_each_and_pass_errors_on(monkeypatch):

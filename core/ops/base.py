@@ -171,17 +171,25 @@ class Context:
         Which inputs (then weights) want a gradient; ops may skip the others.
     state : dict
         Persistent per-node buffers that are not trained (batch-norm running averages).
+    outputs_wanted : set of int, optional
+        Outputs something reads (``None``: all); see :meth:`wants`.
     """
 
-    def __init__(self, training=False, rng=None, needs_input_grad=None, state=None):
+    def __init__(self, training=False, rng=None, needs_input_grad=None, state=None,
+                 outputs_wanted=None):
         self.training = training
         self.rng = rng if rng is not None else np.random.default_rng(0)
         self.needs_input_grad = needs_input_grad
         self.state = state if state is not None else {}
+        self.outputs_wanted = outputs_wanted
 
     def needs(self, i: int) -> bool:
         """Whether input ``i`` (counting weights after inputs) wants a gradient."""
         return self.needs_input_grad is None or bool(self.needs_input_grad[i])
+
+    def wants(self, k: int) -> bool:
+        """Whether output ``k`` is read; an op may return ``None`` for one that is not."""
+        return self.outputs_wanted is None or k in self.outputs_wanted
 
 
 class Op:

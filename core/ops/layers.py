@@ -24,6 +24,7 @@ Example
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import sys
@@ -234,6 +235,13 @@ _SERIAL_MNK = 900_000
 _SERIAL_MNK_T = 4 * 65536  # the same with a transposed right operand
 _SMALL_MNK = 1 << 24       # products below this take about a millisecond on one core
 _PART_BYTES = 1 << 19      # parts small enough to stay in cache and to balance the threads
+# Work smaller than this is done in one part on the calling thread: waking a helper
+# thread costs more than it saves (LeNet-5's second pool: 0.64 ms alone, 1.2 ms shared)
+_MIN_SPLIT_BYTES = 1 << 21
+# im2col columns up to this size are kept from forward for the weight gradient; larger
+# ones (VGG-16's first layers at batch 32 would need gigabytes) are made again span by
+# span in backward, in a small buffer per thread
+_KEEP_COLS_BYTES = 64 << 20
 _WORKERS = max(1, min(4, os.cpu_count() or 1))
 _pool = None
 _pool_lock = threading.Lock()
@@ -325,11 +333,60 @@ def _run_parts(fn, parts):
         raise work.error
 
 
+_blas = {"controller": None, "tried": False}
+
+
+def _blas_controller():
+    """threadpoolctl's handle on NumPy's BLAS (``None`` when it is not installed)."""
+    if not _blas["tried"]:
+        _blas["tried"] = True
+        try:
+            from threadpoolctl import ThreadpoolController  # noqa: PLC0415 - optional
+            _blas["controller"] = ThreadpoolController().select(user_api="blas")
+        except Exception:  # noqa: BLE001 - no threadpoolctl, or no BLAS it knows
+            _blas["controller"] = None
+    return _blas["controller"]
+
+
+def blas_threads():
+    """How many threads NumPy's BLAS uses (``None`` when threadpoolctl cannot tell)."""
+    ctl = _blas_controller()
+    if ctl is None or not ctl.lib_controllers:
+        return None
+    return max(lib.num_threads for lib in ctl.lib_controllers)
+
+
+def layer_threads() -> int:
+    """Threads that share the layer ops' work (the caller and its helpers)."""
+    return _WORKERS
+
+
+@contextlib.contextmanager
+def own_threads():
+    """Hold NumPy's BLAS to the calling thread while a batch runs.
+
+    ``import core`` before NumPy already does this for the whole process; when
+    NumPy was loaded first with a threaded BLAS, this limits it per batch.
+    OpenBLAS's idle threads spin for a while after every threaded product and
+    take the cores the layer pool's threads need (LeNet-5: 27–29 ms per batch
+    with both, 19–23 ms with BLAS on one thread), and products big enough to
+    want two threads are split by :func:`matmul_small` instead.
+    """
+    ctl = _blas_controller() if _WORKERS > 1 else None
+    if ctl is None or all(lib.num_threads == 1 for lib in ctl.lib_controllers):
+        yield
+        return
+    with ctl.limit(limits=1):
+        yield
+
+
 def _spans(n, unit, bytes_per_item):
     """Split ``range(n)`` into ``(start, stop)`` spans of about :data:`_PART_BYTES`.
 
     Spans are whole multiples of ``unit`` items (a GEMM block, say), except the last.
     """
+    if n * bytes_per_item < _MIN_SPLIT_BYTES:
+        return [(0, n)]
     per = unit * max(1, _PART_BYTES // max(1, bytes_per_item * unit))
     return [(i, min(n, i + per)) for i in range(0, n, per)]
 
@@ -428,7 +485,9 @@ def matmul_small(a, b):
     m, k = a.shape
     n = b.shape[1]
     mnk = m * n * k
-    if mnk <= _SERIAL_MNK or mnk > _SMALL_MNK:
+    if mnk > _SMALL_MNK:
+        return _matmul_parts(a, b)
+    if mnk <= _SERIAL_MNK:
         return a @ b
     # pieces of a transposed view can reach OpenBLAS as one big threaded call; the
     # operands are small, so a contiguous copy is cheap
@@ -455,26 +514,92 @@ def matmul_small(a, b):
     return out
 
 
-def _im2col_matmul(w2, win, cols, out, bias):
-    """Fill ``cols`` from the window view and compute ``out = w2 @ cols``, row span by row span.
+def _matmul_parts(a, b):
+    """``a @ b`` for a large product, cut along its longer outer dimension into parts
+    of about :data:`_SMALL_MNK` multiply-adds that the layer pool computes in parallel.
 
-    Each span's columns are still in cache when its product reads them.
-    ``win`` is (C, kh, kw, OH, OW, B); ``cols`` has one more row of ones when ``bias``.
+    The cut depends on the shapes only, so the result is the same on any machine.
     """
-    c, kh, kw, oh, ow, bsz = win.shape
+    m, k = a.shape
+    n = b.shape[1]
+    out = np.empty((m, n), dtype=np.result_type(a, b))
+    pieces = max(1, min(64, (m * n * k) // _SMALL_MNK))
+    if m >= n:
+        step = -(-m // pieces)
+        _run_parts(lambda r: np.matmul(a[r:r + step], b, out=out[r:r + step]),
+                   range(0, m, step))
+    else:
+        step = -(-n // pieces)
+        _run_parts(lambda c: np.matmul(a, b[:, c:c + step], out=out[:, c:c + step]),
+                   range(0, n, step))
+    return out
+
+
+def _row_spans(win, rows_bytes):
+    """Output-row spans of about :data:`_PART_BYTES` of columns each (fixed by the shapes)."""
+    return _spans(win.shape[3], 1, rows_bytes)
+
+
+def _span_block(cols, kb, row, span):
+    """The ``(kb, rows·OW·B)`` column block of an output-row span inside the flat ``cols``."""
+    lo, hi = span[0] * row, span[1] * row
+    return cols[kb * lo:kb * hi].reshape(kb, hi - lo)
+
+
+def _fill_block(block, win, span, bias):
+    """im2col of the output rows ``span`` into ``block``, plus a row of ones for the bias."""
+    c, kh, kw, _, ow, bsz = win.shape
     k = c * kh * kw
-    row = ow * bsz
-    cols6 = cols[:k].reshape(c, kh, kw, oh, ow, bsz)
+    np.copyto(block[:k].reshape(c, kh, kw, span[1] - span[0], ow, bsz),
+              win[:, :, :, span[0]:span[1]])
+    if bias:
+        block[k] = 1
+
+
+def _im2col_matmul(w2, win, out, bias, spans, block_for):
+    """``out = w2 @ im2col(win)``, made and multiplied output-row span by span.
+
+    ``win`` is (C, kh, kw, OH, OW, B); ``block_for(span)`` gives the
+    ``(C·kh·kw [+1], rows·OW·B)`` buffer a span's columns go to, with a last
+    row of ones when ``bias``. A span's block is multiplied while it is in
+    cache, and its product reads one compact matrix instead of a slice of a
+    very wide one (LeNet-5's first layer: 1.2 ms instead of 2.8 ms on one
+    core). Spans run in parallel.
+    """
+    row = win.shape[4] * win.shape[5]
 
     def part(span):
-        r0, r1 = span
-        np.copyto(cols6[:, :, :, r0:r1], win[:, :, :, r0:r1])
-        lo, hi = r0 * row, r1 * row
-        if bias:
-            cols[k, lo:hi] = 1
-        _matmul_cols(w2, cols[:, lo:hi], out[:, lo:hi])
+        block = block_for(span)
+        _fill_block(block, win, span, bias)
+        _matmul_cols(w2, block, out[:, span[0] * row:span[1] * row])
 
-    _run_parts(part, _spans(oh, 1, cols.shape[0] * row * cols.itemsize))
+    _run_parts(part, spans)
+
+
+def _im2col_weight_grad(gc, win, bias, spans, block_for, refill):
+    """``gc @ im2col(win)ᵀ`` span by span: the kernel (and bias) gradient.
+
+    With ``refill`` each span's columns are made again from the window view
+    (the forward pass kept no copy of them). Partial products of the spans run
+    in parallel and are added in span order, so the result does not depend on
+    the thread count.
+    """
+    row = win.shape[4] * win.shape[5]
+    partial = [None] * len(spans)
+
+    def part(i):
+        block = block_for(spans[i])
+        if refill:
+            _fill_block(block, win, spans[i], bias)
+        lo, hi = spans[i][0] * row, spans[i][1] * row
+        # (kb, rows) · (rows, O): OpenBLAS is ~2× faster this way round than gc · blockᵀ
+        partial[i] = block @ gc[:, lo:hi].T
+
+    _run_parts(part, range(len(spans)))
+    total = partial[0]
+    for extra in partial[1:]:
+        total = total + extra
+    return np.ascontiguousarray(total.T)
 
 
 def _col2im_matmul(w2, gc, gxp, kernel, stride, dilation, out_hw, slabs=None):
@@ -711,23 +836,37 @@ class Conv2d(Op):
         # im2col into a reused buffer; with a bias, one extra row of ones makes the
         # GEMM add it (and the weight-gradient GEMM yield its gradient) for free
         bias = b.size > 0
-        cols = scratch.get("cols", (k + bias, n), x.dtype)
         w2 = w.reshape(o, k)
         if bias:
             w2 = np.concatenate([w2, b[:, None]], axis=1)
         y = scratch.get("out", (o, n), x.dtype)
-        _im2col_matmul(w2, _windows(xp, (kh, kw), p["stride"], p["dilation"], (oh, ow)),
-                       cols, y, bias)
-        ctx.cols, ctx.w2, ctx.xp_shape, ctx.x_shape = cols, w2[:, :k], xp.shape, x.shape
+        win = _windows(xp, (kh, kw), p["stride"], p["dilation"], (oh, ow))
+        spans = _row_spans(win, (k + bias) * ow * bsz * x.itemsize)
+        block_for, ctx.refill = self._blocks(scratch, k + bias, ow * bsz, n, x.dtype)
+        _im2col_matmul(w2, win, y, bias, spans, block_for)
+        ctx.win, ctx.spans, ctx.block_for, ctx.w2 = win, spans, block_for, w2[:, :k]
+        ctx.xp_shape, ctx.x_shape = xp.shape, x.shape
         ctx.out_hw, ctx.w_shape, ctx.bias = (oh, ow), w.shape, bias
         return _batch_first(y.reshape(o, oh, ow, bsz))
+
+    @staticmethod
+    def _blocks(scratch, kb, row, n, dtype):
+        """Where each output-row span's im2col block goes, and whether backward must
+        make it again: its place in one buffer kept for backward (up to
+        :data:`_KEEP_COLS_BYTES`), else a small buffer per thread."""
+        if kb * n * np.dtype(dtype).itemsize <= _KEEP_COLS_BYTES:
+            cols = scratch.get("cols", (kb * n,), dtype)
+            return (lambda span: _span_block(cols, kb, row, span)), False
+        return (lambda span: scratch.get(f"cols-{threading.get_ident()}",
+                                         (kb, (span[1] - span[0]) * row), dtype)), True
 
     def backward(self, ctx, g):
         p = self.p
         o, c, kh, kw = ctx.w_shape
         gc = np.ascontiguousarray(_batch_last(g)).reshape(o, -1)
-        gwb = matmul_wide_nt(gc, ctx.cols)
         k = c * kh * kw
+        gwb = _im2col_weight_grad(gc, ctx.win, ctx.bias, ctx.spans, ctx.block_for,
+                                  ctx.refill)
         gw = gwb[:, :k].reshape(ctx.w_shape)
         if p["mode"] == "convolution":
             gw = gw[:, :, ::-1, ::-1]
@@ -952,6 +1091,28 @@ class _Pool(Op):
             0, 0.01, shape)
 
 
+def _first_hits(src, best, kernel, stride, out_hw):
+    """Yield ``(tap, mask)``: where each window's maximum ``best`` sits in the padded ``src``.
+
+    When several values of a window equal the maximum (MNIST's zero background
+    makes this common), only the first in row-major window order is marked, so
+    the gradient goes to one place. The mask array is reused between taps.
+    """
+    kh, kw = kernel
+    hit = np.empty(best.shape, dtype=bool)
+    taken = np.empty(best.shape, dtype=bool)
+    for t in range(kh * kw):
+        np.equal(_tap(src, t // kw, t % kw, stride, (1, 1), out_hw), best, out=hit)
+        if t:
+            np.greater(hit, taken, out=hit)  # hit and not yet taken
+        if t < kh * kw - 1:
+            if t:
+                np.logical_or(taken, hit, out=taken)
+            else:
+                np.copyto(taken, hit)
+        yield t, hit
+
+
 @register_op("max_pool2d")
 class MaxPool2d(_Pool):
     """Max pooling: the largest value of each window, and where it was.
@@ -987,13 +1148,12 @@ class MaxPool2d(_Pool):
         (ph, pw), (kh, kw), stride = p["padding"], p["kernel"], p["stride"]
         h, w = x.shape[2:]
         fill = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
-        xp = _pad_batch_last(_batch_last(x), ph, pw, fill, scratch=_scratch(self))
-        c, bsz = xp.shape[0], xp.shape[3]
-        code = np.uint8 if kh * kw < 256 else np.int32
         scratch = _scratch(self)
+        xp = _pad_batch_last(_batch_last(x), ph, pw, fill, scratch=scratch)
+        c, bsz = xp.shape[0], xp.shape[3]
         best = scratch.get("out", (c, oh, ow, bsz), x.dtype)
-        arg = scratch.get("arg", (c, oh, ow, bsz), code)
-        idx = scratch.get("indices", (c, oh, ow, bsz), np.int64)
+        want_idx = ctx.wants(1)
+        idx = scratch.get("indices", (c, oh, ow, bsz), np.int64) if want_idx else None
         # flat index in the unpadded plane: window origin plus the tap's offset
         origin = ((np.arange(oh) * stride[0] - ph)[:, None] * w
                   + (np.arange(ow) * stride[1] - pw)[None, :]).astype(np.int64)
@@ -1001,35 +1161,26 @@ class MaxPool2d(_Pool):
 
         def part(span):
             c0, c1 = span
-            src, b, a = xp[c0:c1], best[c0:c1], arg[c0:c1]
-            lead = np.empty(b.shape, dtype=bool)
-            v = np.empty(b.shape, dtype=b.dtype)
+            src, b = xp[c0:c1], best[c0:c1]
+            # the maximum alone: where it was is worked out again in backward (and
+            # here only if the indices output is connected), which costs less than
+            # tracking the winning tap through every comparison
             np.copyto(b, _tap(src, 0, 0, stride, (1, 1), (oh, ow)))
-            a[...] = 0
             for t in range(1, kh * kw):
-                # A tap is copied out first: NumPy copies a strided view quickly but
-                # compares it slowly; one copy and two contiguous passes beat two
-                # strided passes (measured ~20 % on LeNet's first pool).
-                np.copyto(v, _tap(src, t // kw, t % kw, stride, (1, 1), (oh, ow)))
-                # Strictly greater: on a tie the earlier tap keeps the maximum. Taps come
-                # in increasing order, so the winner is the largest tap that took the
-                # lead; np.maximum records it without a slow, branchy masked copy.
-                np.greater(v, b, out=lead)
-                np.maximum(b, v, out=b)
-                if code is np.uint8:
-                    mark = lead.view(np.uint8)
-                    mark *= np.uint8(t)
-                else:
-                    mark = lead * code(t)
-                np.maximum(a, mark, out=a)
-            # mode="clip" skips the per-element bounds check that makes the default
-            # mode ~3× slower; every code is a valid tap, so clipping never happens
-            np.take(offsets, a, out=idx[c0:c1], mode="clip")
-            idx[c0:c1] += origin[None, :, :, None]
+                np.maximum(b, _tap(src, t // kw, t % kw, stride, (1, 1), (oh, ow)), out=b)
+            if want_idx:
+                # the winning tap's number, then its offset in the plane (mode="clip"
+                # skips a bounds check that makes take ~3× slower; codes are valid)
+                code = np.zeros(b.shape, dtype=np.uint8 if kh * kw < 256 else np.int32)
+                for t, hit in _first_hits(src, b, (kh, kw), stride, (oh, ow)):
+                    if t:
+                        code += hit.view(np.uint8) * code.dtype.type(t)
+                np.take(offsets, code, out=idx[c0:c1], mode="clip")
+                idx[c0:c1] += origin[None, :, :, None]
 
         _run_parts(part, _spans(c, 1, xp[0].nbytes + best[0].nbytes))
-        ctx.arg, ctx.xp_shape, ctx.hw, ctx.out_hw = arg, xp.shape, (h, w), (oh, ow)
-        return _batch_first(best), _batch_first(idx)
+        ctx.xp, ctx.best, ctx.hw, ctx.out_hw = xp, best, (h, w), (oh, ow)
+        return _batch_first(best), (_batch_first(idx) if want_idx else None)
 
     def backward(self, ctx, g, g_indices=None):
         p = self.p
@@ -1040,17 +1191,16 @@ class MaxPool2d(_Pool):
         # windows that tile the input exactly write every position once: no zeroing, no adds
         h, w = ctx.hw
         tiles = (stride == (kh, kw) and (ph, pw) == (0, 0) and h % kh == 0 and w % kw == 0)
-        gxp = _scratch(self).get("grad", ctx.xp_shape, g.dtype)
+        gxp = _scratch(self).get("grad", ctx.xp.shape, g.dtype)
 
         def part(span):
             c0, c1 = span
-            dst, gs, a = gxp[c0:c1], gl[c0:c1], ctx.arg[c0:c1]
-            hit = np.empty(a.shape, dtype=bool)
+            dst, gs = gxp[c0:c1], gl[c0:c1]
             if not tiles:
                 dst[...] = 0
-            for t in range(kh * kw):
+            for t, hit in _first_hits(ctx.xp[c0:c1], ctx.best[c0:c1], (kh, kw), stride,
+                                      ctx.out_hw):
                 view = _tap(dst, t // kw, t % kw, stride, (1, 1), ctx.out_hw)
-                np.equal(a, t, out=hit)
                 if tiles:
                     np.multiply(gs, hit, out=view)
                 else:

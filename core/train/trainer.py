@@ -238,9 +238,9 @@ class Trainer:
         self._running = threading.Event()
         self._running.set()
         self._train_ex = Executor(graph, training=True, seed=self.seed, check_finite=False,
-                                  input_grads=False, device=device)
+                                  input_grads=False, device=device, all_outputs=False)
         self._eval_ex = Executor(graph, training=False, seed=self.seed, check_finite=False,
-                                 input_grads=False, device=device)
+                                 input_grads=False, device=device, all_outputs=False)
         self._scores = self._find_scores()
         graph.initialize(self.seed)
 
