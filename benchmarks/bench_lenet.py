@@ -3,8 +3,8 @@
 Builds LeNet-5 as a float32 :class:`core.graph.Graph` (conv 6@5×5 pad 2, ReLU,
 max pool 2, conv 16@5×5, ReLU, max pool 2, flatten, dense 120, ReLU, dense 84,
 ReLU, dense 10, softmax cross-entropy), trains it with SGD + momentum on
-batches of real MNIST through ``Executor(graph, training=True,
-input_grads=False)``, and trains the same model in PyTorch on the same batches
+batches of real MNIST through ``Trainer.train_step`` (the path
+``backprop-studio train`` takes), and trains the same model in PyTorch on the same batches
 with the same thread count. Rounds alternate between the two so that a busy
 machine slows both alike; the medians are compared.
 
@@ -30,12 +30,15 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import core  # noqa: E402, F401 - before NumPy, as the app does: sets up BLAS threading
 
-from core.executor import Executor  # noqa: E402
+import numpy as np  # noqa: E402
+
 from core.graph import Graph  # noqa: E402
+from core.ops.layers import blas_threads, layer_threads  # noqa: E402
+from core.train.optim import make_optimizer  # noqa: E402
+from core.train.trainer import Trainer  # noqa: E402
 
 EPOCH = 60_000
 MNIST = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist"
@@ -84,66 +87,6 @@ def lenet_graph() -> Graph:
     return g
 
 
-class MomentumSGD:
-    """Plain SGD with momentum over a graph's trainable tensors (in place).
-
-    Momentum buffers of weights whose gradient stays near zero decay
-    geometrically into denormal floats, which the CPU handles ~100× slower;
-    flushing them to zero keeps the update fast and changes nothing measurable.
-    """
-
-    def __init__(self, graph: Graph, lr=0.05, momentum=0.9):
-        self.graph, self.lr, self.momentum = graph, lr, momentum
-        self.buffers: dict = {}
-
-    def step(self, ex: Executor):
-        for node, w in self.graph.trainable():
-            if w is None:
-                param, grad = node.value, ex.grads.get((node.id, 0))
-            else:
-                param, grad = node.weights[w], ex.weight_grads.get((node.id, w))
-            if grad is None:
-                continue
-            v = self.buffers.get((node.id, w))
-            if v is None:
-                v = self.buffers[(node.id, w)] = np.zeros_like(param)
-            v *= self.momentum
-            v += grad
-            tiny = np.finfo(v.dtype).tiny
-            v[np.abs(v) < tiny * 1e4] = 0.0
-            param -= self.lr * v
-
-
-def make_optimizer(graph):
-    """The project's momentum optimizer when ``core.train.optim`` exists, else the local one."""
-    try:
-        from core.train import optim  # noqa: PLC0415 - written by another engineer
-    except ImportError:
-        return MomentumSGD(graph), "benchmark-local SGD+momentum (denormal-safe)"
-    momentum = getattr(optim, "Momentum", None)
-    if momentum is None:
-        return MomentumSGD(graph), "benchmark-local SGD+momentum (no core.train.optim.Momentum)"
-    return _ProjectOptimizer(graph, momentum(lr=0.05, momentum=0.9)), \
-        "core.train.optim.Momentum(lr=0.05, momentum=0.9)"
-
-
-class _ProjectOptimizer:
-    """Feeds ``core.train.optim`` its ``{(node_id, weight): array}`` dictionaries."""
-
-    def __init__(self, graph, opt):
-        self.graph, self.opt = graph, opt
-
-    def step(self, ex: Executor):
-        params, grads = {}, {}
-        for node, w in self.graph.trainable():
-            key = (node.id, w)
-            if w is None:
-                params[key], grads[key] = node.value, ex.grads.get((node.id, 0))
-            else:
-                params[key], grads[key] = node.weights[w], ex.weight_grads.get(key)
-        self.opt.step(params, grads)
-
-
 def torch_lenet(torch, graph=None):
     """The same network in PyTorch; with ``graph``, starting from the graph's weights."""
     nn = torch.nn
@@ -166,14 +109,14 @@ def torch_lenet(torch, graph=None):
 
 # ------------------------------------------------------------------ timing
 
-def time_ours(ex, opt, batches):
+def time_ours(trainer, batches):
+    """``Trainer.train_step`` per batch: the path ``backprop-studio train`` takes."""
     times, losses = [], []
     for x, t in batches:
         t0 = time.perf_counter()
-        ex.run({"x": x, "t": t})
-        opt.step(ex)
+        info = trainer.train_step(x, t)
         times.append(time.perf_counter() - t0)
-        losses.append(float(ex.value("loss")))
+        losses.append(info.loss)
     return times, losses
 
 
@@ -239,8 +182,6 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     ap.add_argument("--synthetic", action="store_true", help="random images instead of MNIST")
     ap.add_argument("--mnist", type=Path, default=MNIST, help="folder with the IDX .gz files")
-    ap.add_argument("--no-check-finite", action="store_true",
-                    help="Executor(check_finite=False): skip the per-node NaN/Inf check")
     ap.add_argument("--no-torch", action="store_true", help="time only our executor")
     ap.add_argument("--pause", type=float, default=0.3,
                     help="seconds between the two sides' rounds (not timed)")
@@ -258,15 +199,15 @@ def main(argv=None) -> int:
 
     graph = lenet_graph()
     graph.initialize(seed=0, feeds={"x": batches[0][0], "t": batches[0][1]})
-    ex = Executor(graph, training=True, input_grads=False,
-                  check_finite=not args.no_check_finite)
-    opt, opt_name = make_optimizer(graph)
+    trainer = Trainer(graph, make_optimizer("momentum", lr=0.05, momentum=0.9),
+                      batch_size=bs, seed=0)
     print(f"LeNet-5, float32, batch {bs}, {'synthetic' if args.synthetic else 'MNIST'} data, "
-          f"{args.rounds} rounds × {args.batches} batches; optimizer: {opt_name}; "
-          f"check_finite={not args.no_check_finite}")
+          f"{args.rounds} rounds × {args.batches} batches; Trainer.train_step with "
+          "momentum (lr 0.05, μ 0.9), as `backprop-studio train` runs it; "
+          f"BLAS threads: {blas_threads()}, layer threads: {layer_threads()}")
     print(f"parameters: {graph.parameter_count():,}")
     start = graph.copy()  # torch starts from these weights
-    time_ours(ex, opt, warm)
+    time_ours(trainer, warm)
     rss_ours = rss_mib()  # before torch is imported: our own footprint
 
     torch = None
@@ -283,7 +224,7 @@ def main(argv=None) -> int:
 
     ours, theirs, our_losses, their_losses = [], [], [], []
     for rb in rounds:
-        t, lo = time_ours(ex, opt, rb)
+        t, lo = time_ours(trainer, rb)
         ours += t
         our_losses += lo
         if torch is not None:
@@ -314,7 +255,7 @@ def main(argv=None) -> int:
     print(f"peak RSS: {rss_ours:.0f} MiB after our warm-up (data included, before torch is "
           f"imported), {rss_mib():.0f} MiB at the end (torch included)")
 
-    spent = breakdown(ex, rounds[0][:min(10, len(rounds[0]))])
+    spent = breakdown(trainer._train_ex, rounds[0][:min(10, len(rounds[0]))])
     total = sum(spent.values())
     print(f"\nwhere our time goes (median ms per batch over {min(10, len(rounds[0]))} batches; "
           f"{total * 1e3:.2f} in executor steps, the optimizer step is the rest):")
