@@ -31,9 +31,10 @@ from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# isort: off
 import core  # noqa: E402, F401 - before NumPy, as the app does: sets up BLAS threading
-
 import numpy as np  # noqa: E402
+# isort: on
 
 from core.graph import Graph  # noqa: E402
 from core.ops.layers import blas_threads, layer_threads  # noqa: E402
