@@ -83,6 +83,8 @@ class Step:
 
     phase: str  # "forward" or "backward"
     node_id: str
+    # an activation node applied after this max pool instead of before it (training runs)
+    then: str | None = None
 
 
 @dataclass
@@ -138,9 +140,14 @@ class Executor:
         Also compute gradients for inputs and constants (stepping and ``eval``
         show them; training turns this off to save work).
     all_outputs : bool
-        Compute every output of every node. Training turns this off: an extra
-        output nothing is connected to (a max pool's indices) is then skipped
-        and has no value; the first output of every node is always computed.
+        Compute and keep every output of every node. Training turns this off,
+        which allows two shortcuts with the same numbers: an extra output
+        nothing is connected to (a max pool's indices) is skipped, and a ReLU
+        whose only reader is a max pool runs after the pool, on a quarter of
+        the numbers (max pool(ReLU(x)) = ReLU(max pool(x)), and the gradient
+        reaches the same positions). Skipped outputs and moved activations have
+        no stored value. With ``check_finite`` every node runs as drawn, so a
+        NaN is reported at the node that made it.
     device : str
         ``"cpu"`` or ``"cuda"`` (CuPy).
     """
@@ -196,19 +203,47 @@ class Executor:
                 self._wanted[node.id] = {0}
             for e in g.edges:
                 self._wanted[e.src].add(g.nodes[e.src].output_ports.index(e.src_port))
-        steps = [Step("forward", n.id) for n in order]
-        self.loss_id = None
+        self.loss_id = g.node(loss).id if loss is not None else None
+        moved = self._activations_after_pools(order)
+        steps = [Step("forward", n.id, moved.get(n.id)) for n in order
+                 if n.id not in moved.values()]
         self._needs = {}
         if loss is not None:
-            loss_node = g.node(loss)
-            self.loss_id = loss_node.id
             needs = self._requires_grad(order)
-            ancestors = self._ancestors(loss_node.id)
+            ancestors = self._ancestors(self.loss_id)
             for node in reversed(order):
-                if node.id in ancestors and needs.get(node.id):
-                    steps.append(Step("backward", node.id))
+                if (node.id in ancestors and needs.get(node.id)
+                        and node.id not in moved.values()):
+                    steps.append(Step("backward", node.id, moved.get(node.id)))
             self._needs = needs
         return steps
+
+    def _activations_after_pools(self, order) -> dict:
+        """``{max pool id: activation id}`` for activations that may run after the pool.
+
+        Only in training runs (``all_outputs`` off, ``check_finite`` off), for an
+        activation that commutes with max pooling, whose one reader is a max
+        pool's input, and whose pool indices nothing reads. The pool then reads
+        the activation's input (rewired here).
+        """
+        if self.all_outputs or self.check_finite:
+            return {}
+        g = self.graph
+        readers: dict = {}
+        for e in g.edges:
+            readers.setdefault(e.src, []).append(e)
+        moved = {}
+        for node in order:
+            out = readers.get(node.id, [])
+            if (not type(node.op).commutes_with_max_pool or len(out) != 1
+                    or node.id == self.loss_id):
+                continue
+            pool = g.nodes[out[0].dst]
+            if pool.op_id != "max_pool2d" or self._wanted.get(pool.id, {0}) != {0}:
+                continue
+            moved[pool.id] = node.id
+            self._inputs[pool.id] = list(self._inputs[node.id])
+        return moved
 
     def _ancestors(self, node_id):
         seen, todo = {node_id}, [node_id]
@@ -318,11 +353,28 @@ class Executor:
         return f"{n_nan} NaN and {n_inf} Inf of {a.size} values"
 
     # ----------------------------------------------------------- backward
-    def backward_node(self, node: Node):
-        """One node's backward; returns (input grads, weight grads, upstream) without storing."""
+    def _forward_after(self, act_id, y):
+        """Forward of the activation ``act_id`` moved behind a max pool, on its output ``y``."""
+        act = self.graph.nodes[act_id]
+        ctx = _NodeContext([self.seed, self._index[act_id], self.iteration],
+                           training=self.training, state=act.state)
+        with np.errstate(all="ignore"):
+            out = act.op.forward(ctx, y)
+        self.ctxs[act_id] = ctx
+        return out
+
+    def backward_node(self, node: Node, then: str | None = None):
+        """One node's backward; returns (input grads, weight grads, upstream) without storing.
+
+        ``then``: an activation moved behind this max pool, whose backward comes first.
+        """
         op = type(node.op)
         nout = len(op.outputs)
         upstream = [self.grads.get((node.id, k)) for k in range(nout)]
+        if then is not None and upstream[0] is not None:
+            act = self.graph.nodes[then]
+            with np.errstate(all="ignore"):
+                upstream[0] = act.op.backward(self.ctxs[then], upstream[0])[0]
         if node.id == self.loss_id and upstream[0] is None:
             y = self.values[(node.id, 0)]
             if y.size != 1:
@@ -378,6 +430,8 @@ class Executor:
             state_before = dict(node.state) if undo is not None else None
             weights_before = dict(node.weights) if undo is not None else None
             result = self.forward_node(node)
+            if step.then is not None:
+                result[(node.id, 0)] = self._forward_after(step.then, result[(node.id, 0)])
             if undo is not None:
                 # running statistics and lazily created weights change with a step too;
                 # ops replace these arrays rather than writing into them
@@ -393,7 +447,7 @@ class Executor:
             rec.inputs = [self.values[k] for k in self._inputs.get(node.id, ())]
             return rec
 
-        gin, wgrads, upstream = self.backward_node(node)
+        gin, wgrads, upstream = self.backward_node(node, step.then)
         rec.inputs = [self.values[k] for k in self._inputs.get(node.id, ())]
         rec.outputs = [self.values.get((node.id, k)) for k in range(len(op.outputs))]
         rec.upstream = upstream
@@ -425,7 +479,7 @@ class Executor:
     # --------------------------------------------------------- full runs
     def _prepare(self, feeds, loss):
         self.feeds = dict(feeds or {})
-        key = (loss, self.graph_signature())
+        key = (loss, self.check_finite, self.graph_signature())
         if self._plan_cache is None or self._plan_cache[0] != key:
             self._plan_cache = (key, self.plan(loss))
         return self._plan_cache[1]

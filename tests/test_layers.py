@@ -593,3 +593,25 @@ def test_large_nan_inf_or_huge_values_are_told_apart_by_the_finite_check(dtype):
         assert not _all_finite(y)
         assert not _all_finite(y.transpose(3, 0, 2, 1))
         assert not _all_finite(y[:, :, 1::2])  # a strided view holding row 7
+
+
+def test_relu_moved_behind_max_pool_gives_the_same_numbers():
+    """Training runs apply a ReLU that only feeds a max pool after the pool; the loss,
+    the logits and every weight gradient stay bit-identical (ties included)."""
+    g, feeds = _lenet(batch=16)
+    feeds["x"][:, :, :6] = 0.0  # flat regions: ties in every pool window there
+    plain = Executor(g, training=True, input_grads=False).run(feeds)
+    fast = Executor(g, training=True, input_grads=False, all_outputs=False,
+                    check_finite=False)
+    steps = fast.plan(g.loss)
+    moved = [s for s in steps if s.then is not None]
+    assert {g.nodes[s.node_id].name for s in moved} == {"p1", "p2"}
+    fast.run(feeds)
+    for name in ("loss", "logits", "p1", "p2"):
+        np.testing.assert_array_equal(fast.value(name), plain.value(name))
+    assert plain.weight_grads.keys() == fast.weight_grads.keys()
+    for k, v in plain.weight_grads.items():
+        np.testing.assert_array_equal(fast.weight_grads[k], v)
+    # with per-node NaN checks every node runs as drawn
+    checked = Executor(g, training=True, all_outputs=False, check_finite=True)
+    assert all(s.then is None for s in checked.plan(g.loss))
