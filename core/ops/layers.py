@@ -664,15 +664,15 @@ def _col2im_matmul_unit_stride(w2, gc, gxp, kernel, dilation, out_hw, slabs=None
         # on OpenBLAS's single-threaded small-matrix path)
         np.matmul(w2t[c0 * taps:c1 * taps], gc_rows,
                   out=slab3[:, :, :row].transpose(1, 0, 2))
-        for ch in range(c0, c1):
-            dst = gxp[ch].reshape(-1)
-            dst[...] = 0
-            base = (ch - c0) * taps
-            for ki in range(kh):
-                for kj in range(kw):
-                    off = (ki * dilation[0] * wp + kj * dilation[1]) * bsz
-                    view = dst[off:off + span]
-                    np.add(view, slab[base + ki * kw + kj, :span], out=view)
+        # one add per tap for all the part's channels: (channels, span) views
+        dst = gxp[c0:c1].reshape(c1 - c0, -1)
+        dst[...] = 0
+        by_tap = slab.reshape(c1 - c0, taps, -1)
+        for ki in range(kh):
+            for kj in range(kw):
+                off = (ki * dilation[0] * wp + kj * dilation[1]) * bsz
+                view = dst[:, off:off + span]
+                np.add(view, by_tap[:, ki * kw + kj, :span], out=view)
 
     _run_parts(part, _spans(c, 1, taps * oh * pitch * gc.itemsize))
 
