@@ -35,11 +35,6 @@ def _insert_node_at(graph: Graph, node: Node, index: int, pos):
         graph.nodes.update(items)
 
 
-def _insert_edge_at(graph: Graph, edge: Edge, index: int):
-    graph.add_edge(edge)
-    if index < len(graph.edges) - 1:
-        graph.edges.remove(edge)
-        graph.edges.insert(index, edge)
 
 
 class GraphCommand(QUndoCommand):
@@ -163,7 +158,7 @@ class RemoveCommand(GraphCommand):
         for index, node, pos in self._saved["nodes"]:
             _insert_node_at(g, node, index, pos)
         for index, e in self._saved["edges"]:
-            _insert_edge_at(g, e, index)
+            g.insert_edge(e, index)
         if g.loss != self._saved["loss"]:
             g.set_loss(self._saved["loss"])
 

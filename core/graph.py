@@ -137,6 +137,7 @@ class Graph:
         self.loss: str | None = None  # id of the node the backward pass starts from
         self._ids = itertools.count(1)
         self._dg = None
+        self._by_node = None  # edge index by node (see _edge_index)
         self.node_added = Event()
         self.node_removed = Event()
         self.node_changed = Event()
@@ -169,15 +170,25 @@ class Graph:
     def __len__(self):
         return len(self.nodes)
 
+    def _edge_index(self):
+        """``(dst id -> {port: edge}, src id -> [edges])``, cached until the edges change."""
+        if self._by_node is None:
+            ins, outs = {}, {}
+            for e in self.edges:
+                ins.setdefault(e.dst, {})[e.dst_port] = e
+                outs.setdefault(e.src, []).append(e)
+            self._by_node = (ins, outs)
+        return self._by_node
+
     def in_edges(self, node) -> dict:
         """Input port name -> edge feeding it."""
         node = self.node(node)
-        return {e.dst_port: e for e in self.edges if e.dst == node.id}
+        return dict(self._edge_index()[0].get(node.id, {}))
 
     def out_edges(self, node) -> list:
         """Edges leaving any output of ``node``."""
         node = self.node(node)
-        return [e for e in self.edges if e.src == node.id]
+        return list(self._edge_index()[1].get(node.id, ()))
 
     def digraph(self) -> nx.DiGraph:
         """The node-level networkx view (cached until the next edit)."""
@@ -336,11 +347,23 @@ class Graph:
         if edge.src not in self.nodes or edge.dst not in self.nodes:
             raise GraphError("an edge must join two nodes of this graph")
         self.edges.append(edge)
+        if self._by_node is not None:  # extended in place, like the networkx view below
+            self._by_node[0].setdefault(edge.dst, {})[edge.dst_port] = edge
+            self._by_node[1].setdefault(edge.src, []).append(edge)
         if self._dg is not None:
             # extend the cached view instead of rebuilding it: loading a file adds
             # edges one by one, and a rebuild per edge made that quadratic
             self._dg.add_edge(edge.src, edge.dst)
         self.edge_added.emit(edge)
+        return edge
+
+    def insert_edge(self, edge: Edge, index: int) -> Edge:
+        """:meth:`add_edge` at position ``index`` of :attr:`edges` (undo restores the order)."""
+        self.add_edge(edge)
+        if index < len(self.edges) - 1:
+            self.edges.remove(edge)
+            self.edges.insert(index, edge)
+            self._by_node = None
         return edge
 
     def disconnect(self, edge: Edge):
@@ -350,6 +373,7 @@ class Graph:
         except ValueError:
             raise GraphError("that connection is not in the graph") from None
         self._dg = None
+        self._by_node = None
         self.edge_removed.emit(edge)
 
     def set_params(self, node, **params):
