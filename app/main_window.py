@@ -997,7 +997,7 @@ class MainWindow(QMainWindow):
         """Show ``graph`` as the document (clears the undo history)."""
         self.undo_stack.clear()
         self.graph = graph
-        self.scene.set_graph(graph)
+        self.scene.set_graph(graph, route=False)  # wires are routed once, below
         missing = [nid for nid in graph.nodes if nid not in graph.layout]
         overlapping = not missing and self.scene.overlapping_cards() > 0
         if missing or overlapping:
@@ -1006,7 +1006,7 @@ class MainWindow(QMainWindow):
             placed = self.layout_positions()
             for nid in (missing or graph.nodes):
                 graph.move(nid, placed[nid])
-            self.scene.flush_edges()
+        self.scene.flush_edges()
         # told to the user by open_file
         self.rearranged_on_open = overlapping
         self.path = Path(path) if path else None

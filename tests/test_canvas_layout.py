@@ -122,3 +122,28 @@ def test_a_very_long_network_folds_into_rows_read_left_to_right(make_window):
     img, last = g.layout[g.node("image").id], g.layout[g.node("conv5_3").id]
     assert img[1] < last[1]
     assert overlaps(win) == [] and wires_through_cards(win) == []
+
+
+def test_lane_search_matches_testing_one_lane_at_a_time():
+    """The vectorised lane test picks the lane a point-by-point check would pick."""
+    import numpy as np
+    from PySide6.QtCore import QPointF
+
+    from widgets.canvas import _cubic_points, _first_free_lane, _hits
+
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        xy = rng.uniform(0, 600, (12, 2))
+        rects = np.column_stack([xy, xy + rng.uniform(20, 160, (12, 2))])
+        lanes = rng.uniform(-100, 800, 30)
+        xs1 = (0.0, 60.0, 140.0, 200.0)
+        xs2 = (400.0, 460.0, 540.0, 600.0)
+        y0, y1 = rng.uniform(0, 700, 2)
+        want = None
+        for i, lane in enumerate(lanes):
+            a = _cubic_points(*(QPointF(x, y) for x, y in zip(xs1, (y0, y0, lane, lane))))
+            b = _cubic_points(*(QPointF(x, y) for x, y in zip(xs2, (lane, lane, y1, y1))))
+            if not _hits(a, rects) and not _hits(b, rects):
+                want = i
+                break
+        assert _first_free_lane(lanes, xs1, y0, xs2, y1, rects) == want

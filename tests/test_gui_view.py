@@ -60,6 +60,50 @@ def test_zoomed_far_out_the_canvas_draws_an_overview_and_stays_clickable(make_wi
     assert win.scene.detailed and not win.scene.overview.isVisible()
 
 
+def test_while_the_zoom_changes_cards_are_scaled_then_sharp_again(make_window, qtbot):
+    """a zoom gesture scales cached cards (no per-step repaint) and hides wire labels;
+    when the view rests the cards are cached per pixel again and the labels return"""
+    from PySide6.QtWidgets import QGraphicsItem
+
+    win = make_window()
+    win.set_graph(lenet5())
+    win.show()
+    view, scene = win.view, win.scene
+    view._settled()
+    assert not scene.scaling
+    view.zoom_by(1.2)
+    assert scene.scaling
+    assert all(it.cacheMode() == QGraphicsItem.ItemCoordinateCache
+               for it in scene.nodes.values())
+    qtbot.waitUntil(lambda: not scene.scaling, timeout=2000)
+    assert all(it.cacheMode() == QGraphicsItem.DeviceCoordinateCache
+               for it in scene.nodes.values())
+    # a card added meanwhile follows the current mode
+    view.zoom_by(1.1)
+    win.graph.add("relu", name="late")
+    assert scene.nodes[win.graph.node("late").id].cacheMode() == \
+        QGraphicsItem.ItemCoordinateCache
+
+
+def test_dragging_a_card_updates_the_obstacle_map_in_place(make_window):
+    """the wire router sees a moved card at its new place without a full rebuild"""
+    win = make_window()
+    win.set_graph(lenet5())
+    scene = win.scene
+    item = scene.nodes[win.graph.node("conv2").id]
+    scene.obstacles(-1e9, 1e9, -1e9, 1e9, margin=0.0)  # builds the map
+    cards = scene._cards
+    item.setPos(item.pos() + QPointF(500, 300))
+    assert scene._cards is cards  # updated, not dropped
+    x, y = item.x(), item.y()
+    rows = scene.obstacles(x - 1, x + 1, y - 1, y + 1, margin=0.0)
+    assert any(abs(r[0] - x) < 1e-6 and abs(r[1] - y) < 1e-6 for r in rows)
+    fresh = scene._cards[1].copy()
+    scene.card_geometry_changed()  # a full rebuild gives the same map
+    scene.obstacles(-1e9, 1e9, -1e9, 1e9)
+    assert (scene._cards[1] == fresh).all()
+
+
 def test_clicking_the_overview_map_pans_the_canvas(make_window):
     """a click in the Overview panel centres the canvas on that spot"""
     win = make_window()

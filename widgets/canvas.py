@@ -223,7 +223,8 @@ class NodeItem(QGraphicsItem):
         self._syncing = False
         self._press_pos = None
         self._signature = None
-        self.setCacheMode(QGraphicsItem.DeviceCoordinateCache)
+        self.setCacheMode(QGraphicsItem.ItemCoordinateCache if scene.scaling
+                          else QGraphicsItem.DeviceCoordinateCache)
         op_cls = type(node.op)
         for p in op_cls.inputs:
             self.in_ports[p] = PortItem(self, p, False, port_kind(op_cls, p, False))
@@ -322,7 +323,7 @@ class NodeItem(QGraphicsItem):
         sc = self.scene()
         if sc is None:
             return
-        sc.card_geometry_changed()
+        sc.card_geometry_changed(self)
         if self._syncing or sc.mouseGrabberItem() is None:
             # model-driven changes come in bursts (undo, auto layout): route once after
             for e in self.edges:
@@ -377,6 +378,11 @@ class NodeItem(QGraphicsItem):
     def paint(self, painter, option, widget=None):
         t = self.theme
         lod = option.levelOfDetailFromTransform(painter.worldTransform())
+        sc = self.scene()
+        if sc is not None and sc.scaling:
+            # painted into an item-coordinate cache (at scale 1) while the zoom changes:
+            # draw the detail the current zoom can show, not the full card
+            lod = min(lod, sc.scaling_lod)
         rect = self.card_rect()
         cat = t.category_color(self.category)
         selected = self.isSelected()
@@ -560,6 +566,36 @@ def _cubic_points(p0, c1, c2, p3):
     return _B @ ctrl
 
 
+_B_FROM = _B[:, 0] + _B[:, 1]  # weight of the first two control points' common y
+_B_TO = _B[:, 2] + _B[:, 3]    # weight of the last two control points' common y
+
+
+def _first_free_lane(lanes, xs1, y_start, xs2, y_end, rects):
+    """Index of the first lane whose two turns miss every rectangle, or ``None``.
+
+    A detour leaves ``y_start`` and reaches the lane along a cubic whose control
+    points have the x coordinates ``xs1`` and the y coordinates (y_start,
+    y_start, lane, lane); it leaves the lane along ``xs2`` with (lane, lane,
+    y_end, y_end). All lanes are tested at once (a frame while dragging a card
+    re-routes its wires; one lane at a time took milliseconds per wire).
+    """
+    if not len(lanes):
+        return None
+    if not len(rects):
+        return 0
+    lanes = np.asarray(lanes, dtype=float)[:, None]
+    l, t, r, b = (rects[:, i] for i in range(4))
+    free = np.ones(len(lanes), dtype=bool)
+    for xs, ys in ((xs1, _B_FROM * y_start + _B_TO * lanes),
+                   (xs2, _B_FROM * lanes + _B_TO * y_end)):
+        x = (_B @ np.asarray(xs, dtype=float))[:, None]         # (points, 1)
+        in_x = (x > l) & (x < r)                                  # (points, rects)
+        y = ys[:, :, None]                                        # (lanes, points, 1)
+        free &= ~((y > t) & (y < b) & in_x).any(axis=(1, 2))
+    hit = np.flatnonzero(free)
+    return int(hit[0]) if len(hit) else None
+
+
 def _hits(points, rects) -> bool:
     """Whether any point lies strictly inside any rectangle (rows of left, top, right, bottom)."""
     if not len(rects) or not len(points):
@@ -665,9 +701,9 @@ class EdgeItem(QGraphicsItem):
             painter.setRenderHint(QPainter.Antialiasing, True)
         else:
             painter.drawPath(self.path)
-        if not self.label or not self._long or \
+        if not self.label or not self._long or (sc is not None and sc.scaling) or \
                 option.levelOfDetailFromTransform(painter.worldTransform()) < 0.55:
-            return
+            return  # no label while the zoom changes: it returns when the view rests
         t = self.theme
         r = self._label_rect()
         painter.setPen(QPen(pen.color() if hot else t.color("node_border"), 1))
@@ -722,16 +758,16 @@ def route(scene, p1: QPointF, p2: QPointF, exclude=()) -> QPainterPath:
     q1x, q2x = p1.x() + ramp * 1.6, p2.x() - ramp * 1.6
     if q2x < q1x:
         return path
-    # cards the straight middle part could cross
+    # nearest lanes first, skipping those whose straight middle part crosses a card
+    cand = lanes[np.argsort(cost, kind="stable")][:40]
     mid = rects[(rects[:, 2] > q1x) & (rects[:, 0] < q2x)]
-    for lane in lanes[np.argsort(cost, kind="stable")][:40]:
-        if len(mid) and bool(((mid[:, 1] < lane) & (mid[:, 3] > lane)).any()):
-            continue
+    if len(mid):
+        cand = cand[~((mid[:, 1] < cand[:, None]) & (mid[:, 3] > cand[:, None])).any(axis=1)]
+    i = _first_free_lane(cand, (p1.x(), p1.x() + ramp, q1x - ramp, q1x), p1.y(),
+                         (q2x, q2x + ramp, p2.x() - ramp, p2.x()), p2.y(), rects)
+    if i is not None:
+        lane = float(cand[i])
         q1, q2 = QPointF(q1x, lane), QPointF(q2x, lane)
-        ramp1 = _cubic_points(p1, QPointF(p1.x() + ramp, p1.y()), QPointF(q1x - ramp, lane), q1)
-        ramp2 = _cubic_points(q2, QPointF(q2x + ramp, lane), QPointF(p2.x() - ramp, p2.y()), p2)
-        if _hits(ramp1, rects) or _hits(ramp2, rects):
-            continue
         path = QPainterPath(p1)
         path.cubicTo(QPointF(p1.x() + ramp, p1.y()), QPointF(q1x - ramp, lane), q1)
         path.lineTo(q2)
@@ -750,15 +786,18 @@ def _route_back(scene, p1: QPointF, p2: QPointF, exclude):
     mid = (p1.y() + p2.y()) / 2
     lanes = np.concatenate([[mid], rects[:, 1] - 4, rects[:, 3] + 4]) if len(rects) else \
         np.array([mid])
-    for lane in lanes[np.argsort(np.abs(lanes - mid), kind="stable")][:40]:
-        if len(rects) and bool(((rects[:, 1] < lane) & (rects[:, 3] > lane)
-                                & (rects[:, 2] > x_lo) & (rects[:, 0] < x_hi)).any()):
-            continue
+    cand = lanes[np.argsort(np.abs(lanes - mid), kind="stable")][:40]
+    if len(rects):
+        across = (rects[:, 2] > x_lo) & (rects[:, 0] < x_hi)
+        cand = cand[~((rects[:, 1] < cand[:, None]) & (rects[:, 3] > cand[:, None])
+                      & across).any(axis=1)]
+    i = _first_free_lane(cand, (p1.x(), p1.x() + 2 * k, p1.x() + 2 * k, p1.x()), p1.y(),
+                         (p2.x(), p2.x() - 2 * k, p2.x() - 2 * k, p2.x()), p2.y(), rects)
+    if i is not None:
+        lane = float(cand[i])
         q1, q2 = QPointF(p1.x(), lane), QPointF(p2.x(), lane)
         turn1 = (p1, QPointF(p1.x() + 2 * k, p1.y()), QPointF(p1.x() + 2 * k, lane), q1)
         turn2 = (q2, QPointF(p2.x() - 2 * k, lane), QPointF(p2.x() - 2 * k, p2.y()), p2)
-        if _hits(_cubic_points(*turn1), rects) or _hits(_cubic_points(*turn2), rects):
-            continue
         path = QPainterPath(p1)
         path.cubicTo(*turn1[1:])
         path.lineTo(q2)
@@ -883,7 +922,10 @@ class OverviewItem(QGraphicsItem):
         pen.setCosmetic(True)
         painter.setPen(pen)
         painter.setBrush(Qt.NoBrush)
+        if sc.interacting:  # hundreds of curves: plain lines while the view moves
+            painter.setRenderHint(QPainter.Antialiasing, False)
         painter.drawPath(self._wires)
+        painter.setRenderHint(QPainter.Antialiasing, True)
         border = QPen(t.color("node_border"), 1.0)
         border.setCosmetic(True)
         painter.setPen(border)
@@ -972,6 +1014,8 @@ class GraphScene(QGraphicsScene):
         self.shape_version = 0
         self.detailed = True
         self.interacting = False  # the view is panning or zooming: draw fast, not fine
+        self.scaling = False  # the zoom is changing: cards cached in item coordinates
+        self.scaling_lod = 1.0  # the zoom the view shows meanwhile (detail cards can show)
         self.overview = OverviewItem(self)
         self.addItem(self.overview)
         self.selectionChanged.connect(self._on_selection_for_overview)
@@ -991,12 +1035,33 @@ class GraphScene(QGraphicsScene):
             item.setFlag(QGraphicsItem.ItemHasNoContents, not detailed)
         self.overview.setVisible(not detailed)
 
+    def set_scaling(self, scaling: bool):
+        """While the zoom changes, cards are cached at their own size and scaled (True).
+
+        A device-resolution cache is valid for one zoom only: every wheel step
+        re-painted every visible card (50–70 ms frames at 150 cards). Cached in
+        item coordinates, a card is painted once when the zoom starts and then
+        only scaled; when the zoom rests the sharp per-pixel cache returns.
+        """
+        scaling = bool(scaling)
+        if scaling == self.scaling:
+            return
+        self.scaling = scaling
+        mode = QGraphicsItem.ItemCoordinateCache if scaling else \
+            QGraphicsItem.DeviceCoordinateCache
+        for item in self.nodes.values():
+            item.setCacheMode(mode)
+
     def _on_selection_for_overview(self):
         if not self.detailed:
             self.overview.update()
 
-    def set_graph(self, graph: Graph):
-        """Show ``graph`` (unsubscribing from the previous one) and rebuild every item."""
+    def set_graph(self, graph: Graph, route: bool = True):
+        """Show ``graph`` (unsubscribing from the previous one) and rebuild every item.
+
+        ``route=False`` leaves the wires unrouted until :meth:`flush_edges`, for a
+        caller that moves the cards first (routing 600 wires twice cost 0.2 s).
+        """
         self.detach()
         self.clearSelection()
         for item in list(self.nodes.values()) + list(self.edges.values()):
@@ -1022,7 +1087,8 @@ class GraphScene(QGraphicsScene):
             self._on_edge_added(edge, schedule=False)
         self._on_meta_changed()
         self.refresh_shapes(self.report)  # nothing changed since it was computed above
-        self.flush_edges()
+        if route:
+            self.flush_edges()
 
     def detach(self):
         """Stop listening to the current graph."""
@@ -1105,10 +1171,21 @@ class GraphScene(QGraphicsScene):
                 item.update()
 
     # ---------------------------------------------------------- geometry
-    def card_geometry_changed(self):
-        """A card moved, appeared or changed size: the obstacle map is stale."""
-        self._cards = None
+    def card_geometry_changed(self, item=None):
+        """A card moved, appeared or changed size: the obstacle map is stale.
+
+        With ``item`` (one card moved or resized) only its row is updated: a
+        drag moves one card per frame, and rebuilding the map for 500 cards
+        cost several milliseconds each time.
+        """
         self.geometry_version += 1
+        if item is not None and self._cards is not None:
+            row = self._cards[2].get(item)
+            if row is not None:
+                self._cards[1][row] = (item.x(), item.y(), item.x() + item.width,
+                                       item.y() + item.height)
+                return
+        self._cards = None
 
     def obstacles(self, x0, x1, y0, y1, exclude=(), margin=8.0):
         """Card rectangles (grown by ``margin``) meeting the box, as rows of l, t, r, b."""
@@ -1116,15 +1193,14 @@ class GraphScene(QGraphicsScene):
             items = list(self.nodes.values())
             arr = np.array([(it.x(), it.y(), it.x() + it.width, it.y() + it.height)
                             for it in items], dtype=float).reshape(-1, 4)
-            self._cards = (items, arr)
-        items, arr = self._cards
+            self._cards = (items, arr, {it: i for i, it in enumerate(items)})
+        items, arr, rows = self._cards
         keep = (arr[:, 2] + margin > x0) & (arr[:, 0] - margin < x1) & \
                (arr[:, 3] + margin > y0) & (arr[:, 1] - margin < y1)
         for it in exclude:
-            try:
-                keep[items.index(it)] = False
-            except ValueError:
-                pass
+            row = rows.get(it)
+            if row is not None:
+                keep[row] = False
         out = arr[keep].copy()
         out[:, :2] -= margin
         out[:, 2:] += margin
@@ -1638,6 +1714,11 @@ class GraphView(QGraphicsView):
         """Zoom to ``z`` keeping ``anchor`` (viewport point) fixed (default: the centre)."""
         z = max(self.MIN_ZOOM, min(self.MAX_ZOOM, z))
         self._moving()
+        if abs(z - self.zoom) > 1e-9 * z and self.isVisible():
+            self.scene().scaling_lod = z
+            self.scene().set_scaling(True)  # sharp again when the view rests (_settled)
+            # the scaled cards look soft rather than jagged meanwhile
+            self.setRenderHint(QPainter.SmoothPixmapTransform, True)
         if anchor is None:
             anchor = QPointF(self.viewport().rect().center())
         before = self.mapToScene(anchor.toPoint())
@@ -1694,6 +1775,8 @@ class GraphView(QGraphicsView):
 
     def _settled(self):
         self.scene().interacting = False
+        self.scene().set_scaling(False)
+        self.setRenderHint(QPainter.SmoothPixmapTransform, False)
         self.viewport().update()
 
     def scrollContentsBy(self, dx, dy):

@@ -7,9 +7,25 @@ import math
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QIcon, QPainter, QPainterPath, QPen, QPixmap
 
+_PATHS: dict = {}
+
 
 def category_path(category: str, rect: QRectF) -> QPainterPath:
-    """An outline glyph for ``category`` fitted into ``rect`` (stroke it, don't fill)."""
+    """An outline glyph for ``category`` fitted into ``rect`` (stroke it, don't fill).
+
+    Cached by category and rectangle: every card paints its glyph, and a zoom
+    re-paints every card in view.
+    """
+    key = (category, rect.x(), rect.y(), rect.width(), rect.height())
+    path = _PATHS.get(key)
+    if path is None:
+        if len(_PATHS) > 512:
+            _PATHS.clear()
+        path = _PATHS[key] = _category_path(category, rect)
+    return path
+
+
+def _category_path(category: str, rect: QRectF) -> QPainterPath:
     x, y, w, h = rect.x(), rect.y(), rect.width(), rect.height()
     p = QPainterPath()
 
