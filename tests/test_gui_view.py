@@ -85,6 +85,29 @@ def test_while_the_zoom_changes_cards_are_scaled_then_sharp_again(make_window, q
         QGraphicsItem.ItemCoordinateCache
 
 
+def test_cards_coming_into_view_while_zooming_fill_in_a_few_per_frame(make_window, qtbot):
+    """zooming in from the overview draws the cards that appear as blocks first and then
+    in full a few per frame, instead of all of them in one long frame"""
+    from gui_graphs import vgg16
+
+    from widgets.canvas import REFINE_PER_FRAME
+
+    win = make_window()
+    win.set_graph(vgg16())
+    QApplication.processEvents()  # the fit to view that opening schedules
+    view, scene = win.view, win.scene
+    view.set_zoom(0.2)
+    view._settled()
+    view.set_zoom(0.4)
+    assert scene.scaling and scene.detailed
+    view.viewport().repaint()
+    queued = len(scene._refine)
+    assert queued > REFINE_PER_FRAME  # many cards came into view at once
+    scene._refine_some()
+    assert len(scene._refine) == queued - REFINE_PER_FRAME
+    qtbot.waitUntil(lambda: not scene._refine, timeout=3000)
+
+
 def test_dragging_a_card_updates_the_obstacle_map_in_place(make_window):
     """the wire router sees a moved card at its new place without a full rebuild"""
     win = make_window()

@@ -194,6 +194,11 @@ class PortItem(QGraphicsItem):
 
 
 # --------------------------------------------------------------------- nodes
+_POS_CHANGE = QGraphicsItem.ItemPositionChange
+_POS_CHANGED = QGraphicsItem.ItemPositionHasChanged
+_SELECTED_CHANGED = QGraphicsItem.ItemSelectedHasChanged
+
+
 class NodeItem(QGraphicsItem):
     """A node drawn as a card: header with icon and name, ports, key parameters, shape."""
 
@@ -223,6 +228,7 @@ class NodeItem(QGraphicsItem):
         self._syncing = False
         self._press_pos = None
         self._signature = None
+        self.warm = False  # drawn in full since the zoom started changing (see set_scaling)
         self.setCacheMode(QGraphicsItem.ItemCoordinateCache if scene.scaling
                           else QGraphicsItem.DeviceCoordinateCache)
         op_cls = type(node.op)
@@ -357,16 +363,21 @@ class NodeItem(QGraphicsItem):
         return self.card_rect().translated(self.pos())
 
     def itemChange(self, change, value):
-        if change == QGraphicsItem.ItemPositionChange and not self._syncing:
-            sc = self.scene()
-            if sc is not None and sc.snap_to_grid:
-                return QPointF(round(value.x() / GRID) * GRID, round(value.y() / GRID) * GRID)
-        elif change == QGraphicsItem.ItemPositionHasChanged:
+        # called for every flag, cache and position change of every card (thousands when
+        # the zoom crosses the overview threshold): module constants, and no call back
+        # into the base class, whose itemChange only returns the value
+        if change == _POS_CHANGE:
+            if not self._syncing:
+                sc = self.scene()
+                if sc is not None and sc.snap_to_grid:
+                    return QPointF(round(value.x() / GRID) * GRID,
+                                   round(value.y() / GRID) * GRID)
+        elif change == _POS_CHANGED:
             self.geometry_changed()
-        elif change == QGraphicsItem.ItemSelectedHasChanged:
+        elif change == _SELECTED_CHANGED:
             for e in self.edges:
                 e.update()
-        return super().itemChange(change, value)
+        return value
 
     def sync_pos(self, pos):
         """Move to the model's position (no snapping: the model is the truth)."""
@@ -381,8 +392,11 @@ class NodeItem(QGraphicsItem):
         sc = self.scene()
         if sc is not None and sc.scaling:
             # painted into an item-coordinate cache (at scale 1) while the zoom changes:
-            # draw the detail the current zoom can show, not the full card
-            lod = min(lod, sc.scaling_lod)
+            # first as a block (cheap, when many cards come into view at once), then
+            # with the detail the current zoom can show, not the full card
+            lod = min(lod, sc.scaling_lod) if self.warm else 0.0
+            if not self.warm:
+                sc.queue_refine(self)
         rect = self.card_rect()
         cat = t.category_color(self.category)
         selected = self.isSelected()
@@ -868,6 +882,7 @@ def _tint(color: QColor) -> QColor:
 
 # ------------------------------------------------------------------ overview
 DETAIL_LOD = 0.35  # below this zoom the cards are too small to read
+REFINE_PER_FRAME = 6  # cards drawn in full per tick while zooming (~0.5 ms each)
 
 
 class OverviewItem(QGraphicsItem):
@@ -1009,6 +1024,10 @@ class GraphScene(QGraphicsScene):
         self._edge_timer.setSingleShot(True)
         self._edge_timer.setInterval(0)
         self._edge_timer.timeout.connect(self.flush_edges)
+        self._refine: dict = {}  # cards drawn as blocks while zooming, in order (see set_scaling)
+        self._refine_timer = QTimer(self)
+        self._refine_timer.setInterval(12)
+        self._refine_timer.timeout.connect(self._refine_some)
         self._cards = None  # (items, array of left, top, right, bottom), rebuilt when stale
         self.geometry_version = 0
         self.shape_version = 0
@@ -1047,10 +1066,36 @@ class GraphScene(QGraphicsScene):
         if scaling == self.scaling:
             return
         self.scaling = scaling
+        self._refine.clear()
+        self._refine_timer.stop()
         mode = QGraphicsItem.ItemCoordinateCache if scaling else \
             QGraphicsItem.DeviceCoordinateCache
         for item in self.nodes.values():
+            item.warm = False
             item.setCacheMode(mode)
+
+    def queue_refine(self, item):
+        """``item`` was drawn as a plain block while zooming: draw it fully soon.
+
+        A zoom that brings many cards into view (from the overview, or out)
+        would otherwise draw them all in one frame (45–100 ms); they appear as
+        blocks at once and fill in a few per frame.
+        """
+        self._refine[item] = None
+        if not self._refine_timer.isActive():
+            self._refine_timer.start()
+
+    def _refine_some(self):
+        for _ in range(REFINE_PER_FRAME):
+            if not self._refine:
+                break
+            item = next(iter(self._refine))
+            del self._refine[item]
+            if item.scene() is self:
+                item.warm = True
+                item.update()
+        if not self._refine:
+            self._refine_timer.stop()
 
     def _on_selection_for_overview(self):
         if not self.detailed:
