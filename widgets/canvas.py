@@ -882,7 +882,7 @@ def _tint(color: QColor) -> QColor:
 
 # ------------------------------------------------------------------ overview
 DETAIL_LOD = 0.35  # below this zoom the cards are too small to read
-REFINE_PER_FRAME = 6  # cards drawn in full per tick while zooming (~0.5 ms each)
+REFINE_PER_FRAME = 3  # cards drawn in full per tick while zooming (~0.5 ms each)
 
 
 class OverviewItem(QGraphicsItem):
