@@ -22,6 +22,23 @@ def _avoid_zero(rng, shape):
     return rng.uniform(0.1, 2.5, shape) * rng.choice([-1.0, 1.0], shape)
 
 
+def _in_layout_of(a, ref):
+    """``a`` in the memory order of ``ref`` (copied only when the orders differ).
+
+    NumPy multiplies a batch-first array by a batch-last one about ten times
+    slower than two arrays laid out alike (LeNet-5: a gradient from Flatten
+    meeting a ReLU mask from the image ops, 0.41 ms instead of 0.04 ms).
+    """
+    if a.shape != ref.shape or a.ndim < 2:
+        return a
+    order = np.argsort([-s for s in a.strides], kind="stable")
+    if np.array_equal(order, np.argsort([-s for s in ref.strides], kind="stable")):
+        return a
+    out = np.empty_like(ref, dtype=a.dtype)
+    np.copyto(out, a)
+    return out
+
+
 class _Activation(Op):
     category = "activations"
     elementwise = True
@@ -113,7 +130,7 @@ class ReLU(_Activation):
         return np.maximum(x, 0)
 
     def backward(self, ctx, g):
-        return (g * ctx.mask,)
+        return (_in_layout_of(g, ctx.mask) * ctx.mask,)
 
     @classmethod
     def torch_reference(cls, torch, params, x):
