@@ -615,3 +615,20 @@ def test_relu_moved_behind_max_pool_gives_the_same_numbers():
     # with per-node NaN checks every node runs as drawn
     checked = Executor(g, training=True, all_outputs=False, check_finite=True)
     assert all(s.then is None for s in checked.plan(g.loss))
+
+
+def test_relu_backward_with_mixed_memory_orders_gives_the_same_numbers():
+    """A batch-first gradient meeting a batch-last ReLU mask is reordered, not changed."""
+    from core.ops.activations import _in_layout_of
+
+    rng = np.random.default_rng(17)
+    x = rng.normal(size=(6, 5, 5, 8)).astype(np.float32).transpose(3, 0, 1, 2)  # batch-last
+    g = rng.normal(size=(8, 6, 5, 5)).astype(np.float32)                        # batch-first
+    op = get_op("relu")()
+    ctx = Context()
+    op.forward(ctx, x)
+    (gx,) = op.backward(ctx, g)
+    np.testing.assert_array_equal(gx, g * (x > 0))
+    moved = _in_layout_of(g, ctx.mask)
+    assert moved.strides != g.strides and np.array_equal(moved, g)
+    assert _in_layout_of(x, ctx.mask) is x  # same order: no copy
