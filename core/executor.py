@@ -229,14 +229,12 @@ class Executor:
         if self.all_outputs or self.check_finite:
             return {}
         g = self.graph
-        readers: dict = {}
-        for e in g.edges:
-            readers.setdefault(e.src, []).append(e)
         moved = {}
         for node in order:
-            out = readers.get(node.id, [])
-            if (not type(node.op).commutes_with_max_pool or len(out) != 1
-                    or node.id == self.loss_id):
+            if not type(node.op).commutes_with_max_pool or node.id == self.loss_id:
+                continue
+            out = g.out_edges(node)
+            if len(out) != 1:
                 continue
             pool = g.nodes[out[0].dst]
             if pool.op_id != "max_pool2d" or self._wanted.get(pool.id, {0}) != {0}:
@@ -292,12 +290,16 @@ class Executor:
             if w not in node.weights:
                 node.weights[w] = self.graph.make_weight(node, specs[w], rng)
 
+    def _context(self, node: Node) -> _NodeContext:
+        """A fresh context for one forward of ``node`` (seeded by node and run)."""
+        return _NodeContext([self.seed, self._index[node.id], self.iteration],
+                            training=self.training, state=node.state,
+                            outputs_wanted=self._wanted.get(node.id))
+
     def forward_node(self, node: Node) -> dict:
         """Compute one node's outputs; returns ``{(node_id, k): value}`` without storing it."""
         op = type(node.op)
-        ctx = _NodeContext([self.seed, self._index[node.id], self.iteration],
-                           training=self.training, state=node.state,
-                           outputs_wanted=self._wanted.get(node.id))
+        ctx = self._context(node)
         try:
             if op.source:
                 fed = self.feeds.get(node.name, self.feeds.get(node.id))
@@ -356,8 +358,7 @@ class Executor:
     def _forward_after(self, act_id, y):
         """Forward of the activation ``act_id`` moved behind a max pool, on its output ``y``."""
         act = self.graph.nodes[act_id]
-        ctx = _NodeContext([self.seed, self._index[act_id], self.iteration],
-                           training=self.training, state=act.state)
+        ctx = self._context(act)
         with np.errstate(all="ignore"):
             out = act.op.forward(ctx, y)
         self.ctxs[act_id] = ctx
