@@ -436,21 +436,6 @@ def _matmul_nt_cols(g, b):
     return total
 
 
-def matmul_wide(a, b, out=None):
-    """``a @ b`` for a small ``a`` (M, K) and a very wide ``b`` (K, N), into ``out`` if given.
-
-    The columns are cut into fixed spans computed in parallel, each in
-    single-threaded blocks; the result does not depend on the thread count.
-    """
-    m, k = a.shape
-    n = b.shape[1]
-    if out is None:
-        out = np.empty((m, n), dtype=np.result_type(a, b))
-    spans = _spans(n, _block(n, m * k), (m + k) * b.itemsize)
-    _run_parts(lambda sp: _matmul_cols(a, b[:, sp[0]:sp[1]], out[:, sp[0]:sp[1]]), spans)
-    return out
-
-
 def matmul_wide_nt(g, b):
     """``g @ b.T`` for ``g`` (M, N) and ``b`` (K, N) both very wide: a long reduction.
 
