@@ -461,21 +461,6 @@ def test_thread_count_does_not_change_results(monkeypatch):
         np.testing.assert_array_equal(ex1.weight_grads[k], v)
 
 
-def test_conv_columns_made_again_in_backward_give_the_same_gradients(monkeypatch):
-    """Large convolutions do not keep their im2col columns; remaking them span by span
-    in backward gives bit-identical weight gradients."""
-    from core.ops import layers
-
-    g, feeds = _lenet(batch=16)
-    kept = Executor(g, training=True, input_grads=False).run(feeds)
-    kept = {k: v.copy() for k, v in kept.weight_grads.items()}
-    monkeypatch.setattr(layers, "_KEEP_COLS_BYTES", 0)
-    remade = Executor(g, training=True, input_grads=False).run(feeds)
-    assert kept.keys() == remade.weight_grads.keys()
-    for k, v in kept.items():
-        np.testing.assert_array_equal(remade.weight_grads[k], v)
-
-
 def test_unconnected_pool_indices_are_skipped_only_when_asked():
     """Training (``all_outputs=False``) skips a max pool's unconnected indices output;
     a normal run computes it, and the other numbers do not change either way."""

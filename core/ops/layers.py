@@ -238,10 +238,6 @@ _PART_BYTES = 1 << 19      # parts small enough to stay in cache and to balance 
 # Work smaller than this is done in one part on the calling thread: waking a helper
 # thread costs more than it saves (LeNet-5's second pool: 0.64 ms alone, 1.2 ms shared)
 _MIN_SPLIT_BYTES = 1 << 21
-# im2col columns up to this size are kept from forward for the weight gradient; larger
-# ones (VGG-16's first layers at batch 32 would need gigabytes) are made again span by
-# span in backward, in a small buffer per thread
-_KEEP_COLS_BYTES = 64 << 20
 _WORKERS = max(1, min(4, os.cpu_count() or 1))
 _pool = None
 _pool_lock = threading.Lock()
@@ -372,7 +368,9 @@ def own_threads():
     with both, 19–23 ms with BLAS on one thread), and products big enough to
     want two threads are split by :func:`matmul_small` instead.
     """
-    ctl = _blas_controller() if _WORKERS > 1 else None
+    # also with one layer thread: a BLAS on two threads may round some products
+    # differently, and the numbers must not depend on how many threads share the work
+    ctl = _blas_controller()
     if ctl is None or all(lib.num_threads == 1 for lib in ctl.lib_controllers):
         yield
         return
@@ -500,12 +498,6 @@ def _row_spans(win, rows_bytes):
     return _spans(win.shape[3], 1, rows_bytes)
 
 
-def _span_block(cols, kb, row, span):
-    """The ``(kb, rows·OW·B)`` column block of an output-row span inside the flat ``cols``."""
-    lo, hi = span[0] * row, span[1] * row
-    return cols[kb * lo:kb * hi].reshape(kb, hi - lo)
-
-
 def _fill_block(block, win, span, bias):
     """im2col of the output rows ``span`` into ``block``, plus a row of ones for the bias."""
     c, kh, kw, _, ow, bsz = win.shape
@@ -536,30 +528,35 @@ def _im2col_matmul(w2, win, out, bias, spans, block_for):
     _run_parts(part, spans)
 
 
-def _im2col_weight_grad(gc, win, bias, spans, block_for, refill):
+def _im2col_weight_grad(gc, win, bias, spans, block_for):
     """``gc @ im2col(win)ᵀ`` span by span: the kernel (and bias) gradient.
 
-    With ``refill`` each span's columns are made again from the window view
-    (the forward pass kept no copy of them). Partial products of the spans run
-    in parallel and are added in span order, so the result does not depend on
-    the thread count.
+    Each span's columns are made again from the window view into a block that
+    stays in cache: the forward pass keeps no copy of them, because writing
+    the whole im2col matrix to memory and reading it back costs more than
+    remaking it (LeNet-5: 10 MB for the first layer alone; the machine's memory
+    bandwidth, shared by both cores, is what the image ops wait on). Partial
+    products of the spans run in parallel and are added in span order, so the
+    result does not depend on the thread count.
     """
     row = win.shape[4] * win.shape[5]
     partial = [None] * len(spans)
 
     def part(i):
         block = block_for(spans[i])
-        if refill:
-            _fill_block(block, win, spans[i], bias)
+        _fill_block(block, win, spans[i], bias)
         lo, hi = spans[i][0] * row, spans[i][1] * row
-        # (kb, rows) · (rows, O): OpenBLAS is ~2× faster this way round than gc · blockᵀ
-        partial[i] = block @ gc[:, lo:hi].T
+        # The span's gradient rows are copied together first: OpenBLAS multiplies a compact
+        # (O, rows) operand ~40 % faster than a slice of the very wide gc. np.dot, not @:
+        # NumPy's matmul holds the GIL through a product with a transposed operand, which
+        # kept the other thread from running any span at all
+        partial[i] = np.dot(np.ascontiguousarray(gc[:, lo:hi]), block.T)
 
     _run_parts(part, range(len(spans)))
     total = partial[0]
     for extra in partial[1:]:
         total = total + extra
-    return np.ascontiguousarray(total.T)
+    return total
 
 
 def _col2im_matmul(w2, gc, gxp, kernel, stride, dilation, out_hw, slabs=None):
@@ -802,7 +799,7 @@ class Conv2d(Op):
         y = scratch.get("out", (o, n), x.dtype)
         win = _windows(xp, (kh, kw), p["stride"], p["dilation"], (oh, ow))
         spans = _row_spans(win, (k + bias) * ow * bsz * x.itemsize)
-        block_for, ctx.refill = self._blocks(scratch, k + bias, ow * bsz, n, x.dtype)
+        block_for = self._blocks(scratch, k + bias, ow * bsz, x.dtype)
         _im2col_matmul(w2, win, y, bias, spans, block_for)
         ctx.win, ctx.spans, ctx.block_for, ctx.w2 = win, spans, block_for, w2[:, :k]
         ctx.xp_shape, ctx.x_shape = xp.shape, x.shape
@@ -810,23 +807,18 @@ class Conv2d(Op):
         return _batch_first(y.reshape(o, oh, ow, bsz))
 
     @staticmethod
-    def _blocks(scratch, kb, row, n, dtype):
-        """Where each output-row span's im2col block goes, and whether backward must
-        make it again: its place in one buffer kept for backward (up to
-        :data:`_KEEP_COLS_BYTES`), else a small buffer per thread."""
-        if kb * n * np.dtype(dtype).itemsize <= _KEEP_COLS_BYTES:
-            cols = scratch.get("cols", (kb * n,), dtype)
-            return (lambda span: _span_block(cols, kb, row, span)), False
-        return (lambda span: scratch.get(f"cols-{threading.get_ident()}",
-                                         (kb, (span[1] - span[0]) * row), dtype)), True
+    def _blocks(scratch, kb, row, dtype):
+        """Where each output-row span's im2col block goes: a buffer per thread, reused
+        from span to span so that it stays in cache."""
+        return lambda span: scratch.get(f"cols-{threading.get_ident()}",
+                                        (kb, (span[1] - span[0]) * row), dtype)
 
     def backward(self, ctx, g):
         p = self.p
         o, c, kh, kw = ctx.w_shape
         gc = np.ascontiguousarray(_batch_last(g)).reshape(o, -1)
         k = c * kh * kw
-        gwb = _im2col_weight_grad(gc, ctx.win, ctx.bias, ctx.spans, ctx.block_for,
-                                  ctx.refill)
+        gwb = _im2col_weight_grad(gc, ctx.win, ctx.bias, ctx.spans, ctx.block_for)
         gw = gwb[:, :k].reshape(ctx.w_shape)
         if p["mode"] == "convolution":
             gw = gw[:, :, ::-1, ::-1]
