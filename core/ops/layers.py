@@ -1043,6 +1043,35 @@ class _Pool(Op):
             0, 0.01, shape)
 
 
+def _tiles(kernel, stride, padding, hw) -> bool:
+    """Whether pooling windows tile the plane exactly: each position is in one window."""
+    return (tuple(stride) == tuple(kernel) and tuple(padding) == (0, 0)
+            and hw[0] % kernel[0] == 0 and hw[1] % kernel[1] == 0)
+
+
+def _tile_max(src, kernel, out):
+    """``out`` = the maximum of each window of a batch-last ``src`` that tiles exactly.
+
+    The window rows are reduced first and then the columns, each step one pass
+    over whole rows of the (C, OH, kh, OW, kw, B) view: 2×2 windows take 2
+    passes instead of 4 over strided taps, about twice as fast.
+    """
+    c, h, w, b = src.shape
+    kh, kw = kernel
+    x6 = src.reshape(c, h // kh, kh, w // kw, kw, b)
+    rows = x6[:, :, 0]
+    if kh > 1:
+        rows = np.maximum(rows, x6[:, :, 1])
+        for i in range(2, kh):
+            np.maximum(rows, x6[:, :, i], out=rows)
+    if kw == 1:
+        np.copyto(out, rows[:, :, :, 0])
+        return
+    np.maximum(rows[:, :, :, 0], rows[:, :, :, 1], out=out)
+    for j in range(2, kw):
+        np.maximum(out, rows[:, :, :, j], out=out)
+
+
 def _first_hits(src, best, kernel, stride, out_hw):
     """Yield ``(tap, mask)``: where each window's maximum ``best`` sits in the padded ``src``.
 
@@ -1110,6 +1139,7 @@ class MaxPool2d(_Pool):
         origin = ((np.arange(oh) * stride[0] - ph)[:, None] * w
                   + (np.arange(ow) * stride[1] - pw)[None, :]).astype(np.int64)
         offsets = np.array([ki * w + kj for ki in range(kh) for kj in range(kw)], np.int64)
+        tiles = _tiles((kh, kw), stride, (ph, pw), (h, w))
 
         def part(span):
             c0, c1 = span
@@ -1117,9 +1147,13 @@ class MaxPool2d(_Pool):
             # the maximum alone: where it was is worked out again in backward (and
             # here only if the indices output is connected), which costs less than
             # tracking the winning tap through every comparison
-            np.copyto(b, _tap(src, 0, 0, stride, (1, 1), (oh, ow)))
-            for t in range(1, kh * kw):
-                np.maximum(b, _tap(src, t // kw, t % kw, stride, (1, 1), (oh, ow)), out=b)
+            if tiles:
+                _tile_max(src, (kh, kw), b)
+            else:
+                np.copyto(b, _tap(src, 0, 0, stride, (1, 1), (oh, ow)))
+                for t in range(1, kh * kw):
+                    np.maximum(b, _tap(src, t // kw, t % kw, stride, (1, 1), (oh, ow)),
+                               out=b)
             if want_idx:
                 # the winning tap's number, then its offset in the plane (mode="clip"
                 # skips a bounds check that makes take ~3× slower; codes are valid)
@@ -1142,7 +1176,7 @@ class MaxPool2d(_Pool):
         gl = np.ascontiguousarray(_batch_last(g))
         # windows that tile the input exactly write every position once: no zeroing, no adds
         h, w = ctx.hw
-        tiles = (stride == (kh, kw) and (ph, pw) == (0, 0) and h % kh == 0 and w % kw == 0)
+        tiles = _tiles((kh, kw), stride, (ph, pw), (h, w))
         gxp = _scratch(self).get("grad", ctx.xp.shape, g.dtype)
 
         def part(span):

@@ -308,6 +308,11 @@ class Trainer:
     def _batch_accuracy(self, scores, y):
         if self._scores is None or self.target is None:
             return float("nan")
+        if self._scores[2] in ("logits", "log_probs"):
+            # softmax and exp keep the order of the scores: the largest is the prediction
+            s = np.asarray(scores)
+            pred = s.reshape(len(s), -1).argmax(axis=1)
+            return float((pred == self._labels(y)).mean())
         p = self._probs(scores)
         pred = (p >= 0.5).astype(np.int64) if p.ndim == 1 else p.argmax(axis=1)
         return float((pred == self._labels(y)).mean())
