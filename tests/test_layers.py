@@ -621,3 +621,25 @@ def test_relu_backward_with_mixed_memory_orders_gives_the_same_numbers():
     moved = _in_layout_of(g, ctx.mask)
     assert moved.strides != g.strides and np.array_equal(moved, g)
     assert _in_layout_of(x, ctx.mask) is x  # same order: no copy
+
+
+def test_thin_convolution_pairs_output_columns_with_the_same_numbers(monkeypatch):
+    """LeNet-5's first layer (6 kernels) computes output columns in pairs; values and every
+    gradient agree with the plain im2col path to float32 rounding, in float64 to 1e-12."""
+    from core.ops import layers
+
+    assert layers._folds(6, (5, 5), (1, 1), (1, 1), (28, 28))
+    assert not layers._folds(16, (5, 5), (1, 1), (1, 1), (10, 10))  # wide enough already
+    for dtype, tol in (("float32", 1e-5), ("float64", 1e-12)):
+        g, feeds = _lenet(dtype=dtype, batch=6)
+        paired = Executor(g, training=True).run(feeds)
+        monkeypatch.setattr(layers, "_FOLD_MAX_OUT", 0)
+        plain = Executor(g, training=True).run(feeds)
+        monkeypatch.undo()
+        c1 = g.node("c1").id
+        np.testing.assert_allclose(paired.values[(c1, 0)], plain.values[(c1, 0)],
+                                   rtol=tol, atol=tol)
+        for k, v in plain.weight_grads.items():
+            np.testing.assert_allclose(paired.weight_grads[k], v, rtol=tol, atol=tol)
+        np.testing.assert_allclose(paired.grads[(g.node("x").id, 0)],
+                                   plain.grads[(g.node("x").id, 0)], rtol=tol, atol=tol)
