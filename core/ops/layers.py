@@ -234,6 +234,7 @@ def _col2im(cols, padded_shape, kernel, stride, dilation, out_hw, dtype):
 _SERIAL_MNK = 900_000
 _SERIAL_MNK_T = 4 * 65536  # the same with a transposed right operand
 _SMALL_MNK = 1 << 24       # products below this take about a millisecond on one core
+_PAIR_MNK = 1 << 21        # a dense backward this large computes its two products in parallel
 _PART_BYTES = 1 << 19      # parts small enough to stay in cache and to balance the threads
 # Work smaller than this is done in one part on the calling thread: waking a helper
 # thread costs more than it saves (LeNet-5's second pool: 0.64 ms alone, 1.2 ms shared)
@@ -753,8 +754,20 @@ class Dense(Op):
         return y
 
     def backward(self, ctx, g):
-        gx = matmul_small(g, ctx.w.T) if ctx.needs(0) else None
-        gw = matmul_small(ctx.x.T, g)
+        x, w = ctx.x, ctx.w
+        if ctx.needs(0) and _PAIR_MNK <= x.shape[0] * x.shape[1] * g.shape[1] <= _SMALL_MNK:
+            # the two products are independent: the layer pool runs them side by side
+            # (np.dot: matmul would hold the GIL through these transposed operands)
+            res = [None, None]
+
+            def part(i):
+                res[i] = np.dot(g, w.T) if i == 0 else np.dot(x.T, g)
+
+            _run_parts(part, (0, 1))
+            gx, gw = res
+        else:
+            gx = matmul_small(g, w.T) if ctx.needs(0) else None
+            gw = matmul_small(x.T, g)
         gb = g.sum(axis=0) if ctx.bias else np.zeros((0,), dtype=g.dtype)
         return gx, gw, gb
 
