@@ -1238,11 +1238,13 @@ class MaxPool2d(_Pool):
         c, bsz = xp.shape[0], xp.shape[3]
         best = scratch.get("out", (c, oh, ow, bsz), x.dtype)
         want_idx = ctx.wants(1)
-        idx = scratch.get("indices", (c, oh, ow, bsz), np.int64) if want_idx else None
-        # flat index in the unpadded plane: window origin plus the tap's offset
-        origin = ((np.arange(oh) * stride[0] - ph)[:, None] * w
-                  + (np.arange(ow) * stride[1] - pw)[None, :]).astype(np.int64)
-        offsets = np.array([ki * w + kj for ki in range(kh) for kj in range(kw)], np.int64)
+        if want_idx:
+            idx = scratch.get("indices", (c, oh, ow, bsz), np.int64)
+            # flat index in the unpadded plane: window origin plus the tap's offset
+            origin = ((np.arange(oh) * stride[0] - ph)[:, None] * w
+                      + (np.arange(ow) * stride[1] - pw)[None, :]).astype(np.int64)
+            offsets = np.array([ki * w + kj for ki in range(kh) for kj in range(kw)],
+                               np.int64)
         tiles = _tiles((kh, kw), stride, (ph, pw), (h, w))
 
         def part(span):
