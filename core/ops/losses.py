@@ -177,13 +177,17 @@ class SoftmaxCrossEntropy(_Loss):
         n = int(np.prod(z.shape[:-1])) if self.p["reduction"] == "mean" else 1
         ctx.p, ctx.idx, ctx.onehot, ctx.n = np.exp(logp), idx, onehot, n
         if idx is not None:
+            if z.ndim == 2:  # (B, C): plain indexing, several times cheaper per batch
+                return -logp[np.arange(len(idx)), idx].sum() / n
             picked = np.take_along_axis(logp, idx[..., None], axis=-1)
             return -picked.sum() / n
         return -(onehot * logp).sum() / n
 
     def backward(self, ctx, g):
         gz = ctx.p.copy()
-        if ctx.idx is not None:
+        if ctx.idx is not None and gz.ndim == 2:
+            gz[np.arange(len(ctx.idx)), ctx.idx] -= 1.0
+        elif ctx.idx is not None:
             np.put_along_axis(gz, ctx.idx[..., None],
                               np.take_along_axis(gz, ctx.idx[..., None], axis=-1) - 1.0, axis=-1)
         else:
