@@ -224,7 +224,7 @@ def main(argv=None) -> int:
                               "drag a node at 100 %"))
     for label, zoom in (("whole graph", None), ("100 %", 1.0)):
         view.fit_to_view() if zoom is None else view.set_zoom(zoom)
-        app.processEvents()
+        settle()
         full = []
         for _ in range(20):
             a = time.perf_counter()
