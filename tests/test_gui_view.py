@@ -201,6 +201,30 @@ def test_a_picture_taken_right_after_a_zoom_shows_the_cards_in_full(make_window)
     assert not scene.scaling and not any(it.scaled for it in scene.nodes.values())
 
 
+def test_the_canvas_area_follows_the_cards_so_a_far_card_stays_clickable(make_window):
+    """the scene's area hugs the cards (its item index stays fine-grained) and grows
+    when a card is moved far away, which can still be clicked there"""
+    from widgets.canvas import BOUNDS_STEP
+
+    win = make_window()
+    win.set_graph(lenet5())
+    QApplication.processEvents()
+    scene, view = win.scene, win.view
+    content = scene.content_rect()
+    area = scene.sceneRect()
+    assert area.contains(content)
+    assert area.width() <= content.width() + 4 * BOUNDS_STEP
+    item = scene.nodes[win.graph.node("conv2").id]
+    win.graph.move(item.node_id, (content.right() + 5 * BOUNDS_STEP, content.top()))
+    QApplication.processEvents()
+    assert scene.sceneRect().contains(item.scene_card_rect())
+    view.set_zoom(1.0)
+    view.centerOn(item)
+    QApplication.processEvents()
+    p = view.mapFromScene(item.scene_card_rect().center())
+    assert item in view.items(p)
+
+
 def test_dragging_a_card_updates_the_obstacle_map_in_place(make_window):
     """the wire router sees a moved card at its new place without a full rebuild"""
     win = make_window()

@@ -912,6 +912,7 @@ def _tint(color: QColor) -> QColor:
 
 # ------------------------------------------------------------------ overview
 DETAIL_LOD = 0.35  # below this zoom the cards are too small to read
+BOUNDS_STEP = 2000.0  # the overview's (and so the scene's) area grows in steps this big
 REFINE_PER_FRAME = 3  # cards drawn in full per tick while zooming (~0.5 ms each)
 ZOOMING_CARDS = 40  # more cards in view than this: the overview draws them while zooming
 DETAIL_PER_TICK = 100  # items switched per tick to or from the overview (5–11 µs each)
@@ -934,12 +935,21 @@ class OverviewItem(QGraphicsItem):
         self._bodies = []
         self._errors = []
         self._wires = QPainterPath()
+        self._bounds = QRectF(-BOUNDS_STEP, -BOUNDS_STEP, 2 * BOUNDS_STEP, 2 * BOUNDS_STEP)
         self.setZValue(-1)
         self.setAcceptedMouseButtons(Qt.NoButton)
         self.setVisible(False)
 
     def boundingRect(self):
-        return QRectF(-50000, -50000, 100000, 100000)
+        # the cards' area, grown and rounded out (see GraphScene.fit_bounds): the scene's
+        # item index is laid over the union of all bounding rectangles, and a huge one
+        # made its cells so coarse that every frame asked most items for theirs
+        return self._bounds
+
+    def set_bounds(self, rect: QRectF):
+        if rect != self._bounds:
+            self.prepareGeometryChange()
+            self._bounds = QRectF(rect)
 
     def _rebuild(self):
         sc = self._scene
@@ -1073,6 +1083,10 @@ class GraphScene(QGraphicsScene):
         self._sharpen_timer.setInterval(0)
         self._sharpen_timer.timeout.connect(self._sharpen_some)
         self._cards = None  # (items, array of left, top, right, bottom), rebuilt when stale
+        self._bounds_timer = QTimer(self)
+        self._bounds_timer.setSingleShot(True)
+        self._bounds_timer.setInterval(0)
+        self._bounds_timer.timeout.connect(self.fit_bounds)
         self.geometry_version = 0
         self.shape_version = 0
         self.detailed = True
@@ -1260,12 +1274,17 @@ class GraphScene(QGraphicsScene):
             ev.subscribe(cb)
         for node in graph.nodes.values():
             self._on_node_added(node, schedule=False)
+        self.card_geometry_changed()  # the obstacle map was the previous graph's
         for edge in graph.edges:
             self._on_edge_added(edge, schedule=False)
         self._on_meta_changed()
         self.refresh_shapes(self.report)  # nothing changed since it was computed above
         if route:
             self.flush_edges()
+        self.fit_bounds()
+        # cells fine enough that a frame asks only the items near the view for their
+        # bounds (Qt kept 5 levels, 32 cells, for a 500-node graph)
+        self.setBspTreeDepth(max(8, min(14, round(math.log2(len(self.items()) + 2)))))
 
     def detach(self):
         """Stop listening to the current graph."""
@@ -1356,6 +1375,7 @@ class GraphScene(QGraphicsScene):
         cost several milliseconds each time.
         """
         self.geometry_version += 1
+        self._bounds_timer.start()
         if item is not None and self._cards is not None:
             row = self._cards[2].get(item)
             if row is not None:
@@ -1382,6 +1402,23 @@ class GraphScene(QGraphicsScene):
         out[:, :2] -= margin
         out[:, 2:] += margin
         return out
+
+    def fit_bounds(self):
+        """Keep the scene's area (its item index) just around the cards.
+
+        Rounded out to ``BOUNDS_STEP`` with a step of margin for wire detours, so a
+        drag rarely changes it (each change re-indexes every item).
+        """
+        self._bounds_timer.stop()
+        arr = self.obstacles(-1e12, 1e12, -1e12, 1e12, margin=0.0)
+        if not len(arr):
+            return
+        step = BOUNDS_STEP
+        left = (math.floor(arr[:, 0].min() / step) - 1) * step
+        top = (math.floor(arr[:, 1].min() / step) - 1) * step
+        right = (math.ceil(arr[:, 2].max() / step) + 1) * step
+        bottom = (math.ceil(arr[:, 3].max() / step) + 1) * step
+        self.overview.set_bounds(QRectF(left, top, right - left, bottom - top))
 
     def cards_in(self, rect: QRectF) -> int:
         """How many cards meet ``rect`` (from the obstacle map: no item is asked)."""
@@ -1701,7 +1738,8 @@ class GraphScene(QGraphicsScene):
         for item in list(self.nodes.values()) + list(self.edges.values()):
             item.theme = theme
             item.update()
-        self.invalidate(self.sceneRect(), QGraphicsScene.BackgroundLayer)
+        # the view shows canvas beyond the scene's area too
+        self.invalidate(QRectF(-1e7, -1e7, 2e7, 2e7), QGraphicsScene.BackgroundLayer)
         self.update()
 
     def drawBackground(self, painter, rect):
