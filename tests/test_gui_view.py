@@ -165,6 +165,28 @@ def test_zooming_across_the_overview_threshold_switches_the_cards_in_view_first(
     assert not any(it.flags() & QGraphicsItem.ItemHasNoContents for it in items)
 
 
+def test_cards_panned_into_view_before_their_switch_are_drawn_at_once(make_window):
+    """after zooming in across the overview threshold, cards and wires panned into view
+    while the switch is still under way draw themselves straight away"""
+    from gui_graphs import wide_graph
+    from PySide6.QtWidgets import QGraphicsItem
+
+    win = make_window()
+    win.set_graph(wide_graph())
+    QApplication.processEvents()
+    view, scene = win.view, win.scene
+    view.set_zoom(0.1)
+    view._settled()
+    QApplication.processEvents()
+    view.set_zoom(1.0)  # into detail: the cards in view now, the others a few per tick
+    assert scene.detailed and scene._detail_pending
+    waiting = next(it for it in scene._detail_pending if it in scene.nodes.values())
+    view.centerOn(waiting)
+    assert waiting not in scene._detail_pending
+    assert not waiting.flags() & QGraphicsItem.ItemHasNoContents
+    assert not any(e.flags() & QGraphicsItem.ItemHasNoContents for e in waiting.edges)
+
+
 def test_zooming_with_many_cards_in_view_draws_the_overview_until_the_view_rests(
         make_window, qtbot):
     """while the zoom changes with more cards in view than can be drawn one by one in a

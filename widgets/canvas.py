@@ -915,7 +915,8 @@ DETAIL_LOD = 0.35  # below this zoom the cards are too small to read
 BOUNDS_STEP = 2000.0  # the overview's (and so the scene's) area grows in steps this big
 REFINE_PER_FRAME = 3  # cards drawn in full per tick while zooming (~0.5 ms each)
 ZOOMING_CARDS = 40  # more cards in view than this: the overview draws them while zooming
-DETAIL_PER_TICK = 100  # items switched per tick to or from the overview (5–11 µs each)
+DETAIL_PER_TICK = 200  # items switched per idle tick to or from the overview
+DETAIL_PER_TICK_MOVING = 10  # ... while the view moves (each costs ~40 µs of the next frame)
 SHARPEN_PER_FRAME = 6  # cards re-cached per pixel per frame once the zoom rests
 
 
@@ -1138,13 +1139,26 @@ class GraphScene(QGraphicsScene):
     def _detail_some(self):
         """Switch the next items still drawn the other way (see set_detail)."""
         pending = self._detail_pending
-        for _ in range(DETAIL_PER_TICK):
+        # few while the view moves: each switched item costs the next frame ~40 µs, and
+        # between two wheel steps the event loop runs several ticks anyway
+        for _ in range(DETAIL_PER_TICK_MOVING if self.interacting else DETAIL_PER_TICK):
             if not pending:
                 break
             item = next(iter(pending))
             del pending[item]
             if item.scene() is self:
                 item.setFlag(QGraphicsItem.ItemHasNoContents, not self.detailed)
+        if not pending:
+            self._detail_timer.stop()
+
+    def switch_now(self, cards):
+        """Switch these cards and their wires now if they still wait (they are in view)."""
+        pending = self._detail_pending
+        for card in cards:
+            for item in (card, *card.edges):
+                if item in pending:
+                    del pending[item]
+                    item.setFlag(QGraphicsItem.ItemHasNoContents, not self.detailed)
         if not pending:
             self._detail_timer.stop()
 
@@ -1987,6 +2001,8 @@ class GraphView(QGraphicsView):
         if want != sc.detailed:
             # by bounding rectangle: the view's own items() tests each wire's stroked shape
             sc.set_detail(want, sc.items(self.visible_rect(), Qt.IntersectsItemBoundingRect))
+        elif sc._detail_pending:
+            sc.switch_now(sc.cards_meeting(self.visible_rect()))  # cards that came into view
 
     def zoom_by(self, factor: float, anchor: QPointF | None = None):
         self.set_zoom(self.zoom * factor, anchor)
@@ -2042,6 +2058,9 @@ class GraphView(QGraphicsView):
     def scrollContentsBy(self, dx, dy):
         self._moving()
         super().scrollContentsBy(dx, dy)
+        sc = self.scene()
+        if sc._detail_pending:
+            sc.switch_now(sc.cards_meeting(self.visible_rect()))  # cards that came into view
 
     # ------------------------------------------------------------------ pan
     def mousePressEvent(self, event):
