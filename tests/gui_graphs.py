@@ -85,3 +85,16 @@ def residual_graph() -> Graph:
         h = g.add("add", y, x if i % 2 == 0 else h, name=f"res{i}")
     g.add("sum", h, name="total")
     return g
+
+
+def wide_graph(n: int = 240, chains: int = 16) -> Graph:
+    """``n`` small nodes in parallel chains: more cards than fit in one frame's budget."""
+    g = Graph(name=f"wide {n}")
+    ends = [g.add("input", name=f"x{i}", shape=(None, 8)) for i in range(chains)]
+    ops = ["relu", "tanh", "sigmoid", "square"]
+    while len(g.nodes) < n:
+        for i, last in enumerate(ends):
+            if len(g.nodes) >= n:
+                break
+            ends[i] = g.add(ops[len(g.nodes) % len(ops)], last)
+    return g

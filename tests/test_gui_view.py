@@ -73,16 +73,16 @@ def test_while_the_zoom_changes_cards_are_scaled_then_sharp_again(make_window, q
     assert not scene.scaling
     view.zoom_by(1.2)
     assert scene.scaling
-    assert all(it.cacheMode() == QGraphicsItem.ItemCoordinateCache
+    assert all(it.scaled and it.cacheMode() != QGraphicsItem.DeviceCoordinateCache
                for it in scene.nodes.values())
     qtbot.waitUntil(lambda: not scene.scaling, timeout=2000)
-    assert all(it.cacheMode() == QGraphicsItem.DeviceCoordinateCache
-               for it in scene.nodes.values())
+    qtbot.waitUntil(lambda: all(it.cacheMode() == QGraphicsItem.DeviceCoordinateCache
+                                for it in scene.nodes.values()), timeout=2000)
     # a card added meanwhile follows the current mode
     view.zoom_by(1.1)
     win.graph.add("relu", name="late")
-    assert scene.nodes[win.graph.node("late").id].cacheMode() == \
-        QGraphicsItem.ItemCoordinateCache
+    late = scene.nodes[win.graph.node("late").id]
+    assert late.scaled and late.cacheMode() != QGraphicsItem.DeviceCoordinateCache
 
 
 def test_cards_coming_into_view_while_zooming_fill_in_a_few_per_frame(make_window, qtbot):
@@ -106,6 +106,145 @@ def test_cards_coming_into_view_while_zooming_fill_in_a_few_per_frame(make_windo
     scene._refine_some()
     assert len(scene._refine) == queued - REFINE_PER_FRAME
     qtbot.waitUntil(lambda: not scene._refine, timeout=3000)
+
+
+def test_when_the_zoom_rests_the_cards_in_view_sharpen_a_few_per_frame(make_window, qtbot):
+    """when the zoom comes to rest the cards in view are drawn sharp again a few per
+    frame, not all in one long frame, and the cards out of view at once"""
+    from gui_graphs import vgg16
+    from PySide6.QtWidgets import QGraphicsItem
+
+    from widgets.canvas import SHARPEN_PER_FRAME
+
+    win = make_window()
+    win.set_graph(vgg16())
+    QApplication.processEvents()
+    view, scene = win.view, win.scene
+    view.set_zoom(0.5)
+    view.viewport().repaint()
+    view._settle.stop()
+    view._settled()
+    in_view = scene.cards_meeting(view.visible_rect())
+    assert len(in_view) > SHARPEN_PER_FRAME
+    assert all(it.scaled for it in in_view)  # still the zoom's pictures
+    assert not any(it.scaled for it in scene.nodes.values() if it not in in_view)
+    view.viewport().repaint()  # the frame that shows the view at rest
+    scene._sharpen_some()
+    assert sum(not it.scaled for it in in_view) == SHARPEN_PER_FRAME
+    qtbot.waitUntil(lambda: all(it.cacheMode() == QGraphicsItem.DeviceCoordinateCache
+                                for it in scene.nodes.values()), timeout=3000)
+
+
+def test_zooming_across_the_overview_threshold_switches_the_cards_in_view_first(make_window,
+                                                                              qtbot):
+    """zooming across the overview threshold switches the cards and wires in view at
+    once and the others over the next ticks, so that frame does not pay for all of them"""
+    from gui_graphs import vgg16
+    from PySide6.QtWidgets import QGraphicsItem
+
+    from widgets.canvas import DETAIL_LOD, EdgeItem, NodeItem
+
+    win = make_window()
+    win.set_graph(vgg16())
+    QApplication.processEvents()
+    view, scene = win.view, win.scene
+    view.set_zoom(1.5)
+    view._settled()
+    items = list(scene.nodes.values()) + list(scene.edges.values())
+    view.set_zoom(DETAIL_LOD * 0.9)  # into the overview
+    assert not scene.detailed and scene.overview.isVisible()
+    shown = [it for it in scene.items(view.visible_rect())
+             if isinstance(it, (NodeItem, EdgeItem))]
+    assert shown and all(it.flags() & QGraphicsItem.ItemHasNoContents for it in shown)
+    assert 0 < len(scene._detail_pending) < len(items)  # the rest follow
+    qtbot.waitUntil(lambda: not scene._detail_pending, timeout=2000)
+    assert all(it.flags() & QGraphicsItem.ItemHasNoContents for it in items)
+    view.set_zoom(1.0)  # and back: every item draws itself again
+    qtbot.waitUntil(lambda: not scene._detail_pending, timeout=2000)
+    assert scene.detailed and not scene.overview.isVisible()
+    assert not any(it.flags() & QGraphicsItem.ItemHasNoContents for it in items)
+
+
+def test_cards_panned_into_view_before_their_switch_are_drawn_at_once(make_window):
+    """after zooming in across the overview threshold, cards and wires panned into view
+    while the switch is still under way draw themselves straight away"""
+    from gui_graphs import wide_graph
+    from PySide6.QtWidgets import QGraphicsItem
+
+    win = make_window()
+    win.set_graph(wide_graph())
+    QApplication.processEvents()
+    view, scene = win.view, win.scene
+    view.set_zoom(0.1)
+    view._settled()
+    QApplication.processEvents()
+    view.set_zoom(1.0)  # into detail: the cards in view now, the others a few per tick
+    assert scene.detailed and scene._detail_pending
+    waiting = next(it for it in scene._detail_pending if it in scene.nodes.values())
+    view.centerOn(waiting)
+    assert waiting not in scene._detail_pending
+    assert not waiting.flags() & QGraphicsItem.ItemHasNoContents
+    assert not any(e.flags() & QGraphicsItem.ItemHasNoContents for e in waiting.edges)
+
+
+def test_zooming_with_many_cards_in_view_draws_the_overview_until_the_view_rests(
+        make_window, qtbot):
+    """while the zoom changes with more cards in view than can be drawn one by one in a
+    frame, the overview picture draws them; when the view rests the cards return"""
+    from gui_graphs import wide_graph
+
+    from widgets.canvas import DETAIL_LOD, ZOOMING_CARDS
+
+    win = make_window()
+    win.set_graph(wide_graph())
+    QApplication.processEvents()
+    view, scene = win.view, win.scene
+    view.set_zoom(1.0)
+    view._settled()
+    while scene.cards_in(view.visible_rect()) <= ZOOMING_CARDS:
+        view.zoom_by(0.9)
+    assert view.zoom >= DETAIL_LOD
+    assert scene.scaling and not scene.detailed and scene.overview.isVisible()
+    qtbot.waitUntil(lambda: not scene.scaling, timeout=2000)
+    assert scene.detailed and not scene.overview.isVisible()
+
+
+def test_a_picture_taken_right_after_a_zoom_shows_the_cards_in_full(make_window):
+    """exporting a picture while the cards are still scaled from a zoom draws them in
+    full, not as the blocks shown mid-zoom"""
+    from widgets.canvas import render_scene
+
+    win = make_window()
+    win.set_graph(lenet5())
+    view, scene = win.view, win.scene
+    view.zoom_by(0.8)
+    assert scene.scaling and all(it.scaled for it in scene.nodes.values())
+    render_scene(scene, 800, 300)
+    assert not scene.scaling and not any(it.scaled for it in scene.nodes.values())
+
+
+def test_the_canvas_area_follows_the_cards_so_a_far_card_stays_clickable(make_window):
+    """the scene's area hugs the cards (its item index stays fine-grained) and grows
+    when a card is moved far away, which can still be clicked there"""
+    from widgets.canvas import BOUNDS_STEP
+
+    win = make_window()
+    win.set_graph(lenet5())
+    QApplication.processEvents()
+    scene, view = win.scene, win.view
+    content = scene.content_rect()
+    area = scene.sceneRect()
+    assert area.contains(content)
+    assert area.width() <= content.width() + 4 * BOUNDS_STEP
+    item = scene.nodes[win.graph.node("conv2").id]
+    win.graph.move(item.node_id, (content.right() + 5 * BOUNDS_STEP, content.top()))
+    QApplication.processEvents()
+    assert scene.sceneRect().contains(item.scene_card_rect())
+    view.set_zoom(1.0)
+    view.centerOn(item)
+    QApplication.processEvents()
+    p = view.mapFromScene(item.scene_card_rect().center())
+    assert item in view.items(p)
 
 
 def test_dragging_a_card_updates_the_obstacle_map_in_place(make_window):

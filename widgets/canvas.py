@@ -23,6 +23,8 @@ from PySide6.QtGui import (
     QPainterPathStroker,
     QPen,
     QPolygonF,
+    QStaticText,
+    QTransform,
 )
 from PySide6.QtWidgets import (
     QGraphicsItem,
@@ -229,7 +231,9 @@ class NodeItem(QGraphicsItem):
         self._press_pos = None
         self._signature = None
         self.warm = False  # drawn in full since the zoom started changing (see set_scaling)
-        self.setCacheMode(QGraphicsItem.ItemCoordinateCache if scene.scaling
+        self.scaled = scene.scaling  # drawn for a changing zoom, not cached per pixel
+        # while the zoom changes a card is first a block drawn directly (no cache)
+        self.setCacheMode(QGraphicsItem.NoCache if scene.scaling
                           else QGraphicsItem.DeviceCoordinateCache)
         op_cls = type(node.op)
         for p in op_cls.inputs:
@@ -390,12 +394,14 @@ class NodeItem(QGraphicsItem):
         t = self.theme
         lod = option.levelOfDetailFromTransform(painter.worldTransform())
         sc = self.scene()
-        if sc is not None and sc.scaling:
-            # painted into an item-coordinate cache (at scale 1) while the zoom changes:
-            # first as a block (cheap, when many cards come into view at once), then
-            # with the detail the current zoom can show, not the full card
+        if self.scaled and sc is not None:
+            # while the zoom changes: first a block drawn straight to the screen (two
+            # rectangles; a cached picture would cost more to make than to scale when
+            # many cards come into view at once), then, warm, painted into an
+            # item-coordinate cache at scale 1 with the detail the current zoom can
+            # show. Once the zoom rests the card waits its turn to be drawn sharp.
             lod = min(lod, sc.scaling_lod) if self.warm else 0.0
-            if not self.warm:
+            if not self.warm and sc.scaling:
                 sc.queue_refine(self)
         rect = self.card_rect()
         cat = t.category_color(self.category)
@@ -635,6 +641,8 @@ class EdgeItem(QGraphicsItem):
         self.path = QPainterPath()
         self.label_pos = QPointF()
         self._rect = QRectF()
+        self._label_box = QRectF()  # where the label's pill goes (see _update_rect)
+        self._label_text = None  # the label laid out once (QStaticText), made when first drawn
         self.setFlag(QGraphicsItem.ItemIsSelectable)
         self.setZValue(0)
         self.setAcceptHoverEvents(True)
@@ -658,6 +666,7 @@ class EdgeItem(QGraphicsItem):
             self.prepareGeometryChange()
             self.label = text
             self.bad = bad
+            self._label_text = None
             self._update_rect()
             self.update()
 
@@ -675,7 +684,9 @@ class EdgeItem(QGraphicsItem):
     def _update_rect(self):
         r = self.path.boundingRect().adjusted(-6, -6, 6, 6)
         if self.label:
-            r = r.united(self._label_rect())
+            # measured here, not per paint: font metrics cost more than drawing the pill
+            self._label_box = self._label_rect()
+            r = r.united(self._label_box)
         self._rect = r
 
     def _label_rect(self) -> QRectF:
@@ -719,13 +730,22 @@ class EdgeItem(QGraphicsItem):
                 option.levelOfDetailFromTransform(painter.worldTransform()) < 0.55:
             return  # no label while the zoom changes: it returns when the view rests
         t = self.theme
-        r = self._label_rect()
-        painter.setPen(QPen(pen.color() if hot else t.color("node_border"), 1))
+        r = self._label_box
+        painter.setPen(_label_pen(t, pen.color() if hot else None))
         painter.setBrush(t.color("edge_label_bg"))
         painter.drawRoundedRect(r, r.height() / 2, r.height() / 2)
         painter.setFont(self.fonts["small"])
         painter.setPen(t.color("error") if self.bad else t.color("edge_label_text"))
-        painter.drawText(r, _CENTER, self.label)
+        text = self._label_text
+        if text is None:
+            # laid out once: a wire's label is drawn again in every frame that shows it
+            text = self._label_text = QStaticText(self.label)
+            text.setTextFormat(Qt.PlainText)
+            text.prepare(QTransform(), self.fonts["small"])
+        size = text.size()
+        c = r.center()
+        painter.drawStaticText(QPointF(c.x() - size.width() / 2, c.y() - size.height() / 2),
+                               text)
 
 
 _NO_BRUSH = Qt.NoBrush
@@ -740,6 +760,16 @@ def _wire_pen(theme: Theme, hot: bool, bad: bool, hover: bool) -> QPen:
         color = (theme.color("selection") if hot else theme.color("error") if bad
                  else theme.color("edge"))
         pen = _PENS[key] = QPen(color, 2.6 if hot or hover else 1.8, Qt.SolidLine, Qt.RoundCap)
+    return pen
+
+
+def _label_pen(theme: Theme, hot_color: QColor | None) -> QPen:
+    """The outline of a wire label: the border colour, or the wire's when it is selected."""
+    key = (theme.name, "label", None if hot_color is None else hot_color.rgba())
+    pen = _PENS.get(key)
+    if pen is None:
+        pen = _PENS[key] = QPen(theme.color("node_border") if hot_color is None
+                                else hot_color, 1)
     return pen
 
 
@@ -882,7 +912,12 @@ def _tint(color: QColor) -> QColor:
 
 # ------------------------------------------------------------------ overview
 DETAIL_LOD = 0.35  # below this zoom the cards are too small to read
+BOUNDS_STEP = 2000.0  # the overview's (and so the scene's) area grows in steps this big
 REFINE_PER_FRAME = 3  # cards drawn in full per tick while zooming (~0.5 ms each)
+ZOOMING_CARDS = 40  # more cards in view than this: the overview draws them while zooming
+DETAIL_PER_TICK = 200  # items switched per idle tick to or from the overview
+DETAIL_PER_TICK_MOVING = 10  # ... while the view moves (each costs ~40 µs of the next frame)
+SHARPEN_PER_FRAME = 6  # cards re-cached per pixel per frame once the zoom rests
 
 
 class OverviewItem(QGraphicsItem):
@@ -901,12 +936,21 @@ class OverviewItem(QGraphicsItem):
         self._bodies = []
         self._errors = []
         self._wires = QPainterPath()
+        self._bounds = QRectF(-BOUNDS_STEP, -BOUNDS_STEP, 2 * BOUNDS_STEP, 2 * BOUNDS_STEP)
         self.setZValue(-1)
         self.setAcceptedMouseButtons(Qt.NoButton)
         self.setVisible(False)
 
     def boundingRect(self):
-        return QRectF(-50000, -50000, 100000, 100000)
+        # the cards' area, grown and rounded out (see GraphScene.fit_bounds): the scene's
+        # item index is laid over the union of all bounding rectangles, and a huge one
+        # made its cells so coarse that every frame asked most items for theirs
+        return self._bounds
+
+    def set_bounds(self, rect: QRectF):
+        if rect != self._bounds:
+            self.prepareGeometryChange()
+            self._bounds = QRectF(rect)
 
     def _rebuild(self):
         sc = self._scene
@@ -937,10 +981,11 @@ class OverviewItem(QGraphicsItem):
         pen.setCosmetic(True)
         painter.setPen(pen)
         painter.setBrush(Qt.NoBrush)
-        if sc.interacting:  # hundreds of curves: plain lines while the view moves
+        if sc.interacting:
+            # hundreds of curves and a thousand rectangles: plain pixels while the view
+            # moves (half the cost of the frame), smooth again when it rests
             painter.setRenderHint(QPainter.Antialiasing, False)
         painter.drawPath(self._wires)
-        painter.setRenderHint(QPainter.Antialiasing, True)
         border = QPen(t.color("node_border"), 1.0)
         border.setCosmetic(True)
         painter.setPen(border)
@@ -968,6 +1013,7 @@ class OverviewItem(QGraphicsItem):
                     painter.drawRect(it.scene_card_rect())
                 elif isinstance(it, EdgeItem):
                     painter.drawPath(it.path)
+        painter.setRenderHint(QPainter.Antialiasing, True)
 
 
 # --------------------------------------------------------------------- scene
@@ -1028,13 +1074,27 @@ class GraphScene(QGraphicsScene):
         self._refine_timer = QTimer(self)
         self._refine_timer.setInterval(12)
         self._refine_timer.timeout.connect(self._refine_some)
+        self._detail_pending: dict = {}  # items not yet switched (see set_detail)
+        self._detail_timer = QTimer(self)
+        self._detail_timer.setInterval(0)
+        self._detail_timer.timeout.connect(self._detail_some)
+        self._sharpen: dict = {}  # scaled cards in view, to be cached per pixel (see sharpen)
+        self._sharpen_timer = QTimer(self)
+        self._sharpen_timer.setSingleShot(True)
+        self._sharpen_timer.setInterval(0)
+        self._sharpen_timer.timeout.connect(self._sharpen_some)
         self._cards = None  # (items, array of left, top, right, bottom), rebuilt when stale
+        self._bounds_timer = QTimer(self)
+        self._bounds_timer.setSingleShot(True)
+        self._bounds_timer.setInterval(0)
+        self._bounds_timer.timeout.connect(self.fit_bounds)
         self.geometry_version = 0
         self.shape_version = 0
         self.detailed = True
         self.interacting = False  # the view is panning or zooming: draw fast, not fine
         self.scaling = False  # the zoom is changing: cards cached in item coordinates
         self.scaling_lod = 1.0  # the zoom the view shows meanwhile (detail cards can show)
+        self.smooth_grid = False  # antialiased grid lines (for pictures, see render_scene)
         self.overview = OverviewItem(self)
         self.addItem(self.overview)
         self.selectionChanged.connect(self._on_selection_for_overview)
@@ -1043,24 +1103,74 @@ class GraphScene(QGraphicsScene):
             self.set_graph(graph)
 
     # --------------------------------------------------------- model sync
-    def set_detail(self, detailed: bool):
-        """Draw each card and wire itself (True) or all of them as one overview (False)."""
+    def set_detail(self, detailed: bool, in_view=None):
+        """Draw each card and wire itself (True) or all of them as one overview (False).
+
+        With ``in_view`` (the items a view shows) only those change now and the
+        rest a few hundred per tick: switching all 1100 items of a 500-node graph
+        took 25 ms of the frame that crosses the overview threshold.
+        """
         detailed = bool(detailed)
         if detailed == self.detailed:
+            if in_view is None and self._detail_pending:
+                self._detail_timer.stop()
+                pending, self._detail_pending = self._detail_pending, {}
+                for item in pending:
+                    if item.scene() is self:
+                        item.setFlag(QGraphicsItem.ItemHasNoContents, not detailed)
             return
         self.detailed = detailed
         # an item flagged as having no contents is never painted but still takes clicks
-        for item in list(self.nodes.values()) + list(self.edges.values()):
+        items = list(self.nodes.values()) + list(self.edges.values())
+        if in_view is None:
+            now, self._detail_pending = items, {}
+        else:
+            now = [it for it in in_view if isinstance(it, (NodeItem, EdgeItem))]
+            first = set(now)
+            self._detail_pending = {it: None for it in items if it not in first}
+        for item in now:
             item.setFlag(QGraphicsItem.ItemHasNoContents, not detailed)
         self.overview.setVisible(not detailed)
+        if self._detail_pending:
+            self._detail_timer.start()
+        else:
+            self._detail_timer.stop()
 
-    def set_scaling(self, scaling: bool):
+    def _detail_some(self):
+        """Switch the next items still drawn the other way (see set_detail)."""
+        pending = self._detail_pending
+        # few while the view moves: each switched item costs the next frame ~40 µs, and
+        # between two wheel steps the event loop runs several ticks anyway
+        for _ in range(DETAIL_PER_TICK_MOVING if self.interacting else DETAIL_PER_TICK):
+            if not pending:
+                break
+            item = next(iter(pending))
+            del pending[item]
+            if item.scene() is self:
+                item.setFlag(QGraphicsItem.ItemHasNoContents, not self.detailed)
+        if not pending:
+            self._detail_timer.stop()
+
+    def switch_now(self, cards):
+        """Switch these cards and their wires now if they still wait (they are in view)."""
+        pending = self._detail_pending
+        for card in cards:
+            for item in (card, *card.edges):
+                if item in pending:
+                    del pending[item]
+                    item.setFlag(QGraphicsItem.ItemHasNoContents, not self.detailed)
+        if not pending:
+            self._detail_timer.stop()
+
+    def set_scaling(self, scaling: bool, in_view=()):
         """While the zoom changes, cards are cached at their own size and scaled (True).
 
         A device-resolution cache is valid for one zoom only: every wheel step
         re-painted every visible card (50–70 ms frames at 150 cards). Cached in
         item coordinates, a card is painted once when the zoom starts and then
-        only scaled; when the zoom rests the sharp per-pixel cache returns.
+        only scaled; when the zoom rests (False) the sharp per-pixel cache returns,
+        at once for cards out of view and a few per frame for those in
+        ``in_view`` (see :meth:`sharpen`).
         """
         scaling = bool(scaling)
         if scaling == self.scaling:
@@ -1068,11 +1178,61 @@ class GraphScene(QGraphicsScene):
         self.scaling = scaling
         self._refine.clear()
         self._refine_timer.stop()
-        mode = QGraphicsItem.ItemCoordinateCache if scaling else \
-            QGraphicsItem.DeviceCoordinateCache
+        if scaling:
+            self._sharpen.clear()
+            self._sharpen_timer.stop()
+            for item in self.nodes.values():
+                if item.warm or not item.scaled:
+                    item.warm = False
+                    item.scaled = True
+                    item.setCacheMode(QGraphicsItem.NoCache)
+        else:
+            self.sharpen(in_view)
+
+    def sharpen(self, in_view=()):
+        """Cache the scaled cards per pixel again: those in ``in_view`` a few per frame.
+
+        Re-caching every card in view at once made the frame in which the zoom
+        rests take 35–55 ms (70 cards at 0.5 ms each); the scaled pictures stay
+        on screen meanwhile, so the cards sharpen over a few frames instead.
+        """
+        for item in in_view if self.detailed else ():  # the overview draws no card
+            if item.scaled:
+                self._sharpen[item] = None
         for item in self.nodes.values():
-            item.warm = False
-            item.setCacheMode(mode)
+            if item.scaled and item not in self._sharpen:
+                self._sharpen_one(item)
+        if self._sharpen:
+            self._sharpen_timer.start()
+
+    def _sharpen_one(self, item):
+        item.scaled = False
+        item.warm = False
+        item.setCacheMode(QGraphicsItem.DeviceCoordinateCache)
+        item.update()  # Qt repaints on its own only when leaving an item-coordinate cache
+
+    def _sharpen_some(self):
+        for _ in range(SHARPEN_PER_FRAME):
+            if not self._sharpen:
+                break
+            item = next(iter(self._sharpen))
+            del self._sharpen[item]
+            if item.scene() is self and item.scaled:
+                self._sharpen_one(item)
+
+    def frame_painted(self):
+        """A view finished a frame: sharpen the next few cards in the next one."""
+        if self._sharpen and not self.scaling and not self._sharpen_timer.isActive():
+            self._sharpen_timer.start()
+
+    def finish_sharpening(self):
+        """Cache every card per pixel now (before a picture of the scene is taken)."""
+        self.set_scaling(False)
+        for item in list(self._sharpen):
+            if item.scaled:
+                self._sharpen_one(item)
+        self._sharpen.clear()
+        self._sharpen_timer.stop()
 
     def queue_refine(self, item):
         """``item`` was drawn as a plain block while zooming: draw it fully soon.
@@ -1091,9 +1251,9 @@ class GraphScene(QGraphicsScene):
                 break
             item = next(iter(self._refine))
             del self._refine[item]
-            if item.scene() is self:
+            if item.scene() is self and item.scaled:
                 item.warm = True
-                item.update()
+                item.setCacheMode(QGraphicsItem.ItemCoordinateCache)  # repaints it
         if not self._refine:
             self._refine_timer.stop()
 
@@ -1128,12 +1288,17 @@ class GraphScene(QGraphicsScene):
             ev.subscribe(cb)
         for node in graph.nodes.values():
             self._on_node_added(node, schedule=False)
+        self.card_geometry_changed()  # the obstacle map was the previous graph's
         for edge in graph.edges:
             self._on_edge_added(edge, schedule=False)
         self._on_meta_changed()
         self.refresh_shapes(self.report)  # nothing changed since it was computed above
         if route:
             self.flush_edges()
+        self.fit_bounds()
+        # cells fine enough that a frame asks only the items near the view for their
+        # bounds (Qt kept 5 levels, 32 cells, for a 500-node graph)
+        self.setBspTreeDepth(max(8, min(14, round(math.log2(len(self.items()) + 2)))))
 
     def detach(self):
         """Stop listening to the current graph."""
@@ -1224,6 +1389,7 @@ class GraphScene(QGraphicsScene):
         cost several milliseconds each time.
         """
         self.geometry_version += 1
+        self._bounds_timer.start()
         if item is not None and self._cards is not None:
             row = self._cards[2].get(item)
             if row is not None:
@@ -1250,6 +1416,37 @@ class GraphScene(QGraphicsScene):
         out[:, :2] -= margin
         out[:, 2:] += margin
         return out
+
+    def fit_bounds(self):
+        """Keep the scene's area (its item index) just around the cards.
+
+        Rounded out to ``BOUNDS_STEP`` with a step of margin for wire detours, so a
+        drag rarely changes it (each change re-indexes every item).
+        """
+        self._bounds_timer.stop()
+        arr = self.obstacles(-1e12, 1e12, -1e12, 1e12, margin=0.0)
+        if not len(arr):
+            return
+        step = BOUNDS_STEP
+        left = (math.floor(arr[:, 0].min() / step) - 1) * step
+        top = (math.floor(arr[:, 1].min() / step) - 1) * step
+        right = (math.ceil(arr[:, 2].max() / step) + 1) * step
+        bottom = (math.ceil(arr[:, 3].max() / step) + 1) * step
+        self.overview.set_bounds(QRectF(left, top, right - left, bottom - top))
+
+    def cards_in(self, rect: QRectF) -> int:
+        """How many cards meet ``rect`` (from the obstacle map: no item is asked)."""
+        return len(self.obstacles(rect.left(), rect.right(), rect.top(), rect.bottom(),
+                                  margin=0.0))
+
+    def cards_meeting(self, rect: QRectF) -> list:
+        """The cards meeting ``rect``, left to right (neighbours come one after another)."""
+        self.obstacles(0, 0, 0, 0)  # builds the map when stale
+        items, arr, _rows = self._cards
+        keep = np.flatnonzero((arr[:, 2] > rect.left()) & (arr[:, 0] < rect.right())
+                              & (arr[:, 3] > rect.top()) & (arr[:, 1] < rect.bottom()))
+        keep = keep[np.lexsort((arr[keep, 1], arr[keep, 0]))]
+        return [items[i] for i in keep]
 
     def overlapping_cards(self) -> int:
         """How many pairs of cards overlap (a file laid out for other card sizes has some)."""
@@ -1555,7 +1752,8 @@ class GraphScene(QGraphicsScene):
         for item in list(self.nodes.values()) + list(self.edges.values()):
             item.theme = theme
             item.update()
-        self.invalidate(self.sceneRect(), QGraphicsScene.BackgroundLayer)
+        # the view shows canvas beyond the scene's area too
+        self.invalidate(QRectF(-1e7, -1e7, 2e7, 2e7), QGraphicsScene.BackgroundLayer)
         self.update()
 
     def drawBackground(self, painter, rect):
@@ -1578,11 +1776,15 @@ class GraphScene(QGraphicsScene):
             (major if round(y / GRID) % 5 == 0 else minor).append(
                 QLineF(rect.left(), y, rect.right(), y))
             y += step
+        # on screen, crisp one-pixel lines: smoothing them cost 2–3 ms of each zoom step
+        # (the cached background is redrawn at every step); pictures keep them smooth
+        painter.setRenderHint(QPainter.Antialiasing, self.smooth_grid)
         if step == GRID:
             painter.setPen(QPen(t.color("grid_minor"), 0))
             painter.drawLines(minor)
         painter.setPen(QPen(t.color("grid_major"), 0))
         painter.drawLines(major)
+        painter.setRenderHint(QPainter.Antialiasing, True)
 
     def content_rect(self) -> QRectF:
         """The cards' bounding rectangle (without the drag wire)."""
@@ -1723,7 +1925,11 @@ class GraphView(QGraphicsView):
 
     def __init__(self, scene: GraphScene, parent=None):
         super().__init__(scene, parent)
-        self.setRenderHints(QPainter.Antialiasing | QPainter.TextAntialiasing)
+        # smooth: scaled cards (while zooming, and until each is sharp again) look soft
+        # rather than jagged; per-pixel caches are drawn unscaled, so it costs them nothing.
+        # Set once: changing a render hint repaints the whole view.
+        self.setRenderHints(QPainter.Antialiasing | QPainter.TextAntialiasing
+                            | QPainter.SmoothPixmapTransform)
         self.setDragMode(QGraphicsView.RubberBandDrag)
         self.setRubberBandSelectionMode(Qt.IntersectsItemShape)
         self.setTransformationAnchor(QGraphicsView.AnchorUnderMouse)
@@ -1762,8 +1968,6 @@ class GraphView(QGraphicsView):
         if abs(z - self.zoom) > 1e-9 * z and self.isVisible():
             self.scene().scaling_lod = z
             self.scene().set_scaling(True)  # sharp again when the view rests (_settled)
-            # the scaled cards look soft rather than jagged meanwhile
-            self.setRenderHint(QPainter.SmoothPixmapTransform, True)
         if anchor is None:
             anchor = QPointF(self.viewport().rect().center())
         before = self.mapToScene(anchor.toPoint())
@@ -1775,9 +1979,30 @@ class GraphView(QGraphicsView):
         delta = after - before
         self.translate(delta.x(), delta.y())
         self.setTransformationAnchor(old)
-        self.scene().set_detail(z >= DETAIL_LOD)
+        self._update_detail()
         self.zoom_changed.emit(z)
         self._minimap_timer.start()
+
+    def _update_detail(self, zooming: bool = True):
+        """Cards and wires drawn one by one, or all together as the overview picture.
+
+        Far out (below ``DETAIL_LOD``) always the overview. While the zoom changes,
+        also when more than ``ZOOMING_CARDS`` cards are in view: the cards are
+        plain blocks then anyway (see :meth:`GraphScene.set_scaling`), and a
+        hundred cards and wires drawn one by one took 20–30 ms a frame. A little
+        hysteresis keeps it from flipping at each step near the limit.
+        """
+        sc = self.scene()
+        z = self.zoom
+        want = z >= DETAIL_LOD
+        if want and zooming and sc.scaling:
+            limit = ZOOMING_CARDS if sc.detailed else ZOOMING_CARDS * 3 // 4
+            want = sc.cards_in(self.visible_rect()) <= limit
+        if want != sc.detailed:
+            # by bounding rectangle: the view's own items() tests each wire's stroked shape
+            sc.set_detail(want, sc.items(self.visible_rect(), Qt.IntersectsItemBoundingRect))
+        elif sc._detail_pending:
+            sc.switch_now(sc.cards_meeting(self.visible_rect()))  # cards that came into view
 
     def zoom_by(self, factor: float, anchor: QPointF | None = None):
         self.set_zoom(self.zoom * factor, anchor)
@@ -1819,14 +2044,23 @@ class GraphView(QGraphicsView):
         self._settle.start()
 
     def _settled(self):
-        self.scene().interacting = False
-        self.scene().set_scaling(False)
-        self.setRenderHint(QPainter.SmoothPixmapTransform, False)
+        sc = self.scene()
+        sc.interacting = False
+        if sc.scaling:
+            self._update_detail(zooming=False)  # first: only cards drawn one by one sharpen
+            sc.set_scaling(False, sc.cards_meeting(self.visible_rect()))
         self.viewport().update()
+
+    def paintEvent(self, event):
+        super().paintEvent(event)
+        self.scene().frame_painted()
 
     def scrollContentsBy(self, dx, dy):
         self._moving()
         super().scrollContentsBy(dx, dy)
+        sc = self.scene()
+        if sc._detail_pending:
+            sc.switch_now(sc.cards_meeting(self.visible_rect()))  # cards that came into view
 
     # ------------------------------------------------------------------ pan
     def mousePressEvent(self, event):
@@ -1948,9 +2182,12 @@ def render_scene(scene: GraphScene, width: int, height: int, dpr: float = 1.0, m
                   width / s, height / s)
     painter = QPainter(img)
     painter.setRenderHints(QPainter.Antialiasing | QPainter.TextAntialiasing)
+    scene.finish_sharpening()  # a card still scaled from a zoom would come out soft
     detailed = scene.detailed
     scene.set_detail(True)  # the picture has its own scale; each item picks its detail
+    scene.smooth_grid = True
     scene.render(painter, QRectF(0, 0, width, height), full, Qt.KeepAspectRatio)
+    scene.smooth_grid = False
     scene.set_detail(detailed)
     painter.end()
     return img
