@@ -13,8 +13,10 @@ batch 128 and learning rate 0.02 the same network ends near 98.8 %.
 Recorded runs (2 shared cores; seed 0, default options)::
 
     python benchmarks/bench_mnist_accuracy.py --lr 0.01 --batch-size 64
-    test accuracy per epoch: 97.35 98.34 98.62 98.86 98.90 98.95 99.00 99.09 99.14 99.05 %
-    target 99.0 % reached at epoch 7; epochs of 11.8–16.5 s; peak RSS 497 MB
+    test accuracy per epoch: 97.41 98.47 98.49 98.85 98.87 99.01 99.08 99.14 99.09 99.08 %
+    target 99.0 % reached at epoch 6; epochs of 10.6–14.1 s; peak RSS 497 MB
+    (before the GIL, cache and paired-column work of 2026-12-01:
+    97.35 98.34 98.62 98.86 98.90 98.95 99.00 99.09 99.14 99.05 %, epochs of 11.8–16.5 s)
     (before the speed work of 2026-11-22, other summation order:
     97.24 98.35 98.54 98.92 98.86 99.00 99.03 99.10 99.14 99.07 %, epochs of 13–21 s)
     (an earlier layer build, different summation order, on a busy machine:
