@@ -643,3 +643,17 @@ def test_thin_convolution_pairs_output_columns_with_the_same_numbers(monkeypatch
             np.testing.assert_allclose(paired.weight_grads[k], v, rtol=tol, atol=tol)
         np.testing.assert_allclose(paired.grads[(g.node("x").id, 0)],
                                    plain.grads[(g.node("x").id, 0)], rtol=tol, atol=tol)
+
+
+def test_jobs_too_small_to_cut_up_run_on_the_calling_thread(monkeypatch):
+    """Two independent single-part jobs (a small batch's kernel and input gradients) do not
+    wake the thread pool; jobs that were cut into parts share one hand-out."""
+    from core.ops import layers
+
+    handed_out = []
+    monkeypatch.setattr(layers, "_run_parts", lambda fn, parts: handed_out.append(list(parts)))
+    done = []
+    layers._run_jobs((done.append, ["a"]), (done.append, ["b"]))
+    assert done == ["a", "b"] and handed_out == []
+    layers._run_jobs((done.append, ["c", "d"]), (done.append, ["e"]))
+    assert len(handed_out) == 1 and len(handed_out[0]) == 3

@@ -538,8 +538,14 @@ def _run_jobs(*jobs):
     One hand-out for all of them: the threads wake once, and the tail of one
     job overlaps the start of the next.
     """
-    flat = [(fn, p) for fn, parts in jobs for p in parts]
-    _run_parts(lambda item: item[0](item[1]), flat)
+    jobs = [(fn, list(parts)) for fn, parts in jobs]
+    if all(len(parts) <= 1 for _, parts in jobs):
+        # each job was too small to cut up: waking a thread would cost more than it saves
+        for fn, parts in jobs:
+            for p in parts:
+                fn(p)
+        return
+    _run_parts(lambda item: item[0](item[1]), [(fn, p) for fn, parts in jobs for p in parts])
 
 
 def _im2col_weight_grad(grad_for, win, bias, spans, block_for):
