@@ -657,3 +657,20 @@ def test_jobs_too_small_to_cut_up_run_on_the_calling_thread(monkeypatch):
     assert done == ["a", "b"] and handed_out == []
     layers._run_jobs((done.append, ["c", "d"]), (done.append, ["e"]))
     assert len(handed_out) == 1 and len(handed_out[0]) == 3
+
+
+def test_training_from_new_threads_does_not_pile_up_column_buffers():
+    """A GUI starts a new thread for each training run: the im2col block buffers are
+    shared by such threads instead of kept per thread id, so they do not accumulate."""
+    import threading
+
+    g, feeds = _lenet(batch=4)
+    ex = Executor(g, training=True)
+    for _ in range(3):
+        t = threading.Thread(target=ex.run, args=(feeds,))
+        t.start()
+        t.join()
+    ex.run(feeds)  # and the main thread
+    conv = g.node("c1").op
+    callers = {key[0] for key in conv._scratch._arrays if not key[0].startswith("cols-layers")}
+    assert {k for k in callers if k.startswith("cols-")} == {"cols-caller"}

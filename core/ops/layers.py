@@ -245,6 +245,7 @@ _MIN_SPLIT_BYTES = 1 << 21
 _WORKERS = max(1, min(4, os.cpu_count() or 1))
 _pool = None
 _pool_lock = threading.Lock()
+_POOL_PREFIX = "layers-pool"
 _in_part = threading.local()
 
 
@@ -323,7 +324,7 @@ def _run_parts(fn, parts):
         with _pool_lock:
             if _pool is None or _pool[0] != os.getpid():
                 _pool = (os.getpid(),
-                         ThreadPoolExecutor(_WORKERS - 1, thread_name_prefix="layers"))
+                         ThreadPoolExecutor(_WORKERS - 1, thread_name_prefix=_POOL_PREFIX))
     work = _Parts(fn, parts)
     for _ in range(min(_WORKERS, len(parts)) - 1):
         _pool[1].submit(work.drain)
@@ -916,9 +917,19 @@ class Conv2d(Op):
     @staticmethod
     def _blocks(scratch, kb, row, dtype):
         """Where each output-row span's im2col block goes: a buffer per thread, reused
-        from span to span so that it stays in cache."""
-        return lambda span: scratch.get(f"cols-{threading.get_ident()}",
-                                        (kb, (span[1] - span[0]) * row), dtype)
+        from span to span so that it stays in cache.
+
+        The pool's workers have a buffer each; every other thread (the main thread, a
+        GUI's training thread, a new one per run) shares one, so buffers do not pile up
+        run after run. :meth:`Scratch.get` never hands out a buffer still in use, so two
+        such threads running at once stay correct (they only allocate more).
+        """
+        def block_for(span):
+            name = threading.current_thread().name
+            key = name if name.startswith(_POOL_PREFIX) else "caller"
+            return scratch.get(f"cols-{key}", (kb, (span[1] - span[0]) * row), dtype)
+
+        return block_for
 
     def backward(self, ctx, g):
         p = self.p
