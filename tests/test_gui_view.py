@@ -350,3 +350,31 @@ def test_standard_shortcuts_work_on_the_canvas(make_window, qtbot):
     assert win.act_duplicate.shortcut().toString() == "Ctrl+D"
     assert win.act_add.shortcut().toString() == "Tab"
     assert win.act_fit.shortcut().toString() == "F"
+
+
+def test_zooming_updates_the_zoom_readout_without_relaying_out_the_window(make_window):
+    """zooming changes the percentage in the status bar but does not make the window
+    lay out its panels again (that cost about a millisecond of every zoom frame)"""
+    from PySide6.QtCore import QObject
+
+    class LayoutRequests(QObject):
+        count = 0
+
+        def eventFilter(self, obj, event):
+            if event.type() == QEvent.LayoutRequest:
+                self.count += 1
+            return False
+
+    win = make_window()
+    win.set_graph(abc_graph())
+    win.view.set_zoom(0.8)  # whatever opening left to lay out happens here
+    QApplication.processEvents()
+    watch = LayoutRequests()
+    widgets = [win, win.statusBar(), win.centralWidget()]
+    for w in widgets:
+        w.installEventFilter(watch)
+    for z in (0.5, 0.75, 1.25, 2.0):
+        win.view.set_zoom(z)
+        QApplication.processEvents()
+    assert win.zoom_label.text() == "200 %"
+    assert watch.count == 0
