@@ -352,7 +352,8 @@ def test_standard_shortcuts_work_on_the_canvas(make_window, qtbot):
     assert win.act_fit.shortcut().toString() == "F"
 
 
-def test_zooming_updates_the_zoom_readout_without_relaying_out_the_window(make_window):
+def test_zooming_updates_the_zoom_readout_without_relaying_out_the_window(make_window,
+                                                                         qtbot):
     """zooming changes the percentage in the status bar but does not make the window
     lay out its panels again (that cost about a millisecond of every zoom frame)"""
     from PySide6.QtCore import QObject
@@ -367,8 +368,8 @@ def test_zooming_updates_the_zoom_readout_without_relaying_out_the_window(make_w
 
     win = make_window()
     win.set_graph(abc_graph())
-    win.view.set_zoom(0.8)  # whatever opening left to lay out happens here
-    QApplication.processEvents()
+    win.view.set_zoom(0.8)
+    qtbot.wait(300)  # whatever opening and a first zoom leave to lay out happens here
     watch = LayoutRequests()
     widgets = [win, win.statusBar(), win.centralWidget()]
     for w in widgets:
