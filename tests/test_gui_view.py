@@ -379,3 +379,21 @@ def test_zooming_updates_the_zoom_readout_without_relaying_out_the_window(make_w
         QApplication.processEvents()
     assert win.zoom_label.text() == "200 %"
     assert watch.count == 0
+
+
+def test_while_the_zoom_changes_the_scroll_bars_are_redrawn_only_when_it_rests(make_window,
+                                                                               qtbot):
+    """while the zoom changes the scroll bars keep working but are not redrawn at every
+    wheel step; when the view rests they are drawn again at their new position"""
+    win = make_window()
+    win.set_graph(lenet5())
+    QApplication.processEvents()
+    view = win.view
+    bars = (view.horizontalScrollBar(), view.verticalScrollBar())
+    before = [b.maximum() for b in bars]
+    view.zoom_by(1.25)
+    assert [b.maximum() for b in bars] != before  # the range follows the zoom at once
+    assert bars[0].isVisible() and bars[1].isVisible()
+    assert not any(b.updatesEnabled() for b in bars)
+    qtbot.waitUntil(lambda: all(b.updatesEnabled() for b in bars), timeout=2000)
+    assert not win.scene.scaling
