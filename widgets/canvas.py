@@ -14,6 +14,7 @@ import math
 import numpy as np
 from PySide6.QtCore import QLineF, QPointF, QRectF, QSizeF, Qt, QTimer, Signal
 from PySide6.QtGui import (
+    QBrush,
     QColor,
     QFont,
     QFontDatabase,
@@ -392,34 +393,29 @@ class NodeItem(QGraphicsItem):
     # ------------------------------------------------------------- drawing
     def paint(self, painter, option, widget=None):
         t = self.theme
-        lod = option.levelOfDetailFromTransform(painter.worldTransform())
-        sc = self.scene()
-        if self.scaled and sc is not None:
+        if self.scaled and not self.warm:
             # while the zoom changes: first a block drawn straight to the screen (two
             # rectangles; a cached picture would cost more to make than to scale when
             # many cards come into view at once), then, warm, painted into an
             # item-coordinate cache at scale 1 with the detail the current zoom can
             # show. Once the zoom rests the card waits its turn to be drawn sharp.
-            lod = min(lod, sc.scaling_lod) if self.warm else 0.0
-            if not self.warm and sc.scaling:
+            # Kept short: a frame that brings 60 cards into view draws 60 blocks.
+            sc = self.scene()
+            if sc is not None and sc.scaling:
                 sc.queue_refine(self)
+            self._draw_block(painter)
+            return
+        lod = option.levelOfDetailFromTransform(painter.worldTransform())
+        if self.scaled:
+            sc = self.scene()
+            if sc is not None:
+                lod = min(lod, sc.scaling_lod)
         rect = self.card_rect()
         cat = t.category_color(self.category)
         selected = self.isSelected()
         painter.setRenderHint(QPainter.Antialiasing)
         if lod < 0.35:
-            # Far away a card is a miniature: body and coloured header, no text
-            painter.setRenderHint(QPainter.Antialiasing, False)
-            pen = QPen(t.color("selection" if selected else "error" if self.error
-                               else "node_border"), 3 if selected or self.error else 1)
-            pen.setCosmetic(True)
-            painter.setPen(pen)
-            painter.setBrush(_tint(cat))
-            painter.drawRect(rect)
-            painter.setPen(Qt.NoPen)
-            painter.setBrush(cat)
-            painter.drawRect(QRectF(0, 0, self.width, HEADER_H))
-            painter.setRenderHint(QPainter.Antialiasing, True)
+            self._draw_block(painter)
             return
         # shadow
         shadow = t.color("node_shadow")
@@ -535,6 +531,32 @@ class NodeItem(QGraphicsItem):
             port.draw(painter, t)
         if self.error:
             self._draw_badge(painter)
+
+    def _draw_block(self, painter):
+        """The card as a miniature: tinted body and coloured header, no text.
+
+        Drawn far out and as the first picture of a card while zooming; its pens
+        and brushes are made once per theme, category and state.
+        """
+        selected = self.isSelected()
+        key = (self.theme.name, self.category, selected, bool(self.error))
+        style = _BLOCK_STYLES.get(key)
+        if style is None:
+            t = self.theme
+            cat = t.category_color(self.category)
+            pen = QPen(t.color("selection" if selected else "error" if self.error
+                               else "node_border"), 3 if selected or self.error else 1)
+            pen.setCosmetic(True)
+            style = _BLOCK_STYLES[key] = (pen, QBrush(_tint(cat)), QBrush(cat))
+        pen, body, header = style
+        painter.setRenderHint(QPainter.Antialiasing, False)
+        painter.setPen(pen)
+        painter.setBrush(body)
+        painter.drawRect(QRectF(0, 0, self.width, self.height))
+        painter.setPen(_NO_PEN)
+        painter.setBrush(header)
+        painter.drawRect(QRectF(0, 0, self.width, HEADER_H))
+        painter.setRenderHint(QPainter.Antialiasing, True)
 
     def _draw_badge(self, painter):
         c = QPointF(self.width - 2, -2)
@@ -749,6 +771,8 @@ class EdgeItem(QGraphicsItem):
 
 
 _NO_BRUSH = Qt.NoBrush
+_NO_PEN = Qt.NoPen
+_BLOCK_STYLES: dict = {}  # (theme, category, selected, error) -> pen and brushes of a block
 _CENTER = Qt.AlignCenter
 _PENS: dict = {}
 
