@@ -110,7 +110,7 @@ def test_cards_coming_into_view_while_zooming_fill_in_a_few_per_frame(make_windo
 
 def test_when_the_zoom_rests_the_cards_in_view_sharpen_a_few_per_frame(make_window, qtbot):
     """when the zoom comes to rest the cards in view are drawn sharp again a few per
-    frame, not all in one long frame, and the cards out of view at once"""
+    frame, not all in one long frame, and the cards out of view after them"""
     from gui_graphs import vgg16
     from PySide6.QtWidgets import QGraphicsItem
 
@@ -124,13 +124,15 @@ def test_when_the_zoom_rests_the_cards_in_view_sharpen_a_few_per_frame(make_wind
     view.viewport().repaint()
     view._settle.stop()
     view._settled()
-    in_view = scene.cards_meeting(view.visible_rect())
+    in_view = scene.cards_meeting(view._near_view())  # with those whose ports show
     assert len(in_view) > SHARPEN_PER_FRAME
     assert all(it.scaled for it in in_view)  # still the zoom's pictures
-    assert not any(it.scaled for it in scene.nodes.values() if it not in in_view)
+    out_of_view = [it for it in scene.nodes.values() if it not in in_view]
+    assert out_of_view and all(it in scene._sharpen_later for it in out_of_view)
     view.viewport().repaint()  # the frame that shows the view at rest
     scene._sharpen_some()
     assert sum(not it.scaled for it in in_view) == SHARPEN_PER_FRAME
+    assert all(it.scaled for it in out_of_view)  # not before those in view are done
     qtbot.waitUntil(lambda: all(it.cacheMode() == QGraphicsItem.DeviceCoordinateCache
                                 for it in scene.nodes.values()), timeout=3000)
 
@@ -397,3 +399,25 @@ def test_while_the_zoom_changes_the_scroll_bars_are_redrawn_only_when_it_rests(m
     assert not any(b.updatesEnabled() for b in bars)
     qtbot.waitUntil(lambda: all(b.updatesEnabled() for b in bars), timeout=2000)
     assert not win.scene.scaling
+
+
+def test_a_card_panned_into_view_before_it_is_sharp_again_sharpens_with_those_in_view(
+        make_window):
+    """after a zoom comes to rest, a card panned into view while the cards out of view
+    still wait to be sharpened is drawn sharp a few frames later, like the cards in view"""
+    from gui_graphs import wide_graph
+
+    win = make_window()
+    win.set_graph(wide_graph())
+    QApplication.processEvents()
+    view, scene = win.view, win.scene
+    view.set_zoom(0.8)
+    view._settle.stop()
+    view._settled()
+    waiting = next(it for it in scene._sharpen_later)
+    assert waiting.scaled
+    view.centerOn(waiting)
+    assert waiting not in scene._sharpen_later and waiting in scene._sharpen
+    while scene._sharpen:
+        scene._sharpen_some()
+    assert not waiting.scaled

@@ -942,6 +942,7 @@ ZOOMING_CARDS = 40  # more cards in view than this: the overview draws them whil
 DETAIL_PER_TICK = 200  # items switched per idle tick to or from the overview
 DETAIL_PER_TICK_MOVING = 10  # ... while the view moves (each costs ~40 µs of the next frame)
 SHARPEN_PER_FRAME = 6  # cards re-cached per pixel per frame once the zoom rests
+SHARPEN_LATER_PER_TICK = 100  # ... out of view, per idle tick (~5 µs each, no painting)
 
 
 class OverviewItem(QGraphicsItem):
@@ -1107,6 +1108,10 @@ class GraphScene(QGraphicsScene):
         self._sharpen_timer.setSingleShot(True)
         self._sharpen_timer.setInterval(0)
         self._sharpen_timer.timeout.connect(self._sharpen_some)
+        self._sharpen_later: dict = {}  # scaled cards out of view (see sharpen)
+        self._later_timer = QTimer(self)
+        self._later_timer.setInterval(0)
+        self._later_timer.timeout.connect(self._sharpen_later_some)
         self._cards = None  # (items, array of left, top, right, bottom), rebuilt when stale
         self._bounds_timer = QTimer(self)
         self._bounds_timer.setSingleShot(True)
@@ -1165,7 +1170,9 @@ class GraphScene(QGraphicsScene):
         pending = self._detail_pending
         # few while the view moves: each switched item costs the next frame ~40 µs, and
         # between two wheel steps the event loop runs several ticks anyway
-        for _ in range(DETAIL_PER_TICK_MOVING if self.interacting else DETAIL_PER_TICK):
+        # and while the cards in view sharpen after a zoom (those are frames too)
+        busy = self.interacting or self._sharpen
+        for _ in range(DETAIL_PER_TICK_MOVING if busy else DETAIL_PER_TICK):
             if not pending:
                 break
             item = next(iter(pending))
@@ -1193,8 +1200,8 @@ class GraphScene(QGraphicsScene):
         re-painted every visible card (50–70 ms frames at 150 cards). Cached in
         item coordinates, a card is painted once when the zoom starts and then
         only scaled; when the zoom rests (False) the sharp per-pixel cache returns,
-        at once for cards out of view and a few per frame for those in
-        ``in_view`` (see :meth:`sharpen`).
+        a few per frame for those in ``in_view`` and a few hundred per idle tick
+        for the others (see :meth:`sharpen`).
         """
         scaling = bool(scaling)
         if scaling == self.scaling:
@@ -1205,6 +1212,8 @@ class GraphScene(QGraphicsScene):
         if scaling:
             self._sharpen.clear()
             self._sharpen_timer.stop()
+            self._sharpen_later.clear()
+            self._later_timer.stop()
             for item in self.nodes.values():
                 if item.warm or not item.scaled:
                     item.warm = False
@@ -1219,21 +1228,52 @@ class GraphScene(QGraphicsScene):
         Re-caching every card in view at once made the frame in which the zoom
         rests take 35–55 ms (70 cards at 0.5 ms each); the scaled pictures stay
         on screen meanwhile, so the cards sharpen over a few frames instead.
+        The cards out of view follow in idle ticks: doing all 450 of a 500-card
+        graph at once added 4 ms to that frame. One panned into view before its
+        turn joins the cards in view (see :meth:`sharpen_in_view`).
         """
         for item in in_view if self.detailed else ():  # the overview draws no card
             if item.scaled:
                 self._sharpen[item] = None
         for item in self.nodes.values():
             if item.scaled and item not in self._sharpen:
-                self._sharpen_one(item)
+                self._sharpen_later[item] = None
         if self._sharpen:
             self._sharpen_timer.start()
+        elif self._sharpen_later:
+            self._later_timer.start()
 
-    def _sharpen_one(self, item):
+    def sharpen_in_view(self, cards):
+        """Cards that came into view while still waiting to sharpen go next, a few per frame."""
+        later = self._sharpen_later
+        for card in cards:
+            if card in later:
+                del later[card]
+                self._sharpen[card] = None
+        if self._sharpen and not self._sharpen_timer.isActive():
+            self._sharpen_timer.start()
+        if not later:
+            self._later_timer.stop()
+
+    def _sharpen_later_some(self):
+        """Cache the next cards out of view per pixel (nothing on screen changes)."""
+        later = self._sharpen_later
+        for _ in range(SHARPEN_LATER_PER_TICK):
+            if not later:
+                break
+            item = next(iter(later))
+            del later[item]
+            if item.scene() is self and item.scaled:
+                self._sharpen_one(item, repaint=False)
+        if not later:
+            self._later_timer.stop()
+
+    def _sharpen_one(self, item, repaint=True):
         item.scaled = False
         item.warm = False
         item.setCacheMode(QGraphicsItem.DeviceCoordinateCache)
-        item.update()  # Qt repaints on its own only when leaving an item-coordinate cache
+        if repaint:
+            item.update()  # Qt repaints on its own only when leaving an item-coordinate cache
 
     def _sharpen_some(self):
         for _ in range(SHARPEN_PER_FRAME):
@@ -1243,6 +1283,8 @@ class GraphScene(QGraphicsScene):
             del self._sharpen[item]
             if item.scene() is self and item.scaled:
                 self._sharpen_one(item)
+        if not self._sharpen and self._sharpen_later:
+            self._later_timer.start()  # the cards out of view once those in view are done
 
     def frame_painted(self):
         """A view finished a frame: sharpen the next few cards in the next one."""
@@ -1252,11 +1294,13 @@ class GraphScene(QGraphicsScene):
     def finish_sharpening(self):
         """Cache every card per pixel now (before a picture of the scene is taken)."""
         self.set_scaling(False)
-        for item in list(self._sharpen):
+        for item in [*self._sharpen, *self._sharpen_later]:
             if item.scaled:
                 self._sharpen_one(item)
         self._sharpen.clear()
         self._sharpen_timer.stop()
+        self._sharpen_later.clear()
+        self._later_timer.stop()
 
     def queue_refine(self, item):
         """``item`` was drawn as a plain block while zooming: draw it fully soon.
@@ -2085,12 +2129,17 @@ class GraphView(QGraphicsView):
         self._hold_scroll_bars(False)
         if sc.scaling:
             self._update_detail(zooming=False)  # first: only cards drawn one by one sharpen
-            sc.set_scaling(False, sc.cards_meeting(self.visible_rect()))
+            sc.set_scaling(False, sc.cards_meeting(self._near_view()))
         self.viewport().update()
 
     def paintEvent(self, event):
         super().paintEvent(event)
         self.scene().frame_painted()
+
+    def _near_view(self) -> QRectF:
+        """The visible area and the strip around it where a card's ports and badge reach."""
+        m = 16 / max(self.zoom, 1e-6) + 14
+        return self.visible_rect().adjusted(-m, -m, m, m)
 
     def scrollContentsBy(self, dx, dy):
         self._moving()
@@ -2098,6 +2147,8 @@ class GraphView(QGraphicsView):
         sc = self.scene()
         if sc._detail_pending:
             sc.switch_now(sc.cards_meeting(self.visible_rect()))  # cards that came into view
+        if sc._sharpen_later and not sc.scaling:
+            sc.sharpen_in_view(sc.cards_meeting(self._near_view()))
 
     # ------------------------------------------------------------------ pan
     def mousePressEvent(self, event):
