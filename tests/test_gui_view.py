@@ -421,3 +421,14 @@ def test_a_card_panned_into_view_before_it_is_sharp_again_sharpens_with_those_in
     while scene._sharpen:
         scene._sharpen_some()
     assert not waiting.scaled
+
+
+def test_the_canvas_keeps_room_for_a_few_screens_of_card_pictures(make_window):
+    """opening the window makes Qt's picture cache big enough that cards panned away and
+    back on a high-density screen are not drawn again (the default 10 MB held ~20)"""
+    from PySide6.QtGui import QPixmapCache
+
+    from widgets.canvas import PIXMAP_CACHE_KB
+
+    make_window()
+    assert QPixmapCache.cacheLimit() >= PIXMAP_CACHE_KB >= 64 * 1024

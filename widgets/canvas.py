@@ -23,6 +23,7 @@ from PySide6.QtGui import (
     QPainterPath,
     QPainterPathStroker,
     QPen,
+    QPixmapCache,
     QPolygonF,
     QStaticText,
     QTransform,
@@ -942,6 +943,7 @@ ZOOMING_CARDS = 40  # more cards in view than this: the overview draws them whil
 DETAIL_PER_TICK = 200  # items switched per idle tick to or from the overview
 DETAIL_PER_TICK_MOVING = 10  # ... while the view moves (each costs ~40 µs of the next frame)
 SHARPEN_PER_FRAME = 6  # cards re-cached per pixel per frame once the zoom rests
+PIXMAP_CACHE_KB = 64 * 1024  # Qt's default, 10 MB, held only ~20 cards on a 2× screen
 SHARPEN_LATER_PER_TICK = 100  # ... out of view, per idle tick (~5 µs each, no painting)
 
 
@@ -2009,6 +2011,10 @@ class GraphView(QGraphicsView):
         self.setFocusPolicy(Qt.StrongFocus)
         self.setFrameShape(QGraphicsView.NoFrame)
         self.setSceneRect(QRectF(-50000, -50000, 100000, 100000))
+        # every card's picture lives in Qt's pixmap cache: at 2× a card takes ~0.5 MB, and
+        # with the default limit panning back over cards just seen painted them again
+        if QPixmapCache.cacheLimit() < PIXMAP_CACHE_KB:
+            QPixmapCache.setCacheLimit(PIXMAP_CACHE_KB)
         self._pan = None
         self._space = False
         self.minimap = Minimap(self)
