@@ -432,3 +432,24 @@ def test_the_canvas_keeps_room_for_a_few_screens_of_card_pictures(make_window):
 
     make_window()
     assert QPixmapCache.cacheLimit() >= PIXMAP_CACHE_KB >= 64 * 1024
+
+
+def test_a_wire_can_be_clicked_where_it_runs_after_its_card_moves(make_window):
+    """after a card is moved, clicking its wire at the wire's new place hits it and
+    clicking where the wire used to run does not"""
+    from widgets.canvas import EdgeItem
+
+    win = make_window()
+    win.set_graph(abc_graph())
+    QApplication.processEvents()
+    scene = win.scene
+    wire = next(iter(scene.edges.values()))
+    old_mid = wire.path.pointAtPercent(0.5)
+    assert wire.shape().contains(old_mid)  # asked once, so its hit area is kept
+    card = wire.dst
+    win.graph.move(card.node_id, (card.x(), card.y() + 300))
+    scene.flush_edges()
+    new_mid = wire.path.pointAtPercent(0.5)
+    assert wire.shape().contains(new_mid)
+    assert not wire.shape().contains(old_mid)
+    assert wire in [it for it in scene.items(new_mid) if isinstance(it, EdgeItem)]

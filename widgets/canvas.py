@@ -666,6 +666,7 @@ class EdgeItem(QGraphicsItem):
         self._rect = QRectF()
         self._label_box = QRectF()  # where the label's pill goes (see _update_rect)
         self._label_text = None  # the label laid out once (QStaticText), made when first drawn
+        self._shape = None  # the stroked hit area, made when first asked for (see shape)
         self.setFlag(QGraphicsItem.ItemIsSelectable)
         self.setZValue(0)
         self.setAcceptHoverEvents(True)
@@ -700,6 +701,7 @@ class EdgeItem(QGraphicsItem):
         path = route(self.scene(), p1, p2, exclude=(self.src, self.dst))
         self.prepareGeometryChange()
         self.path = path
+        self._shape = None
         self.label_pos = path.pointAtPercent(0.5)
         self._long = QLineF(p1, p2).length() >= 70  # short wires get no label
         self._update_rect()
@@ -722,9 +724,13 @@ class EdgeItem(QGraphicsItem):
         return self._rect
 
     def shape(self):
-        stroker = QPainterPathStroker()
-        stroker.setWidth(10)
-        return stroker.createStroke(self.path)
+        # asked again at every hover move, every wheel step under the cursor and for every
+        # wire a rubber band touches; the curve changes only in update_path
+        if self._shape is None:
+            stroker = QPainterPathStroker()
+            stroker.setWidth(10)
+            self._shape = stroker.createStroke(self.path)
+        return self._shape
 
     def hoverEnterEvent(self, event):
         self.hover = True
