@@ -110,7 +110,7 @@ def test_cards_coming_into_view_while_zooming_fill_in_a_few_per_frame(make_windo
 
 def test_when_the_zoom_rests_the_cards_in_view_sharpen_a_few_per_frame(make_window, qtbot):
     """when the zoom comes to rest the cards in view are drawn sharp again a few per
-    frame, not all in one long frame, and the cards out of view at once"""
+    frame, not all in one long frame, and the cards out of view after them"""
     from gui_graphs import vgg16
     from PySide6.QtWidgets import QGraphicsItem
 
@@ -124,13 +124,15 @@ def test_when_the_zoom_rests_the_cards_in_view_sharpen_a_few_per_frame(make_wind
     view.viewport().repaint()
     view._settle.stop()
     view._settled()
-    in_view = scene.cards_meeting(view.visible_rect())
+    in_view = scene.cards_meeting(view._near_view())  # with those whose ports show
     assert len(in_view) > SHARPEN_PER_FRAME
     assert all(it.scaled for it in in_view)  # still the zoom's pictures
-    assert not any(it.scaled for it in scene.nodes.values() if it not in in_view)
+    out_of_view = [it for it in scene.nodes.values() if it not in in_view]
+    assert out_of_view and all(it in scene._sharpen_later for it in out_of_view)
     view.viewport().repaint()  # the frame that shows the view at rest
     scene._sharpen_some()
     assert sum(not it.scaled for it in in_view) == SHARPEN_PER_FRAME
+    assert all(it.scaled for it in out_of_view)  # not before those in view are done
     qtbot.waitUntil(lambda: all(it.cacheMode() == QGraphicsItem.DeviceCoordinateCache
                                 for it in scene.nodes.values()), timeout=3000)
 
@@ -350,3 +352,104 @@ def test_standard_shortcuts_work_on_the_canvas(make_window, qtbot):
     assert win.act_duplicate.shortcut().toString() == "Ctrl+D"
     assert win.act_add.shortcut().toString() == "Tab"
     assert win.act_fit.shortcut().toString() == "F"
+
+
+def test_zooming_updates_the_zoom_readout_without_relaying_out_the_window(make_window,
+                                                                         qtbot):
+    """zooming changes the percentage in the status bar but does not make the window
+    lay out its panels again (that cost about a millisecond of every zoom frame)"""
+    from PySide6.QtCore import QObject
+
+    class LayoutRequests(QObject):
+        count = 0
+
+        def eventFilter(self, obj, event):
+            if event.type() == QEvent.LayoutRequest:
+                self.count += 1
+            return False
+
+    win = make_window()
+    win.set_graph(abc_graph())
+    win.view.set_zoom(0.8)
+    qtbot.wait(300)  # whatever opening and a first zoom leave to lay out happens here
+    watch = LayoutRequests()
+    widgets = [win, win.statusBar(), win.centralWidget()]
+    for w in widgets:
+        w.installEventFilter(watch)
+    for z in (0.5, 0.75, 1.25, 2.0):
+        win.view.set_zoom(z)
+        QApplication.processEvents()
+    assert win.zoom_label.text() == "200 %"
+    assert watch.count == 0
+
+
+def test_while_the_zoom_changes_the_scroll_bars_are_redrawn_only_when_it_rests(make_window,
+                                                                               qtbot):
+    """while the zoom changes the scroll bars keep working but are not redrawn at every
+    wheel step; when the view rests they are drawn again at their new position"""
+    win = make_window()
+    win.set_graph(lenet5())
+    QApplication.processEvents()
+    view = win.view
+    bars = (view.horizontalScrollBar(), view.verticalScrollBar())
+    before = [b.maximum() for b in bars]
+    view.zoom_by(1.25)
+    assert [b.maximum() for b in bars] != before  # the range follows the zoom at once
+    assert bars[0].isVisible() and bars[1].isVisible()
+    assert not any(b.updatesEnabled() for b in bars)
+    qtbot.waitUntil(lambda: all(b.updatesEnabled() for b in bars), timeout=2000)
+    assert not win.scene.scaling
+
+
+def test_a_card_panned_into_view_before_it_is_sharp_again_sharpens_with_those_in_view(
+        make_window):
+    """after a zoom comes to rest, a card panned into view while the cards out of view
+    still wait to be sharpened is drawn sharp a few frames later, like the cards in view"""
+    from gui_graphs import wide_graph
+
+    win = make_window()
+    win.set_graph(wide_graph())
+    QApplication.processEvents()
+    view, scene = win.view, win.scene
+    view.set_zoom(0.8)
+    view._settle.stop()
+    view._settled()
+    waiting = next(it for it in scene._sharpen_later)
+    assert waiting.scaled
+    view.centerOn(waiting)
+    assert waiting not in scene._sharpen_later and waiting in scene._sharpen
+    while scene._sharpen:
+        scene._sharpen_some()
+    assert not waiting.scaled
+
+
+def test_the_canvas_keeps_room_for_a_few_screens_of_card_pictures(make_window):
+    """opening the window makes Qt's picture cache big enough that cards panned away and
+    back on a high-density screen are not drawn again (the default 10 MB held ~20)"""
+    from PySide6.QtGui import QPixmapCache
+
+    from widgets.canvas import PIXMAP_CACHE_KB
+
+    make_window()
+    assert QPixmapCache.cacheLimit() >= PIXMAP_CACHE_KB >= 64 * 1024
+
+
+def test_a_wire_can_be_clicked_where_it_runs_after_its_card_moves(make_window):
+    """after a card is moved, clicking its wire at the wire's new place hits it and
+    clicking where the wire used to run does not"""
+    from widgets.canvas import EdgeItem
+
+    win = make_window()
+    win.set_graph(abc_graph())
+    QApplication.processEvents()
+    scene = win.scene
+    wire = next(iter(scene.edges.values()))
+    old_mid = wire.path.pointAtPercent(0.5)
+    assert wire.shape().contains(old_mid)  # asked once, so its hit area is kept
+    card = wire.dst
+    win.graph.move(card.node_id, (card.x(), card.y() + 300))
+    scene.flush_edges()
+    new_mid = wire.path.pointAtPercent(0.5)
+    assert wire.shape().contains(new_mid)
+    assert not wire.shape().contains(old_mid)
+    assert wire in [it for it in scene.items(new_mid) if isinstance(it, EdgeItem)]

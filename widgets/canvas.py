@@ -14,6 +14,7 @@ import math
 import numpy as np
 from PySide6.QtCore import QLineF, QPointF, QRectF, QSizeF, Qt, QTimer, Signal
 from PySide6.QtGui import (
+    QBrush,
     QColor,
     QFont,
     QFontDatabase,
@@ -22,6 +23,7 @@ from PySide6.QtGui import (
     QPainterPath,
     QPainterPathStroker,
     QPen,
+    QPixmapCache,
     QPolygonF,
     QStaticText,
     QTransform,
@@ -392,34 +394,29 @@ class NodeItem(QGraphicsItem):
     # ------------------------------------------------------------- drawing
     def paint(self, painter, option, widget=None):
         t = self.theme
-        lod = option.levelOfDetailFromTransform(painter.worldTransform())
-        sc = self.scene()
-        if self.scaled and sc is not None:
+        if self.scaled and not self.warm:
             # while the zoom changes: first a block drawn straight to the screen (two
             # rectangles; a cached picture would cost more to make than to scale when
             # many cards come into view at once), then, warm, painted into an
             # item-coordinate cache at scale 1 with the detail the current zoom can
             # show. Once the zoom rests the card waits its turn to be drawn sharp.
-            lod = min(lod, sc.scaling_lod) if self.warm else 0.0
-            if not self.warm and sc.scaling:
+            # Kept short: a frame that brings 60 cards into view draws 60 blocks.
+            sc = self.scene()
+            if sc is not None and sc.scaling:
                 sc.queue_refine(self)
+            self._draw_block(painter)
+            return
+        lod = option.levelOfDetailFromTransform(painter.worldTransform())
+        if self.scaled:
+            sc = self.scene()
+            if sc is not None:
+                lod = min(lod, sc.scaling_lod)
         rect = self.card_rect()
         cat = t.category_color(self.category)
         selected = self.isSelected()
         painter.setRenderHint(QPainter.Antialiasing)
         if lod < 0.35:
-            # Far away a card is a miniature: body and coloured header, no text
-            painter.setRenderHint(QPainter.Antialiasing, False)
-            pen = QPen(t.color("selection" if selected else "error" if self.error
-                               else "node_border"), 3 if selected or self.error else 1)
-            pen.setCosmetic(True)
-            painter.setPen(pen)
-            painter.setBrush(_tint(cat))
-            painter.drawRect(rect)
-            painter.setPen(Qt.NoPen)
-            painter.setBrush(cat)
-            painter.drawRect(QRectF(0, 0, self.width, HEADER_H))
-            painter.setRenderHint(QPainter.Antialiasing, True)
+            self._draw_block(painter)
             return
         # shadow
         shadow = t.color("node_shadow")
@@ -536,6 +533,32 @@ class NodeItem(QGraphicsItem):
         if self.error:
             self._draw_badge(painter)
 
+    def _draw_block(self, painter):
+        """The card as a miniature: tinted body and coloured header, no text.
+
+        Drawn far out and as the first picture of a card while zooming; its pens
+        and brushes are made once per theme, category and state.
+        """
+        selected = self.isSelected()
+        key = (self.theme.name, self.category, selected, bool(self.error))
+        style = _BLOCK_STYLES.get(key)
+        if style is None:
+            t = self.theme
+            cat = t.category_color(self.category)
+            pen = QPen(t.color("selection" if selected else "error" if self.error
+                               else "node_border"), 3 if selected or self.error else 1)
+            pen.setCosmetic(True)
+            style = _BLOCK_STYLES[key] = (pen, QBrush(_tint(cat)), QBrush(cat))
+        pen, body, header = style
+        painter.setRenderHint(QPainter.Antialiasing, False)
+        painter.setPen(pen)
+        painter.setBrush(body)
+        painter.drawRect(QRectF(0, 0, self.width, self.height))
+        painter.setPen(_NO_PEN)
+        painter.setBrush(header)
+        painter.drawRect(QRectF(0, 0, self.width, HEADER_H))
+        painter.setRenderHint(QPainter.Antialiasing, True)
+
     def _draw_badge(self, painter):
         c = QPointF(self.width - 2, -2)
         painter.setPen(QPen(self.theme.color("node_body"), 2))
@@ -643,6 +666,7 @@ class EdgeItem(QGraphicsItem):
         self._rect = QRectF()
         self._label_box = QRectF()  # where the label's pill goes (see _update_rect)
         self._label_text = None  # the label laid out once (QStaticText), made when first drawn
+        self._shape = None  # the stroked hit area, made when first asked for (see shape)
         self.setFlag(QGraphicsItem.ItemIsSelectable)
         self.setZValue(0)
         self.setAcceptHoverEvents(True)
@@ -677,6 +701,7 @@ class EdgeItem(QGraphicsItem):
         path = route(self.scene(), p1, p2, exclude=(self.src, self.dst))
         self.prepareGeometryChange()
         self.path = path
+        self._shape = None
         self.label_pos = path.pointAtPercent(0.5)
         self._long = QLineF(p1, p2).length() >= 70  # short wires get no label
         self._update_rect()
@@ -699,9 +724,13 @@ class EdgeItem(QGraphicsItem):
         return self._rect
 
     def shape(self):
-        stroker = QPainterPathStroker()
-        stroker.setWidth(10)
-        return stroker.createStroke(self.path)
+        # asked again at every hover move, every wheel step under the cursor and for every
+        # wire a rubber band touches; the curve changes only in update_path
+        if self._shape is None:
+            stroker = QPainterPathStroker()
+            stroker.setWidth(10)
+            self._shape = stroker.createStroke(self.path)
+        return self._shape
 
     def hoverEnterEvent(self, event):
         self.hover = True
@@ -749,6 +778,8 @@ class EdgeItem(QGraphicsItem):
 
 
 _NO_BRUSH = Qt.NoBrush
+_NO_PEN = Qt.NoPen
+_BLOCK_STYLES: dict = {}  # (theme, category, selected, error) -> pen and brushes of a block
 _CENTER = Qt.AlignCenter
 _PENS: dict = {}
 
@@ -918,6 +949,8 @@ ZOOMING_CARDS = 40  # more cards in view than this: the overview draws them whil
 DETAIL_PER_TICK = 200  # items switched per idle tick to or from the overview
 DETAIL_PER_TICK_MOVING = 10  # ... while the view moves (each costs ~40 µs of the next frame)
 SHARPEN_PER_FRAME = 6  # cards re-cached per pixel per frame once the zoom rests
+PIXMAP_CACHE_KB = 64 * 1024  # Qt's default, 10 MB, held only ~20 cards on a 2× screen
+SHARPEN_LATER_PER_TICK = 100  # ... out of view, per idle tick (~5 µs each, no painting)
 
 
 class OverviewItem(QGraphicsItem):
@@ -1083,6 +1116,10 @@ class GraphScene(QGraphicsScene):
         self._sharpen_timer.setSingleShot(True)
         self._sharpen_timer.setInterval(0)
         self._sharpen_timer.timeout.connect(self._sharpen_some)
+        self._sharpen_later: dict = {}  # scaled cards out of view (see sharpen)
+        self._later_timer = QTimer(self)
+        self._later_timer.setInterval(0)
+        self._later_timer.timeout.connect(self._sharpen_later_some)
         self._cards = None  # (items, array of left, top, right, bottom), rebuilt when stale
         self._bounds_timer = QTimer(self)
         self._bounds_timer.setSingleShot(True)
@@ -1141,7 +1178,9 @@ class GraphScene(QGraphicsScene):
         pending = self._detail_pending
         # few while the view moves: each switched item costs the next frame ~40 µs, and
         # between two wheel steps the event loop runs several ticks anyway
-        for _ in range(DETAIL_PER_TICK_MOVING if self.interacting else DETAIL_PER_TICK):
+        # and while the cards in view sharpen after a zoom (those are frames too)
+        busy = self.interacting or self._sharpen
+        for _ in range(DETAIL_PER_TICK_MOVING if busy else DETAIL_PER_TICK):
             if not pending:
                 break
             item = next(iter(pending))
@@ -1169,8 +1208,8 @@ class GraphScene(QGraphicsScene):
         re-painted every visible card (50–70 ms frames at 150 cards). Cached in
         item coordinates, a card is painted once when the zoom starts and then
         only scaled; when the zoom rests (False) the sharp per-pixel cache returns,
-        at once for cards out of view and a few per frame for those in
-        ``in_view`` (see :meth:`sharpen`).
+        a few per frame for those in ``in_view`` and a few hundred per idle tick
+        for the others (see :meth:`sharpen`).
         """
         scaling = bool(scaling)
         if scaling == self.scaling:
@@ -1181,6 +1220,8 @@ class GraphScene(QGraphicsScene):
         if scaling:
             self._sharpen.clear()
             self._sharpen_timer.stop()
+            self._sharpen_later.clear()
+            self._later_timer.stop()
             for item in self.nodes.values():
                 if item.warm or not item.scaled:
                     item.warm = False
@@ -1195,21 +1236,52 @@ class GraphScene(QGraphicsScene):
         Re-caching every card in view at once made the frame in which the zoom
         rests take 35–55 ms (70 cards at 0.5 ms each); the scaled pictures stay
         on screen meanwhile, so the cards sharpen over a few frames instead.
+        The cards out of view follow in idle ticks: doing all 450 of a 500-card
+        graph at once added 4 ms to that frame. One panned into view before its
+        turn joins the cards in view (see :meth:`sharpen_in_view`).
         """
         for item in in_view if self.detailed else ():  # the overview draws no card
             if item.scaled:
                 self._sharpen[item] = None
         for item in self.nodes.values():
             if item.scaled and item not in self._sharpen:
-                self._sharpen_one(item)
+                self._sharpen_later[item] = None
         if self._sharpen:
             self._sharpen_timer.start()
+        elif self._sharpen_later:
+            self._later_timer.start()
 
-    def _sharpen_one(self, item):
+    def sharpen_in_view(self, cards):
+        """Cards that came into view while still waiting to sharpen go next, a few per frame."""
+        later = self._sharpen_later
+        for card in cards:
+            if card in later:
+                del later[card]
+                self._sharpen[card] = None
+        if self._sharpen and not self._sharpen_timer.isActive():
+            self._sharpen_timer.start()
+        if not later:
+            self._later_timer.stop()
+
+    def _sharpen_later_some(self):
+        """Cache the next cards out of view per pixel (nothing on screen changes)."""
+        later = self._sharpen_later
+        for _ in range(SHARPEN_LATER_PER_TICK):
+            if not later:
+                break
+            item = next(iter(later))
+            del later[item]
+            if item.scene() is self and item.scaled:
+                self._sharpen_one(item, repaint=False)
+        if not later:
+            self._later_timer.stop()
+
+    def _sharpen_one(self, item, repaint=True):
         item.scaled = False
         item.warm = False
         item.setCacheMode(QGraphicsItem.DeviceCoordinateCache)
-        item.update()  # Qt repaints on its own only when leaving an item-coordinate cache
+        if repaint:
+            item.update()  # Qt repaints on its own only when leaving an item-coordinate cache
 
     def _sharpen_some(self):
         for _ in range(SHARPEN_PER_FRAME):
@@ -1219,6 +1291,8 @@ class GraphScene(QGraphicsScene):
             del self._sharpen[item]
             if item.scene() is self and item.scaled:
                 self._sharpen_one(item)
+        if not self._sharpen and self._sharpen_later:
+            self._later_timer.start()  # the cards out of view once those in view are done
 
     def frame_painted(self):
         """A view finished a frame: sharpen the next few cards in the next one."""
@@ -1228,11 +1302,13 @@ class GraphScene(QGraphicsScene):
     def finish_sharpening(self):
         """Cache every card per pixel now (before a picture of the scene is taken)."""
         self.set_scaling(False)
-        for item in list(self._sharpen):
+        for item in [*self._sharpen, *self._sharpen_later]:
             if item.scaled:
                 self._sharpen_one(item)
         self._sharpen.clear()
         self._sharpen_timer.stop()
+        self._sharpen_later.clear()
+        self._later_timer.stop()
 
     def queue_refine(self, item):
         """``item`` was drawn as a plain block while zooming: draw it fully soon.
@@ -1941,6 +2017,10 @@ class GraphView(QGraphicsView):
         self.setFocusPolicy(Qt.StrongFocus)
         self.setFrameShape(QGraphicsView.NoFrame)
         self.setSceneRect(QRectF(-50000, -50000, 100000, 100000))
+        # every card's picture lives in Qt's pixmap cache: at 2× a card takes ~0.5 MB, and
+        # with the default limit panning back over cards just seen painted them again
+        if QPixmapCache.cacheLimit() < PIXMAP_CACHE_KB:
+            QPixmapCache.setCacheLimit(PIXMAP_CACHE_KB)
         self._pan = None
         self._space = False
         self.minimap = Minimap(self)
@@ -1968,6 +2048,7 @@ class GraphView(QGraphicsView):
         if abs(z - self.zoom) > 1e-9 * z and self.isVisible():
             self.scene().scaling_lod = z
             self.scene().set_scaling(True)  # sharp again when the view rests (_settled)
+            self._hold_scroll_bars(True)
         if anchor is None:
             anchor = QPointF(self.viewport().rect().center())
         before = self.mapToScene(anchor.toPoint())
@@ -2043,17 +2124,34 @@ class GraphView(QGraphicsView):
         self.scene().interacting = True
         self._settle.start()
 
+    def _hold_scroll_bars(self, hold: bool):
+        """Keep the scroll bars' picture while the zoom changes (``True``); redraw them.
+
+        Every wheel step changes both ranges, and repainting the two bars cost
+        about half a millisecond of each zoom frame; they still work meanwhile
+        and show the new position once the view rests.
+        """
+        for bar in (self.horizontalScrollBar(), self.verticalScrollBar()):
+            if bar.updatesEnabled() == hold:
+                bar.setUpdatesEnabled(not hold)  # enabling again repaints the bar
+
     def _settled(self):
         sc = self.scene()
         sc.interacting = False
+        self._hold_scroll_bars(False)
         if sc.scaling:
             self._update_detail(zooming=False)  # first: only cards drawn one by one sharpen
-            sc.set_scaling(False, sc.cards_meeting(self.visible_rect()))
+            sc.set_scaling(False, sc.cards_meeting(self._near_view()))
         self.viewport().update()
 
     def paintEvent(self, event):
         super().paintEvent(event)
         self.scene().frame_painted()
+
+    def _near_view(self) -> QRectF:
+        """The visible area and the strip around it where a card's ports and badge reach."""
+        m = 16 / max(self.zoom, 1e-6) + 14
+        return self.visible_rect().adjusted(-m, -m, m, m)
 
     def scrollContentsBy(self, dx, dy):
         self._moving()
@@ -2061,6 +2159,8 @@ class GraphView(QGraphicsView):
         sc = self.scene()
         if sc._detail_pending:
             sc.switch_now(sc.cards_meeting(self.visible_rect()))  # cards that came into view
+        if sc._sharpen_later and not sc.scaling:
+            sc.sharpen_in_view(sc.cards_meeting(self._near_view()))
 
     # ------------------------------------------------------------------ pan
     def mousePressEvent(self, event):
