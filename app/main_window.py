@@ -1022,8 +1022,8 @@ class MainWindow(QMainWindow):
         self._refresh_inspector()
         self._offer_training_data()
         if fit:
-            QTimer.singleShot(0, self.view.fit_to_view)
-            self.view.fit_to_view()
+            QTimer.singleShot(0, lambda: self.view.fit_to_view(readable=True))
+            self.view.fit_to_view(readable=True)
 
     def maybe_save(self) -> bool:
         """Ask about unsaved changes; False means the user cancelled."""

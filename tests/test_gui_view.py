@@ -202,6 +202,7 @@ def test_zooming_with_many_cards_in_view_draws_the_overview_until_the_view_rests
     QApplication.processEvents()
     view, scene = win.view, win.scene
     view.set_zoom(1.0)
+    view.centerOn(scene.content_rect().center())  # the middle of the graph, full of cards
     view._settled()
     while scene.cards_in(view.visible_rect()) <= ZOOMING_CARDS:
         view.zoom_by(0.9)
@@ -453,3 +454,24 @@ def test_a_wire_can_be_clicked_where_it_runs_after_its_card_moves(make_window):
     assert wire.shape().contains(new_mid)
     assert not wire.shape().contains(old_mid)
     assert wire in [it for it in scene.items(new_mid) if isinstance(it, EdgeItem)]
+
+
+def test_a_long_graph_opens_with_its_first_cards_readable(make_window, tmp_path):
+    """opening LeNet-5 in a small window shows its first cards at a readable zoom, from the
+    input on the left, not the whole chain as tiny blocks; Fit to View still shows it all"""
+    from core.serialize import save_graph
+    from widgets.canvas import READABLE_ZOOM
+
+    path = tmp_path / "lenet5.json"
+    save_graph(lenet5(), path)
+    win = make_window()
+    win.resize(1000, 700)
+    QApplication.processEvents()
+    assert win.open_file(str(path))
+    QApplication.processEvents()
+    view, scene = win.view, win.scene
+    assert view.zoom >= READABLE_ZOOM and scene.detailed
+    first = min(scene.nodes.values(), key=lambda it: it.pos().x())
+    assert view.visible_rect().contains(first.scene_card_rect())
+    win.act_fit.trigger()
+    assert view.zoom < READABLE_ZOOM  # the whole chain does not fit at a readable zoom

@@ -943,6 +943,7 @@ def _tint(color: QColor) -> QColor:
 
 # ------------------------------------------------------------------ overview
 DETAIL_LOD = 0.35  # below this zoom the cards are too small to read
+READABLE_ZOOM = 0.6  # the least zoom a graph opens at: titles, shapes and parameters legible
 BOUNDS_STEP = 2000.0  # the overview's (and so the scene's) area grows in steps this big
 REFINE_PER_FRAME = 3  # cards drawn in full per tick while zooming (~0.5 ms each)
 ZOOMING_CARDS = 40  # more cards in view than this: the overview draws them while zooming
@@ -2095,8 +2096,15 @@ class GraphView(QGraphicsView):
         self.zoom_by(1.0015 ** delta, event.position())
         event.accept()
 
-    def fit_to_view(self, rect: QRectF | None = None):
-        """Show all the cards (or ``rect``), never magnifying past 150 %."""
+    def fit_to_view(self, rect: QRectF | None = None, readable: bool = False):
+        """Show all the cards (or ``rect``), never magnifying past 150 %.
+
+        With ``readable`` (a graph just opened) the zoom stays at least
+        :data:`READABLE_ZOOM`: a long network such as LeNet-5 then opens with its
+        first cards legible, from the left, instead of as tiny blocks; Fit to
+        View (F) still shows the whole graph, and the overview map shows where
+        the view is.
+        """
         scene = self.scene()
         r = rect if rect is not None else scene.content_rect()
         if r.isEmpty():
@@ -2106,8 +2114,14 @@ class GraphView(QGraphicsView):
         r = r.adjusted(-40, -40, 40, 40)
         vp = self.viewport().rect()
         z = min(vp.width() / r.width(), vp.height() / r.height(), 1.5)
-        self.set_zoom(z)
-        self.centerOn(r.center())
+        if readable and z < READABLE_ZOOM:
+            self.set_zoom(READABLE_ZOOM)
+            shown = self.visible_rect()
+            # the start of the graph at the left edge, its middle row at mid-height
+            self.centerOn(r.left() + shown.width() / 2, r.center().y())
+        else:
+            self.set_zoom(z)
+            self.centerOn(r.center())
         self._minimap_timer.start()
 
     def visible_rect(self) -> QRectF:
