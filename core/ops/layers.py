@@ -946,7 +946,7 @@ class Conv2d(Op):
                 return np.ascontiguousarray(pairs.transpose(0, 3, 1, 2, 4)).reshape(2 * o, -1)
 
         else:
-            row = ow * gc.shape[1] // (oh * ow)
+            row = ow * g.shape[0]  # numbers per output row: OW·B
 
             def grad_for(span):
                 return np.ascontiguousarray(gc[:, span[0] * row:span[1] * row])

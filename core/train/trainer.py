@@ -312,9 +312,9 @@ class Trainer:
             # softmax and exp keep the order of the scores: the largest is the prediction
             s = np.asarray(scores)
             pred = s.reshape(len(s), -1).argmax(axis=1)
-            return float((pred == self._labels(y)).mean())
-        p = self._probs(scores)
-        pred = (p >= 0.5).astype(np.int64) if p.ndim == 1 else p.argmax(axis=1)
+        else:
+            p = self._probs(scores)
+            pred = (p >= 0.5).astype(np.int64) if p.ndim == 1 else p.argmax(axis=1)
         return float((pred == self._labels(y)).mean())
 
     def _feeds(self, xb, yb):
