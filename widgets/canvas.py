@@ -1174,6 +1174,17 @@ class GraphScene(QGraphicsScene):
         else:
             self._detail_timer.stop()
 
+    def _take(self, queue: dict, n: int) -> list:
+        """Remove the first ``n`` items of a work queue (a dict kept in order); return
+        those still in this scene."""
+        taken = []
+        for _ in range(min(n, len(queue))):
+            item = next(iter(queue))
+            del queue[item]
+            if item.scene() is self:
+                taken.append(item)
+        return taken
+
     def _detail_some(self):
         """Switch the next items still drawn the other way (see set_detail)."""
         pending = self._detail_pending
@@ -1181,13 +1192,8 @@ class GraphScene(QGraphicsScene):
         # between two wheel steps the event loop runs several ticks anyway
         # and while the cards in view sharpen after a zoom (those are frames too)
         busy = self.interacting or self._sharpen
-        for _ in range(DETAIL_PER_TICK_MOVING if busy else DETAIL_PER_TICK):
-            if not pending:
-                break
-            item = next(iter(pending))
-            del pending[item]
-            if item.scene() is self:
-                item.setFlag(QGraphicsItem.ItemHasNoContents, not self.detailed)
+        for item in self._take(pending, DETAIL_PER_TICK_MOVING if busy else DETAIL_PER_TICK):
+            item.setFlag(QGraphicsItem.ItemHasNoContents, not self.detailed)
         if not pending:
             self._detail_timer.stop()
 
@@ -1267,12 +1273,8 @@ class GraphScene(QGraphicsScene):
     def _sharpen_later_some(self):
         """Cache the next cards out of view per pixel (nothing on screen changes)."""
         later = self._sharpen_later
-        for _ in range(SHARPEN_LATER_PER_TICK):
-            if not later:
-                break
-            item = next(iter(later))
-            del later[item]
-            if item.scene() is self and item.scaled:
+        for item in self._take(later, SHARPEN_LATER_PER_TICK):
+            if item.scaled:
                 self._sharpen_one(item, repaint=False)
         if not later:
             self._later_timer.stop()
@@ -1285,12 +1287,8 @@ class GraphScene(QGraphicsScene):
             item.update()  # Qt repaints on its own only when leaving an item-coordinate cache
 
     def _sharpen_some(self):
-        for _ in range(SHARPEN_PER_FRAME):
-            if not self._sharpen:
-                break
-            item = next(iter(self._sharpen))
-            del self._sharpen[item]
-            if item.scene() is self and item.scaled:
+        for item in self._take(self._sharpen, SHARPEN_PER_FRAME):
+            if item.scaled:
                 self._sharpen_one(item)
         if not self._sharpen and self._sharpen_later:
             self._later_timer.start()  # the cards out of view once those in view are done
@@ -1323,12 +1321,8 @@ class GraphScene(QGraphicsScene):
             self._refine_timer.start()
 
     def _refine_some(self):
-        for _ in range(REFINE_PER_FRAME):
-            if not self._refine:
-                break
-            item = next(iter(self._refine))
-            del self._refine[item]
-            if item.scene() is self and item.scaled:
+        for item in self._take(self._refine, REFINE_PER_FRAME):
+            if item.scaled:
                 item.warm = True
                 item.setCacheMode(QGraphicsItem.ItemCoordinateCache)  # repaints it
         if not self._refine:
