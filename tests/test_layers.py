@@ -227,12 +227,15 @@ def test_max_pool_then_unpool_round_trip():
     np.testing.assert_array_equal(ex.grad("x"), is_max.astype(float))
 
 
-def test_max_pool_tie_sends_gradient_to_one_position():
+@pytest.mark.parametrize("training", [False, True], ids=["eval", "training"])
+def test_max_pool_tie_sends_gradient_to_one_position(training):
     """A window of equal values (MNIST's zero background) passes its gradient to exactly one
-    input — the first in row-major order, the one PyTorch's indices name."""
+    input — the first in row-major order, the one PyTorch's indices name. In training the
+    maxima are marked during forward; the result is the same."""
     x = np.zeros((2, 3, 4, 6))
     x[0, 0, 0, 0] = x[0, 0, 1, 1] = 1.0   # a tie at the maximum inside one window
-    (y, idx), cots, (gx,) = _forward_backward("max_pool2d", {}, (x,))
+    x[1, 1, 2:, 2:4] = -3.0                # a window tied below zero
+    (y, idx), cots, (gx,) = _forward_backward("max_pool2d", {}, (x,), training=training)
     hits = (gx != 0).reshape(2, 3, 2, 2, 3, 2).sum(axis=(3, 5))
     np.testing.assert_array_equal(hits, np.ones((2, 3, 2, 3)))
     assert gx[0, 0, 0, 0] == cots[0][0, 0, 0, 0] and gx[0, 0, 1, 1] == 0

@@ -394,6 +394,22 @@ def _spans(n, unit, bytes_per_item):
     return [(i, min(n, i + per)) for i in range(0, n, per)]
 
 
+def _even_spans(n, bytes_per_item, max_part=4 << 20):
+    """Split ``range(n)`` into a multiple of the thread count of near-equal spans.
+
+    For work whose result does not depend on how it is cut (elementwise work
+    per channel, no sums across spans): one span per thread, or more of them
+    where a span would pass ``max_part`` bytes. Every part then costs one round
+    of NumPy calls, and the threads finish together (LeNet-5's first pool, six
+    channels: three parts left one thread idle for a third of the time).
+    """
+    total = n * bytes_per_item
+    if n < 2 or total < _MIN_SPLIT_BYTES:
+        return [(0, n)]
+    k = min(n, _WORKERS * max(1, -(-total // (_WORKERS * max_part))))
+    return [(n * i // k, n * (i + 1) // k) for i in range(k)]
+
+
 def _block(n, mk, limit=None):
     """Column block for a product with ``m·k = mk``: single-threaded in OpenBLAS, ≥ 16 wide."""
     limit = _SERIAL_MNK if limit is None else limit
@@ -1227,6 +1243,12 @@ def _tiles(kernel, stride, padding, hw) -> bool:
             and hw[0] % kernel[0] == 0 and hw[1] % kernel[1] == 0)
 
 
+def _tile_view(a, kernel):
+    """The (C, OH, kh, OW, kw, B) view of a batch-last array whose windows tile it."""
+    c, h, w, b = a.shape
+    return a.reshape(c, h // kernel[0], kernel[0], w // kernel[1], kernel[1], b)
+
+
 def _tile_max(src, kernel, out):
     """``out`` = the maximum of each window of a batch-last ``src`` that tiles exactly.
 
@@ -1234,9 +1256,8 @@ def _tile_max(src, kernel, out):
     over whole rows of the (C, OH, kh, OW, kw, B) view: 2×2 windows take 2
     passes instead of 4 over strided taps, about twice as fast.
     """
-    c, h, w, b = src.shape
     kh, kw = kernel
-    x6 = src.reshape(c, h // kh, kh, w // kw, kw, b)
+    x6 = _tile_view(src, kernel)
     rows = x6[:, :, 0]
     if kh > 1:
         rows = np.maximum(rows, x6[:, :, 1])
@@ -1248,6 +1269,26 @@ def _tile_max(src, kernel, out):
     np.maximum(rows[:, :, :, 0], rows[:, :, :, 1], out=out)
     for j in range(2, kw):
         np.maximum(out, rows[:, :, :, j], out=out)
+
+
+def _mark_first_max(src, best, kernel, mask):
+    """``mask`` (like ``src``) marks the first position of each tile's maximum ``best``.
+
+    One comparison of the whole input with the maxima spread over their tiles, then
+    ties are broken: a position stays marked only if no earlier one of its tile is.
+    """
+    kh, kw = kernel
+    m6 = _tile_view(mask, kernel)
+    np.equal(_tile_view(src, kernel), best[:, :, None, :, None, :], out=m6)
+    taken = None
+    for t in range(1, kh * kw):
+        prev = m6[:, :, (t - 1) // kw, :, (t - 1) % kw]
+        if taken is None:
+            taken = prev.copy() if kh * kw > 2 else prev
+        else:
+            np.logical_or(taken, prev, out=taken)
+        hit = m6[:, :, t // kw, :, t % kw]
+        np.greater(hit, taken, out=hit)  # hit and no earlier hit
 
 
 def _first_hits(src, best, kernel, stride, out_hw):
@@ -1320,15 +1361,23 @@ class MaxPool2d(_Pool):
             offsets = np.array([ki * w + kj for ki in range(kh) for kj in range(kw)],
                                np.int64)
         tiles = _tiles((kh, kw), stride, (ph, pw), (h, w))
+        # windows that tile the input: in training, the forward pass marks each window's
+        # (first) maximum in a mask of the input's size while the input is in cache, and
+        # backward is then one pass that spreads the gradient through it. LeNet-5's first
+        # pool, one thread: forward 0.2 -> 0.6 ms, backward 2.4 -> 0.3 ms
+        mask = (scratch.get("mask", xp.shape, np.bool_) if tiles and ctx.training
+                else None)
 
         def part(span):
             c0, c1 = span
             src, b = xp[c0:c1], best[c0:c1]
-            # the maximum alone: where it was is worked out again in backward (and
-            # here only if the indices output is connected), which costs less than
+            # the maximum alone (and the mask above): where it was is worked out
+            # here only if the indices output is connected, which costs less than
             # tracking the winning tap through every comparison
             if tiles:
                 _tile_max(src, (kh, kw), b)
+                if mask is not None:
+                    _mark_first_max(src, b, (kh, kw), mask[c0:c1])
             else:
                 np.copyto(b, _tap(src, 0, 0, stride, (1, 1), (oh, ow)))
                 for t in range(1, kh * kw):
@@ -1344,8 +1393,9 @@ class MaxPool2d(_Pool):
                 np.take(offsets, code, out=idx[c0:c1], mode="clip")
                 idx[c0:c1] += origin[None, :, :, None]
 
-        _run_parts(part, _spans(c, 1, xp[0].nbytes + best[0].nbytes))
+        _run_parts(part, _even_spans(c, xp[0].nbytes + best[0].nbytes))
         ctx.xp, ctx.best, ctx.hw, ctx.out_hw = xp, best, (h, w), (oh, ow)
+        ctx.mask = mask
         return _batch_first(best), (_batch_first(idx) if want_idx else None)
 
     def backward(self, ctx, g, g_indices=None):
@@ -1358,10 +1408,15 @@ class MaxPool2d(_Pool):
         h, w = ctx.hw
         tiles = _tiles((kh, kw), stride, (ph, pw), (h, w))
         gxp = _scratch(self).get("grad", ctx.xp.shape, g.dtype)
+        mask = getattr(ctx, "mask", None)
 
         def part(span):
             c0, c1 = span
             dst, gs = gxp[c0:c1], gl[c0:c1]
+            if mask is not None:  # the maxima marked in forward: one pass
+                np.multiply(gs[:, :, None, :, None, :], _tile_view(mask[c0:c1], (kh, kw)),
+                            out=_tile_view(dst, (kh, kw)))
+                return
             if not tiles:
                 dst[...] = 0
             for t, hit in _first_hits(ctx.xp[c0:c1], ctx.best[c0:c1], (kh, kw), stride,
@@ -1372,7 +1427,7 @@ class MaxPool2d(_Pool):
                 else:
                     view += gs * hit
 
-        _run_parts(part, _spans(gxp.shape[0], 1, 2 * gxp[0].nbytes))
+        _run_parts(part, _even_spans(gxp.shape[0], 2 * gxp[0].nbytes))
         return (_batch_first(gxp[:, ph:ph + h, pw:pw + w, :]),)
 
     @classmethod
@@ -1386,6 +1441,10 @@ class MaxPool2d(_Pool):
                    note="overlapping rows"),
             Sample((d(rng, (1, 2, 5, 7)),), {"kernel": (2, 2), "stride": (2, 3)},
                    note="uneven fit"),
+            Sample((d(rng, (2, 2, 4, 6)),), {}, training=True,
+                   note="2×2 in training: the maxima are marked in forward"),
+            Sample((d(rng, (1, 2, 6, 6)),), {"kernel": (3, 2)}, training=True,
+                   note="3×2 tiles in training"),
         ]
 
     @classmethod
