@@ -565,7 +565,7 @@ def _run_jobs(*jobs):
     _run_parts(lambda item: item[0](item[1]), [(fn, p) for fn, parts in jobs for p in parts])
 
 
-def _im2col_weight_grad(grad_for, win, bias, spans, block_for):
+def _im2col_weight_grad(grad_for, win, bias, spans, block_for, block_first=True):
     """``gc @ im2col(win)ᵀ`` span by span: the kernel (and bias) gradient.
 
     Returns the job ``(part, parts)`` for :func:`_run_jobs` and ``finish()``,
@@ -582,6 +582,11 @@ def _im2col_weight_grad(grad_for, win, bias, spans, block_for):
     bandwidth, shared by both cores, is what the image ops wait on). Partial
     products of the spans run in parallel and are added in span order, so the
     result does not depend on the thread count.
+
+    ``block_first`` computes each partial product as ``block · gcᵀ`` and
+    transposes the sum: OpenBLAS runs that 5–20 % faster for most shapes
+    (LeNet-5's second layer: 30 instead of 24 GMAC/s), but not for a thin
+    layer's paired columns (12 by 31 rows), which pass ``False``.
     """
     partial = [None] * len(spans)
 
@@ -590,13 +595,16 @@ def _im2col_weight_grad(grad_for, win, bias, spans, block_for):
         _fill_block(block, win, spans[i], bias)
         # np.dot, not @: NumPy's matmul holds the GIL through a product with a
         # transposed operand, which kept the other thread from running any span at all
-        partial[i] = np.dot(grad_for(spans[i]), block.T)
+        if block_first:
+            partial[i] = np.dot(block, grad_for(spans[i]).T)
+        else:
+            partial[i] = np.dot(grad_for(spans[i]), block.T)
 
     def finish():
         total = partial[0]
         for extra in partial[1:]:
             total = total + extra
-        return total
+        return total.T if block_first else total
 
     return (part, range(len(spans))), finish
 
@@ -987,7 +995,7 @@ class Conv2d(Op):
 
         jobs = []
         weight_job, weight_grad = _im2col_weight_grad(grad_for, ctx.win, ctx.bias, ctx.spans,
-                                                      ctx.block_for)
+                                                      ctx.block_for, block_first=not ctx.fold)
         jobs.append(weight_job)
         gx = None
         finish = None
