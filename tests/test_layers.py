@@ -662,6 +662,33 @@ def test_jobs_too_small_to_cut_up_run_on_the_calling_thread(monkeypatch):
     assert len(handed_out) == 1 and len(handed_out[0]) == 3
 
 
+def test_a_job_that_needs_another_starts_after_all_its_parts(monkeypatch):
+    """A job ``(fn, parts, after)`` in the same hand-out sees every part of job ``after``
+    finished, however the two threads share them; its error still reaches the caller."""
+    import time
+
+    from core.ops import layers
+
+    monkeypatch.setattr(layers, "_cores_busy", lambda: False)
+    monkeypatch.setattr(layers, "_WORKERS", 2)
+    for _ in range(5):
+        first, seen = [], []
+
+        def slow(i):
+            time.sleep(0.002 * (i % 3))
+            first.append(i)
+
+        layers._run_jobs((slow, range(7)), (lambda j: None, range(3)),
+                         (lambda j: seen.append(len(first)), range(4), 0))
+        assert seen == [7, 7, 7, 7]
+
+    def fail(i):
+        raise ValueError("first job failed")
+
+    with pytest.raises(ValueError, match="first job"):
+        layers._run_jobs((fail, range(2)), (seen.append, range(2), 0))
+
+
 def test_training_from_new_threads_does_not_pile_up_column_buffers():
     """A GUI starts a new thread for each training run: the im2col block buffers are
     shared by such threads instead of kept per thread id, so they do not accumulate."""
