@@ -665,21 +665,22 @@ def test_jobs_too_small_to_cut_up_run_on_the_calling_thread(monkeypatch):
 def test_a_job_that_needs_another_starts_after_all_its_parts(monkeypatch):
     """A job ``(fn, parts, after)`` in the same hand-out sees every part of job ``after``
     finished, however the two threads share them; its error still reaches the caller."""
+    import functools
     import time
 
     from core.ops import layers
 
     monkeypatch.setattr(layers, "_cores_busy", lambda: False)
     monkeypatch.setattr(layers, "_WORKERS", 2)
+
+    def slow(first, i):
+        time.sleep(0.002 * (i % 3))
+        first.append(i)
+
     for _ in range(5):
         first, seen = [], []
-
-        def slow(i):
-            time.sleep(0.002 * (i % 3))
-            first.append(i)
-
-        layers._run_jobs((slow, range(7)), (lambda j: None, range(3)),
-                         (lambda j: seen.append(len(first)), range(4), 0))
+        layers._run_jobs((functools.partial(slow, first), range(7)), (lambda j: None, range(3)),
+                         (lambda j, first=first, seen=seen: seen.append(len(first)), range(4), 0))
         assert seen == [7, 7, 7, 7]
 
     def fail(i):
