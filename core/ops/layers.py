@@ -969,10 +969,7 @@ class Conv2d(Op):
         y = scratch.get("out", (o, n), x.dtype)
         fold = _folds(o, (kh, kw), p["stride"], p["dilation"], (oh, ow))
         if fold:
-            win = _windows(xp, (kh, kw + 1), (1, 2), (1, 1), (oh, ow // 2))
-            kb = c * kh * (kw + 1) + bias
-            spans = _row_spans(win, kb * (ow // 2) * bsz * x.itemsize)
-            block_for = self._blocks(scratch, kb, (ow // 2) * bsz, x.dtype)
+            win, spans, block_for = self._paired(scratch, xp, (kh, kw), (oh, ow), bias)
             _im2col_matmul_folded(_fold_kernel(w, b if bias else None), win,
                                   y.reshape(o, oh, ow, bsz), bias, spans, block_for)
         else:
@@ -983,19 +980,26 @@ class Conv2d(Op):
         ctx.win, ctx.spans, ctx.block_for, ctx.w2 = win, spans, block_for, w2[:, :k]
         ctx.fold = fold
         # the kernel gradient may pair the columns of a layer whose forward does not
-        ctx.kfold = fold or (_KGRAD_FOLD_MAX_OUT > _FOLD_MAX_OUT and _folds(
-            o, (kh, kw), p["stride"], p["dilation"], (oh, ow), _KGRAD_FOLD_MAX_OUT))
+        ctx.kfold = fold or _folds(o, (kh, kw), p["stride"], p["dilation"], (oh, ow),
+                                   _KGRAD_FOLD_MAX_OUT)
         if ctx.kfold and not fold:
-            kwin = _windows(xp, (kh, kw + 1), (1, 2), (1, 1), (oh, ow // 2))
-            kb = c * kh * (kw + 1) + bias
-            ctx.kwin = kwin
-            ctx.kspans = _row_spans(kwin, kb * (ow // 2) * bsz * x.itemsize)
-            ctx.kblock_for = self._blocks(scratch, kb, (ow // 2) * bsz, x.dtype, tag="kcols")
+            ctx.kwin, ctx.kspans, ctx.kblock_for = self._paired(scratch, xp, (kh, kw),
+                                                                (oh, ow), bias, tag="kcols")
         else:
             ctx.kwin, ctx.kspans, ctx.kblock_for = win, spans, block_for
         ctx.xp_shape, ctx.x_shape = xp.shape, x.shape
         ctx.out_hw, ctx.w_shape, ctx.bias = (oh, ow), w.shape, bias
         return _batch_first(y.reshape(o, oh, ow, bsz))
+
+    def _paired(self, scratch, xp, kernel, out_hw, bias, tag="cols"):
+        """Window view, row spans and block buffers for output columns taken in pairs."""
+        kh, kw = kernel
+        oh, ow = out_hw
+        c, bsz = xp.shape[0], xp.shape[3]
+        win = _windows(xp, (kh, kw + 1), (1, 2), (1, 1), (oh, ow // 2))
+        kb = c * kh * (kw + 1) + bias
+        spans = _row_spans(win, kb * (ow // 2) * bsz * xp.itemsize)
+        return win, spans, self._blocks(scratch, kb, (ow // 2) * bsz, xp.dtype, tag=tag)
 
     @staticmethod
     def _blocks(scratch, kb, row, dtype, tag="cols"):
