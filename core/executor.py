@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from core.backend import to_device, to_numpy
 from core.errors import GraphError, NonFiniteError, ShapeError
 from core.graph import Graph, Node
+from core.kernels import own_threads
+from core.kernels.backend import to_device, to_numpy
 from core.ops.base import Context
-from core.ops.layers import own_threads
 from core.ops.sources import feed_value
 
 _MISSING = object()

@@ -1,0 +1,37 @@
+"""Blocked products and the dense kernel of core.kernels.matmul against plain NumPy products."""
+
+import numpy as np
+
+from core.kernels import matmul, threads
+from core.kernels.matmul import matmul_cols, matmul_small, matmul_wide_nt
+
+
+def test_wide_matmul_blocking_is_exact():
+    """The blocked products used for skinny convolutions equal the plain ones."""
+    rng = np.random.default_rng(14)
+    a = rng.normal(size=(6, 25)).astype(np.float32)
+    b = rng.normal(size=(25, 128 * 784)).astype(np.float32)
+    out = np.empty((6, b.shape[1]), dtype=np.float32)
+    matmul_cols(a, b, out)  # the column blocks conv2d multiplies
+    np.testing.assert_allclose(out, a @ b, rtol=1e-5, atol=1e-4)
+    g = rng.normal(size=(6, 128 * 784)).astype(np.float32)
+    np.testing.assert_allclose(matmul_wide_nt(g, b), g @ b.T, rtol=1e-4, atol=1e-2)
+    for shape_a, shape_b in (((131, 400), (400, 120)), ((400, 131), (131, 120)),
+                             ((120, 131), (131, 407))):
+        x = rng.normal(size=shape_a).astype(np.float32)
+        y = rng.normal(size=shape_b).astype(np.float32)
+        np.testing.assert_allclose(matmul_small(x, y), x @ y, rtol=1e-5, atol=1e-4)
+    xt = rng.normal(size=(400, 131)).astype(np.float32).T   # a transposed view, as in dense
+    w = rng.normal(size=(400, 120)).astype(np.float32)
+    np.testing.assert_allclose(matmul_small(xt, w), xt @ w, rtol=1e-5, atol=1e-4)
+
+
+def test_large_products_are_split_exactly(monkeypatch):
+    """Products too big for one core are cut into parts for the layer threads."""
+    monkeypatch.setattr(threads, "_cores_busy", lambda: False)
+    rng = np.random.default_rng(16)
+    for shape_a, shape_b in (((512, 1024), (1024, 96)), ((64, 1024), (1024, 600))):
+        a = rng.normal(size=shape_a).astype(np.float32)
+        b = rng.normal(size=shape_b).astype(np.float32)
+        assert a.shape[0] * a.shape[1] * b.shape[1] > matmul._SMALL_MNK
+        np.testing.assert_allclose(matmul_small(a, b), a @ b, rtol=1e-5, atol=1e-3)
