@@ -534,6 +534,21 @@ def test_relu_moved_behind_max_pool_gives_the_same_numbers():
     assert all(s.then is None for s in checked.plan(g.loss))
 
 
+def test_the_move_behind_a_pool_follows_the_fact_the_op_declares(monkeypatch):
+    """The plan pass reads ``commutes_with`` from the op: without it a ReLU stays where it
+    is drawn, and any op that declares it (here Tanh, which is increasing) is moved."""
+    g, feeds = _lenet(batch=4)
+    lean = dict(training=True, input_grads=False, all_outputs=False, check_finite=False)
+    monkeypatch.setattr(get_op("relu"), "commutes_with", ())
+    assert all(s.then is None for s in Executor(g, **lean).plan(g.loss))
+    monkeypatch.undo()
+    h = g.add("max_pool2d", g.add("tanh", g.node("x"), name="th"), name="p0")
+    g.set_loss(g.add("sum", h, name="s0"))
+    monkeypatch.setattr(get_op("tanh"), "commutes_with", ("max_pool2d",))
+    moved = {s.then for s in Executor(g, **lean).plan(g.loss) if s.then is not None}
+    assert g.node("th").id in moved
+
+
 def test_thin_convolution_pairs_output_columns_with_the_same_numbers(monkeypatch):
     """LeNet-5's first layer (6 kernels) computes output columns in pairs; values and every
     gradient agree with the plain im2col path to float32 rounding, in float64 to 1e-12."""

@@ -107,7 +107,7 @@ class ReLU(_Activation):
     derivative = "[x > 0]"
     # max(0, ·) keeps the order of positive numbers and sends the rest to 0: a window's
     # maximum, and which position gets its gradient, are the same before or after it
-    commutes_with_max_pool = True
+    commutes_with = ("max_pool2d",)
 
     def forward(self, ctx, x):
         ctx.mask = x > 0
