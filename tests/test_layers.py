@@ -12,7 +12,8 @@ from core.graph import Graph
 from core.ops import REGISTRY, Context, get_op
 from core.ops.base import Sample
 
-LAYER_OPS = sorted(i for i, c in REGISTRY.items() if c.__module__ == "core.ops.layers")
+LAYER_OPS = sorted(i for i, c in REGISTRY.items()
+                   if c.__module__ in ("core.ops.layers", "core.ops.normalization"))
 
 
 def _forward_backward(op_id, params, inputs, training=False, seed=0):
