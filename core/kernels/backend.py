@@ -4,9 +4,10 @@ The ops in ``core.ops`` say what they compute and call the kernels of
 ``core.kernels``; the kernels are where an array back end is chosen. Those kernels
 are written for NumPy on the CPU: a thread pool, reused buffers (``np.empty``,
 reference counts) and strided views, none of which carries over to CuPy. A GPU back
-end is therefore a second set of kernels behind the same calls, not a change to the
-ops. The executor moves data to a device and back with :func:`to_device` and
-:func:`to_numpy`.
+end is therefore a second set of kernels behind the same calls; in the ops themselves
+only a few NumPy constructors remain (such as empty bias gradients and the unpooled
+output), which would take their module from :func:`array_module`.
+The executor moves data to a device and back with :func:`to_device` and :func:`to_numpy`.
 """
 
 from __future__ import annotations
