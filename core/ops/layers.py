@@ -91,7 +91,6 @@ def _need_4d(op_name, x):
         raise ShapeError(f"{op_name} expects images (B, C, H, W); got {fmt_shape(x)}")
 
 
-
 def _empty_bias(dtype):
     return np.zeros((0,), dtype=dtype)
 
