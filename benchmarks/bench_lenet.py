@@ -37,7 +37,7 @@ import numpy as np  # noqa: E402
 # isort: on
 
 from core.graph import Graph  # noqa: E402
-from core.ops.layers import blas_threads, layer_threads  # noqa: E402
+from core.kernels import blas_threads, layer_threads  # noqa: E402
 from core.train.optim import make_optimizer  # noqa: E402
 from core.train.trainer import Trainer  # noqa: E402
 

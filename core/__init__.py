@@ -2,9 +2,9 @@
 
 Importing ``core`` before NumPy holds NumPy's BLAS (OpenBLAS) to one thread
 unless ``OPENBLAS_NUM_THREADS`` says otherwise: the layer ops share their work
-between cores themselves (``core.ops.layers``), and idle OpenBLAS threads spin
+between cores themselves (``core.kernels``), and idle OpenBLAS threads spin
 for a while after each product, taking the cores that work needs. Products
-large enough to want several threads are split by ``core.ops.layers`` too.
+large enough to want several threads are split by ``core.kernels`` too.
 """
 
 import os as _os

@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from core.backend import to_device, to_numpy
 from core.errors import GraphError, NonFiniteError, ShapeError
 from core.graph import Graph, Node
+from core.kernels import own_threads
+from core.kernels.backend import to_device, to_numpy
 from core.ops.base import Context
-from core.ops.layers import own_threads
 from core.ops.sources import feed_value
 
 _MISSING = object()
@@ -123,6 +123,59 @@ class StepRecord:
     derivative: str = ""
 
 
+# ------------------------------------------------------------ plan passes
+#
+# Each pass reads the graph and what earlier passes decided, and records one decision
+# on the executor for the steps to follow; the executor runs them in the order of
+# Executor.plan_passes. Facts about ops come from the ops' declared attributes.
+
+def prune_unread_outputs(ex, order):
+    """``ex._wanted``: with ``all_outputs`` off, each node computes only its first output and
+    the outputs an edge reads (an op skips the others, such as a max pool's indices)."""
+    ex._wanted = {}
+    if ex.all_outputs:
+        return
+    g = ex.graph
+    for node in order:
+        ex._wanted[node.id] = {0}
+    for e in g.edges:
+        ex._wanted[e.src].add(g.nodes[e.src].output_ports.index(e.src_port))
+
+
+def check_finiteness(ex, order):
+    """``ex._finite_checked``: the nodes whose outputs and gradients are checked for NaN/Inf
+    (every node with ``check_finite``, so a NaN is reported at the node that made it)."""
+    ex._finite_checked = frozenset(n.id for n in order) if ex.check_finite else frozenset()
+
+
+def move_commuting_ops(ex, order):
+    """``ex._moved``: ``{reader id: op id}`` for single-input ops run after their reader.
+
+    An op that declares the reader's op id in ``commutes_with`` (ReLU: max pool), whose
+    one edge goes to that reader, and whose reader has one input and no other output
+    anybody reads, runs on the reader's output instead, on fewer numbers; the reader
+    then reads the op's input (rewired here). Only in training runs (``all_outputs``
+    off) without finiteness checks: otherwise every node runs as drawn.
+    """
+    ex._moved = {}
+    if ex.all_outputs or ex._finite_checked:
+        return
+    g = ex.graph
+    for node in order:
+        commutes = type(node.op).commutes_with
+        if not commutes or node.id == ex.loss_id or len(node.input_ports) != 1:
+            continue
+        out = g.out_edges(node)
+        if len(out) != 1:
+            continue
+        reader = g.nodes[out[0].dst]
+        if (reader.op_id not in commutes or len(reader.input_ports) != 1
+                or ex._wanted.get(reader.id, {0}) != {0}):
+            continue
+        ex._moved[reader.id] = node.id
+        ex._inputs[reader.id] = list(ex._inputs[node.id])
+
+
 class Executor:
     """Runs a graph forward and backward.
 
@@ -151,6 +204,9 @@ class Executor:
     device : str
         ``"cpu"`` or ``"cuda"`` (CuPy).
     """
+
+    # run by plan() in this order; each records one decision for the steps (see above)
+    plan_passes = (prune_unread_outputs, check_finiteness, move_commuting_ops)
 
     def __init__(self, graph: Graph, *, training: bool = False, seed: int = 0,
                  check_finite: bool = True, input_grads: bool = True, device: str = "cpu",
@@ -197,14 +253,10 @@ class Executor:
                                      nodes=(node.name,))
                 srcs.append((e.src, g.nodes[e.src].output_ports.index(e.src_port)))
             self._inputs[node.id] = srcs
-        self._wanted = {}
-        if not self.all_outputs:
-            for node in order:
-                self._wanted[node.id] = {0}
-            for e in g.edges:
-                self._wanted[e.src].add(g.nodes[e.src].output_ports.index(e.src_port))
         self.loss_id = g.node(loss).id if loss is not None else None
-        moved = self._activations_after_pools(order)
+        for plan_pass in self.plan_passes:
+            plan_pass(self, order)
+        moved = self._moved
         steps = [Step("forward", n.id, moved.get(n.id)) for n in order
                  if n.id not in moved.values()]
         self._needs = {}
@@ -217,31 +269,6 @@ class Executor:
                     steps.append(Step("backward", node.id, moved.get(node.id)))
             self._needs = needs
         return steps
-
-    def _activations_after_pools(self, order) -> dict:
-        """``{max pool id: activation id}`` for activations that may run after the pool.
-
-        Only in training runs (``all_outputs`` off, ``check_finite`` off), for an
-        activation that commutes with max pooling, whose one reader is a max
-        pool's input, and whose pool indices nothing reads. The pool then reads
-        the activation's input (rewired here).
-        """
-        if self.all_outputs or self.check_finite:
-            return {}
-        g = self.graph
-        moved = {}
-        for node in order:
-            if not type(node.op).commutes_with_max_pool or node.id == self.loss_id:
-                continue
-            out = g.out_edges(node)
-            if len(out) != 1:
-                continue
-            pool = g.nodes[out[0].dst]
-            if pool.op_id != "max_pool2d" or self._wanted.get(pool.id, {0}) != {0}:
-                continue
-            moved[pool.id] = node.id
-            self._inputs[pool.id] = list(self._inputs[node.id])
-        return moved
 
     def _ancestors(self, node_id):
         seen, todo = {node_id}, [node_id]
@@ -334,7 +361,7 @@ class Executor:
                 continue  # an output nothing reads, skipped by the op
             if isinstance(y, np.generic) or not hasattr(y, "dtype"):
                 y = np.asarray(y)  # 0-d ops give NumPy scalars; keep every value an array
-            if self.check_finite and y.dtype.kind == "f" and not _all_finite(y):
+            if node.id in self._finite_checked and y.dtype.kind == "f" and not _all_finite(y):
                 raise NonFiniteError(node.name, "forward", self._bad_detail(y))
             result[(node.id, k)] = y
         self._pending_ctx = ctx
@@ -404,7 +431,7 @@ class Executor:
         for i, (port, (src, _)) in enumerate(zip(node.input_ports, self._inputs[node.id])):
             if i < len(gin) and (port in op.no_grad_inputs or not self._needs.get(src)):
                 gin[i] = None  # the op may compute it anyway; nobody upstream wants it
-        if self.check_finite:
+        if node.id in self._finite_checked:
             for g in list(gin) + list(wgrads.values()):
                 if g is not None and not _all_finite(g):
                     raise NonFiniteError(node.name, "backward", self._bad_detail(g))

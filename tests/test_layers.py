@@ -11,9 +11,9 @@ from core.gradcheck import check_op
 from core.graph import Graph
 from core.ops import REGISTRY, Context, get_op
 from core.ops.base import Sample
-from core.ops.layers import matmul_small, matmul_wide_nt
 
-LAYER_OPS = sorted(i for i, c in REGISTRY.items() if c.__module__ == "core.ops.layers")
+LAYER_OPS = sorted(i for i, c in REGISTRY.items()
+                   if c.__module__ in ("core.ops.layers", "core.ops.normalization"))
 
 
 def _forward_backward(op_id, params, inputs, training=False, seed=0):
@@ -426,39 +426,17 @@ def test_lenet_first_conv_skips_the_input_gradient():
     assert (c1.id, 0) in ex.weight_grads or (c1.id, "W") in ex.weight_grads
 
 
-def test_wide_matmul_blocking_is_exact():
-    """The blocked products used for skinny convolutions equal the plain ones."""
-    rng = np.random.default_rng(14)
-    a = rng.normal(size=(6, 25)).astype(np.float32)
-    b = rng.normal(size=(25, 128 * 784)).astype(np.float32)
-    from core.ops.layers import _matmul_cols
-
-    out = np.empty((6, b.shape[1]), dtype=np.float32)
-    _matmul_cols(a, b, out)  # the column blocks conv2d multiplies
-    np.testing.assert_allclose(out, a @ b, rtol=1e-5, atol=1e-4)
-    g = rng.normal(size=(6, 128 * 784)).astype(np.float32)
-    np.testing.assert_allclose(matmul_wide_nt(g, b), g @ b.T, rtol=1e-4, atol=1e-2)
-    for shape_a, shape_b in (((131, 400), (400, 120)), ((400, 131), (131, 120)),
-                             ((120, 131), (131, 407))):
-        x = rng.normal(size=shape_a).astype(np.float32)
-        y = rng.normal(size=shape_b).astype(np.float32)
-        np.testing.assert_allclose(matmul_small(x, y), x @ y, rtol=1e-5, atol=1e-4)
-    xt = rng.normal(size=(400, 131)).astype(np.float32).T   # a transposed view, as in dense
-    w = rng.normal(size=(400, 120)).astype(np.float32)
-    np.testing.assert_allclose(matmul_small(xt, w), xt @ w, rtol=1e-5, atol=1e-4)
-
-
 def test_thread_count_does_not_change_results(monkeypatch):
     """Work is split by shapes, not by threads: one worker gives bit-identical numbers."""
-    from core.ops import layers
+    from core.kernels import threads
 
-    monkeypatch.setattr(layers, "_cores_busy", lambda: False)  # use the threads even if busy
-    monkeypatch.setattr(layers, "_MIN_SPLIT_BYTES", 0)  # split even this small batch
-    monkeypatch.setattr(layers, "_WORKERS", 2)
+    monkeypatch.setattr(threads, "_cores_busy", lambda: False)  # use the threads even if busy
+    monkeypatch.setattr(threads, "_MIN_SPLIT_BYTES", 0)  # split even this small batch
+    monkeypatch.setattr(threads, "_WORKERS", 2)
     g, feeds = _lenet(batch=16)
     ex = Executor(g, training=True, input_grads=False).run(feeds)
     many = {k: v.copy() for k, v in ex.weight_grads.items()}
-    monkeypatch.setattr(layers, "_WORKERS", 1)
+    monkeypatch.setattr(threads, "_WORKERS", 1)
     ex1 = Executor(g, training=True, input_grads=False).run(feeds)
     for k, v in many.items():
         np.testing.assert_array_equal(ex1.weight_grads[k], v)
@@ -476,58 +454,6 @@ def test_unconnected_pool_indices_are_skipped_only_when_asked():
     np.testing.assert_array_equal(lean.values[(p1, 0)], full.values[(p1, 0)])
     for k, v in full.weight_grads.items():
         np.testing.assert_array_equal(lean.weight_grads[k], v)
-
-
-def test_large_products_are_split_exactly(monkeypatch):
-    """Products too big for one core are cut into parts for the layer threads."""
-    from core.ops import layers
-
-    monkeypatch.setattr(layers, "_cores_busy", lambda: False)
-    rng = np.random.default_rng(16)
-    for shape_a, shape_b in (((512, 1024), (1024, 96)), ((64, 1024), (1024, 600))):
-        a = rng.normal(size=shape_a).astype(np.float32)
-        b = rng.normal(size=shape_b).astype(np.float32)
-        assert a.shape[0] * a.shape[1] * b.shape[1] > layers._SMALL_MNK
-        np.testing.assert_allclose(matmul_small(a, b), a @ b, rtol=1e-5, atol=1e-3)
-
-
-def test_importing_core_first_holds_blas_to_one_thread():
-    """``import core`` before NumPy sets OpenBLAS to one thread, unless the user chose."""
-    import os
-    import subprocess
-    import sys
-
-    code = ("import core, numpy; from core.ops.layers import blas_threads; "
-            "print(blas_threads())")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                         text=True, check=True, cwd=root).stdout.strip()
-    if out == "None":
-        pytest.skip("threadpoolctl does not see NumPy's BLAS here")
-    assert out == "1"
-    env["OPENBLAS_NUM_THREADS"] = "2"
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                         text=True, check=True, cwd=root).stdout.strip()
-    assert out == str(min(2, os.cpu_count() or 1))
-
-
-def test_parallel_parts_run_once_each_and_pass_errors_on(monkeypatch):
-    """Every part runs exactly once across the threads; an error in one reaches the caller."""
-    from core.ops import layers
-
-    monkeypatch.setattr(layers, "_cores_busy", lambda: False)
-    monkeypatch.setattr(layers, "_WORKERS", 2)
-    seen = []
-    layers._run_parts(seen.append, range(50))
-    assert sorted(seen) == list(range(50))
-
-    def fail(i):
-        if i == 7:
-            raise ValueError("part 7 failed")
-
-    with pytest.raises(ValueError, match="part 7"):
-        layers._run_parts(fail, range(20))
 
 
 def test_reused_buffers_never_change_a_kept_result():
@@ -609,34 +535,32 @@ def test_relu_moved_behind_max_pool_gives_the_same_numbers():
     assert all(s.then is None for s in checked.plan(g.loss))
 
 
-def test_relu_backward_with_mixed_memory_orders_gives_the_same_numbers():
-    """A batch-first gradient meeting a batch-last ReLU mask is reordered, not changed."""
-    from core.ops.activations import _in_layout_of
-
-    rng = np.random.default_rng(17)
-    x = rng.normal(size=(6, 5, 5, 8)).astype(np.float32).transpose(3, 0, 1, 2)  # batch-last
-    g = rng.normal(size=(8, 6, 5, 5)).astype(np.float32)                        # batch-first
-    op = get_op("relu")()
-    ctx = Context()
-    op.forward(ctx, x)
-    (gx,) = op.backward(ctx, g)
-    np.testing.assert_array_equal(gx, g * (x > 0))
-    moved = _in_layout_of(g, ctx.mask)
-    assert moved.strides != g.strides and np.array_equal(moved, g)
-    assert _in_layout_of(x, ctx.mask) is x  # same order: no copy
+def test_the_move_behind_a_pool_follows_the_fact_the_op_declares(monkeypatch):
+    """The plan pass reads ``commutes_with`` from the op: without it a ReLU stays where it
+    is drawn, and any op that declares it (here Tanh, which is increasing) is moved."""
+    g, feeds = _lenet(batch=4)
+    lean = dict(training=True, input_grads=False, all_outputs=False, check_finite=False)
+    monkeypatch.setattr(get_op("relu"), "commutes_with", ())
+    assert all(s.then is None for s in Executor(g, **lean).plan(g.loss))
+    monkeypatch.undo()
+    h = g.add("max_pool2d", g.add("tanh", g.node("x"), name="th"), name="p0")
+    g.set_loss(g.add("sum", h, name="s0"))
+    monkeypatch.setattr(get_op("tanh"), "commutes_with", ("max_pool2d",))
+    moved = {s.then for s in Executor(g, **lean).plan(g.loss) if s.then is not None}
+    assert g.node("th").id in moved
 
 
 def test_thin_convolution_pairs_output_columns_with_the_same_numbers(monkeypatch):
     """LeNet-5's first layer (6 kernels) computes output columns in pairs; values and every
     gradient agree with the plain im2col path to float32 rounding, in float64 to 1e-12."""
-    from core.ops import layers
+    from core.kernels import conv
 
-    assert layers._folds(6, (5, 5), (1, 1), (1, 1), (28, 28))
-    assert not layers._folds(16, (5, 5), (1, 1), (1, 1), (10, 10))  # wide enough already
+    assert conv._folds(6, (5, 5), (1, 1), (1, 1), (28, 28))
+    assert not conv._folds(16, (5, 5), (1, 1), (1, 1), (10, 10))  # wide enough already
     for dtype, tol in (("float32", 1e-5), ("float64", 1e-12)):
         g, feeds = _lenet(dtype=dtype, batch=6)
         paired = Executor(g, training=True).run(feeds)
-        monkeypatch.setattr(layers, "_FOLD_MAX_OUT", 0)
+        monkeypatch.setattr(conv, "_FOLD_MAX_OUT", 0)
         plain = Executor(g, training=True).run(feeds)
         monkeypatch.undo()
         c1 = g.node("c1").id
@@ -646,48 +570,6 @@ def test_thin_convolution_pairs_output_columns_with_the_same_numbers(monkeypatch
             np.testing.assert_allclose(paired.weight_grads[k], v, rtol=tol, atol=tol)
         np.testing.assert_allclose(paired.grads[(g.node("x").id, 0)],
                                    plain.grads[(g.node("x").id, 0)], rtol=tol, atol=tol)
-
-
-def test_jobs_too_small_to_cut_up_run_on_the_calling_thread(monkeypatch):
-    """Two independent single-part jobs (a small batch's kernel and input gradients) do not
-    wake the thread pool; jobs that were cut into parts share one hand-out."""
-    from core.ops import layers
-
-    handed_out = []
-    monkeypatch.setattr(layers, "_run_parts", lambda fn, parts: handed_out.append(list(parts)))
-    done = []
-    layers._run_jobs((done.append, ["a"]), (done.append, ["b"]))
-    assert done == ["a", "b"] and handed_out == []
-    layers._run_jobs((done.append, ["c", "d"]), (done.append, ["e"]))
-    assert len(handed_out) == 1 and len(handed_out[0]) == 3
-
-
-def test_a_job_that_needs_another_starts_after_all_its_parts(monkeypatch):
-    """A job ``(fn, parts, after)`` in the same hand-out sees every part of job ``after``
-    finished, however the two threads share them; its error still reaches the caller."""
-    import functools
-    import time
-
-    from core.ops import layers
-
-    monkeypatch.setattr(layers, "_cores_busy", lambda: False)
-    monkeypatch.setattr(layers, "_WORKERS", 2)
-
-    def slow(first, i):
-        time.sleep(0.002 * (i % 3))
-        first.append(i)
-
-    for _ in range(5):
-        first, seen = [], []
-        layers._run_jobs((functools.partial(slow, first), range(7)), (lambda j: None, range(3)),
-                         (lambda j, first=first, seen=seen: seen.append(len(first)), range(4), 0))
-        assert seen == [7, 7, 7, 7]
-
-    def fail(i):
-        raise ValueError("first job failed")
-
-    with pytest.raises(ValueError, match="first job"):
-        layers._run_jobs((fail, range(2)), (seen.append, range(2), 0))
 
 
 def test_training_from_new_threads_does_not_pile_up_column_buffers():
@@ -703,5 +585,5 @@ def test_training_from_new_threads_does_not_pile_up_column_buffers():
         t.join()
     ex.run(feeds)  # and the main thread
     conv = g.node("c1").op
-    callers = {key[0] for key in conv._scratch._arrays if not key[0].startswith("cols-layers")}
+    callers = {key[0] for key in conv._scratch._arrays if not key[0].startswith("cols-kernel-pool")}
     assert {k for k in callers if k.startswith("cols-")} == {"cols-caller"}

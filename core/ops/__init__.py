@@ -1,6 +1,6 @@
 """The op registry. Importing this package registers every built-in op."""
 
-from core.ops import activations, layers, losses, math_ops, sources  # noqa: F401,E402,I001
+from core.ops import activations, layers, normalization, losses, math_ops, sources  # noqa: F401,E402,I001
 from core.ops.base import (  # noqa: F401
     CATEGORIES,
     REGISTRY,

@@ -232,9 +232,9 @@ class Op:
     description: ClassVar[str] = ""
     source: ClassVar[bool] = False
     elementwise: ClassVar[bool] = False  # local derivative is one number per element
-    # f(max pool(x)) equals max pool(f(x)), gradients included, bit for bit (ReLU): training
-    # runs may apply the op after a max pool it feeds, on a quarter of the numbers
-    commutes_with_max_pool: ClassVar[bool] = False
+    # ids of ops g with this op applied after g equal to before it, gradients included, bit
+    # for bit (ReLU and max pool): a plan pass may move the op behind a g it feeds
+    commutes_with: ClassVar[tuple] = ()
     is_loss: ClassVar[bool] = False
 
     def __init__(self, **params):

@@ -1,8 +1,13 @@
 """Array back ends: NumPy always, CuPy when installed and asked for.
 
-Ops are written against NumPy functions applied to their inputs and ``*_like``
-constructors. CuPy arrays implement ``__array_function__``, so the same op code
-runs on the GPU when its inputs live there. Only the executor moves data.
+The ops in ``core.ops`` say what they compute and call the kernels of
+``core.kernels``; the kernels are where an array back end is chosen. Those kernels
+are written for NumPy on the CPU: a thread pool, reused buffers (``np.empty``,
+reference counts) and strided views, none of which carries over to CuPy. A GPU back
+end is therefore a second set of kernels behind the same calls; in the ops themselves
+only a few NumPy constructors remain (such as empty bias gradients and the unpooled
+output), which would take their module from :func:`array_module`.
+The executor moves data to a device and back with :func:`to_device` and :func:`to_numpy`.
 """
 
 from __future__ import annotations

@@ -1,0 +1,55 @@
+"""BLAS control: how many threads NumPy's BLAS may use while a batch runs.
+
+The kernels share their work between cores themselves (:mod:`core.kernels.threads`);
+a BLAS that threads on its own would take those cores and could round some products
+differently, so :func:`own_threads` holds it to the calling thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+_blas = {"controller": None, "tried": False}
+
+
+def _blas_controller():
+    """threadpoolctl's handle on NumPy's BLAS (``None`` when it is not installed)."""
+    if not _blas["tried"]:
+        _blas["tried"] = True
+        try:
+            from threadpoolctl import ThreadpoolController  # noqa: PLC0415 - optional
+            _blas["controller"] = ThreadpoolController().select(user_api="blas")
+        except Exception:  # noqa: BLE001 - no threadpoolctl, or no BLAS it knows
+            _blas["controller"] = None
+    return _blas["controller"]
+
+
+def blas_threads():
+    """How many threads NumPy's BLAS uses (``None`` when threadpoolctl cannot tell)."""
+    ctl = _blas_controller()
+    if ctl is None or not ctl.lib_controllers:
+        return None
+    return max(lib.num_threads for lib in ctl.lib_controllers)
+
+
+@contextlib.contextmanager
+def own_threads():
+    """Hold NumPy's BLAS to the calling thread while a batch runs.
+
+    ``import core`` before NumPy already does this for the whole process; when
+    NumPy was loaded first with a threaded BLAS, this limits it per batch.
+    OpenBLAS's idle threads spin for a while after every threaded product and
+    take the cores the layer pool's threads need (LeNet-5: 27–29 ms per batch
+    with both, 19–23 ms with BLAS on one thread), and products big enough to
+    want two threads are split by :func:`core.kernels.matmul.matmul_small` instead.
+    """
+    # also with one layer thread: a BLAS on two threads may round some products
+    # differently, and the numbers must not depend on how many threads share the work
+    ctl = _blas_controller()
+    if ctl is None or all(lib.num_threads == 1 for lib in ctl.lib_controllers):
+        yield
+        return
+    with ctl.limit(limits=1):
+        yield
+
+

@@ -1,0 +1,362 @@
+"""Convolution kernels: im2col products made span by span, paired output columns for thin
+layers, the kernel gradient, and the transposed convolution.
+
+:func:`conv2d_forward` picks the path (paired columns or plain im2col) and the
+per-thread block buffers; :func:`conv2d_backward` runs the kernel gradient and the
+input gradient (:mod:`core.kernels.col2im`) as one hand-out of parts. Every path
+gives the numbers of the plain definition; which one runs depends on the shapes only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from core.kernels.col2im import col2im_matmul, col2im_shifted
+from core.kernels.layout import batch_first, batch_last, col2im, im2col, pad_batch_last, windows
+from core.kernels.matmul import matmul_wide_nt
+from core.kernels.scratch import thread_blocks
+from core.kernels.threads import part_spans, run_jobs, run_parts
+
+
+def _row_spans(win, rows_bytes):
+    """Output-row spans of about a part's size of columns each (fixed by the shapes)."""
+    return part_spans(win.shape[3], 1, rows_bytes)
+
+
+def _fill_block(block, win, span, bias):
+    """im2col of the output rows ``span`` into ``block``, plus a row of ones for the bias."""
+    c, kh, kw, _, ow, bsz = win.shape
+    k = c * kh * kw
+    np.copyto(block[:k].reshape(c, kh, kw, span[1] - span[0], ow, bsz),
+              win[:, :, :, span[0]:span[1]])
+    if bias:
+        block[k] = 1
+
+
+def _im2col_matmul(w2, win, out, bias, spans, block_for):
+    """``out = w2 @ im2col(win)``, made and multiplied output-row span by span.
+
+    ``win`` is (C, kh, kw, OH, OW, B); ``block_for(span)`` gives the
+    ``(C·kh·kw [+1], rows·OW·B)`` buffer a span's columns go to, with a last
+    row of ones when ``bias``. A span's block is multiplied while it is in
+    cache, and its product reads one compact matrix instead of a slice of a
+    very wide one (LeNet-5's first layer: 1.2 ms instead of 2.8 ms on one
+    core). Spans run in parallel.
+    """
+    row = win.shape[4] * win.shape[5]
+
+    def part(span):
+        block = block_for(span)
+        _fill_block(block, win, span, bias)
+        # one product per span: the block is in cache and BLAS runs on this thread, so
+        # cutting it into column blocks (as matmul_cols does) only costs time (15-25 %)
+        np.matmul(w2, block, out=out[:, span[0] * row:span[1] * row])
+
+    run_parts(part, spans)
+
+
+def _im2col_weight_grad(grad_for, win, bias, spans, block_for, block_first=True):
+    """``gc @ im2col(win)ᵀ`` span by span: the kernel (and bias) gradient.
+
+    Returns the job ``(part, parts)`` for :func:`run_jobs` and ``finish()``,
+    which gives the gradient once the parts have run.
+
+    ``grad_for(span)`` gives the span's rows of the output gradient ``gc`` as
+    one compact (M, rows·OW·B) matrix: OpenBLAS multiplies it ~40 % faster
+    than a slice of the very wide ``gc``.
+
+    Each span's columns are made again from the window view into a block that
+    stays in cache: the forward pass keeps no copy of them, because writing
+    the whole im2col matrix to memory and reading it back costs more than
+    remaking it (LeNet-5: 10 MB for the first layer alone; the machine's memory
+    bandwidth, shared by both cores, is what the image ops wait on). Partial
+    products of the spans run in parallel and are added in span order, so the
+    result does not depend on the thread count.
+
+    ``block_first`` computes each partial product as ``block · gcᵀ`` and
+    transposes the sum: OpenBLAS runs that 5–20 % faster for most shapes
+    (LeNet-5's second layer: 30 instead of 24 GMAC/s), but not for a thin
+    layer's paired columns (12 by 31 rows), which pass ``False``.
+    """
+    partial = [None] * len(spans)
+
+    def part(i):
+        block = block_for(spans[i])
+        _fill_block(block, win, spans[i], bias)
+        # np.dot, not @: NumPy's matmul holds the GIL through a product with a
+        # transposed operand, which kept the other thread from running any span at all
+        if block_first:
+            partial[i] = np.dot(block, grad_for(spans[i]).T)
+        else:
+            partial[i] = np.dot(grad_for(spans[i]), block.T)
+
+    def finish():
+        total = partial[0]
+        for extra in partial[1:]:
+            total = total + extra
+        return total.T if block_first else total
+
+    return (part, range(len(spans))), finish
+
+
+# ------------------------------------------------- thin layers: output columns in pairs
+#
+# A layer with few output channels (LeNet-5's first: 6) multiplies a 6-row kernel
+# matrix, and OpenBLAS's register tile of 16 rows then does mostly padding. Two
+# neighbouring output columns j = 2q and 2q + 1 read kernel-wide windows that
+# overlap in all but one column, so they are computed together: one window
+# kw + 1 columns wide at column stride 2, against a kernel matrix of 2·O rows
+# holding W twice, shifted by one column (the gap a zero). LeNet-5's first layer
+# then has a 12×31 kernel against half as many, 40 % shorter columns: a span
+# took 58 instead of 86 µs in place, forward, and the weight gradient gains alike.
+
+_FOLD_MAX_OUT = 8  # output channels up to which columns are paired (2·O ≤ the tile)
+# The kernel gradient pairs columns for more channels: its product's other side is the
+# block, and the paired block has 40 % fewer numbers (LeNet-5's second layer, 16 kernels:
+# 0.28 instead of 0.35 ms per two rows, one thread, and a smaller im2col)
+_KGRAD_FOLD_MAX_OUT = 16
+
+
+def _folds(o, kernel, stride, dilation, out_hw, most=None) -> bool:
+    """Whether a convolution computes its output columns in pairs (see above): with
+    up to ``most`` (default :data:`_FOLD_MAX_OUT`) output channels."""
+    most = _FOLD_MAX_OUT if most is None else most
+    return (o <= most and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1)
+            and kernel[1] >= 3 and out_hw[1] % 2 == 0)
+
+
+def _fold_kernel(w, b):
+    """``(2·O, C·kh·(kw+1) [+1])``: row ``2o + s`` is kernel ``o`` shifted by ``s`` columns."""
+    o, c, kh, kw = w.shape
+    wf = np.zeros((o, 2, c, kh, kw + 1), dtype=w.dtype)
+    wf[:, 0, :, :, :kw] = w
+    wf[:, 1, :, :, 1:] = w
+    wf = wf.reshape(2 * o, -1)
+    if b is not None:
+        wf = np.concatenate([wf, np.repeat(b, 2)[:, None]], axis=1)
+    return wf
+
+
+def _unfold_kernel_grad(gwf, w_shape, bias):
+    """Kernel and bias gradients from the gradient of :func:`_fold_kernel`'s matrix."""
+    o, c, kh, kw = w_shape
+    kf = c * kh * (kw + 1)
+    g5 = gwf[:, :kf].reshape(o, 2, c, kh, kw + 1)
+    gw = g5[:, 0, :, :, :kw] + g5[:, 1, :, :, 1:]
+    gb = gwf[:, kf].reshape(o, 2).sum(axis=1) if bias else None
+    return gw, gb
+
+
+def _im2col_matmul_folded(wf, win, y4, bias, spans, block_for):
+    """:func:`_im2col_matmul` with output columns in pairs: ``win`` is the
+    (C, kh, kw+1, OH, OW/2, B) window view, ``y4`` the (O, OH, OW, B) output."""
+    o = wf.shape[0] // 2
+    owh, bsz = win.shape[4], win.shape[5]
+
+    def part(span):
+        r0, r1 = span
+        block = block_for(span)
+        _fill_block(block, win, span, bias)
+        pairs = np.dot(wf, block)  # rows (o, s): output columns 2q + s
+        np.copyto(y4[:, r0:r1].reshape(o, r1 - r0, owh, 2, bsz),
+                  pairs.reshape(o, 2, r1 - r0, owh, bsz).transpose(0, 2, 3, 1, 4))
+
+    run_parts(part, spans)
+
+
+# ------------------------------------------------------------------ conv2d
+
+class ConvState:
+    """What :func:`conv2d_forward` keeps for :func:`conv2d_backward`.
+
+    Views of the forward's scratch buffers (the padded input through the window
+    views): while a state is alive its buffers are not handed out again.
+    """
+
+    def __init__(self, **fields):
+        self.__dict__.update(fields)
+
+
+def conv2d_forward(scratch, x, w, b, stride, padding, dilation, out_hw):
+    """Cross-correlation ``y[o] = b[o] + Σ w[o]·window(x)`` and the state its backward needs.
+
+    ``scratch`` (a :class:`~core.kernels.scratch.Scratch`) lends the buffers; ``b``
+    is empty for no bias. With a bias, one extra row of ones in the im2col block
+    makes the product add it (and the kernel-gradient product yield its gradient).
+
+    Shape:
+        x (B, C, H, W), w (O, C, kh, kw), b (O,) or (0,) -> y (B, O, OH, OW), an NCHW
+        view of batch-last memory
+    """
+    oh, ow = out_hw
+    o, c, kh, kw = w.shape
+    bsz = x.shape[0]
+    k = c * kh * kw
+    ph, pw = padding
+    xp = pad_batch_last(batch_last(x), ph, pw, scratch=scratch)
+    bias = b.size > 0
+    w2 = w.reshape(o, k)
+    if bias:
+        w2 = np.concatenate([w2, b[:, None]], axis=1)
+    y = scratch.get("out", (o, oh * ow * bsz), x.dtype)
+    fold = _folds(o, (kh, kw), stride, dilation, out_hw)
+    if fold:
+        win, spans, block_for = _paired(scratch, xp, (kh, kw), out_hw, bias)
+        _im2col_matmul_folded(_fold_kernel(w, b if bias else None), win,
+                              y.reshape(o, oh, ow, bsz), bias, spans, block_for)
+    else:
+        win = windows(xp, (kh, kw), stride, dilation, out_hw)
+        spans = _row_spans(win, (k + bias) * ow * bsz * x.itemsize)
+        block_for = thread_blocks(scratch, k + bias, ow * bsz, x.dtype)
+        _im2col_matmul(w2, win, y, bias, spans, block_for)
+    # the kernel gradient may pair the columns of a layer whose forward does not
+    kfold = fold or _folds(o, (kh, kw), stride, dilation, out_hw, _KGRAD_FOLD_MAX_OUT)
+    if kfold and not fold:
+        kwin, kspans, kblock_for = _paired(scratch, xp, (kh, kw), out_hw, bias, tag="kcols")
+    else:
+        kwin, kspans, kblock_for = win, spans, block_for
+    state = ConvState(w2=w2[:, :k], fold=fold, kfold=kfold, kwin=kwin, kspans=kspans,
+                      kblock_for=kblock_for, xp_shape=xp.shape, x_shape=x.shape,
+                      out_hw=out_hw, w_shape=w.shape, bias=bias, stride=stride,
+                      padding=padding, dilation=dilation)
+    return batch_first(y.reshape(o, oh, ow, bsz)), state
+
+
+def _paired(scratch, xp, kernel, out_hw, bias, tag="cols"):
+    """Window view, row spans and block buffers for output columns taken in pairs."""
+    kh, kw = kernel
+    oh, ow = out_hw
+    c, bsz = xp.shape[0], xp.shape[3]
+    win = windows(xp, (kh, kw + 1), (1, 2), (1, 1), (oh, ow // 2))
+    kb = c * kh * (kw + 1) + bias
+    spans = _row_spans(win, kb * (ow // 2) * bsz * xp.itemsize)
+    return win, spans, thread_blocks(scratch, kb, (ow // 2) * bsz, xp.dtype, tag=tag)
+
+
+def conv2d_backward(scratch, state, g, need_x=True):
+    """Input, kernel and bias gradients of :func:`conv2d_forward` for the output gradient ``g``.
+
+    ``need_x=False`` skips the input gradient (``None``); the bias gradient is
+    empty for no bias. The kernel gradient is returned as computed (maybe a view).
+
+    Shape:
+        g (B, O, OH, OW) -> gx (B, C, H, W), gw (O, C, kh, kw), gb (O,) or (0,)
+    """
+    o, c, kh, kw = state.w_shape
+    gc = np.ascontiguousarray(batch_last(g)).reshape(o, -1)
+    k = c * kh * kw
+    weight_job, weight_grad = _im2col_weight_grad(
+        _grad_rows(state, gc, g.shape[0]), state.kwin, state.bias, state.kspans,
+        state.kblock_for, block_first=not state.fold)
+    jobs = [weight_job]
+    gx = None
+    if need_x:
+        # the input gradient's parts share one hand-out with the kernel gradient's
+        gxp = scratch.get("grad", state.xp_shape, g.dtype)
+        jobs = _with_input_grad_jobs(scratch, state, gc, gxp, weight_job)
+        ph, pw = state.padding
+        h, w = state.x_shape[2:]
+        gx = batch_first(gxp[:, ph:ph + h, pw:pw + w, :])
+    run_jobs(*jobs)
+    if state.kfold:
+        gw, gb = _unfold_kernel_grad(weight_grad(), state.w_shape, state.bias)
+    else:
+        gwb = weight_grad()
+        gw = gwb[:, :k].reshape(state.w_shape)
+        gb = gwb[:, k].copy() if state.bias else None
+    if gb is None:
+        gb = np.zeros((0,), dtype=g.dtype)
+    return gx, gw, gb
+
+
+def _grad_rows(state, gc, bsz):
+    """``grad_for(span)``: a span's rows of the output gradient as one compact matrix."""
+    o = gc.shape[0]
+    oh, ow = state.out_hw
+    if state.kfold:
+        g4 = gc.reshape(o, oh, ow, -1)
+
+        def grad_for(span):  # rows (o, s): the gradient of output columns 2q + s
+            r0, r1 = span
+            pairs = g4[:, r0:r1].reshape(o, r1 - r0, ow // 2, 2, g4.shape[3])
+            return np.ascontiguousarray(pairs.transpose(0, 3, 1, 2, 4)).reshape(2 * o, -1)
+
+        return grad_for
+    row = ow * bsz  # numbers per output row: OW·B
+
+    def grad_for(span):
+        return np.ascontiguousarray(gc[:, span[0] * row:span[1] * row])
+
+    return grad_for
+
+
+def _with_input_grad_jobs(scratch, state, gc, gxp, weight_job):
+    """The jobs of the kernel gradient and of the input gradient into ``gxp``, in hand-out order."""
+    o, c, kh, kw = state.w_shape
+    if tuple(state.stride) == (1, 1):
+        wp, bsz = state.xp_shape[2], state.xp_shape[3]
+        n = state.out_hw[0] * wp * bsz
+        lead = state.dilation[1] * (kw - 1) * bsz
+        shifted_for = thread_blocks(scratch, o * kw, 1, gc.dtype, tag="shifted")
+        products, adds = col2im_shifted(
+            state.w2.reshape(state.w_shape), gc, gxp, state.dilation, state.out_hw,
+            scratch.get("row_sums", (c * kh, n), gc.dtype),
+            scratch.get("grad_pitched", (o, lead + n), gc.dtype),
+            lambda cols: shifted_for((0, cols)))
+        # the products first, so that the adds that need them wait the least
+        return [products, weight_job, (*adds, 0)]
+    slabs = scratch.get("slabs", (c * kh * kw, gc.shape[1]), gc.dtype)
+    return [weight_job, col2im_matmul(state.w2, gc, gxp, (kh, kw), state.stride,
+                                      state.dilation, state.out_hw, slabs)]
+
+
+# -------------------------------------------------------- conv_transpose2d
+
+def conv_transpose2d_forward(x, w, b, kernel, stride, padding, dilation, output_padding,
+                             out_hw):
+    """Transposed convolution: every input pixel scatters ``w`` scaled by its value (col2im).
+
+    Shape:
+        x (B, C, H, W), w (C, O, kh, kw), b (O,) or (0,) -> y (B, O, OH, OW)
+    """
+    c, o = w.shape[:2]
+    bsz, _, h, wd = x.shape
+    (ph, pw), (sh, sw), (dh, dw) = padding, stride, dilation
+    kh, kw = kernel
+    oh, ow = out_hw
+    # the uncropped result: every tap of every input pixel lands inside it
+    full = (o, (h - 1) * sh + dh * (kh - 1) + 1 + output_padding[0],
+            (wd - 1) * sw + dw * (kw - 1) + 1 + output_padding[1], bsz)
+    xc = np.ascontiguousarray(batch_last(x)).reshape(c, -1)
+    w2 = w.reshape(c, -1)
+    cols = w2.T @ xc
+    yp = col2im(cols, full, kernel, stride, dilation, (h, wd), x.dtype)
+    y = yp[:, ph:ph + oh, pw:pw + ow, :]
+    if b.size:
+        y = y + b[:, None, None, None]
+    state = ConvState(xc=xc, w2=w2, full=full, in_hw=(h, wd), w_shape=w.shape, out_hw=out_hw,
+                      bias=b.size > 0, kernel=kernel, stride=stride, padding=padding,
+                      dilation=dilation)
+    return batch_first(y), state
+
+
+def conv_transpose2d_backward(state, g, need_x=True):
+    """Input, kernel and bias gradients of :func:`conv_transpose2d_forward` (im2col of ``g``).
+
+    Shape:
+        g (B, O, OH, OW) -> gx (B, C, H, W), gw (C, O, kh, kw), gb (O,) or (0,)
+    """
+    ph, pw = state.padding
+    oh, ow = state.out_hw
+    gl = batch_last(g)
+    gp = np.zeros(state.full, dtype=g.dtype)
+    gp[:, ph:ph + oh, pw:pw + ow, :] = gl
+    gcols = im2col(gp, state.kernel, state.stride, state.dilation, state.in_hw)
+    c = state.w_shape[0]
+    gx = None
+    if need_x:
+        gx = (state.w2 @ gcols).reshape(c, state.in_hw[0], state.in_hw[1], -1)
+        gx = batch_first(gx)
+    gw = matmul_wide_nt(state.xc, gcols).reshape(state.w_shape)
+    gb = gl.sum(axis=(1, 2, 3)) if state.bias else np.zeros((0,), dtype=g.dtype)
+    return gx, gw, gb

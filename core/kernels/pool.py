@@ -1,0 +1,236 @@
+"""Pooling kernels: max pooling with its first-maximum mask, and average pooling.
+
+Both work on the batch-last layout (:mod:`core.kernels.layout`), channel group by
+channel group in the thread pool. When pooling windows tile the input exactly, the
+maximum is taken row then column over whole rows of a tile view, and in training the
+forward pass marks each window's first maximum in a mask, so that backward is one pass.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from core.kernels.layout import batch_first, batch_last, pad_batch_last, tap
+from core.kernels.threads import even_spans, run_parts
+
+
+class PoolState:
+    """What a pooling forward keeps for its backward."""
+
+    def __init__(self, **fields):
+        self.__dict__.update(fields)
+
+
+def tiles(kernel, stride, padding, hw) -> bool:
+    """Whether pooling windows tile the plane exactly: each position is in one window."""
+    return (tuple(stride) == tuple(kernel) and tuple(padding) == (0, 0)
+            and hw[0] % kernel[0] == 0 and hw[1] % kernel[1] == 0)
+
+
+def _tile_view(a, kernel):
+    """The (C, OH, kh, OW, kw, B) view of a batch-last array whose windows tile it."""
+    c, h, w, b = a.shape
+    return a.reshape(c, h // kernel[0], kernel[0], w // kernel[1], kernel[1], b)
+
+
+def _tile_max(src, kernel, out):
+    """``out`` = the maximum of each window of a batch-last ``src`` that tiles exactly.
+
+    The window rows are reduced first and then the columns, each step one pass
+    over whole rows of the (C, OH, kh, OW, kw, B) view: 2×2 windows take 2
+    passes instead of 4 over strided taps, about twice as fast.
+    """
+    kh, kw = kernel
+    x6 = _tile_view(src, kernel)
+    rows = x6[:, :, 0]
+    if kh > 1:
+        rows = np.maximum(rows, x6[:, :, 1])
+        for i in range(2, kh):
+            np.maximum(rows, x6[:, :, i], out=rows)
+    if kw == 1:
+        np.copyto(out, rows[:, :, :, 0])
+        return
+    np.maximum(rows[:, :, :, 0], rows[:, :, :, 1], out=out)
+    for j in range(2, kw):
+        np.maximum(out, rows[:, :, :, j], out=out)
+
+
+def _mark_first_max(src, best, kernel, mask):
+    """``mask`` (like ``src``) marks the first position of each tile's maximum ``best``.
+
+    One comparison of the whole input with the maxima spread over their tiles, then
+    ties are broken: a position stays marked only if no earlier one of its tile is.
+    """
+    kh, kw = kernel
+    m6 = _tile_view(mask, kernel)
+    np.equal(_tile_view(src, kernel), best[:, :, None, :, None, :], out=m6)
+    taken = None
+    for t in range(1, kh * kw):
+        prev = m6[:, :, (t - 1) // kw, :, (t - 1) % kw]
+        if taken is None:
+            taken = prev.copy() if kh * kw > 2 else prev
+        else:
+            np.logical_or(taken, prev, out=taken)
+        hit = m6[:, :, t // kw, :, t % kw]
+        np.greater(hit, taken, out=hit)  # hit and no earlier hit
+
+
+def _first_hits(src, best, kernel, stride, out_hw):
+    """Yield ``(tap, mask)``: where each window's maximum ``best`` sits in the padded ``src``.
+
+    When several values of a window equal the maximum (MNIST's zero background
+    makes this common), only the first in row-major window order is marked, so
+    the gradient goes to one place. The mask array is reused between taps.
+    """
+    kh, kw = kernel
+    hit = np.empty(best.shape, dtype=bool)
+    taken = np.empty(best.shape, dtype=bool)
+    for t in range(kh * kw):
+        np.equal(tap(src, t // kw, t % kw, stride, (1, 1), out_hw), best, out=hit)
+        if t:
+            np.greater(hit, taken, out=hit)  # hit and not yet taken
+        if t < kh * kw - 1:
+            if t:
+                np.logical_or(taken, hit, out=taken)
+            else:
+                np.copyto(taken, hit)
+        yield t, hit
+
+
+def max_pool2d_forward(scratch, x, kernel, stride, padding, out_hw, want_indices=True,
+                       training=False):
+    """The maximum of each window, and (when ``want_indices``) where it was.
+
+    An index is the flat position (row · W + col) of the first maximum in
+    row-major window order within its channel's H×W plane; padding counts as −∞.
+    ``training`` with windows that tile the input marks the maxima for backward.
+
+    Shape:
+        x (B, C, H, W) -> out (B, C, OH, OW), indices (B, C, OH, OW) int64 or ``None``
+    """
+    (ph, pw), (kh, kw) = padding, kernel
+    oh, ow = out_hw
+    h, w = x.shape[2:]
+    fill = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
+    xp = pad_batch_last(batch_last(x), ph, pw, fill, scratch=scratch)
+    c, bsz = xp.shape[0], xp.shape[3]
+    best = scratch.get("out", (c, oh, ow, bsz), x.dtype)
+    idx = offsets = origin = None
+    if want_indices:
+        idx = scratch.get("indices", (c, oh, ow, bsz), np.int64)
+        # flat index in the unpadded plane: window origin plus the tap's offset
+        origin = ((np.arange(oh) * stride[0] - ph)[:, None] * w
+                  + (np.arange(ow) * stride[1] - pw)[None, :]).astype(np.int64)
+        offsets = np.array([ki * w + kj for ki in range(kh) for kj in range(kw)], np.int64)
+    tiled = tiles((kh, kw), stride, (ph, pw), (h, w))
+    # windows that tile the input: in training, the forward pass marks each window's
+    # (first) maximum in a mask of the input's size while the input is in cache, and
+    # backward is then one pass that spreads the gradient through it. LeNet-5's first
+    # pool, one thread: forward 0.2 -> 0.6 ms, backward 2.4 -> 0.3 ms
+    mask = scratch.get("mask", xp.shape, np.bool_) if tiled and training else None
+
+    def part(span):
+        c0, c1 = span
+        src, b = xp[c0:c1], best[c0:c1]
+        # the maximum alone (and the mask above): where it was is worked out
+        # here only if the indices output is connected, which costs less than
+        # tracking the winning tap through every comparison
+        if tiled:
+            _tile_max(src, (kh, kw), b)
+            if mask is not None:
+                _mark_first_max(src, b, (kh, kw), mask[c0:c1])
+        else:
+            np.copyto(b, tap(src, 0, 0, stride, (1, 1), out_hw))
+            for t in range(1, kh * kw):
+                np.maximum(b, tap(src, t // kw, t % kw, stride, (1, 1), out_hw), out=b)
+        if want_indices:
+            # the winning tap's number, then its offset in the plane (mode="clip"
+            # skips a bounds check that makes take ~3× slower; codes are valid)
+            code = np.zeros(b.shape, dtype=np.uint8 if kh * kw < 256 else np.int32)
+            for t, hit in _first_hits(src, b, (kh, kw), stride, out_hw):
+                if t:
+                    code += hit.view(np.uint8) * code.dtype.type(t)
+            np.take(offsets, code, out=idx[c0:c1], mode="clip")
+            idx[c0:c1] += origin[None, :, :, None]
+
+    run_parts(part, even_spans(c, xp[0].nbytes + best[0].nbytes))
+    state = PoolState(xp=xp, best=best, hw=(h, w), out_hw=out_hw, mask=mask, kernel=kernel,
+                      stride=stride, padding=padding)
+    return batch_first(best), (batch_first(idx) if want_indices else None), state
+
+
+def max_pool2d_backward(scratch, state, g):
+    """The gradient of :func:`max_pool2d_forward`: each window's gradient goes to its
+    first maximum.
+
+    Shape:
+        g (B, C, OH, OW) -> gx (B, C, H, W)
+    """
+    (ph, pw), (kh, kw), stride = state.padding, state.kernel, state.stride
+    # a batch-first gradient (from a Flatten, say) is made batch-last once, so that
+    # the loops below read runs of B contiguous numbers
+    gl = np.ascontiguousarray(batch_last(g))
+    # windows that tile the input exactly write every position once: no zeroing, no adds
+    h, w = state.hw
+    tiled = tiles((kh, kw), stride, (ph, pw), (h, w))
+    gxp = scratch.get("grad", state.xp.shape, g.dtype)
+    mask = state.mask
+
+    def part(span):
+        c0, c1 = span
+        dst, gs = gxp[c0:c1], gl[c0:c1]
+        if mask is not None:  # the maxima marked in forward: one pass
+            np.multiply(gs[:, :, None, :, None, :], _tile_view(mask[c0:c1], (kh, kw)),
+                        out=_tile_view(dst, (kh, kw)))
+            return
+        if not tiled:
+            dst[...] = 0
+        for t, hit in _first_hits(state.xp[c0:c1], state.best[c0:c1], (kh, kw), stride,
+                                  state.out_hw):
+            view = tap(dst, t // kw, t % kw, stride, (1, 1), state.out_hw)
+            if tiled:
+                np.multiply(gs, hit, out=view)
+            else:
+                view += gs * hit
+
+    run_parts(part, even_spans(gxp.shape[0], 2 * gxp[0].nbytes))
+    return batch_first(gxp[:, ph:ph + h, pw:pw + w, :])
+
+
+def avg_pool2d_forward(x, kernel, stride, padding, out_hw):
+    """The mean of each window; padding counts as zeros.
+
+    Shape:
+        x (B, C, H, W) -> out (B, C, OH, OW)
+    """
+    (ph, pw), (kh, kw) = padding, kernel
+    xp = pad_batch_last(batch_last(x), ph, pw)
+    total = None
+    for ki in range(kh):
+        for kj in range(kw):
+            v = tap(xp, ki, kj, stride, (1, 1), out_hw)
+            if total is None:
+                total = v.copy()
+            else:
+                total += v
+    total *= x.dtype.type(1.0 / (kh * kw))
+    state = PoolState(xp_shape=xp.shape, hw=x.shape[2:], out_hw=out_hw, kernel=kernel,
+                      stride=stride, padding=padding)
+    return batch_first(total), state
+
+
+def avg_pool2d_backward(state, g):
+    """The gradient of :func:`avg_pool2d_forward`: ``g/(kh·kw)`` to every tap of its window.
+
+    Shape:
+        g (B, C, OH, OW) -> gx (B, C, H, W)
+    """
+    (ph, pw), (kh, kw), stride = state.padding, state.kernel, state.stride
+    gl = batch_last(g) * g.dtype.type(1.0 / (kh * kw))
+    gxp = np.zeros(state.xp_shape, dtype=g.dtype)
+    for ki in range(kh):
+        for kj in range(kw):
+            view = tap(gxp, ki, kj, stride, (1, 1), state.out_hw)
+            view += gl
+    h, w = state.hw
+    return batch_first(gxp[:, ph:ph + h, pw:pw + w, :])

@@ -1,0 +1,199 @@
+"""Parallel parts: a small thread pool that shares an op's memory-bound work.
+
+Two facts about this kind of machine shape the code below. (1) OpenBLAS runs a
+product on several threads once M·N·K passes about 10⁶. A very skinny product
+(a few rows or a short inner dimension against ~10⁵ columns) then runs 2–3×
+slower than the same product cut into column blocks that stay under that size
+and fit in cache; and when another process holds a core, every threaded call
+waits a scheduler tick (~4 ms, measured: a 0.05 ms product took 4 ms) for its
+helper thread. (2) NumPy releases the GIL inside copies,
+ufunc loops and BLAS calls, so plain Python threads can share the memory-bound
+work (im2col, col2im, pooling) that OpenBLAS would not parallelize anyway.
+So large image ops cut their work into parts fixed by the shapes alone —
+never by the number of threads, so results are bit-identical on any machine —
+and hand the parts to a small thread pool.
+
+Work is cut by :func:`part_spans` and :func:`even_spans` (sizes fixed by the
+shapes), run by :func:`run_parts` or, for several jobs in one hand-out, by
+:func:`run_jobs`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+# parts big enough that few hand-offs between the threads are needed (each costs a wake-up
+# of the other core) and small enough to balance them: 1 MB beat 512 KB by ~2 % per
+# LeNet-5 step in three A/B runs, 2 MB was no better
+_PART_BYTES = 1 << 20
+# Work smaller than this is done in one part on the calling thread: waking a helper
+# thread costs more than it saves (LeNet-5's second pool: 0.64 ms alone, 1.2 ms shared)
+_MIN_SPLIT_BYTES = 1 << 21
+_WORKERS = max(1, min(4, os.cpu_count() or 1))
+_pool = None
+_pool_lock = threading.Lock()
+POOL_PREFIX = "kernel-pool"
+_in_part = threading.local()
+
+
+class _Parts:
+    """Parts handed out one at a time to whichever thread asks next.
+
+    The calling thread starts on them at once and only ever waits for parts a
+    worker has already taken; if no worker gets a core (another process holds
+    it), the caller simply does them all — no waiting for a thread to wake up.
+    """
+
+    def __init__(self, fn, parts):
+        self.fn, self.parts = fn, parts
+        self.next = itertools.count()   # next() is atomic under the GIL
+        self.lock = threading.Lock()
+        self.done = 0
+        self.all_done = threading.Event()
+        self.error = None
+
+    def drain(self):
+        was_active = getattr(_in_part, "active", False)
+        _in_part.active = True
+        try:
+            while True:
+                i = next(self.next)
+                if i >= len(self.parts):
+                    return
+                try:
+                    self.fn(self.parts[i])
+                except BaseException as exc:  # re-raised in the calling thread
+                    self.error = self.error or exc
+                finally:
+                    with self.lock:
+                        self.done += 1
+                        if self.done == len(self.parts):
+                            self.all_done.set()
+        finally:
+            _in_part.active = was_active
+
+
+_load = {"checked": -1.0, "busy": False}
+
+
+def _cores_busy() -> bool:
+    """Whether other processes keep the cores busy (load average above the core count).
+
+    A worker thread that is preempted in the middle of a part makes the caller
+    wait for it; when every core is already taken, the calling thread is better
+    off alone. Checked at most every quarter second; it decides only which
+    thread runs a part, never what the part computes.
+    """
+    now = time.monotonic()
+    if now - _load["checked"] > 0.25:
+        _load["checked"] = now
+        try:
+            _load["busy"] = os.getloadavg()[0] > (os.cpu_count() or 1) + 0.5
+        except OSError:  # no load average on this system
+            _load["busy"] = False
+    return _load["busy"]
+
+
+def run_parts(fn, parts):
+    """Call ``fn(part)`` for every part, shared with the worker threads; wait for all.
+
+    A part that itself asks for parallel work runs it inline, so workers never
+    wait on each other. Which thread runs a part never changes its result.
+    """
+    global _pool
+    parts = list(parts)
+    if (_WORKERS == 1 or len(parts) < 2 or getattr(_in_part, "active", False)
+            or _cores_busy()):
+        for part in parts:
+            fn(part)
+        return
+    if _pool is None or _pool[0] != os.getpid():  # a forked child needs threads of its own
+        with _pool_lock:
+            if _pool is None or _pool[0] != os.getpid():
+                _pool = (os.getpid(),
+                         ThreadPoolExecutor(_WORKERS - 1, thread_name_prefix=POOL_PREFIX))
+    work = _Parts(fn, parts)
+    for _ in range(min(_WORKERS, len(parts)) - 1):
+        _pool[1].submit(work.drain)
+    work.drain()
+    work.all_done.wait()
+    if work.error is not None:
+        raise work.error
+
+
+def layer_threads() -> int:
+    """Threads that share the layer ops' work (the caller and its helpers)."""
+    return _WORKERS
+
+
+def part_spans(n, unit, bytes_per_item):
+    """Split ``range(n)`` into ``(start, stop)`` spans of about :data:`_PART_BYTES`.
+
+    Spans are whole multiples of ``unit`` items (a GEMM block, say), except the last.
+    """
+    if n * bytes_per_item < _MIN_SPLIT_BYTES:
+        return [(0, n)]
+    per = unit * max(1, _PART_BYTES // max(1, bytes_per_item * unit))
+    return [(i, min(n, i + per)) for i in range(0, n, per)]
+
+
+def even_spans(n, bytes_per_item, max_part=4 << 20):
+    """Split ``range(n)`` into a multiple of the thread count of near-equal spans.
+
+    For work whose result does not depend on how it is cut (elementwise work
+    per channel, no sums across spans): one span per thread, or more of them
+    where a span would pass ``max_part`` bytes. Every part then costs one round
+    of NumPy calls, and the threads finish together (LeNet-5's first pool, six
+    channels: three parts left one thread idle for a third of the time).
+    """
+    total = n * bytes_per_item
+    if n < 2 or total < _MIN_SPLIT_BYTES:
+        return [(0, n)]
+    k = min(n, _WORKERS * max(1, -(-total // (_WORKERS * max_part))))
+    return [(n * i // k, n * (i + 1) // k) for i in range(k)]
+
+
+def run_jobs(*jobs):
+    """Run the parts of several jobs ``(fn, parts)`` as one batch of parts.
+
+    One hand-out for all of them: the threads wake once, and the tail of one
+    job overlaps the start of the next. A job ``(fn, parts, after)`` starts
+    only once the earlier job number ``after`` is done; its parts come later in
+    the hand-out, so a thread that takes one waits at most for the parts the
+    other threads are finishing (a second hand-out would wake them again:
+    100–150 µs on this kind of machine).
+    """
+    jobs = [(job[0], list(job[1]), job[2] if len(job) > 2 else None) for job in jobs]
+    if all(len(parts) <= 1 for _, parts, _ in jobs):
+        # each job was too small to cut up: waking a thread would cost more than it saves
+        for fn, parts, _ in jobs:
+            for p in parts:
+                fn(p)
+        return
+    left = [len(parts) for _, parts, _ in jobs]
+    done = [threading.Event() for _ in jobs]
+    for i, n in enumerate(left):
+        if n == 0:
+            done[i].set()
+    lock = threading.Lock()
+
+    def run(item):
+        i, p = item
+        fn, _, after = jobs[i]
+        if after is not None:
+            done[after].wait()
+        try:
+            fn(p)
+        finally:
+            with lock:
+                left[i] -= 1
+                if left[i] == 0:
+                    done[i].set()
+
+    run_parts(run, [(i, p) for i, (_, parts, _) in enumerate(jobs) for p in parts])
+
+

@@ -1,0 +1,196 @@
+"""The convolution kernels (paired columns, plain im2col, shifted col2im, col2im products,
+transposed convolution) against plain NumPy references written as loops over kernel taps."""
+
+import numpy as np
+import pytest
+
+from core.kernels import conv, threads
+from core.kernels.scratch import Scratch
+
+RTOL = ATOL = 1e-10
+
+
+def _out_size(n, k, s, p, d):
+    return (n + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def _tap_slices(m, n, stride, dilation, out_hw):
+    (sh, sw), (dh, dw), (oh, ow) = stride, dilation, out_hw
+    return (slice(m * dh, m * dh + sh * (oh - 1) + 1, sh),
+            slice(n * dw, n * dw + sw * (ow - 1) + 1, sw))
+
+
+def conv_reference(x, w, b, stride, padding, dilation):
+    """Cross-correlation, one kernel tap at a time: y += w[:, :, m, n] · x shifted."""
+    (ph, pw), (kh, kw) = padding, w.shape[2:]
+    out_hw = tuple(_out_size(n, k, s, p, d) for n, k, s, p, d in
+                   zip(x.shape[2:], (kh, kw), stride, padding, dilation))
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    y = np.zeros((x.shape[0], w.shape[0]) + out_hw)
+    for m in range(kh):
+        for n in range(kw):
+            rows, cols = _tap_slices(m, n, stride, dilation, out_hw)
+            y += np.einsum("bcij,oc->boij", xp[:, :, rows, cols], w[:, :, m, n])
+    if b.size:
+        y += b[None, :, None, None]
+    return y
+
+
+def conv_reference_grads(x, w, b, g, stride, padding, dilation):
+    """The adjoint of :func:`conv_reference`, tap by tap."""
+    (ph, pw), (kh, kw) = padding, w.shape[2:]
+    out_hw = g.shape[2:]
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    gxp = np.zeros_like(xp)
+    gw = np.zeros_like(w)
+    for m in range(kh):
+        for n in range(kw):
+            rows, cols = _tap_slices(m, n, stride, dilation, out_hw)
+            gw[:, :, m, n] = np.einsum("boij,bcij->oc", g, xp[:, :, rows, cols])
+            gxp[:, :, rows, cols] += np.einsum("boij,oc->bcij", g, w[:, :, m, n])
+    gx = gxp[:, :, ph:ph + x.shape[2], pw:pw + x.shape[3]]
+    gb = g.sum(axis=(0, 2, 3)) if b.size else np.zeros((0,))
+    return gx, gw, gb
+
+
+CONV_CASES = [
+    # x shape, out channels, kernel, stride, padding, dilation, bias, which path
+    ((3, 2, 8, 10), 4, (3, 3), (1, 1), (1, 1), (1, 1), True, "paired columns"),
+    ((2, 3, 7, 8), 6, (3, 5), (1, 1), (2, 2), (1, 1), False, "paired columns, no bias"),
+    ((3, 2, 8, 10), 12, (3, 3), (1, 1), (1, 1), (1, 1), True, "paired kernel gradient only"),
+    ((2, 2, 7, 9), 20, (3, 3), (1, 1), (0, 0), (1, 1), True, "plain im2col, shifted col2im"),
+    ((2, 3, 9, 8), 5, (2, 3), (1, 1), (1, 2), (2, 1), True, "shifted col2im with dilation"),
+    ((2, 3, 9, 9), 4, (3, 3), (2, 2), (1, 1), (1, 1), True, "stride 2: col2im products"),
+    ((1, 2, 10, 9), 3, (3, 2), (3, 1), (0, 1), (1, 2), False, "mixed stride and dilation"),
+    ((2, 4, 5, 6), 7, (1, 1), (1, 1), (0, 0), (1, 1), True, "1×1 kernel"),
+]
+
+
+def _run(case, rng):
+    x_shape, o, kernel, stride, padding, dilation, bias, _ = case
+    x = rng.normal(size=x_shape)
+    w = rng.normal(size=(o, x_shape[1]) + kernel)
+    b = rng.normal(size=o) if bias else np.zeros((0,))
+    out_hw = tuple(_out_size(n, k, s, p, d) for n, k, s, p, d in
+                   zip(x_shape[2:], kernel, stride, padding, dilation))
+    scratch = Scratch()
+    y, state = conv.conv2d_forward(scratch, x, w, b, stride, padding, dilation, out_hw)
+    g = rng.normal(size=y.shape)
+    grads = conv.conv2d_backward(scratch, state, g)
+    return (x, w, b, g), y, grads
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=[c[-1] for c in CONV_CASES])
+def test_conv2d_kernels_match_the_tap_by_tap_reference(case):
+    """Every convolution path gives the reference's output and input, kernel and bias
+    gradients (float64, to rounding)."""
+    (x, w, b, g), y, (gx, gw, gb) = _run(case, np.random.default_rng(0))
+    stride, padding, dilation = case[3], case[4], case[5]
+    np.testing.assert_allclose(y, conv_reference(x, w, b, stride, padding, dilation),
+                               rtol=RTOL, atol=ATOL)
+    rx, rw, rb = conv_reference_grads(x, w, b, g, stride, padding, dilation)
+    np.testing.assert_allclose(gx, rx, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(gw, rw, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(gb, rb, rtol=RTOL, atol=ATOL)
+
+
+def test_conv2d_paths_are_chosen_by_the_shapes():
+    """Thin stride-1 layers pair their output columns; up to 16 kernels pair them in the
+    kernel gradient only; wider layers, odd widths and strides take the plain path."""
+    assert conv._folds(6, (5, 5), (1, 1), (1, 1), (28, 28))
+    assert conv._folds(6, (5, 5), (1, 1), (1, 1), (27, 28))  # an odd number of rows is fine
+    assert not conv._folds(6, (5, 5), (1, 1), (1, 1), (28, 27))
+    assert not conv._folds(6, (5, 5), (2, 2), (1, 1), (28, 28))
+    assert not conv._folds(12, (3, 3), (1, 1), (1, 1), (8, 10))
+    assert conv._folds(12, (3, 3), (1, 1), (1, 1), (8, 10), conv._KGRAD_FOLD_MAX_OUT)
+    for case, fold, kfold in ((CONV_CASES[0], True, True), (CONV_CASES[2], False, True),
+                              (CONV_CASES[3], False, False)):
+        x_shape, o, kernel, stride, padding, dilation = case[:6]
+        x = np.zeros(x_shape)
+        w = np.zeros((o, x_shape[1]) + kernel)
+        out_hw = tuple(_out_size(n, k, s, p, d) for n, k, s, p, d in
+                       zip(x_shape[2:], kernel, stride, padding, dilation))
+        _, state = conv.conv2d_forward(Scratch(), x, w, np.zeros(o), stride, padding,
+                                       dilation, out_hw)
+        assert (state.fold, state.kfold) == (fold, kfold), case[-1]
+
+
+@pytest.mark.parametrize("case", CONV_CASES[:6], ids=[c[-1] for c in CONV_CASES[:6]])
+def test_conv2d_parts_give_the_same_bits_on_one_or_two_threads(case, monkeypatch):
+    """Cut into many parts, the kernels give the same bits whether one thread or two run
+    them, and still the reference's numbers."""
+    monkeypatch.setattr(threads, "_cores_busy", lambda: False)
+    monkeypatch.setattr(threads, "_MIN_SPLIT_BYTES", 0)
+    monkeypatch.setattr(threads, "_PART_BYTES", 256)
+    results = []
+    for workers in (2, 1):
+        monkeypatch.setattr(threads, "_WORKERS", workers)
+        inputs, y, grads = _run(case, np.random.default_rng(1))
+        results.append((y.copy(), [gr.copy() for gr in grads]))
+    (y2, g2), (y1, g1) = results
+    np.testing.assert_array_equal(y2, y1)
+    for a, b in zip(g2, g1):
+        np.testing.assert_array_equal(a, b)
+    x, w, b, g = inputs
+    stride, padding, dilation = case[3], case[4], case[5]
+    np.testing.assert_allclose(y1, conv_reference(x, w, b, stride, padding, dilation),
+                               rtol=RTOL, atol=ATOL)
+    for got, want in zip(g1, conv_reference_grads(x, w, b, g, stride, padding, dilation)):
+        np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
+
+
+def test_conv2d_skips_the_input_gradient_when_not_needed():
+    """``need_x=False`` gives no input gradient and the same kernel and bias gradients."""
+    rng = np.random.default_rng(2)
+    (x, w, b, g), _, full = _run(CONV_CASES[0], rng)
+    scratch = Scratch()
+    _, state = conv.conv2d_forward(scratch, x, w, b, (1, 1), (1, 1), (1, 1), (8, 10))
+    gx, gw, gb = conv.conv2d_backward(scratch, state, g, need_x=False)
+    assert gx is None
+    np.testing.assert_array_equal(gw, full[1])
+    np.testing.assert_array_equal(gb, full[2])
+
+
+def conv_transpose_reference(x, w, b, stride, padding, dilation, output_padding):
+    """Every input pixel scatters its kernel copy, tap by tap, then the border is cropped."""
+    (sh, sw), (dh, dw), (ph, pw) = stride, dilation, padding
+    c, o, kh, kw = w.shape
+    bsz, _, h, wd = x.shape
+    full = np.zeros((bsz, o, (h - 1) * sh + dh * (kh - 1) + 1 + output_padding[0],
+                     (wd - 1) * sw + dw * (kw - 1) + 1 + output_padding[1]))
+    for m in range(kh):
+        for n in range(kw):
+            rows, cols = _tap_slices(m, n, stride, dilation, (h, wd))
+            full[:, :, rows, cols] += np.einsum("bcij,co->boij", x, w[:, :, m, n])
+    oh, ow = full.shape[2] - 2 * ph, full.shape[3] - 2 * pw
+    y = full[:, :, ph:ph + oh, pw:pw + ow]
+    return y + b[None, :, None, None] if b.size else y
+
+
+@pytest.mark.parametrize("geometry", [
+    ((2, 2, 3, 4), 3, (3, 3), (2, 2), (1, 1), (1, 1), (1, 0)),
+    ((1, 3, 3, 3), 2, (2, 3), (3, 1), (0, 1), (1, 2), (0, 0)),
+    ((2, 2, 4, 4), 4, (3, 3), (1, 1), (0, 0), (1, 1), (0, 0)),
+])
+def test_conv_transpose2d_kernels_match_the_scatter_reference(geometry):
+    """The transposed convolution and its gradients (the reference's adjoint, checked by
+    inner products) agree with the scatter-by-tap reference."""
+    x_shape, o, kernel, stride, padding, dilation, output_padding = geometry
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=x_shape)
+    w = rng.normal(size=(x_shape[1], o) + kernel)
+    b = rng.normal(size=o)
+    want = conv_transpose_reference(x, w, b, stride, padding, dilation, output_padding)
+    y, state = conv.conv_transpose2d_forward(x, w, b, kernel, stride, padding, dilation,
+                                             output_padding, want.shape[2:])
+    np.testing.assert_allclose(y, want, rtol=RTOL, atol=ATOL)
+    g = rng.normal(size=y.shape)
+    gx, gw, gb = conv.conv_transpose2d_backward(state, g)
+    # y is linear in x and in w: <g, y(dx)> = <gx, dx> and <g, y(dw)> = <gw, dw>
+    dx, dw = rng.normal(size=x.shape), rng.normal(size=w.shape)
+    no_b = np.zeros((0,))
+    lin_x = conv_transpose_reference(dx, w, no_b, stride, padding, dilation, output_padding)
+    lin_w = conv_transpose_reference(x, dw, no_b, stride, padding, dilation, output_padding)
+    np.testing.assert_allclose(np.vdot(g, lin_x), np.vdot(gx, dx), rtol=1e-10)
+    np.testing.assert_allclose(np.vdot(g, lin_w), np.vdot(gw, dw), rtol=1e-10)
+    np.testing.assert_allclose(gb, g.sum(axis=(0, 2, 3)), rtol=RTOL, atol=ATOL)

@@ -1,0 +1,56 @@
+"""Blocked products and the dense kernel of core.kernels.matmul against plain NumPy products."""
+
+import numpy as np
+
+from core.kernels import matmul, threads
+from core.kernels.matmul import dense_grads, matmul_cols, matmul_small, matmul_wide_nt
+
+
+def test_wide_matmul_blocking_is_exact():
+    """The blocked products used for skinny convolutions equal the plain ones."""
+    rng = np.random.default_rng(14)
+    a = rng.normal(size=(6, 25)).astype(np.float32)
+    b = rng.normal(size=(25, 128 * 784)).astype(np.float32)
+    out = np.empty((6, b.shape[1]), dtype=np.float32)
+    matmul_cols(a, b, out)  # the column blocks conv2d multiplies
+    np.testing.assert_allclose(out, a @ b, rtol=1e-5, atol=1e-4)
+    g = rng.normal(size=(6, 128 * 784)).astype(np.float32)
+    np.testing.assert_allclose(matmul_wide_nt(g, b), g @ b.T, rtol=1e-4, atol=1e-2)
+    for shape_a, shape_b in (((131, 400), (400, 120)), ((400, 131), (131, 120)),
+                             ((120, 131), (131, 407))):
+        x = rng.normal(size=shape_a).astype(np.float32)
+        y = rng.normal(size=shape_b).astype(np.float32)
+        np.testing.assert_allclose(matmul_small(x, y), x @ y, rtol=1e-5, atol=1e-4)
+    xt = rng.normal(size=(400, 131)).astype(np.float32).T   # a transposed view, as in dense
+    w = rng.normal(size=(400, 120)).astype(np.float32)
+    np.testing.assert_allclose(matmul_small(xt, w), xt @ w, rtol=1e-5, atol=1e-4)
+
+
+def test_large_products_are_split_exactly(monkeypatch):
+    """Products too big for one core are cut into parts for the layer threads."""
+    monkeypatch.setattr(threads, "_cores_busy", lambda: False)
+    rng = np.random.default_rng(16)
+    for shape_a, shape_b in (((512, 1024), (1024, 96)), ((64, 1024), (1024, 600))):
+        a = rng.normal(size=shape_a).astype(np.float32)
+        b = rng.normal(size=shape_b).astype(np.float32)
+        assert a.shape[0] * a.shape[1] * b.shape[1] > matmul._SMALL_MNK
+        np.testing.assert_allclose(matmul_small(a, b), a @ b, rtol=1e-5, atol=1e-3)
+
+
+def test_dense_gradients_equal_the_plain_products(monkeypatch):
+    """Both products of a dense backward (side by side in the pool, or one after the other)
+    equal ``g·Wᵀ`` and ``xᵀ·g``; without the input gradient only ``xᵀ·g`` is made."""
+    monkeypatch.setattr(threads, "_cores_busy", lambda: False)
+    rng = np.random.default_rng(21)
+    for batch, features, units in ((8, 5, 3), (128, 400, 120)):  # small; paired products
+        x = rng.normal(size=(batch, features)).astype(np.float32)
+        w = rng.normal(size=(features, units)).astype(np.float32)
+        g = rng.normal(size=(batch, units)).astype(np.float32)
+        paired = matmul._PAIR_MNK <= batch * features * units <= matmul._SMALL_MNK
+        assert paired == (batch == 128)
+        gx, gw = dense_grads(x, w, g)
+        np.testing.assert_allclose(gx, g @ w.T, rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(gw, x.T @ g, rtol=1e-5, atol=1e-4)
+        none, gw_only = dense_grads(x, w, g, need_x=False)
+        assert none is None
+        np.testing.assert_allclose(gw_only, x.T @ g, rtol=1e-5, atol=1e-4)

@@ -1,0 +1,116 @@
+"""The thread pool, BLAS control and scratch buffers of core.kernels."""
+
+import numpy as np
+import pytest
+
+from core.kernels import threads
+from core.kernels.scratch import Scratch, scratch_for, thread_blocks
+
+
+def test_parallel_parts_run_once_each_and_pass_errors_on(monkeypatch):
+    """Every part runs exactly once across the threads; an error in one reaches the caller."""
+    monkeypatch.setattr(threads, "_cores_busy", lambda: False)
+    monkeypatch.setattr(threads, "_WORKERS", 2)
+    seen = []
+    threads.run_parts(seen.append, range(50))
+    assert sorted(seen) == list(range(50))
+
+    def fail(i):
+        if i == 7:
+            raise ValueError("part 7 failed")
+
+    with pytest.raises(ValueError, match="part 7"):
+        threads.run_parts(fail, range(20))
+
+
+def test_jobs_too_small_to_cut_up_run_on_the_calling_thread(monkeypatch):
+    """Two independent single-part jobs (a small batch's kernel and input gradients) do not
+    wake the thread pool; jobs that were cut into parts share one hand-out."""
+    handed_out = []
+    monkeypatch.setattr(threads, "run_parts", lambda fn, parts: handed_out.append(list(parts)))
+    done = []
+    threads.run_jobs((done.append, ["a"]), (done.append, ["b"]))
+    assert done == ["a", "b"] and handed_out == []
+    threads.run_jobs((done.append, ["c", "d"]), (done.append, ["e"]))
+    assert len(handed_out) == 1 and len(handed_out[0]) == 3
+
+
+def test_a_job_that_needs_another_starts_after_all_its_parts(monkeypatch):
+    """A job ``(fn, parts, after)`` in the same hand-out sees every part of job ``after``
+    finished, however the two threads share them; its error still reaches the caller."""
+    import functools
+    import time
+
+    monkeypatch.setattr(threads, "_cores_busy", lambda: False)
+    monkeypatch.setattr(threads, "_WORKERS", 2)
+
+    def slow(first, i):
+        time.sleep(0.002 * (i % 3))
+        first.append(i)
+
+    for _ in range(5):
+        first, seen = [], []
+        threads.run_jobs((functools.partial(slow, first), range(7)), (lambda j: None, range(3)),
+                         (lambda j, first=first, seen=seen: seen.append(len(first)), range(4), 0))
+        assert seen == [7, 7, 7, 7]
+
+    def fail(i):
+        raise ValueError("first job failed")
+
+    with pytest.raises(ValueError, match="first job"):
+        threads.run_jobs((fail, range(2)), (seen.append, range(2), 0))
+
+
+def test_importing_core_first_holds_blas_to_one_thread():
+    """``import core`` before NumPy sets OpenBLAS to one thread, unless the user chose."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import core, numpy; from core.kernels import blas_threads; "
+            "print(blas_threads())")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True, cwd=root).stdout.strip()
+    if out == "None":
+        pytest.skip("threadpoolctl does not see NumPy's BLAS here")
+    assert out == "1"
+    env["OPENBLAS_NUM_THREADS"] = "2"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True, cwd=root).stdout.strip()
+    assert out == str(min(2, os.cpu_count() or 1))
+
+
+def test_a_scratch_buffer_is_lent_again_only_when_nobody_holds_it():
+    """A buffer that an array, a view or a saved state still refers to is never handed out
+    again; once it is free, the same memory comes back."""
+    scratch = Scratch()
+    a = scratch.get("out", (4, 5), np.float32)
+    b = scratch.get("out", (4, 5), np.float32)
+    assert b is not a                                   # a is still held
+    view = b[1:]
+    del b
+    assert scratch.get("out", (4, 5), np.float32) is not view.base  # a view holds it
+    del view
+    c = scratch.get("out", (4, 5), np.float32)
+    d = scratch.get("out", (4, 5), np.float32)
+    assert c is not d
+    free_id = id(d)
+    del d
+    assert id(scratch.get("out", (4, 5), np.float32)) == free_id
+    assert scratch.get("out", (4, 5), np.float64).dtype == np.float64   # dtype is part of the key
+    assert scratch.get("out", (5, 4), np.float32).shape == (5, 4)
+
+
+def test_scratch_for_makes_one_scratch_per_owner_and_blocks_per_pool_thread():
+    """An op instance keeps one Scratch; threads outside the pool share one block buffer."""
+    class Owner:
+        pass
+
+    one, two = Owner(), Owner()
+    assert scratch_for(one) is scratch_for(one)
+    assert scratch_for(one) is not scratch_for(two)
+    block_for = thread_blocks(scratch_for(one), 3, 4, np.float64, tag="cols")
+    assert block_for((2, 5)).shape == (3, 12)
+    assert {key[0] for key in scratch_for(one)._arrays} == {"cols-caller"}
