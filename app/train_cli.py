@@ -132,19 +132,29 @@ def _check_data_set(info: dict, path):
 
 
 def _saved_normalizer(d, path):
-    """The data normalizer stored in a checkpoint's metadata; a clear error if malformed."""
+    """The pixel normalizer stored in a checkpoint's metadata; a clear error if malformed.
+
+    Beyond :meth:`Normalizer.from_dict`'s checks, the figures must be those of
+    pixels 0-255 times ``scale``: a mean in [0, 255·scale] and a std of at most
+    half that range.
+    """
     from core.data.datasets import Normalizer  # noqa: PLC0415
 
+    where = "meta.json.data.normalizer"
     try:
-        if not isinstance(d, dict):
-            raise TypeError("not a JSON object")
         norm = Normalizer.from_dict(d)
-        if not all(math.isfinite(v) for v in (norm.mean, norm.std, norm.scale)):
-            raise ValueError("not finite")
-        return norm
-    except (KeyError, TypeError, ValueError, DataError) as exc:
-        raise FileFormatError(path, "meta.json.data.normalizer",
-                              f"needs finite numbers mean, std and scale ({exc})") from None
+    except DataError as exc:
+        raise FileFormatError(path, where, str(exc)) from None
+    top = 255.0 * norm.scale
+    if not 0.0 <= norm.mean <= top:
+        raise FileFormatError(path, where + ".mean", f"{norm.mean!r} is outside the range "
+                                                     f"[0, {top:g}] of pixels 0-255 × scale "
+                                                     f"{norm.scale:g}")
+    if norm.std > top / 2:
+        raise FileFormatError(path, where + ".std", f"{norm.std!r} is more than half the "
+                                                    f"range [0, {top:g}] of pixels 0-255 × "
+                                                    f"scale {norm.scale:g}")
+    return norm
 
 
 def _check_writable(out) -> None:
@@ -279,6 +289,7 @@ def _resume_settings(args, meta: dict) -> dict:
             refuse(_flag(name), given, saved)
         setattr(args, name, saved)
 
+    _check_resume_augment(args, meta)
     take("seed", meta.get("seed", args.seed if args.seed is not None else 0))
     take("batch_size", meta.get("batch_size", args.batch_size or TRAIN_DEFAULTS["batch_size"]))
     data = meta.get("data") or {}
@@ -327,6 +338,38 @@ def _resume_settings(args, meta: dict) -> dict:
         if given != inner:
             refuse("--schedule", args.schedule, f"schedule {inner}")
     return data
+
+
+# what --augment does (see cmd_train); a checkpoint records it to be resumed the same way
+AUGMENT_SHIFT, AUGMENT_ROTATION = 2, 10.0
+
+
+def _check_resume_augment(args, meta: dict):
+    """Refuse to resume with augmentation switched on or off against the checkpoint's.
+
+    Checkpoints of version 1 did not record it: the run continues as the
+    command line says, with a note on stderr.
+    """
+    from core.train.trainer import describe_augment  # noqa: PLC0415
+
+    path = args.resume
+    if "augment" not in meta:
+        print(f"note: {path} does not record whether it was trained with --augment (it is "
+              f"older than that record); continuing {'with' if args.augment else 'without'} "
+              "augmentation as the command line says", file=sys.stderr)
+        return
+    saved = meta["augment"]
+    if saved is not None and not args.augment:
+        raise DataError(f"{path} was trained with --augment ({describe_augment(saved)}); pass "
+                        "--augment to resume it, or start a new run without --resume")
+    if saved is None and args.augment:
+        raise DataError(f"{path} was trained without --augment; leave --augment out to resume "
+                        "it, or start a new run without --resume")
+    if saved is not None and (saved.get("shift"), saved.get("rotation")) != (
+            AUGMENT_SHIFT, AUGMENT_ROTATION):
+        raise DataError(f"{path} was trained with {describe_augment(saved)}, which --augment "
+                        f"does not make (shift ±{AUGMENT_SHIFT} px, rotation "
+                        f"±{AUGMENT_ROTATION:g}°); start a new run without --resume")
 
 
 def cmd_train(args) -> int:
@@ -386,7 +429,7 @@ def cmd_train(args) -> int:
         fill = 0.0
         if "normalizer" in extra.get("data", {}):
             fill = float(Normalizer.from_dict(extra["data"]["normalizer"]).apply(0.0))
-        augment = Augment(shift=2, rotation=10.0, fill=fill)
+        augment = Augment(shift=AUGMENT_SHIFT, rotation=AUGMENT_ROTATION, fill=fill)
     trainer = Trainer(graph, optimizer, schedule, batch_size=args.batch_size, seed=args.seed,
                       augment=augment, grad_norms=False)
     trainer.extra_meta = extra
