@@ -303,6 +303,7 @@ def _resume_settings(args, meta: dict) -> dict:
                 refuse(flag, "" if given is True else given,
                        "the values stored in the graph's input nodes")
     elif data.get("set") is not None:
+        _check_data_settings(data, path)
         take("dataset", data["set"])
         if data.get("source") == "sample":
             if args.data:
@@ -315,19 +316,24 @@ def _resume_settings(args, meta: dict) -> dict:
         if "limit" in data:
             take("limit", data["limit"])
     opt = meta.get("optimizer") or {}
-    sched = (meta.get("schedule") or {}).get("config") or {}
+    sched = (meta.get("schedule") or {}).get("config") or {}  # structure checked on reading
     if args.optimizer is not None and args.optimizer != opt.get("name"):
         refuse("--optimizer", args.optimizer, f"optimizer {opt.get('name')}")
     checks = (("lr", sched.get("lr")), ("weight_decay", opt.get("weight_decay")),
               ("clip_norm", opt.get("clip_norm")), ("momentum", opt.get("momentum")))
     for name, saved in checks:
         given = getattr(args, name)
-        if given is not None and (saved is None or float(given) != float(saved)):
+        if given is not None and not (_number(saved) and float(given) == float(saved)):
             refuse(_flag(name), given, f"{name.replace('_', ' ')} {saved}")
-    warm = float(sched.get("warmup_epochs", 0.0)) if sched.get("name") == "warmup" else 0.0
+    warm = sched.get("warmup_epochs", 0.0) if sched.get("name") == "warmup" else 0.0
+    if not _number(warm):
+        raise FileFormatError(path, "meta.json.schedule.config.warmup_epochs",
+                              f"must be a number; got {warm!r:.40}")
     if args.warmup is not None and float(args.warmup) != warm:
         refuse("--warmup", args.warmup, f"{warm:g} warm-up epochs")
     inner = sched.get("after", {}) if sched.get("name") == "warmup" else sched
+    if not isinstance(inner, dict):
+        raise FileFormatError(path, "meta.json.schedule.config.after", "must be a JSON object")
     if args.schedule is not None:
         from core.train import parse_schedule  # noqa: PLC0415
 
@@ -370,6 +376,26 @@ def _check_resume_augment(args, meta: dict):
         raise DataError(f"{path} was trained with {describe_augment(saved)}, which --augment "
                         f"does not make (shift ±{AUGMENT_SHIFT} px, rotation "
                         f"±{AUGMENT_ROTATION:g}°); start a new run without --resume")
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _check_data_settings(data: dict, path):
+    """The data settings of an image checkpoint: source, split and limit of the right kinds."""
+    where = "meta.json.data"
+    if data.get("source") not in (None, "sample", "files"):
+        raise FileFormatError(path, where + ".source", f"must be 'sample' or 'files'; got "
+                                                       f"{data['source']!r:.40}")
+    if "val_split" in data and not (_number(data["val_split"]) and 0 <= data["val_split"] < 1):
+        raise FileFormatError(path, where + ".val_split", f"must be a number in [0, 1); got "
+                                                          f"{data['val_split']!r:.40}")
+    limit = data.get("limit")
+    if limit is not None and not (isinstance(limit, int) and not isinstance(limit, bool)
+                                  and limit >= 1):
+        raise FileFormatError(path, where + ".limit", f"must be a whole number ≥ 1 or null; "
+                                                      f"got {limit!r:.40}")
 
 
 def cmd_train(args) -> int:
@@ -456,7 +482,7 @@ def cmd_train(args) -> int:
         "train_accuracy": _round(last.get("train_accuracy")),
         "val_loss": _round(last.get("val_loss")),
         "val_accuracy": _round(last.get("val_accuracy")),
-        "epoch_seconds": [_round(h["seconds"], 3) for h in trainer.history],
+        "epoch_seconds": [_round(h.get("seconds"), 3) for h in trainer.history],
         "images_per_second": _round(last.get("images_per_second"), 1),
         "seconds": _round(result.seconds, 3),
     }

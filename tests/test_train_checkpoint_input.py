@@ -253,3 +253,27 @@ def test_command_line_prints_one_line_for_bad_checkpoints_and_folders(sample_ckp
         assert out.returncode == 2, out.stderr
         lines = out.stderr.strip().splitlines()
         assert len(lines) == 1 and "error:" in lines[0] and where in lines[0], out.stderr
+
+
+@pytest.mark.parametrize("change, where", [
+    (lambda m: m["history"][0].pop("seconds"), None),  # an old record without a time: works
+    (lambda m: m.update(history=[1]), "meta.json.history[0]"),
+    (lambda m: m["history"][0].update(train_loss="low"), "meta.json.history[0]"),
+    (lambda m: m.update(early_stopping={"monitor": "val_loss", "wait": "2"}),
+     "meta.json.early_stopping.wait"),
+    (lambda m: m.update(optimizer=["sgd"]), "meta.json.optimizer"),
+    (lambda m: m.update(schedule={"config": [1]}), "meta.json.schedule"),
+    (lambda m: m["data"].update(val_split="0.1"), "meta.json.data.val_split"),
+    (lambda m: m["data"].update(limit=2.5), "meta.json.data.limit"),
+    (lambda m: m["data"].update(source=7), "meta.json.data.source"),
+    (lambda m: m["schedule"]["config"].update(name="warmup", warmup_epochs=[1]),
+     "meta.json.schedule.config.warmup_epochs"),
+])
+def test_resume_checks_the_type_of_every_section_it_reads(sample_ckpt, tmp_path, change, where):
+    """Each of these was a traceback (KeyError, AttributeError, TypeError) found by the fuzzer."""
+    bad = with_meta(sample_ckpt, tmp_path / "meta.npz", change)
+    rc, _, err = cli(*SAMPLE_TRAIN, "--epochs", "1", "--resume", bad)
+    if where is None:
+        assert rc == 0, err
+    else:
+        assert rc == 2 and f"{bad}: {where}" in err, err

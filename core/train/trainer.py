@@ -598,8 +598,6 @@ class Trainer:
         if optimizer:
             new_opt, new_sched = _optimizer_from_checkpoint(self.graph, meta, arrays, path)
         early = meta.get("early_stopping")
-        if early is not None and not isinstance(early, dict):
-            raise FileFormatError(path, "meta.json.early_stopping", "must be a JSON object")
         apply_graph_arrays(self.graph, arrays, meta, path)
         self.epoch = meta["epoch"]
         self.iteration = int(meta.get("iteration", 0))
@@ -857,6 +855,7 @@ def read_checkpoint(path) -> tuple:
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 raise FileFormatError(path, f"meta.json.{key}",
                                       f"must be a whole number ≥ 0; got {v!r}")
+    _check_meta_sections(meta, path)
     nodes = meta.get("nodes")
     if not isinstance(nodes, dict) or not all(
             isinstance(v, list) and len(v) == 2 and all(isinstance(s, str) for s in v)
@@ -864,6 +863,45 @@ def read_checkpoint(path) -> tuple:
         raise FileFormatError(path, "meta.json.nodes", "missing or not a map of node id to "
                                                        "[name, op]")
     return meta, arrays
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_meta_sections(meta: dict, path):
+    """The structure of the sections a resume reads (history, early stopping, optimizer,
+    schedule), so that no later step trips over a value of the wrong type."""
+    history = meta.get("history", [])
+    if not isinstance(history, list):
+        raise FileFormatError(path, "meta.json.history", "must be a list of epoch records")
+    for i, h in enumerate(history):
+        if not isinstance(h, dict) or not all(v is None or _is_number(v) for v in h.values()):
+            raise FileFormatError(path, f"meta.json.history[{i}]", "must be an object of "
+                                                                  "numbers (or null)")
+    early = meta.get("early_stopping")
+    if early is not None:
+        where = "meta.json.early_stopping"
+        if not isinstance(early, dict):
+            raise FileFormatError(path, where, "must be a JSON object")
+        if not isinstance(early.get("monitor"), str):
+            raise FileFormatError(path, where + ".monitor", "must be a name")
+        for key, ok in (("best", lambda v: v is None or _is_number(v)),
+                        ("best_epoch", lambda v: v is None or (isinstance(v, int)
+                                                               and not isinstance(v, bool))),
+                        ("wait", lambda v: isinstance(v, int) and not isinstance(v, bool)
+                         and v >= 0)):
+            if key in early and not ok(early[key]):
+                raise FileFormatError(path, f"{where}.{key}", f"has the wrong type or value: "
+                                                              f"{early[key]!r:.40}")
+    opt = meta.get("optimizer")
+    if opt is not None and (not isinstance(opt, dict) or not isinstance(opt.get("name"), str)):
+        raise FileFormatError(path, "meta.json.optimizer", "must be an object with a 'name'")
+    sched = meta.get("schedule")
+    if sched is not None and (not isinstance(sched, dict)
+                              or not isinstance(sched.get("config"), dict)
+                              or not isinstance(sched.get("state", {}), dict)):
+        raise FileFormatError(path, "meta.json.schedule", "must be an object {config, state}")
 
 
 def _expected_value_shape(node) -> tuple:
