@@ -277,3 +277,23 @@ def test_resume_checks_the_type_of_every_section_it_reads(sample_ckpt, tmp_path,
         assert rc == 0, err
     else:
         assert rc == 2 and f"{bad}: {where}" in err, err
+
+
+def test_optimizer_state_with_nan_is_refused_on_resume(sample_ckpt, tmp_path):
+    arrays = members(sample_ckpt)
+    key = next(k for k in arrays if k.startswith("optim/"))
+    arrays[key] = np.full_like(arrays[key], np.inf)
+    np.savez(tmp_path / "opt.npz", **arrays)
+    rc, _, err = cli(*SAMPLE_TRAIN, "--epochs", "2", "--resume", tmp_path / "opt.npz")
+    assert rc == 2 and f"{key}: optimizer state holds NaN or Inf" in err, err
+
+
+def test_garbled_npy_header_is_a_clear_error(sample_ckpt, tmp_path):
+    """numpy's header parser raises SyntaxError or TokenError on some garbage."""
+    name = weight_member(sample_ckpt)
+    with zipfile.ZipFile(sample_ckpt) as z:
+        member = bytearray(z.read(name))
+    member[member.index(b"(")] = ord("]")
+    bad = replace_member(sample_ckpt, tmp_path / "garbled.npz", name, bytes(member))
+    with pytest.raises(FileFormatError, match="header cannot be parsed"):
+        read_checkpoint(bad)

@@ -674,6 +674,9 @@ def _optimizer_from_checkpoint(graph: Graph, meta: dict, arrays: dict, path) -> 
         if v.shape != shapes[tkey] or v.dtype.kind != "f":
             raise FileFormatError(path, key, f"optimizer state has shape {v.shape}; the "
                                              f"tensor has {shapes[tkey]}")
+        if not np.all(np.isfinite(v)):
+            raise FileFormatError(path, key, "optimizer state holds NaN or Inf; the "
+                                             "checkpoint was saved from a diverged run")
         state[(slot, tkey)] = v.astype(dtype)
     opt.load_state(state, steps)
     return opt, schedule
@@ -717,13 +720,20 @@ def _read_npz_member(zf, info, key: str, path, limit: int) -> np.ndarray:
                                     f"{limit:,} a checkpoint array may have")
     try:
         with zf.open(info) as fh:
-            version = fmt.read_magic(fh)
-            if version == (1, 0):
-                shape, fortran, dtype = fmt.read_array_header_1_0(fh)
-            elif version == (2, 0):
-                shape, fortran, dtype = fmt.read_array_header_2_0(fh)
-            else:
-                raise ValueError(f"unsupported .npy format version {version}")
+            try:
+                version = fmt.read_magic(fh)
+                if version == (1, 0):
+                    shape, fortran, dtype = fmt.read_array_header_1_0(fh)
+                elif version == (2, 0):
+                    shape, fortran, dtype = fmt.read_array_header_2_0(fh)
+                else:
+                    raise ValueError(f"unsupported .npy format version {version}")
+            except (zipfile.BadZipFile, OSError, EOFError, zlib.error):
+                raise
+            except Exception as exc:  # noqa: BLE001 - numpy parses the header text with
+                # ast and tokenize, which raise SyntaxError, TokenError and others on garbage
+                raise FileFormatError(path, key, f"the .npy header cannot be parsed "
+                                                 f"({type(exc).__name__}: {exc})") from None
             header_len = fh.tell()
             if dtype.hasobject or dtype.fields is not None or dtype.kind == "V":
                 raise FileFormatError(path, key, f"holds {dtype} records or Python objects; a "
@@ -970,7 +980,7 @@ def check_graph_arrays(graph: Graph, arrays: dict, meta: dict, path=None) -> dic
             raise FileFormatError(path, key, f"{what[kind]} of '{node.name}' has shape {want} "
                                              f"in this graph but {tuple(v.shape)} in the "
                                              "checkpoint; it was trained on another graph")
-        if kind != "state" and v.dtype.kind == "f" and not np.all(np.isfinite(v)):
+        if v.dtype.kind == "f" and not np.all(np.isfinite(v)):
             raise FileFormatError(path, key, "holds NaN or Inf; the checkpoint was saved from "
                                              "a diverged run")
         if kind != "state" or v.dtype.kind == "f":
