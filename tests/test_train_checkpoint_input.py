@@ -297,3 +297,15 @@ def test_garbled_npy_header_is_a_clear_error(sample_ckpt, tmp_path):
     bad = replace_member(sample_ckpt, tmp_path / "garbled.npz", name, bytes(member))
     with pytest.raises(FileFormatError, match="header cannot be parsed"):
         read_checkpoint(bad)
+
+
+def test_evaluate_refuses_weights_that_overflow_instead_of_a_wrong_accuracy(sample_ckpt,
+                                                                           tmp_path):
+    """Finite weights of 1e38 give Inf logits and NaN probabilities, which counted as class 0."""
+    arrays = members(sample_ckpt)
+    key = weight_member(sample_ckpt)[:-4]
+    arrays[key] = np.full_like(arrays[key], 1e38)
+    np.savez(tmp_path / "big.npz", **arrays)
+    rc, out, err = cli("evaluate", "logistic_regression_mnist", "--checkpoint",
+                       tmp_path / "big.npz")
+    assert rc == 2 and out == "" and "non-finite output" in err and "the weights overflow" in err

@@ -529,13 +529,21 @@ class Trainer:
         nid, k, _ = self._score_source()
         probs, total = [], 0.0
         ex = self._eval_ex
+        done = 0
         for xb, yb in data.batches(batch_size, shuffle=False):
             ex.forward(self._feeds(xb, yb))
             loss = float(np.asarray(ex.values[(self.loss_node.id, 0)]).reshape(-1)[0])
             if self.loss_node.params.get("reduction", "mean") != "mean":
                 loss /= len(xb)
             total += loss * len(xb)
-            probs.append(self._probs(ex.values[(nid, k)]))
+            p = self._probs(ex.values[(nid, k)])
+            if not np.all(np.isfinite(p)):
+                # NaN predictions would count as class 0: a wrong accuracy with no error
+                raise NonFiniteError(self.graph.nodes[nid].name, "forward",
+                                     f"evaluating samples {done}-{done + len(xb) - 1} of "
+                                     f"{data.name or 'the data'}; the weights overflow")
+            done += len(xb)
+            probs.append(p)
         return classification_report(self._labels(data.y), np.concatenate(probs),
                                      total / max(len(data), 1))
 
