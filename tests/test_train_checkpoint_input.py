@@ -309,3 +309,21 @@ def test_evaluate_refuses_weights_that_overflow_instead_of_a_wrong_accuracy(samp
     rc, out, err = cli("evaluate", "logistic_regression_mnist", "--checkpoint",
                        tmp_path / "big.npz")
     assert rc == 2 and out == "" and "non-finite output" in err and "the weights overflow" in err
+
+
+def test_trainer_refuses_to_resume_with_other_augmentation(augmented_ckpt):
+    """The core check, for callers other than the command line (the CLI says it first)."""
+    from core.data.datasets import Augment
+    from core.errors import DataError
+    from core.serialize import load_graph
+    from core.train import Trainer
+    from examples import resolve
+
+    saved = read_checkpoint(augmented_ckpt)[0]["augment"]
+    with pytest.raises(DataError, match="augmentation .*shift ±2 px.* in the checkpoint but no "
+                                        "augmentation in this run"):
+        Trainer(load_graph(resolve("logistic_regression_mnist"))).load_checkpoint(
+            augmented_ckpt)
+    same = Augment(saved["shift"], saved["rotation"], saved["fill"])
+    tr = Trainer(load_graph(resolve("logistic_regression_mnist")), augment=same)
+    assert tr.load_checkpoint(augmented_ckpt)["epoch"] == 1
