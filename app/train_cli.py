@@ -132,19 +132,29 @@ def _check_data_set(info: dict, path):
 
 
 def _saved_normalizer(d, path):
-    """The data normalizer stored in a checkpoint's metadata; a clear error if malformed."""
+    """The pixel normalizer stored in a checkpoint's metadata; a clear error if malformed.
+
+    Beyond :meth:`Normalizer.from_dict`'s checks, the figures must be those of
+    pixels 0-255 times ``scale``: a mean in [0, 255·scale] and a std of at most
+    half that range.
+    """
     from core.data.datasets import Normalizer  # noqa: PLC0415
 
+    where = "meta.json.data.normalizer"
     try:
-        if not isinstance(d, dict):
-            raise TypeError("not a JSON object")
         norm = Normalizer.from_dict(d)
-        if not all(math.isfinite(v) for v in (norm.mean, norm.std, norm.scale)):
-            raise ValueError("not finite")
-        return norm
-    except (KeyError, TypeError, ValueError, DataError) as exc:
-        raise FileFormatError(path, "meta.json.data.normalizer",
-                              f"needs finite numbers mean, std and scale ({exc})") from None
+    except DataError as exc:
+        raise FileFormatError(path, where, str(exc)) from None
+    top = 255.0 * norm.scale
+    if not 0.0 <= norm.mean <= top:
+        raise FileFormatError(path, where + ".mean", f"{norm.mean!r} is outside the range "
+                                                     f"[0, {top:g}] of pixels 0-255 × scale "
+                                                     f"{norm.scale:g}")
+    if norm.std > top / 2:
+        raise FileFormatError(path, where + ".std", f"{norm.std!r} is more than half the "
+                                                    f"range [0, {top:g}] of pixels 0-255 × "
+                                                    f"scale {norm.scale:g}")
+    return norm
 
 
 def _check_writable(out) -> None:
@@ -279,6 +289,7 @@ def _resume_settings(args, meta: dict) -> dict:
             refuse(_flag(name), given, saved)
         setattr(args, name, saved)
 
+    _check_resume_augment(args, meta)
     take("seed", meta.get("seed", args.seed if args.seed is not None else 0))
     take("batch_size", meta.get("batch_size", args.batch_size or TRAIN_DEFAULTS["batch_size"]))
     data = meta.get("data") or {}
@@ -292,6 +303,7 @@ def _resume_settings(args, meta: dict) -> dict:
                 refuse(flag, "" if given is True else given,
                        "the values stored in the graph's input nodes")
     elif data.get("set") is not None:
+        _check_data_settings(data, path)
         take("dataset", data["set"])
         if data.get("source") == "sample":
             if args.data:
@@ -304,19 +316,24 @@ def _resume_settings(args, meta: dict) -> dict:
         if "limit" in data:
             take("limit", data["limit"])
     opt = meta.get("optimizer") or {}
-    sched = (meta.get("schedule") or {}).get("config") or {}
+    sched = (meta.get("schedule") or {}).get("config") or {}  # structure checked on reading
     if args.optimizer is not None and args.optimizer != opt.get("name"):
         refuse("--optimizer", args.optimizer, f"optimizer {opt.get('name')}")
     checks = (("lr", sched.get("lr")), ("weight_decay", opt.get("weight_decay")),
               ("clip_norm", opt.get("clip_norm")), ("momentum", opt.get("momentum")))
     for name, saved in checks:
         given = getattr(args, name)
-        if given is not None and (saved is None or float(given) != float(saved)):
+        if given is not None and not (_number(saved) and float(given) == float(saved)):
             refuse(_flag(name), given, f"{name.replace('_', ' ')} {saved}")
-    warm = float(sched.get("warmup_epochs", 0.0)) if sched.get("name") == "warmup" else 0.0
+    warm = sched.get("warmup_epochs", 0.0) if sched.get("name") == "warmup" else 0.0
+    if not _number(warm):
+        raise FileFormatError(path, "meta.json.schedule.config.warmup_epochs",
+                              f"must be a number; got {warm!r:.40}")
     if args.warmup is not None and float(args.warmup) != warm:
         refuse("--warmup", args.warmup, f"{warm:g} warm-up epochs")
     inner = sched.get("after", {}) if sched.get("name") == "warmup" else sched
+    if not isinstance(inner, dict):
+        raise FileFormatError(path, "meta.json.schedule.config.after", "must be a JSON object")
     if args.schedule is not None:
         from core.train import parse_schedule  # noqa: PLC0415
 
@@ -327,6 +344,58 @@ def _resume_settings(args, meta: dict) -> dict:
         if given != inner:
             refuse("--schedule", args.schedule, f"schedule {inner}")
     return data
+
+
+# what --augment does (see cmd_train); a checkpoint records it to be resumed the same way
+AUGMENT_SHIFT, AUGMENT_ROTATION = 2, 10.0
+
+
+def _check_resume_augment(args, meta: dict):
+    """Refuse to resume with augmentation switched on or off against the checkpoint's.
+
+    Checkpoints of version 1 did not record it: the run continues as the
+    command line says, with a note on stderr.
+    """
+    from core.train.trainer import describe_augment  # noqa: PLC0415
+
+    path = args.resume
+    if "augment" not in meta:
+        print(f"note: {path} does not record whether it was trained with --augment (it is "
+              f"older than that record); continuing {'with' if args.augment else 'without'} "
+              "augmentation as the command line says", file=sys.stderr)
+        return
+    saved = meta["augment"]
+    if saved is not None and not args.augment:
+        raise DataError(f"{path} was trained with --augment ({describe_augment(saved)}); pass "
+                        "--augment to resume it, or start a new run without --resume")
+    if saved is None and args.augment:
+        raise DataError(f"{path} was trained without --augment; leave --augment out to resume "
+                        "it, or start a new run without --resume")
+    if saved is not None and (saved.get("shift"), saved.get("rotation")) != (
+            AUGMENT_SHIFT, AUGMENT_ROTATION):
+        raise DataError(f"{path} was trained with {describe_augment(saved)}, which --augment "
+                        f"does not make (shift ±{AUGMENT_SHIFT} px, rotation "
+                        f"±{AUGMENT_ROTATION:g}°); start a new run without --resume")
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _check_data_settings(data: dict, path):
+    """The data settings of an image checkpoint: source, split and limit of the right kinds."""
+    where = "meta.json.data"
+    if data.get("source") not in (None, "sample", "files"):
+        raise FileFormatError(path, where + ".source", f"must be 'sample' or 'files'; got "
+                                                       f"{data['source']!r:.40}")
+    if "val_split" in data and not (_number(data["val_split"]) and 0 <= data["val_split"] < 1):
+        raise FileFormatError(path, where + ".val_split", f"must be a number in [0, 1); got "
+                                                          f"{data['val_split']!r:.40}")
+    limit = data.get("limit")
+    if limit is not None and not (isinstance(limit, int) and not isinstance(limit, bool)
+                                  and limit >= 1):
+        raise FileFormatError(path, where + ".limit", f"must be a whole number ≥ 1 or null; "
+                                                      f"got {limit!r:.40}")
 
 
 def cmd_train(args) -> int:
@@ -386,7 +455,7 @@ def cmd_train(args) -> int:
         fill = 0.0
         if "normalizer" in extra.get("data", {}):
             fill = float(Normalizer.from_dict(extra["data"]["normalizer"]).apply(0.0))
-        augment = Augment(shift=2, rotation=10.0, fill=fill)
+        augment = Augment(shift=AUGMENT_SHIFT, rotation=AUGMENT_ROTATION, fill=fill)
     trainer = Trainer(graph, optimizer, schedule, batch_size=args.batch_size, seed=args.seed,
                       augment=augment, grad_norms=False)
     trainer.extra_meta = extra
@@ -413,7 +482,7 @@ def cmd_train(args) -> int:
         "train_accuracy": _round(last.get("train_accuracy")),
         "val_loss": _round(last.get("val_loss")),
         "val_accuracy": _round(last.get("val_accuracy")),
-        "epoch_seconds": [_round(h["seconds"], 3) for h in trainer.history],
+        "epoch_seconds": [_round(h.get("seconds"), 3) for h in trainer.history],
         "images_per_second": _round(last.get("images_per_second"), 1),
         "seconds": _round(result.seconds, 3),
     }

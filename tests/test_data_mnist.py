@@ -315,3 +315,63 @@ def test_partial_data_folder_is_an_error_naming_the_missing_files(tiny, monkeypa
     with pytest.raises(DataError, match=r"--data .*partial: has only 3 of the four.*"
                                         r"t10k-labels-idx1-ubyte"):
         load_mnist(data_dir=partial, kind=spec)
+
+
+# ------------------------------------------- headers that do not fit (issue 10)
+def test_idx_dimensions_multiplying_past_2_to_the_64_are_refused():
+    raw = bytes([0, 0, 0x08, 3]) + struct.pack(">3I", 2**32 - 1, 2**32 - 1, 2**32 - 1)
+    with pytest.raises(DataError, match=r"header bytes 4-15 give dimensions \(4294967295, "
+                                        r"4294967295, 4294967295\)") as err:
+        parse_idx(raw + b"\0" * 10, "f.idx")
+    assert str(err.value).startswith("f.idx: ")
+
+
+def test_idx_header_that_does_not_match_the_file_size_names_the_field():
+    raw = bytes([0, 0, 0x0D, 1]) + struct.pack(">I", 3) + b"\0" * 16  # 3 float32 need 12
+    with pytest.raises(DataError, match=r"header bytes 4-7 give dimensions \(3,\) of float32 "
+                                        r"\(header byte 2\), 20 bytes in all, but the file "
+                                        "has 24"):
+        parse_idx(raw, "f.idx")
+    with pytest.raises(DataError, match="header byte 3"):
+        parse_idx(bytes([0, 0, 0x08, 0]), "f.idx")
+
+
+def test_gzip_that_expands_past_the_limit_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(mnist, "MAX_IDX_BYTES", 1 << 16)
+    bomb = tmp_path / "bomb.gz"
+    bomb.write_bytes(gzip.compress(idx_bytes(np.zeros((1 << 17,)))))
+    assert bomb.stat().st_size < 1 << 12
+    with pytest.raises(DataError, match="decompresses to more than 65,536 bytes"):
+        read_idx(bomb)
+
+
+def _idx_typed(arr: np.ndarray, code: int) -> bytes:
+    big = arr.astype(arr.dtype.newbyteorder(">"))
+    return bytes([0, 0, code, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape) \
+        + big.tobytes()
+
+
+@pytest.mark.parametrize("part, data, expect", [
+    ("train_labels", _idx_typed(np.array([0, 1, 2, 3, 4, 5.5], np.float32), 0x0D),
+     "header byte 2.*float32"),
+    ("train_images", _idx_typed(np.full((6, 28, 28), np.nan, np.float32), 0x0D),
+     "header byte 2.*float32"),
+    ("test_images", _idx_typed(np.full((4, 28, 28), 1e30), 0x0E), "header byte 2.*float64"),
+    ("test_labels", idx_bytes(np.array([9, 8, 7])), r"are \(3,\).*test labels are \(4,\)"),
+    ("train_images", idx_bytes(np.zeros((6, 27, 28))), r"train images are \(6, 28, 28\)"),
+    ("test_labels", idx_bytes(np.array([9, 8, 10, 6])), "label 10 at position 2 is out of "
+                                                        "range"),
+], ids=["float-labels", "nan-pixels", "1e30-pixels", "count", "size", "label-range"])
+def test_raw_files_without_checksums_are_checked_like_canonical_ones(tiny, tmp_path, no_env,
+                                                                     part, data, expect):
+    """Raw Fashion-MNIST has no published raw sums: float, NaN or huge values are refused."""
+    spec, _, _, raw, _ = tiny
+    gz_only = DatasetSpec(spec.key, spec.title, {}, spec.gz_md5, spec.counts, (), ("",),
+                          spec.classes)
+    folder = tmp_path / "raw"
+    folder.mkdir()
+    for p in PARTS:
+        (folder / FILE_NAMES[p]).write_bytes(data if p == part else raw[p])
+    with pytest.raises(DataError, match=expect) as err:
+        load_mnist(data_dir=folder, kind=gz_only)
+    assert FILE_NAMES[part] in str(err.value)

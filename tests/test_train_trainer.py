@@ -384,6 +384,13 @@ def test_batch_norm_state_shape_is_checked(tmp_path):
     _rewrite(ckpt, arrays)
     with pytest.raises(FileFormatError, match="running_mean"):
         load_weights(bn_graph(4), ckpt)
+    # a NaN running variance made every prediction NaN: a wrong accuracy, no error
+    arrays[key] = np.zeros(4, np.float32)
+    var = key.replace("running_mean", "running_var")
+    arrays[var] = np.full(4, np.nan, np.float32)
+    _rewrite(ckpt, arrays)
+    with pytest.raises(FileFormatError, match="running_var: holds NaN or Inf"):
+        load_weights(bn_graph(4), ckpt)
 
 
 def test_early_stopping_progress_is_saved_and_resumed(tmp_path):

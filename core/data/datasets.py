@@ -125,6 +125,10 @@ def kfold_indices(n: int, k: int, seed: int = 0, labels=None) -> list:
     return [(np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)) for f in range(k)]
 
 
+# smallest std a saved normalizer may have, relative to its scale (one raw unit)
+STD_FLOOR = 1e-6
+
+
 class Normalizer:
     """Standardize with one mean and standard deviation, fitted on training data only.
 
@@ -166,7 +170,35 @@ class Normalizer:
 
     @classmethod
     def from_dict(cls, d: dict) -> Normalizer:
-        return cls(d["mean"], d["std"], d.get("scale", 1.0))
+        """The normalizer :meth:`to_dict` saved; a :class:`DataError` naming a bad field.
+
+        ``mean``, ``std`` and ``scale`` must all be present as finite numbers,
+        ``scale`` positive and ``std`` at least :data:`STD_FLOOR` × ``scale``
+        (data that varies less than that is constant, and dividing by it would
+        turn every input into Inf or noise).
+        """
+        if not isinstance(d, dict):
+            raise DataError(f"a normalizer is an object {{mean, std, scale}}; got {d!r:.40}")
+        values = {}
+        for name in ("mean", "std", "scale"):
+            if name not in d:
+                raise DataError(f"normalizer field '{name}' is missing")
+            v = d[name]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise DataError(f"normalizer field '{name}' must be a finite number; got "
+                                f"{v!r:.40}")
+            values[name] = float(v)
+        mean, std, scale = values["mean"], values["std"], values["scale"]
+        if not scale > 0:
+            raise DataError(f"normalizer field 'scale' must be > 0; got {scale!r}")
+        if not std >= STD_FLOOR * scale:
+            raise DataError(f"normalizer field 'std' is {std!r}, below {STD_FLOOR:g} × scale "
+                            f"({STD_FLOOR * scale:.3g}); no real data varies that little")
+        if abs(mean) / std > 1e6:
+            raise DataError(f"normalizer field 'mean' is {mean!r}, more than 10⁶ standard "
+                            f"deviations ({std!r}) from zero; normalized values would lose "
+                            "all precision")
+        return cls(mean, std, scale)
 
 
 # ------------------------------------------------------------- augmentation

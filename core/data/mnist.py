@@ -29,6 +29,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import math
 import os
 import struct
 import urllib.error
@@ -140,38 +141,63 @@ class MnistData:
 _IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
+_IDX_NAMES = {0x08: "unsigned byte", 0x09: "signed byte", 0x0B: "int16", 0x0C: "int32",
+              0x0D: "float32", 0x0E: "float64"}
+# the largest IDX file read or decompressed (MNIST's largest is 47 MB)
+MAX_IDX_BYTES = 256 << 20
+
+
 def parse_idx(raw: bytes, where: str = "<data>") -> np.ndarray:
-    """Decode the bytes of an IDX file (already decompressed) into an array."""
+    """Decode the bytes of an IDX file (already decompressed) into an array.
+
+    The header (magic ``00 00``, type byte, dimension count, one big-endian
+    uint32 per dimension) must describe exactly the bytes that follow it; an
+    error names the file and the header field that does not fit.
+    """
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
-        raise DataError(f"{where}: not an IDX file (bad magic number); "
+        raise DataError(f"{where}: not an IDX file (header bytes 0-1 are not 00 00); "
                         "delete it so it can be fetched again")
     dtype = _IDX_TYPES.get(raw[2])
     ndim = raw[3]
-    if dtype is None or ndim == 0:
-        raise DataError(f"{where}: unknown IDX element type 0x{raw[2]:02x} or no dimensions")
+    if dtype is None:
+        raise DataError(f"{where}: unknown IDX element type 0x{raw[2]:02x} in header byte 2")
+    if ndim == 0:
+        raise DataError(f"{where}: IDX header byte 3 (number of dimensions) is 0")
     header = 4 + 4 * ndim
     if len(raw) < header:
-        raise DataError(f"{where}: IDX header is cut short")
+        raise DataError(f"{where}: IDX header is cut short: {ndim} dimensions need header "
+                        f"bytes 4-{header - 1}, the file has {len(raw)} bytes")
     dims = struct.unpack(f">{ndim}I", raw[4:header])
     itemsize = np.dtype(dtype).itemsize
-    need = header + int(np.prod(dims)) * itemsize
+    need = header + math.prod(dims) * itemsize  # Python ints: no overflow past 2⁶⁴
     if len(raw) != need:
-        raise DataError(f"{where}: IDX file has {len(raw)} bytes but its header "
-                        f"{tuple(dims)} needs {need}; the file is truncated or corrupt — "
-                        "delete it and download it again")
+        raise DataError(f"{where}: IDX header bytes 4-{header - 1} give dimensions "
+                        f"{tuple(dims)} of {_IDX_NAMES[raw[2]]} (header byte 2), "
+                        f"{need:,} bytes in all, but the file has {len(raw):,}; the file is "
+                        "truncated or corrupt — delete it and download it again")
     arr = np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
     return arr.astype(arr.dtype.newbyteorder("="), copy=False)
 
 
-def _decompress(data: bytes, where: str) -> bytes:
-    """The uncompressed bytes of gzip ``data`` (raw data is returned as it is)."""
+def _decompress(data: bytes, where: str, limit: int | None = None) -> bytes:
+    """The uncompressed bytes of gzip ``data`` (raw data is returned as it is).
+
+    At most ``limit`` bytes are decompressed, so a small file that expands
+    without bound is refused instead of filling memory.
+    """
     if data[:2] != b"\x1f\x8b":
         return data
+    limit = MAX_IDX_BYTES if limit is None else limit
     try:
-        return gzip.decompress(data)
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as fh:
+            raw = fh.read(limit + 1)
     except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
         raise DataError(f"{where}: the gzip data is damaged ({exc}); delete the file and "
                         "download it again") from None
+    if len(raw) > limit:
+        raise DataError(f"{where}: decompresses to more than {limit:,} bytes, more than any "
+                        "IDX file of the data sets read here; it is not one of them")
+    return raw
 
 
 def read_idx(path, expected_md5: str | None = None, gz_md5: str | None = None) -> np.ndarray:
@@ -185,6 +211,10 @@ def read_idx(path, expected_md5: str | None = None, gz_md5: str | None = None) -
     """
     path = Path(path)
     try:
+        size = path.stat().st_size
+        if size > MAX_IDX_BYTES:
+            raise DataError(f"{path}: {size:,} bytes, more than any IDX file of the data sets "
+                            f"read here ({MAX_IDX_BYTES:,} at most); it is not one of them")
         stored = path.read_bytes()
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
@@ -249,11 +279,21 @@ def _load_folder(folder: Path, files: dict, spec: DatasetSpec) -> MnistData:
     for split in ("train", "test"):
         x, y = arrays[f"{split}_images"], arrays[f"{split}_labels"]
         n = spec.counts[split]
-        if x.shape != (n, 28, 28) or y.shape != (n,):
-            raise DataError(f"{folder}: {split} files hold images {x.shape} and labels "
-                            f"{y.shape}; {spec.title} has {n} images of 28×28")
-        if y.max() >= len(spec.classes):
-            raise DataError(f"{files[f'{split}_labels']}: label {int(y.max())} is out of range")
+        # files without a known raw checksum (raw Fashion-MNIST) are held to the same
+        # structure as the canonical ones: bytes 0-255 and class labels, n of each
+        for part, arr, want, what in ((f"{split}_images", x, (n, 28, 28), "images"),
+                                      (f"{split}_labels", y, (n,), "labels")):
+            if arr.dtype != np.uint8:
+                raise DataError(f"{files[part]}: IDX element type (header byte 2) is "
+                                f"{arr.dtype}; {spec.title} files hold unsigned bytes (0x08)")
+            if arr.shape != want:
+                raise DataError(f"{files[part]}: IDX dimensions (header bytes 4-"
+                                f"{3 + 4 * arr.ndim}) are {arr.shape}; {spec.title} "
+                                f"{split} {what} are {want}")
+        if len(y) and int(y.max()) >= len(spec.classes):
+            raise DataError(f"{files[f'{split}_labels']}: label {int(y.max())} at position "
+                            f"{int(np.argmax(y >= len(spec.classes)))} is out of range; "
+                            f"{spec.title} has classes 0-{len(spec.classes) - 1}")
     return MnistData(arrays["train_images"], arrays["train_labels"], arrays["test_images"],
                      arrays["test_labels"], str(folder), spec.classes)
 

@@ -49,7 +49,8 @@ from core.train.optim import Optimizer, global_norm, make_optimizer
 from core.train.schedules import Constant, Schedule, make_schedule
 
 CHECKPOINT_FORMAT = "backprop-studio-checkpoint"
-CHECKPOINT_VERSION = 1
+# 2: records whether (and how) training batches were augmented ("augment")
+CHECKPOINT_VERSION = 2
 
 
 # ------------------------------------------------------------ reports
@@ -528,13 +529,21 @@ class Trainer:
         nid, k, _ = self._score_source()
         probs, total = [], 0.0
         ex = self._eval_ex
+        done = 0
         for xb, yb in data.batches(batch_size, shuffle=False):
             ex.forward(self._feeds(xb, yb))
             loss = float(np.asarray(ex.values[(self.loss_node.id, 0)]).reshape(-1)[0])
             if self.loss_node.params.get("reduction", "mean") != "mean":
                 loss /= len(xb)
             total += loss * len(xb)
-            probs.append(self._probs(ex.values[(nid, k)]))
+            p = self._probs(ex.values[(nid, k)])
+            if not np.all(np.isfinite(p)):
+                # NaN predictions would count as class 0: a wrong accuracy with no error
+                raise NonFiniteError(self.graph.nodes[nid].name, "forward",
+                                     f"evaluating samples {done}-{done + len(xb) - 1} of "
+                                     f"{data.name or 'the data'}; the weights overflow")
+            done += len(xb)
+            probs.append(p)
         return classification_report(self._labels(data.y), np.concatenate(probs),
                                      total / max(len(data), 1))
 
@@ -568,6 +577,7 @@ class Trainer:
             "optimizer": {**self.optimizer.config(), "steps": self.optimizer.steps},
             "schedule": {"config": self.schedule.config(), "state": self.schedule.state()},
             "history": self.history,
+            "augment": augment_record(self.augment),
             **({"early_stopping": self._stopper.state()} if self._stopper is not None else {}),
             **self.extra_meta,
         }
@@ -586,13 +596,16 @@ class Trainer:
         graph and the trainer as they were.
         """
         meta, arrays = read_checkpoint(path)
+        if "augment" in meta and meta["augment"] != augment_record(self.augment):
+            raise DataError(f"{path}: {describe_augment(meta['augment'])} in the checkpoint "
+                            f"but {describe_augment(augment_record(self.augment))} in this run; "
+                            "resuming would silently continue a different run — use the "
+                            "checkpoint's augmentation, or start a new run")
         check_graph_arrays(self.graph, arrays, meta, path)  # raises before anything changes
         new_opt = new_sched = None
         if optimizer:
             new_opt, new_sched = _optimizer_from_checkpoint(self.graph, meta, arrays, path)
         early = meta.get("early_stopping")
-        if early is not None and not isinstance(early, dict):
-            raise FileFormatError(path, "meta.json.early_stopping", "must be a JSON object")
         apply_graph_arrays(self.graph, arrays, meta, path)
         self.epoch = meta["epoch"]
         self.iteration = int(meta.get("iteration", 0))
@@ -605,6 +618,24 @@ class Trainer:
         if optimizer:
             self.optimizer, self.schedule = new_opt, new_sched
         return meta
+
+
+def augment_record(augment):
+    """What a checkpoint stores about the augmentation: ``None``, its settings, or its name."""
+    if augment is None:
+        return None
+    if hasattr(augment, "to_dict"):
+        return augment.to_dict()
+    return {"callable": f"{type(augment).__module__}.{type(augment).__qualname__}"}
+
+
+def describe_augment(record) -> str:
+    """``record`` of :func:`augment_record` in words."""
+    if record is None:
+        return "no augmentation"
+    if isinstance(record, dict) and "shift" in record and "rotation" in record:
+        return f"augmentation (shift ±{record['shift']} px, rotation ±{record['rotation']}°)"
+    return f"augmentation {record!r:.80}"
 
 
 def _optimizer_from_checkpoint(graph: Graph, meta: dict, arrays: dict, path) -> tuple:
@@ -651,6 +682,9 @@ def _optimizer_from_checkpoint(graph: Graph, meta: dict, arrays: dict, path) -> 
         if v.shape != shapes[tkey] or v.dtype.kind != "f":
             raise FileFormatError(path, key, f"optimizer state has shape {v.shape}; the "
                                              f"tensor has {shapes[tkey]}")
+        if not np.all(np.isfinite(v)):
+            raise FileFormatError(path, key, "optimizer state holds NaN or Inf; the "
+                                             "checkpoint was saved from a diverged run")
         state[(slot, tkey)] = v.astype(dtype)
     opt.load_state(state, steps)
     return opt, schedule
@@ -669,8 +703,97 @@ def graph_arrays(graph: Graph) -> dict:
     return arrays
 
 
+# Limits on what a checkpoint may declare, checked from each member's .npy header before
+# its data is read: far above any graph the studio trains, far below what would exhaust memory.
+MAX_ARRAY_BYTES = 256 << 20
+MAX_CHECKPOINT_BYTES = 1 << 30
+MAX_META_BYTES = 16 << 20
+MAX_META_DEPTH = 64
+# members named by the format (besides meta.json); any other member is never read
+ARRAY_KINDS = ("value", "weights", "state", "optim")
+
+
+def _read_npz_member(zf, info, key: str, path, limit: int) -> np.ndarray:
+    """One array of an open .npz, its size checked from the .npy header before reading.
+
+    The header's shape × item size must be within ``limit`` and match the size
+    the zip directory gives the member; object (pickled) data is refused.
+    """
+    import zipfile  # noqa: PLC0415
+    import zlib  # noqa: PLC0415
+
+    fmt = np.lib.format
+    if info.file_size > limit + 4096:
+        raise FileFormatError(path, key, f"member holds {info.file_size:,} bytes, more than the "
+                                    f"{limit:,} a checkpoint array may have")
+    try:
+        with zf.open(info) as fh:
+            try:
+                version = fmt.read_magic(fh)
+                if version == (1, 0):
+                    shape, fortran, dtype = fmt.read_array_header_1_0(fh)
+                elif version == (2, 0):
+                    shape, fortran, dtype = fmt.read_array_header_2_0(fh)
+                else:
+                    raise ValueError(f"unsupported .npy format version {version}")
+            except (zipfile.BadZipFile, OSError, EOFError, zlib.error):
+                raise
+            except Exception as exc:  # noqa: BLE001 - numpy parses the header text with
+                # ast and tokenize, which raise SyntaxError, TokenError and others on garbage
+                raise FileFormatError(path, key, f"the .npy header cannot be parsed "
+                                                 f"({type(exc).__name__}: {exc})") from None
+            header_len = fh.tell()
+            if dtype.hasobject or dtype.fields is not None or dtype.kind == "V":
+                raise FileFormatError(path, key, f"holds {dtype} records or Python objects; a "
+                                            "checkpoint holds plain numbers (pickle is never "
+                                            "loaded)")
+            if any(d < 0 for d in shape):
+                raise FileFormatError(path, key, f".npy header declares a negative dimension "
+                                            f"{shape}")
+            nbytes = math.prod(shape) * dtype.itemsize
+            if nbytes > limit:
+                raise FileFormatError(path, key, f".npy header declares shape {shape} of {dtype} "
+                                            f"= {nbytes:,} bytes, more than the {limit:,} a "
+                                            "checkpoint array may have")
+            if header_len + nbytes != info.file_size:
+                raise FileFormatError(path, key, f".npy header declares shape {shape} of {dtype} "
+                                            f"= {nbytes:,} bytes of data, but the member "
+                                            f"holds {info.file_size - header_len:,}; the "
+                                            "file is truncated or corrupt")
+            data = fh.read(nbytes)
+            if len(data) != nbytes:
+                raise FileFormatError(path, key, "member is cut short; the file is truncated")
+            fh.read(1)  # reaching the end makes zipfile check the CRC
+    except FileFormatError:
+        raise
+    except (ValueError, TypeError, OSError, EOFError, RuntimeError, NotImplementedError,
+            zipfile.BadZipFile, zlib.error) as exc:
+        raise FileFormatError(path, key, f"cannot be read ({exc}); the file is damaged or not a "
+                                    "checkpoint") from None
+    order = "F" if fortran and len(shape) > 1 else "C"
+    arr = np.frombuffer(data, dtype=dtype).reshape(shape, order=order)
+    return arr.astype(arr.dtype.newbyteorder("="), copy=True)
+
+
+def _json_depth(value) -> int:
+    """Deepest nesting of lists and objects in parsed JSON (walked without recursion)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, (list, dict)):
+            deepest = max(deepest, depth)
+            stack.extend((c, depth + 1) for c in (v.values() if isinstance(v, dict) else v))
+    return deepest
+
+
 def read_checkpoint(path) -> tuple:
-    """``(metadata, arrays)`` of a checkpoint file; a clear error if it is not one."""
+    """``(metadata, arrays)`` of a checkpoint file; a clear error if it is not one.
+
+    Only ``meta.json`` and the members the format names (``value/…``,
+    ``weights/…``, ``state/…``, ``optim/…``) are read, each after its .npy
+    header has been checked against :data:`MAX_ARRAY_BYTES` and the zip
+    member's size; other members are never read. No pickle is ever loaded.
+    """
     import zipfile  # noqa: PLC0415 - only needed to name a damaged archive
 
     path = Path(path)
@@ -679,6 +802,8 @@ def read_checkpoint(path) -> tuple:
             head = fh.read(4)
     except FileNotFoundError:
         raise FileFormatError(path, "", "no such checkpoint file") from None
+    except IsADirectoryError:
+        raise FileFormatError(path, "", "is a folder, not a checkpoint file") from None
     except OSError as exc:
         raise FileFormatError(path, "", f"cannot be read ({exc.strerror or exc})") from None
     if head[:2] != b"PK":
@@ -686,19 +811,45 @@ def read_checkpoint(path) -> tuple:
         raise FileFormatError(path, "", "not a checkpoint: not an .npz archive (checkpoints "
                                         "are the .npz files written by 'train --out')")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: np.array(z[k]) for k in z.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
         raise FileFormatError(path, "", f"not a checkpoint: the .npz archive is damaged or "
                                         f"truncated ({exc}); save it again") from None
-    raw = arrays.pop("meta.json", None)
-    if raw is None:
-        raise FileFormatError(path, "meta.json", "missing: this .npz is not a "
-                                                 "Backprop Studio checkpoint")
+    with zf:
+        members: dict = {}
+        for info in zf.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            key = info.filename[:-4]
+            if key != "meta.json" and key.split("/", 1)[0] not in ARRAY_KINDS:
+                continue
+            if key in members:
+                raise FileFormatError(path, key, "appears twice in the archive")
+            members[key] = info
+        if "meta.json" not in members:
+            raise FileFormatError(path, "meta.json", "missing: this .npz is not a "
+                                                     "Backprop Studio checkpoint")
+        raw = _read_npz_member(zf, members.pop("meta.json"), "meta.json", path,
+                               MAX_META_BYTES)
+        if raw.dtype.kind != "U" or raw.shape != ():
+            raise FileFormatError(path, "meta.json", f"must be one text string; got {raw.dtype} "
+                                                     f"{raw.shape}")
+        total = sum(info.file_size for info in members.values())
+        if total > MAX_CHECKPOINT_BYTES:
+            raise FileFormatError(path, "", f"its arrays hold {total:,} bytes, more than the "
+                                            f"{MAX_CHECKPOINT_BYTES:,} a checkpoint may have")
+        arrays = {key: _read_npz_member(zf, info, key, path, MAX_ARRAY_BYTES)
+                  for key, info in sorted(members.items())}
+    deep = FileFormatError(path, "meta.json", f"nested more than {MAX_META_DEPTH} levels "
+                                              "deep; this is not a checkpoint's metadata")
     try:
         meta = json.loads(str(raw))
     except json.JSONDecodeError as exc:
         raise FileFormatError(path, "meta.json", f"not valid JSON: {exc.msg}") from None
+    except RecursionError:
+        raise deep from None
+    if _json_depth(meta) > MAX_META_DEPTH:
+        raise deep
     if not isinstance(meta, dict):
         raise FileFormatError(path, "meta.json", "must be a JSON object; this file is not a "
                                                  "Backprop Studio checkpoint")
@@ -710,12 +861,19 @@ def read_checkpoint(path) -> tuple:
     if version > CHECKPOINT_VERSION:
         raise FileFormatError(path, "meta.json.version",
                               f"written by a newer version ({version})")
+    if version >= 2 and "augment" not in meta:
+        raise FileFormatError(path, "meta.json.augment", "missing (a version 2 checkpoint "
+                                                         "records its augmentation)")
+    if "augment" in meta and not (meta["augment"] is None or isinstance(meta["augment"], dict)):
+        raise FileFormatError(path, "meta.json.augment", "must be null or a JSON object; got "
+                                                         f"{meta['augment']!r:.40}")
     for key in ("epoch", "iteration", "executor_iteration", "seed", "batch_size"):
         if key in meta or key == "epoch":
             v = meta.get(key)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 raise FileFormatError(path, f"meta.json.{key}",
                                       f"must be a whole number ≥ 0; got {v!r}")
+    _check_meta_sections(meta, path)
     nodes = meta.get("nodes")
     if not isinstance(nodes, dict) or not all(
             isinstance(v, list) and len(v) == 2 and all(isinstance(s, str) for s in v)
@@ -723,6 +881,45 @@ def read_checkpoint(path) -> tuple:
         raise FileFormatError(path, "meta.json.nodes", "missing or not a map of node id to "
                                                        "[name, op]")
     return meta, arrays
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_meta_sections(meta: dict, path):
+    """The structure of the sections a resume reads (history, early stopping, optimizer,
+    schedule), so that no later step trips over a value of the wrong type."""
+    history = meta.get("history", [])
+    if not isinstance(history, list):
+        raise FileFormatError(path, "meta.json.history", "must be a list of epoch records")
+    for i, h in enumerate(history):
+        if not isinstance(h, dict) or not all(v is None or _is_number(v) for v in h.values()):
+            raise FileFormatError(path, f"meta.json.history[{i}]", "must be an object of "
+                                                                  "numbers (or null)")
+    early = meta.get("early_stopping")
+    if early is not None:
+        where = "meta.json.early_stopping"
+        if not isinstance(early, dict):
+            raise FileFormatError(path, where, "must be a JSON object")
+        if not isinstance(early.get("monitor"), str):
+            raise FileFormatError(path, where + ".monitor", "must be a name")
+        for key, ok in (("best", lambda v: v is None or _is_number(v)),
+                        ("best_epoch", lambda v: v is None or (isinstance(v, int)
+                                                               and not isinstance(v, bool))),
+                        ("wait", lambda v: isinstance(v, int) and not isinstance(v, bool)
+                         and v >= 0)):
+            if key in early and not ok(early[key]):
+                raise FileFormatError(path, f"{where}.{key}", f"has the wrong type or value: "
+                                                              f"{early[key]!r:.40}")
+    opt = meta.get("optimizer")
+    if opt is not None and (not isinstance(opt, dict) or not isinstance(opt.get("name"), str)):
+        raise FileFormatError(path, "meta.json.optimizer", "must be an object with a 'name'")
+    sched = meta.get("schedule")
+    if sched is not None and (not isinstance(sched, dict)
+                              or not isinstance(sched.get("config"), dict)
+                              or not isinstance(sched.get("state", {}), dict)):
+        raise FileFormatError(path, "meta.json.schedule", "must be an object {config, state}")
 
 
 def _expected_value_shape(node) -> tuple:
@@ -791,7 +988,7 @@ def check_graph_arrays(graph: Graph, arrays: dict, meta: dict, path=None) -> dic
             raise FileFormatError(path, key, f"{what[kind]} of '{node.name}' has shape {want} "
                                              f"in this graph but {tuple(v.shape)} in the "
                                              "checkpoint; it was trained on another graph")
-        if kind != "state" and v.dtype.kind == "f" and not np.all(np.isfinite(v)):
+        if v.dtype.kind == "f" and not np.all(np.isfinite(v)):
             raise FileFormatError(path, key, "holds NaN or Inf; the checkpoint was saved from "
                                              "a diverged run")
         if kind != "state" or v.dtype.kind == "f":
