@@ -30,7 +30,7 @@ from core.errors import GraphError, ParamError, ShapeError
 from core.events import Event
 from core.init import initialize
 from core.ops import get_op
-from core.ops.base import WeightSpec, fmt_shape
+from core.ops.base import WeightSpec, check_allocation, fmt_shape, numel
 
 DTYPES = ("float64", "float32")
 
@@ -476,6 +476,9 @@ class Graph:
                 except ShapeError as exc:
                     report.errors[node.id] = (str(exc) + " (inputs: "
                                               + ", ".join(fmt_shape(s) for s in in_shapes) + ")")
+                except (ValueError, TypeError, IndexError, OverflowError) as exc:
+                    # an op's inference tripping on odd parameters: a message, not a crash
+                    report.errors[node.id] = f"shapes cannot be inferred: {exc}"
                 continue
             report.blocked.add(node.id)
         return report
@@ -505,6 +508,7 @@ class Graph:
             rng = np.random.default_rng([seed, i])
             if node.op_id == "parameter" and (reinit or node.value is None):
                 shape = tuple(d or 1 for d in node.params["shape"])
+                check_allocation(shape, self.dtype, node.name)
                 fan_in = shape[-1] if shape else 1
                 fan_out = shape[0] if len(shape) > 1 else 1
                 node.value = initialize(node.params["init"], shape, rng, fan_in, fan_out,
@@ -521,6 +525,7 @@ class Graph:
 
     def make_weight(self, node: Node, spec: WeightSpec, rng):
         """Draw one weight tensor by its spec (or the node's ``init`` parameter, if set)."""
+        check_allocation(spec.shape, self.dtype, node.name, "weight of shape")
         init = spec.init
         if spec.init not in ("zeros", "ones") and "init" in node.params:
             init = node.params["init"]
@@ -543,9 +548,9 @@ class Graph:
         total = 0
         for node in self.nodes.values():
             if node.op_id == "parameter" and node.params.get("trainable", True):
-                total += int(np.prod(self.source_shape(node) or (1,)))
+                total += numel(self.source_shape(node))
             for spec in (report.weights.get(node.id) or {}).values():
-                total += int(np.prod(spec.shape))
+                total += numel(spec.shape)
         return total
 
     def copy(self) -> Graph:
@@ -582,4 +587,4 @@ class ShapeReport:
 
     def params_of(self, node_id: str) -> int:
         """Trainable scalars owned by a node."""
-        return sum(int(np.prod(s.shape)) for s in (self.weights.get(node_id) or {}).values())
+        return sum(numel(s.shape) for s in (self.weights.get(node_id) or {}).values())

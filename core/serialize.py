@@ -21,7 +21,10 @@ import itertools
 import json
 import math
 import os
+import re
+import stat
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -93,23 +96,102 @@ def dumps(graph: Graph, **kw) -> str:
 def atomic_write(path, data: bytes | str):
     """Write ``data`` to ``path`` through a temporary file and a rename.
 
-    A crash mid-write leaves the old file whole.
+    A crash mid-write leaves the old file whole. Through a symbolic link the
+    link's target is written (the link stays); an existing file keeps its
+    permission bits, a new one gets those of the umask. Temporary files left by
+    a save that was killed are removed on the next save of the same file.
     """
-    path = Path(path)
-    mode = "wb" if isinstance(data, bytes) else "w"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    target = Path(os.path.realpath(path))
+    folder = target.parent
     try:
-        with os.fdopen(fd, mode, **({} if mode == "wb" else {"encoding": "utf-8"})) as f:
+        mode = stat.S_IMODE(os.stat(target).st_mode)
+    except FileNotFoundError:
+        mode = 0o666 & ~_umask()
+    _remove_stale_temps(target)
+    binary = isinstance(data, bytes)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}-", suffix=".tmp",
+                               dir=folder)
+    try:
+        os.fchmod(fd, mode)
+        kw = {} if binary else {"encoding": "utf-8"}
+        with os.fdopen(fd, "wb" if binary else "w", **kw) as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException:
         try:
             os.unlink(tmp)
         except OSError:
             pass
         raise
+    _fsync_folder(folder)
+
+
+def _umask() -> int:
+    """The process umask (read without changing it where the system allows)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+# a writer that has not touched its temp file for this long is gone (or its pid was reused)
+_STALE_SECONDS = 3600
+
+
+def _remove_stale_temps(target: Path):
+    """Delete ``.NAME.<pid>-XXXX.tmp`` files of ``target`` whose writing process is gone."""
+    pattern = re.compile(re.escape(f".{target.name}.") + r"(?:(\d+)-)?[A-Za-z0-9_]+\.tmp")
+    try:
+        entries = list(os.scandir(target.parent))
+    except OSError:
+        return
+    now = time.time()
+    for entry in entries:
+        m = pattern.fullmatch(entry.name)
+        if m is None:
+            continue
+        try:
+            age = now - entry.stat(follow_symlinks=False).st_mtime
+            pid = int(m.group(1)) if m.group(1) else None
+            if pid is not None and _alive(pid) and age < _STALE_SECONDS:
+                continue  # a live process (this one included) may be writing it right now
+            if pid is None and age < 60:  # an older version's name: only if clearly left over
+                continue
+            os.unlink(entry.path)
+        except OSError:
+            pass  # gone already, or not ours to remove
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True
+    return True
+
+
+def _fsync_folder(folder: Path):
+    """Make the rename itself durable (where the system allows opening a folder)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def save_graph(graph: Graph, path, **kw):
@@ -133,7 +215,44 @@ def loads(text: str, path=None) -> Graph:
         raise FileFormatError(path, "", str(exc)) from None
     except RecursionError:
         raise FileFormatError(path, "", "the JSON is nested too deeply") from None
+    if _SURROGATE_ESCAPE.search(text):  # rare: only then walk the data to find where
+        where = _lone_surrogate(data)
+        if where is not None:
+            raise FileFormatError(path, where, "text holds a lone surrogate (a \\uD800-\\uDFFF "
+                                  "escape that is not half of a pair), which is not Unicode "
+                                  "text and could not be saved or printed")
     return graph_from_dict(data, path)
+
+
+# a \uD800-\uDFFF escape in the file text: the only way a lone surrogate gets into the data
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
+
+
+def _bad_text(s: str) -> bool:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _lone_surrogate(data) -> str | None:
+    """JSON path of the first key or text value holding a lone surrogate, else ``None``."""
+    todo = [("", data)]
+    while todo:
+        where, v = todo.pop()
+        if isinstance(v, str):
+            if _bad_text(v):
+                return where or "(top level)"
+        elif isinstance(v, dict):
+            for k, item in v.items():
+                path = f"{where}.{k}" if where else k
+                if _bad_text(k):
+                    return path.encode("utf-8", "backslashreplace").decode("utf-8")
+                todo.append((path, item))
+        elif isinstance(v, list):
+            todo.extend((f"{where}[{i}]", item) for i, item in enumerate(v))
+    return None
 
 
 def load_graph(path) -> Graph:
@@ -188,12 +307,24 @@ class _Reader:
             raw = np.array(val)
         except (ValueError, TypeError, OverflowError, RecursionError):
             self.fail(where, "must be a number or a rectangular list of numbers")
-        if raw.dtype.kind not in "iuf":  # text, true/false, null or ragged lists
+        if raw.dtype.kind not in "iuf" or _holds_bool(val):  # text, true/false, null, ragged
             self.fail(where, "must be a number or a rectangular list of numbers")
         arr = raw.astype(dtype)
         if not np.all(np.isfinite(arr)):
             self.fail(where, "must be finite numbers")
         return arr
+
+
+def _holds_bool(val) -> bool:
+    """Whether ``true``/``false`` hides in a list of numbers (NumPy would read it as 1/0)."""
+    todo = [val]
+    while todo:
+        v = todo.pop()
+        if v is True or v is False:
+            return True
+        if isinstance(v, list):
+            todo.extend(v)
+    return False
 
 
 def _fits(shape, declared) -> bool:
@@ -315,9 +446,13 @@ def graph_from_dict(data, path=None) -> Graph:
         if (not isinstance(pos, list) or len(pos) != 2
                 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pos)):
             r.fail(where, "must be [x, y]")
-        if not all(math.isfinite(v) for v in pos):
+        try:
+            xy = (float(pos[0]), float(pos[1]))
+        except OverflowError:  # an integer of hundreds of digits
+            xy = (math.inf, math.inf)
+        if not all(math.isfinite(v) for v in xy):
             r.fail(where, "coordinates must be finite numbers")
-        g.layout[nid] = (float(pos[0]), float(pos[1]))
+        g.layout[nid] = xy
     loss = data.get("loss")
     if loss is not None:
         if not isinstance(loss, str) or loss not in g.nodes:
