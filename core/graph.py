@@ -20,6 +20,7 @@ Example
 
 from __future__ import annotations
 
+import heapq
 import itertools
 from dataclasses import dataclass
 
@@ -137,6 +138,7 @@ class Graph:
         self.loss: str | None = None  # id of the node the backward pass starts from
         self._ids = itertools.count(1)
         self._dg = None
+        self._order = None  # topological order of node ids, cached until an edit
         self._by_node = None  # edge index by node (see _edge_index)
         self.node_added = Event()
         self.node_removed = Event()
@@ -201,10 +203,35 @@ class Graph:
         return self._dg
 
     def order(self) -> list:
-        """Nodes in a deterministic topological order (ties broken by insertion order)."""
-        index = {nid: i for i, nid in enumerate(self.nodes)}
-        return [self.nodes[n] for n in
-                nx.lexicographical_topological_sort(self.digraph(), key=index.__getitem__)]
+        """Nodes in a deterministic topological order (ties broken by insertion order).
+
+        The same order as ``networkx.lexicographical_topological_sort`` keyed by
+        insertion index, computed on integers and cached until the next edit.
+        """
+        if self._order is None:
+            ids = list(self.nodes)
+            index = {nid: i for i, nid in enumerate(ids)}
+            succ = [[] for _ in ids]
+            indegree = [0] * len(ids)
+            for e in self.edges:
+                succ[index[e.src]].append(index[e.dst])
+                indegree[index[e.dst]] += 1
+            ready = [i for i, d in enumerate(indegree) if d == 0]  # sorted, so a valid heap
+            out = []
+            while ready:
+                i = heapq.heappop(ready)
+                out.append(i)
+                for j in succ[i]:
+                    indegree[j] -= 1
+                    if indegree[j] == 0:
+                        heapq.heappush(ready, j)
+            if len(out) != len(ids):
+                stuck = [ids[i] for i, d in enumerate(indegree) if d > 0]
+                names = [self.nodes[nid].name for nid in stuck[:3]]
+                raise GraphError("the graph has a cycle through " + ", ".join(
+                    f"'{n}'" for n in names) + ("…" if len(stuck) > 3 else ""), nodes=names)
+            self._order = [ids[i] for i in out]
+        return [self.nodes[nid] for nid in self._order]
 
     # --------------------------------------------------------------- edits
     def new_id(self) -> str:
@@ -277,6 +304,7 @@ class Graph:
         if pos is not None:
             self.layout[node.id] = (float(pos[0]), float(pos[1]))
         self._dg = None
+        self._order = None
         self.node_added.emit(node)
         return node
 
@@ -291,6 +319,7 @@ class Graph:
         if self.loss == node.id:
             self.loss = None
         self._dg = None
+        self._order = None
         self.node_removed.emit(node)
         return removed
 
@@ -347,6 +376,7 @@ class Graph:
         if edge.src not in self.nodes or edge.dst not in self.nodes:
             raise GraphError("an edge must join two nodes of this graph")
         self.edges.append(edge)
+        self._order = None
         if self._by_node is not None:  # extended in place, like the networkx view below
             self._by_node[0].setdefault(edge.dst, {})[edge.dst_port] = edge
             self._by_node[1].setdefault(edge.src, []).append(edge)
@@ -373,6 +403,7 @@ class Graph:
         except ValueError:
             raise GraphError("that connection is not in the graph") from None
         self._dg = None
+        self._order = None
         self._by_node = None
         self.edge_removed.emit(edge)
 

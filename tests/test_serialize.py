@@ -373,3 +373,32 @@ def test_saving_through_a_symlink_writes_its_target(tmp_path):
     assert load_graph(target).node("f").op_id == "add"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link.json", "real"]
     assert [p.name for p in real_dir.iterdir()] == ["g.json"]
+
+
+def test_loading_does_no_per_edge_graph_search(monkeypatch):
+    """Each edge ran a networkx path search: loading a long chain took quadratic time.
+
+    Counted, not timed: loading and evaluating a 2,000-node chain (edges listed
+    backwards, the worst case for a search per edge) must search no path.
+    """
+    import networkx as nx
+
+    nodes = [{"id": "n1", "name": "x", "op": "input", "value": 0.5}]
+    nodes += [{"id": f"n{i}", "op": "tanh"} for i in range(2, 2001)]
+    edges = [{"from": [f"n{i - 1}", "out"], "to": [f"n{i}", "x"]} for i in range(2, 2001)]
+    text = json.dumps({"format_version": 1, "nodes": nodes, "edges": edges[::-1],
+                       "loss": "n2000"})
+    calls = {"path": 0}
+
+    def counting(name, fn):
+        def wrapper(*a, **k):
+            calls[name] += 1
+            return fn(*a, **k)
+        return wrapper
+
+    monkeypatch.setattr(nx, "has_path", counting("path", nx.has_path))
+    g = loads(text)
+    g.initialize(0)
+    Executor(g).run()
+    assert calls["path"] == 0
+    assert len(g.order()) == 2000 and g.order()[-1].name == "n2000"
