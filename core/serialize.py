@@ -333,7 +333,8 @@ class _Reader:
             self.fail(where, "must be a number or a rectangular list of numbers")
         if raw.dtype.kind not in "iuf" or _holds_bool(val):  # text, true/false, null, ragged
             self.fail(where, "must be a number or a rectangular list of numbers")
-        arr = raw.astype(dtype)
+        with np.errstate(over="ignore"):  # 1e300 in a float32 graph: refused just below
+            arr = raw.astype(dtype)
         if not np.all(np.isfinite(arr)):
             self.fail(where, "must be finite numbers")
         return arr
