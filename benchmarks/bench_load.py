@@ -5,15 +5,14 @@
 Writes two chain files (an input followed by ``tanh`` nodes, each with a layout
 entry) to a temporary folder, then in a fresh process each: ``backprop-studio
 eval`` on the first, ``load_graph`` on the second. Prints wall time and the
-child's peak resident memory (``ru_maxrss``). Loading and evaluating should
-grow linearly with the node count; asserts nothing.
+child's peak resident memory (``ru_maxrss``, as ``/usr/bin/time -v`` reports it).
+Loading and evaluating should grow linearly with the node count; asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -35,20 +34,26 @@ def write_chain(path: Path, n: int):
     path.write_text(json.dumps(data))
 
 
-def measure(code: list) -> tuple:
-    """Run ``code`` in a fresh Python; (seconds, peak RSS in MiB, return code)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+def measure(code: str, *args) -> tuple:
+    """Run ``code`` in a fresh Python; (seconds, its peak RSS in MiB, return code)."""
+    code += "\nimport resource, sys\nprint('MAXRSS', " \
+            "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)"
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, *code], cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, text=True,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     seconds = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    lines = proc.stderr.splitlines()
+    peak = next((int(ln.split()[1]) for ln in lines if ln.startswith("MAXRSS ")), 0)
     if proc.returncode != 0:
         print(proc.stderr[-2000:], file=sys.stderr)
-    # ru_maxrss of children is the largest child so far: run the bigger case last
-    return seconds, max(peak, before) / 1024, proc.returncode
+    return seconds, peak / 1024, proc.returncode
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--write"]:
+        write_chain(Path(argv[1]), int(argv[2]))
+        return 0
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--eval-nodes", type=int, default=100_000)
     p.add_argument("--load-nodes", type=int, default=1_000_001)
@@ -56,13 +61,15 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         chain = Path(tmp) / "chain.json"
         big = Path(tmp) / "big.json"
-        write_chain(chain, args.eval_nodes)
-        write_chain(big, args.load_nodes)
-        s, mib, rc = measure(["-m", "app", "eval", str(chain)])
+        # written by a child: a forked child's peak RSS starts at its parent's size
+        for path, n in ((chain, args.eval_nodes), (big, args.load_nodes)):
+            subprocess.run([sys.executable, __file__, "--write", str(path), str(n)], check=True)
+        s, mib, rc = measure("import sys; from app.cli import main; main(['eval', sys.argv[1]])",
+                             str(chain))
         print(f"eval {args.eval_nodes}-node chain: {s:.2f} s, peak RSS {mib:.0f} MiB "
               f"(exit {rc})")
-        s, mib, rc = measure(["-c", "import sys; from core.serialize import load_graph; "
-                                    "load_graph(sys.argv[1])", str(big)])
+        s, mib, rc = measure("import sys; from core.serialize import load_graph; "
+                             "load_graph(sys.argv[1])", str(big))
         print(f"load {args.load_nodes}-node file: {s:.2f} s, peak RSS {mib:.0f} MiB "
               f"(exit {rc}; file {big.stat().st_size / 2**20:.0f} MiB)")
     return 0

@@ -534,10 +534,16 @@ class Graph:
         Each node draws from its own generator seeded by ``(seed, position)``, so a
         graph initializes the same way whatever else is in it.
         """
-        report = self.infer_shapes(feeds)
+        layers = any(type(n.op).weights for n in self.nodes.values())
+        weights = self.infer_shapes(feeds).weights if layers else {}
         for i, node in enumerate(self.nodes.values()):
+            fill = node.op_id == "parameter" and (reinit or node.value is None)
+            todo = [(w, spec) for w, spec in (weights.get(node.id) or {}).items()
+                    if reinit or w not in node.weights]
+            if not fill and not todo:
+                continue  # seeding a generator costs more than most nodes' whole run
             rng = np.random.default_rng([seed, i])
-            if node.op_id == "parameter" and (reinit or node.value is None):
+            if fill:
                 shape = tuple(d or 1 for d in node.params["shape"])
                 check_allocation(shape, self.dtype, node.name)
                 fan_in = shape[-1] if shape else 1
@@ -545,13 +551,9 @@ class Graph:
                 node.value = initialize(node.params["init"], shape, rng, fan_in, fan_out,
                                         dtype=self.dtype, value=node.params.get("fill", 0.0))
                 self.node_changed.emit(node)
-            specs = report.weights.get(node.id) or {}
-            changed = False
-            for wname, spec in specs.items():
-                if reinit or wname not in node.weights:
-                    node.weights[wname] = self.make_weight(node, spec, rng)
-                    changed = True
-            if changed:
+            for wname, spec in todo:
+                node.weights[wname] = self.make_weight(node, spec, rng)
+            if todo:
                 self.node_changed.emit(node)
 
     def make_weight(self, node: Node, spec: WeightSpec, rng):

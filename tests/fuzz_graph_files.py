@@ -100,7 +100,8 @@ def mutate(data: dict, rng: random.Random) -> str:
             paths = _paths(data)
             if paths:
                 cur, k = rng.choice(paths)
-                cur[k] = copy.deepcopy(rng.choice(SCALARS))
+                pool = list(RAW) if rng.random() < 0.3 else SCALARS  # what JSON cannot hold
+                cur[k] = copy.deepcopy(rng.choice(pool))
         elif kind == 3:  # a field disappears
             paths = [(c, k) for c, k in _paths(data) if isinstance(c, dict)]
             if paths:
@@ -136,7 +137,8 @@ def mutate(data: dict, rng: random.Random) -> str:
         elif kind == 11:  # layout and loss
             layout = data.setdefault("layout", {})
             if isinstance(layout, dict) and isinstance(node, dict):
-                layout[str(node.get("id"))] = [rng.choice(SCALARS), rng.choice([0, 1.5])]
+                layout[str(node.get("id"))] = [rng.choice(["@@bigint@@", "@@overflow@@",
+                                                           *SCALARS]), rng.choice([0, 1.5])]
             data["loss"] = rng.choice([None, "n404", "@@surrogate@@",
                                        node.get("id") if isinstance(node, dict) else None])
         elif kind == 12 and isinstance(node, dict) and isinstance(node.get("params"), dict):
