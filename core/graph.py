@@ -36,7 +36,7 @@ from core.ops.base import WeightSpec, check_allocation, fmt_shape, numel
 DTYPES = ("float64", "float32")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Edge:
     """A connection from output port ``src_port`` of ``src`` to input ``dst_port`` of ``dst``.
 
@@ -67,6 +67,9 @@ class Node:
     state : dict of str to numpy.ndarray
         Buffers that are saved but not trained (batch-norm running statistics).
     """
+
+    # a file of a million nodes holds a million of these
+    __slots__ = ("id", "name", "op", "value", "weights", "state")
 
     def __init__(self, node_id: str, name: str, op_id: str, params: dict | None = None):
         self.id = node_id

@@ -229,7 +229,17 @@ def _gc_paused():
             gc.enable()
 
 
-def _loads(text: str, path) -> Graph:
+def _loads(text, path) -> Graph:
+    """Parse and build; ``text`` may be a one-item list, emptied once parsed (frees it early)."""
+    if isinstance(text, list):
+        data = _parse(text[0], path)
+        text.clear()
+    else:
+        data = _parse(text, path)
+    return graph_from_dict(data, path)
+
+
+def _parse(text: str, path):
     try:
         data = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
@@ -245,7 +255,7 @@ def _loads(text: str, path) -> Graph:
             raise FileFormatError(path, where, "text holds a lone surrogate (a \\uD800-\\uDFFF "
                                   "escape that is not half of a pair), which is not Unicode "
                                   "text and could not be saved or printed")
-    return graph_from_dict(data, path)
+    return data
 
 
 # a \uD800-\uDFFF escape in the file text: the only way a lone surrogate gets into the data
@@ -299,8 +309,11 @@ def load_graph(path) -> Graph:
     except UnicodeDecodeError as exc:
         raise FileFormatError(p, f"byte {exc.start}", "not a UTF-8 text file (is it a graph "
                               "file? graph files are JSON)") from None
-    g = loads(text, p)
-    return g
+    del raw  # the file's bytes and text are dropped as soon as they are parsed
+    box = [text]
+    del text
+    with _gc_paused():
+        return _loads(box, p)
 
 
 class _Reader:
