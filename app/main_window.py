@@ -189,7 +189,12 @@ class MainWindow(QMainWindow):
         if tip:
             a.setStatusTip(tip)
         a.setCheckable(checkable)
-        a.triggered.connect(slot)
+        if checkable:
+            a.triggered.connect(slot)
+        else:
+            # triggered(bool) would hand its `checked` flag to the slot's first parameter
+            # (Paste took False for its position)
+            a.triggered.connect(lambda _checked=False, slot=slot: slot())
         return a
 
     def _make_actions(self):
