@@ -1267,13 +1267,49 @@ def _human(n: int) -> str:
     return str(n)
 
 
+GC_INTERVAL_S = 1.0
+
+
+def collect_garbage_on_gui_thread(app: QApplication):
+    """Turn off Python's automatic cyclic GC; collect on a timer of the GUI thread instead.
+
+    Automatic collection runs on whichever thread happens to allocate, so a Qt object
+    caught in a reference cycle (a traceback holding a frame holding a widget) could be
+    destroyed on the training thread, and Qt aborts when an object with a timer dies off
+    its own thread. Returns the collector (kept on ``app``; calling again reuses it).
+    """
+    from pyqtgraph.util.garbage_collector import GarbageCollector  # noqa: PLC0415
+
+    collector = getattr(app, "_gui_thread_gc", None)
+    if collector is None:
+        collector = GarbageCollector(interval=GC_INTERVAL_S)
+        app._gui_thread_gc = collector
+    return collector
+
+
+def stop_collecting_on_gui_thread(app: QApplication):
+    """Undo :func:`collect_garbage_on_gui_thread` (automatic GC again)."""
+    import gc  # noqa: PLC0415
+
+    collector = getattr(app, "_gui_thread_gc", None)
+    if collector is not None:
+        collector.timer.stop()
+        del app._gui_thread_gc
+    gc.enable()
+
+
 def make_app(argv=None) -> QApplication:
-    """The QApplication (created once), with the names QSettings uses."""
+    """The QApplication (created once), with the names QSettings uses.
+
+    Python's cyclic garbage collector runs on the GUI thread only (see
+    :func:`collect_garbage_on_gui_thread`).
+    """
     app = QApplication.instance()
     if app is None:
         QGuiApplication.setHighDpiScaleFactorRoundingPolicy(
             Qt.HighDpiScaleFactorRoundingPolicy.PassThrough)
         app = QApplication(argv if argv is not None else sys.argv[:1])
+    collect_garbage_on_gui_thread(app)
     app.setApplicationName(APP_NAME)
     app.setOrganizationName("Backprop Studio")
     app.setApplicationVersion(__version__)
