@@ -915,6 +915,9 @@ class MainWindow(QMainWindow):
         worker.epoch_done.connect(self._on_train_epoch)
         worker.done.connect(self._on_train_done)
         worker.failed.connect(self._on_train_failed)
+        # a finished worker (a QThread child of the window) would otherwise live as long
+        # as the window
+        worker.finished.connect(worker.deleteLater)
         self._worker = worker
         self._sync_train_actions()
         self.train_panel.begin_run()
