@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 
 from widgets.plots import REDRAW_MS, ConfusionMatrix, TrainingPlots
 from widgets.theme import Theme
+from widgets.wheel import guard_wheel_in
 
 SOURCE_LABELS = (("sample", "MNIST sample"), ("folder", "MNIST folder…"),
                  ("graph", "Stored in the graph"))
@@ -156,6 +157,7 @@ class TrainPanel(QWidget):
         controls.addStretch(1)
         inner = QWidget()
         inner.setLayout(controls)
+        guard_wheel_in(inner)
         inner.setFixedWidth(280)
         # a short dock scrolls the controls instead of squeezing the fields flat
         left = QScrollArea()

@@ -1,0 +1,59 @@
+"""What a new user ran into in the first hour (issue 10): each test is one thing they saw."""
+# The fixtures come from gui_helpers; pytest passes them by name, which ruff reads as F811.
+# ruff: noqa: F811
+
+from __future__ import annotations
+
+import pytest
+from gui_graphs import lenet5
+from gui_helpers import dialogs, make_window  # noqa: F401
+from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtGui import QWheelEvent
+from PySide6.QtWidgets import QApplication
+
+
+def _wheel(widget, down=True):
+    centre = QPointF(widget.rect().center())
+    ev = QWheelEvent(centre, QPointF(widget.mapToGlobal(centre.toPoint())), QPoint(0, 0),
+                     QPoint(0, -120 if down else 120), Qt.NoButton, Qt.NoModifier,
+                     Qt.NoScrollPhase, False)
+    QApplication.sendEvent(widget, ev)
+    QApplication.processEvents()
+
+
+def test_the_wheel_over_the_inspector_scrolls_it_and_leaves_the_parameters_alone(make_window,
+                                                                                 qtbot):
+    """scrolling the wheel over conv1's out channels in the Inspector scrolls the panel; the
+    value stays 6 until the field is clicked (focused)"""
+    win = make_window()
+    win.set_graph(lenet5())
+    conv = win.graph.node("conv1")
+    win.select_nodes([conv.id])
+    ins = win.inspector
+    ins.setFixedHeight(160)  # a short dock: the panel scrolls
+    QApplication.processEvents()
+    spin = ins.editor("out_channels")
+    bar = ins.verticalScrollBar()
+    ins.ensureWidgetVisible(spin)
+    QApplication.processEvents()
+    assert bar.maximum() > 0 and bar.value() < bar.maximum()
+    win.view.setFocus()
+    start = bar.value()
+    for _ in range(3):
+        _wheel(spin)
+    assert conv.params["out_channels"] == 6 and spin.value() == 6
+    assert win.undo_stack.count() == 0
+    assert bar.value() > start  # the wheel went to the scroll area
+    assert spin.focusPolicy() == Qt.StrongFocus
+
+
+@pytest.mark.parametrize("name", ["optimizer", "epochs", "schedule"])
+def test_the_wheel_over_the_training_controls_does_not_change_them(make_window, name):
+    """the wheel passing over the Training panel's fields leaves their values as they were"""
+    win = make_window()
+    w = getattr(win.train_panel, name)
+    win.view.setFocus()
+    before = w.currentText() if hasattr(w, "currentText") else w.value()
+    _wheel(w)
+    after = w.currentText() if hasattr(w, "currentText") else w.value()
+    assert after == before
