@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -70,7 +72,85 @@ from widgets.train_panel import TrainPanel
 APP_NAME = "Backprop Studio"
 FILE_FILTER = "Backprop Studio graphs (*.json);;All files (*)"
 MAX_RECENT = 8
-AUTOSAVE_DELAY_MS = 2000
+AUTOSAVE_DELAY_MS = 2000  # the longest an unsaved edit waits for its autosave
+STALE_TMP_AGE_S = 600  # a temporary file of no known session this old is left over
+
+
+class RecoveryWriter:
+    """Writes (and removes) a recovery file, in the background or at once, in edit order.
+
+    A plain Python thread does the file work, so a slow disk never holds up the window;
+    it touches no Qt object. Each request bumps a generation number under one lock,
+    so a write that was overtaken (by a newer write, or by removing the file after a
+    save) is dropped instead of bringing back an old autosave.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._generation = 0
+        self.error: str | None = None  # the last failure, shown by the window
+
+    def _next(self) -> int:
+        with self._lock:
+            self._generation += 1
+            return self._generation
+
+    def write_later(self, path: Path, text: str) -> threading.Thread:
+        gen = self._next()
+        t = threading.Thread(target=self._write, args=(path, text, gen),
+                             name="autosave", daemon=True)
+        t.start()
+        return t
+
+    def write_now(self, path: Path, text: str):
+        self._write(path, text, self._next(), raise_errors=True)
+
+    def _write(self, path: Path, text: str, gen: int, raise_errors=False):
+        from core.serialize import atomic_write  # noqa: PLC0415
+
+        with self._lock:
+            if gen != self._generation:
+                return
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write(path, text)
+            except OSError as exc:
+                if raise_errors:
+                    raise
+                self.error = str(exc)
+
+    def remove(self, path: Path):
+        self._next()
+        with self._lock:  # waits for a write in progress, then removes what it wrote
+            try:
+                path.unlink()
+            except OSError:
+                pass
+
+
+def remove_stale_temporary_files(folder: Path, alive=None) -> list:
+    """Delete ``.*.tmp`` files a killed session left in ``folder``; the paths removed.
+
+    A temporary file of a recovery file names its session's process id
+    (``.autosave-PID.json.XXXX.tmp``): it is stale once that process is gone. Any
+    other one is stale after :data:`STALE_TMP_AGE_S`.
+    """
+    alive = alive or _pid_alive
+    removed = []
+    if not folder.is_dir():
+        return removed
+    now = time.time()
+    for f in folder.glob(".*.tmp"):
+        m = re.match(r"\.autosave-(\d+)\.json\.", f.name)
+        try:
+            stale = (not alive(int(m.group(1)))) if m else \
+                now - f.stat().st_mtime > STALE_TMP_AGE_S
+            if stale:
+                f.unlink()
+                removed.append(f)
+        except OSError:
+            continue
+    return removed
 
 
 def default_recovery_dir() -> Path:
@@ -147,7 +227,9 @@ class MainWindow(QMainWindow):
         self._autosave_timer = QTimer(self)
         self._autosave_timer.setSingleShot(True)
         self._autosave_timer.setInterval(AUTOSAVE_DELAY_MS)
-        self._autosave_timer.timeout.connect(self.autosave_now)
+        self._autosave_timer.timeout.connect(self._autosave_in_background)
+        self._recovery_writer = RecoveryWriter()
+        remove_stale_temporary_files(self.recovery_dir)
         self._update_title()
         self._on_selection_changed()
 
@@ -478,7 +560,9 @@ class MainWindow(QMainWindow):
     def _on_history_changed(self, _index):
         self.scene.flush_edges()  # one re-route per edit, however many nodes it moved
         self._update_title()
-        self._autosave_timer.start()
+        # not restarted by each edit: steady editing must not put the autosave off forever
+        if not self._autosave_timer.isActive():
+            self._autosave_timer.start()
 
     def is_modified(self) -> bool:
         return self._recovered or not self.undo_stack.isClean()
@@ -1146,29 +1230,40 @@ class MainWindow(QMainWindow):
     def recovery_file(self) -> Path:
         return self.recovery_dir / f"autosave-{self.pid}.json"
 
+    def _recovery_text(self) -> str:
+        data = json.loads(dumps(self.graph))
+        data["recovery"] = {"pid": self.pid, "path": str(self.path) if self.path else None,
+                            "time": time.time()}
+        return json.dumps(data)
+
     def autosave_now(self):
         """Write the graph to this window's recovery file (or remove it when nothing is unsaved)."""
         if not self.is_modified():
             self.clear_recovery()
             return
         try:
-            self.recovery_dir.mkdir(parents=True, exist_ok=True)
-            data = json.loads(dumps(self.graph))
-            data["recovery"] = {"pid": self.pid, "path": str(self.path) if self.path else None,
-                                "time": time.time()}
-            from core.serialize import atomic_write  # noqa: PLC0415
-
-            atomic_write(self.recovery_file(), json.dumps(data))
+            self._recovery_writer.write_now(self.recovery_file(), self._recovery_text())
         except (OSError, ValueError) as exc:
             self.statusBar().showMessage(f"Autosave failed: {exc}", 6000)
 
-    def clear_recovery(self):
+    def _autosave_in_background(self):
+        """The timer's autosave: the graph is read here, the file written on another thread."""
+        writer = self._recovery_writer
+        if writer.error:
+            self.statusBar().showMessage(f"Autosave failed: {writer.error}", 6000)
+            writer.error = None
+        if not self.is_modified():
+            self.clear_recovery()
+            return
         try:
-            self.recovery_file().unlink()
-        except FileNotFoundError:
-            pass
-        except OSError:
-            pass
+            text = self._recovery_text()
+        except ValueError as exc:
+            self.statusBar().showMessage(f"Autosave failed: {exc}", 6000)
+            return
+        return writer.write_later(self.recovery_file(), text)
+
+    def clear_recovery(self):
+        self._recovery_writer.remove(self.recovery_file())
 
     def orphaned_recovery_files(self) -> list:
         """Recovery files left by a session that ended without closing (a crash)."""
