@@ -1431,6 +1431,11 @@ def default_preset():
 
 def run_app(path=None) -> int:
     """Open the editor on ``path`` (or a preset) and run the event loop; the exit code."""
+    from app.qt_preflight import check_gui_libraries  # noqa: PLC0415
+
+    code = check_gui_libraries()  # before Qt would abort on a missing X11 library
+    if code is not None:
+        return code
     app = make_app()
     win = MainWindow()
     win.show()
