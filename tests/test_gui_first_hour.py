@@ -57,3 +57,30 @@ def test_the_wheel_over_the_training_controls_does_not_change_them(make_window, 
     _wheel(w)
     after = w.currentText() if hasattr(w, "currentText") else w.value()
     assert after == before
+
+
+def test_the_shape_mismatch_message_stays_inside_the_canvas_near_its_edge(make_window):
+    """dragging a wire onto a clashing input near the canvas's bottom-right corner shows the
+    whole 'shape mismatch' message on screen"""
+    from gui_helpers import mouse_drag, port_pos
+
+    win = make_window()
+    x = win.add_op("input", QPointF(0, 0), params={"shape": (None, 3)})
+    w = win.add_op("input", QPointF(0, 200), params={"shape": (4, 5)})
+    mm = win.add_op("matmul", QPointF(320, 100))
+    assert win.connect_ports(w, mm, "b")
+    target = port_pos(win, mm.name, "a", False)
+    shown = win.view.visible_rect()
+    # the input port 30 px from the right edge and 30 px from the bottom
+    win.view.centerOn(target.x() - shown.width() / 2 + 30, target.y() - shown.height() / 2 + 30)
+    QApplication.processEvents()
+    seen = []
+
+    def look():
+        wire = win.scene._wire
+        seen.append((wire.hint, wire.hint_rect(), win.view.visible_rect()))
+
+    mouse_drag(win, port_pos(win, x.name, "out", True), target, after_move=look)
+    hint, box, visible = seen[-1]
+    assert "shape mismatch" in hint
+    assert visible.contains(box), (box, visible)

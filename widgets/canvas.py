@@ -892,9 +892,11 @@ class _DragWire(QGraphicsItem):
         self.state = None  # None (no target), "ok", "bad" or "fix"
         self.hint = ""
         self.hint_at = QPointF()
+        self.bounds: QRectF | None = None  # the part of the scene on screen
         self.setZValue(10)
 
-    def set(self, a: QPointF, b: QPointF, state, hint: str, hint_at: QPointF):
+    def set(self, a: QPointF, b: QPointF, state, hint: str, hint_at: QPointF,
+            bounds: QRectF | None = None):
         self.prepareGeometryChange()
         p1, c1, c2, p2 = _default_curve(a, b)
         self.path = QPainterPath(p1)
@@ -902,17 +904,34 @@ class _DragWire(QGraphicsItem):
         self.state = state
         self.hint = hint
         self.hint_at = hint_at
+        self.bounds = bounds
 
-    def _hint_rect(self) -> QRectF:
+    def hint_rect(self) -> QRectF:
+        """Where the hint box goes: below right of the pointer, turned to stay on screen."""
         if not self.hint:
             return QRectF()
         fm = QFontMetricsF(self.fonts["body"])
-        w = min(fm.horizontalAdvance(self.hint), 420) + 16
-        lines = max(1, math.ceil((fm.horizontalAdvance(self.hint) + 16) / 436))
-        return QRectF(self.hint_at + QPointF(16, 14), QSizeF(w, lines * fm.height() + 10))
+        room = 420.0
+        if self.bounds is not None:
+            room = max(80.0, min(room, self.bounds.width() - 24))
+        text = fm.boundingRect(QRectF(0, 0, room, 1e6), Qt.TextWordWrap, self.hint)
+        size = QSizeF(math.ceil(text.width()) + 16, math.ceil(text.height()) + 10)
+        r = QRectF(self.hint_at + QPointF(16, 14), size)
+        b = self.bounds
+        if b is not None:
+            if r.right() > b.right() - 4:  # left of the pointer instead, or against the edge
+                left = self.hint_at.x() - 16 - r.width()
+                r.moveLeft(left if left >= b.left() + 4 else b.right() - 4 - r.width())
+            if r.bottom() > b.bottom() - 4:
+                r.moveBottom(self.hint_at.y() - 14)
+            if r.left() < b.left() + 4:
+                r.moveLeft(b.left() + 4)
+            if r.top() < b.top() + 4:
+                r.moveTop(b.top() + 4)
+        return r
 
     def boundingRect(self):
-        return self.path.boundingRect().adjusted(-4, -4, 4, 4).united(self._hint_rect())
+        return self.path.boundingRect().adjusted(-4, -4, 4, 4).united(self.hint_rect())
 
     def paint(self, painter, option, widget=None):
         t = self.theme
@@ -924,14 +943,14 @@ class _DragWire(QGraphicsItem):
         painter.setBrush(Qt.NoBrush)
         painter.drawPath(self.path)
         if self.hint:
-            r = self._hint_rect()
+            r = self.hint_rect()
             painter.setPen(QPen(color, 1.2))
             painter.setBrush(t.color("node_body"))
             painter.drawRoundedRect(r, 5, 5)
             painter.setFont(self.fonts["body"])
             painter.setPen(t.color("text"))
-            painter.drawText(r.adjusted(8, 5, -8, -5), Qt.TextWordWrap | Qt.AlignVCenter,
-                             self.hint)
+            painter.drawText(r.adjusted(8, 5, -8, -5), Qt.TextWordWrap | Qt.AlignLeft
+                             | Qt.AlignVCenter, self.hint)
 
 
 def _tint(color: QColor) -> QColor:
@@ -1735,7 +1754,10 @@ class GraphScene(QGraphicsScene):
         b = target.scenePos() if target is not None else pos
         if not origin.is_output:
             a, b = b, a
-        self._wire.set(a, b, state, hint, pos)
+        views = self.views()
+        bounds = views[0].mapToScene(views[0].viewport().rect()).boundingRect() \
+            if views else None
+        self._wire.set(a, b, state, hint, pos, bounds)
 
     def end_connection(self, pos: QPointF):
         drag, self._drag = self._drag, None
