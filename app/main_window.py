@@ -412,10 +412,20 @@ class MainWindow(QMainWindow):
         # a fixed size: a label that may change size re-lays out the whole window (docks
         # included) each time its text changes, ~1 ms of every wheel-zoom frame
         self.zoom_label.setAlignment(Qt.AlignRight | Qt.AlignVCenter)
-        self.zoom_label.setText("8888 %")
-        self.zoom_label.ensurePolished()
-        self.zoom_label.setFixedSize(self.zoom_label.sizeHint())
+        self._fit_zoom_label()
         self._on_zoom(self.view.zoom)
+
+    def _fit_zoom_label(self):
+        """Size the zoom readout for its widest text, with the style sheet's padding (applied
+        after the status bar is made: sized before it, "100 %" showed as "00 %")."""
+        label = self.zoom_label
+        text = label.text()
+        label.setMinimumSize(0, 0)
+        label.setMaximumSize(16777215, 16777215)
+        label.setText("8888 %")
+        label.ensurePolished()
+        label.setFixedSize(label.sizeHint())
+        label.setText(text)
 
     def _connect_views(self):
         sc = self.scene
@@ -517,6 +527,7 @@ class MainWindow(QMainWindow):
         if app is not None:
             app.setPalette(qpalette(self.theme))
             app.setStyleSheet(style_sheet(self.theme))
+        self._fit_zoom_label()
         self.scene.set_theme(self.theme)
         self.palette.set_theme(self.theme)
         self.train_panel.set_theme(self.theme)

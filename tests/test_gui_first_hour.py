@@ -84,3 +84,16 @@ def test_the_shape_mismatch_message_stays_inside_the_canvas_near_its_edge(make_w
     hint, box, visible = seen[-1]
     assert "shape mismatch" in hint
     assert visible.contains(box), (box, visible)
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+@pytest.mark.parametrize("zoom", [1.0, 0.25, 4.0])
+def test_the_zoom_readout_shows_its_whole_text(make_window, theme, zoom):
+    """at 100 % the status bar reads '100 %' (not '00 %'): the text fits the readout"""
+    win = make_window()
+    win.set_theme(theme)
+    win.view.set_zoom(zoom)
+    QApplication.processEvents()
+    label = win.zoom_label
+    assert label.text() == f"{zoom * 100:.0f} %"
+    assert label.fontMetrics().horizontalAdvance(label.text()) <= label.contentsRect().width()
