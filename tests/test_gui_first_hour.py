@@ -97,3 +97,23 @@ def test_the_zoom_readout_shows_its_whole_text(make_window, theme, zoom):
     label = win.zoom_label
     assert label.text() == f"{zoom * 100:.0f} %"
     assert label.fontMetrics().horizontalAdvance(label.text()) <= label.contentsRect().width()
+
+
+def test_four_digit_counts_fit_in_the_confusion_matrix_cells(make_window):
+    """on the full 10,000-image test set (1,135 ones) every count is written inside its cell
+    of the confusion matrix the Training panel shows"""
+    import numpy as np
+    from PySide6.QtGui import QFontMetricsF
+
+    win = make_window()
+    m = np.full((10, 10), 3)
+    np.fill_diagonal(m, [970, 1125, 1010, 1000, 960, 880, 940, 1015, 960, 990])
+    conf = win.train_panel.confusion
+    conf.set_matrix(m)
+    QApplication.processEvents()
+    font = conf.count_font()
+    assert font is not None  # the panel's size leaves room for legible counts
+    fm = QFontMetricsF(font)
+    assert fm.horizontalAdvance("1125") <= conf.cell_size()
+    assert font.pointSizeF() >= conf.MIN_COUNT_PT
+    conf.grab()  # paints without error

@@ -181,7 +181,7 @@ class TrainPanel(QWidget):
         results.addWidget(self.confusion, 1)
         right = QWidget()
         right.setLayout(results)
-        right.setFixedWidth(210)
+        right.setFixedWidth(250)  # cells wide enough for four-digit counts
 
         lay = QHBoxLayout(self)
         lay.setContentsMargins(6, 4, 6, 4)
