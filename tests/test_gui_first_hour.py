@@ -117,3 +117,17 @@ def test_four_digit_counts_fit_in_the_confusion_matrix_cells(make_window):
     assert fm.horizontalAdvance("1125") <= conf.cell_size()
     assert font.pointSizeF() >= conf.MIN_COUNT_PT
     conf.grab()  # paints without error
+
+
+def test_the_accuracy_plot_of_a_one_epoch_run_starts_at_epoch_zero(make_window):
+    """after one epoch the accuracy plot's x axis runs from 0 to 1, not from −5"""
+    win = make_window()
+    plots = win.train_panel.plots
+    plots.add_epoch(0, 0.3, 0.9, 0.92)
+    QApplication.processEvents()
+    (x0, x1), _ = plots.acc_plot.getPlotItem().viewRange()
+    assert -0.1 <= x0 <= 0.0 and 1.0 <= x1 <= 1.1
+    for _ in range(1, 12):
+        plots.add_epoch(_, 0.3, 0.9, 0.92)
+    (x0, x1), _ = plots.acc_plot.getPlotItem().viewRange()
+    assert x0 <= 0.0 and 12.0 <= x1 <= 12.5

@@ -42,7 +42,8 @@ class TrainingPlots(QWidget):
         for p in (self.loss_plot, self.acc_plot, self.lr_plot):
             lay.addWidget(p, 1)
         self.acc_plot.setYRange(0, 1, padding=0.05)
-        self.acc_plot.getPlotItem().enableAutoRange(axis="y", enable=False)
+        # x from epoch 0 to the last one: autorange centres a single point in ±5 epochs
+        self.acc_plot.getPlotItem().enableAutoRange(enable=False)
         self.loss_plot.addLegend(offset=(-8, 8))
         self.acc_plot.addLegend(offset=(-8, -8))
         # curves are created once and fed with setData
@@ -87,6 +88,7 @@ class TrainingPlots(QWidget):
             curve.setSymbolSize(size)
         for c in (self.train_loss, self.val_loss, self.train_acc, self.val_acc, self.lr_curve):
             c.setData([], [])
+        self.acc_plot.setXRange(0, 1, padding=0.02)
 
     def add_batches(self, points):
         """Append :class:`app.training.BatchPoint` s; the curves follow within REDRAW_MS."""
@@ -134,6 +136,7 @@ class TrainingPlots(QWidget):
             y = np.asarray(ys, dtype=float)
             ok = np.isfinite(y)
             curve.setData(x[ok], y[ok])
+        self.acc_plot.setXRange(0, max(1.0, float(x[-1])), padding=0.02)
 
     def batch_count(self) -> int:
         return len(self._bx)
