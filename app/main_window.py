@@ -978,6 +978,9 @@ class MainWindow(QMainWindow):
         panel.set_problem(training_problem(self.graph))
         if self.is_training():
             return
+        panel.clear_results()  # the last run's curves belong to the graph that was closed
+        if panel.status_label.property("kind") != "warning":
+            panel.set_status("")
         try:
             features = find_role(self.graph, "features")
         except StudioError:

@@ -131,3 +131,27 @@ def test_the_accuracy_plot_of_a_one_epoch_run_starts_at_epoch_zero(make_window):
         plots.add_epoch(_, 0.3, 0.9, 0.92)
     (x0, x1), _ = plots.acc_plot.getPlotItem().viewRange()
     assert x0 <= 0.0 and 12.0 <= x1 <= 12.5
+
+
+def _train_xor(win, qtbot):
+    from examples import example_path
+
+    assert win.open_example(example_path("xor_mlp"))
+    win.train_panel.epochs.setValue(3)
+    win.act_train.trigger()
+    qtbot.waitUntil(lambda: not win.is_training(), timeout=30_000)
+    assert win.train_panel.plots.batch_count() > 0
+    assert win.train_panel.confusion.matrix is not None
+
+
+def test_file_new_clears_the_last_runs_plots_and_confusion_matrix(make_window, qtbot, dialogs):
+    """after training XOR, File ▸ New shows empty plots, no accuracy and no confusion matrix"""
+    win = make_window()
+    _train_xor(win, qtbot)
+    win.act_new.trigger()
+    panel = win.train_panel
+    assert len(win.graph.nodes) == 0
+    assert panel.plots.batch_count() == 0 and panel.plots.epoch_count() == 0
+    assert panel.confusion.matrix is None
+    assert panel.accuracy_label.text() == "–"
+    assert "finished" not in panel.status_label.text()

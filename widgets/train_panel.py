@@ -310,15 +310,21 @@ class TrainPanel(QWidget):
             self.pause_button.setText("Pause")
             self.pause_button.blockSignals(False)
 
-    def begin_run(self):
-        """Reset the plots and results for a new run."""
+    def clear_results(self):
+        """Forget the last run's plots, accuracy and confusion matrix (another graph)."""
         self.plots.clear()
         self.confusion.set_matrix(None)
         self.accuracy_label.setText("–")
+        self.accuracy_label.setToolTip("")
         self.accuracy_caption.setText("Test accuracy")
         self.progress.setValue(0)
-        self.progress.setFormat("starting…")
+        self.progress.setFormat("ready")
         self.speed_label.setText("")
+
+    def begin_run(self):
+        """Reset the plots and results for a new run."""
+        self.clear_results()
+        self.progress.setFormat("starting…")
         self.set_running(True)
 
     def set_status(self, text: str, kind: str = ""):
