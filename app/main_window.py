@@ -571,6 +571,8 @@ class MainWindow(QMainWindow):
     def _on_history_changed(self, _index):
         self.scene.flush_edges()  # one re-route per edit, however many nodes it moved
         self._update_title()
+        # an edit that changes no shape (choosing the loss) must update it too
+        self.train_panel.set_problem(training_problem(self.graph))
         # not restarted by each edit: steady editing must not put the autosave off forever
         if not self._autosave_timer.isActive():
             self._autosave_timer.start()

@@ -155,3 +155,21 @@ def test_file_new_clears_the_last_runs_plots_and_confusion_matrix(make_window, q
     assert panel.confusion.matrix is None
     assert panel.accuracy_label.text() == "–"
     assert "finished" not in panel.status_label.text()
+
+
+def test_ticking_loss_in_the_inspector_makes_the_graph_trainable_at_once(make_window):
+    """ticking 'start backprop here' on LeNet-5's loss node enables Start and the panel stops
+    saying 'choose a loss node first'"""
+    g = lenet5()
+    g.set_loss(None)
+    win = make_window()
+    win.set_graph(g)
+    panel = win.train_panel
+    assert "choose a loss node first" in panel.status_label.text()
+    assert not panel.start_button.isEnabled()
+    win.select_nodes([g.node("loss").id])
+    box = win.inspector.editor("__loss__")
+    box.click()
+    assert g.loss == g.node("loss").id
+    assert "choose a loss" not in panel.status_label.text()
+    assert panel.start_button.isEnabled()
