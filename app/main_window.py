@@ -991,7 +991,7 @@ class MainWindow(QMainWindow):
             # its own samples, or no features input at all (a textbook graph)
             panel.set_source("graph")
         elif panel.current_source() == "graph":
-            panel.set_source("sample")
+            panel.use_image_source()
 
     def is_training(self) -> bool:
         return self._worker is not None

@@ -173,3 +173,26 @@ def test_ticking_loss_in_the_inspector_makes_the_graph_trainable_at_once(make_wi
     assert g.loss == g.node("loss").id
     assert "choose a loss" not in panel.status_label.text()
     assert panel.start_button.isEnabled()
+
+
+def test_the_chosen_mnist_folder_stays_chosen_when_other_graphs_open(make_window, monkeypatch):
+    """after choosing an MNIST folder for LeNet-5, opening XOR (its own data) and LeNet-5
+    again brings back that folder, not the sample"""
+    from PySide6.QtWidgets import QFileDialog
+
+    from examples import example_path
+
+    win = make_window()
+    assert win.open_example(example_path("lenet5"))
+    panel = win.train_panel
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory",
+                        staticmethod(lambda *a, **k: "/data/mnist"))
+    i = panel.source.findData("folder")
+    panel.source.setCurrentIndex(i)
+    panel.source.activated.emit(i)
+    assert panel.current_source() == "folder"
+    assert win.open_example(example_path("xor_mlp"))
+    assert panel.current_source() == "graph"
+    assert win.open_example(example_path("lenet5"))
+    assert panel.current_source() == "folder" and panel.folder == "/data/mnist"
+    assert panel.settings().folder == "/data/mnist"

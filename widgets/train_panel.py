@@ -66,6 +66,7 @@ class TrainPanel(QWidget):
         self.theme = theme
         self.default_lrs = dict(default_lrs)
         self.folder: str | None = None
+        self.image_source = "sample"  # the user's last image choice (sample or folder)
         self._lr_edited = False
         self._problem: str | None = None
 
@@ -217,11 +218,19 @@ class TrainPanel(QWidget):
         self.folder = folder
         if folder:
             self.set_source("folder")
+            self.image_source = "folder"
         self._show_folder()
+
+    def use_image_source(self):
+        """Go back to the images the user last chose (a graph with its own data was open)."""
+        self.set_source(self.image_source if self.folder or self.image_source == "sample"
+                        else "sample")
 
     def _on_source_chosen(self, _index):
         if self.current_source() == "folder" and not self.choose_folder() and not self.folder:
             self.set_source("sample")
+        if self.current_source() in ("sample", "folder"):
+            self.image_source = self.current_source()
         self._show_folder()
 
     def choose_folder(self) -> bool:
