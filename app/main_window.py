@@ -211,6 +211,7 @@ class MainWindow(QMainWindow):
         self.quick_add.chosen.connect(self._on_quick_add_chosen)
         self._quick_ctx = None
         self.train_panel = TrainPanel(self.theme, DEFAULT_LR, OPTIMIZERS)
+        self.train_panel.dialog_closed.connect(self.take_focus_back)
         self._worker: TrainingWorker | None = None
 
         self._make_docks()
@@ -1133,6 +1134,13 @@ class MainWindow(QMainWindow):
             QTimer.singleShot(0, lambda: self.view.fit_to_view(readable=True))
             self.view.fit_to_view(readable=True)
 
+    def take_focus_back(self):
+        """After a dialog: the window active and the canvas focused again, so its shortcuts
+        (Ctrl+E, Ctrl+T…) work at once (a closed dialog left no window active)."""
+        self.activateWindow()
+        self.raise_()
+        self.view.setFocus(Qt.OtherFocusReason)
+
     def maybe_save(self) -> bool:
         """Ask about unsaved changes; False means the user cancelled."""
         if not self.is_modified():
@@ -1156,6 +1164,7 @@ class MainWindow(QMainWindow):
         if path is None:
             start = str(self.path.parent) if self.path else str(Path.home())
             path, _ = QFileDialog.getOpenFileName(self, "Open graph", start, FILE_FILTER)
+            self.take_focus_back()
             if not path:
                 return False
             if not self.maybe_save():
@@ -1189,6 +1198,7 @@ class MainWindow(QMainWindow):
     def save_as(self) -> bool:
         start = str(self.path) if self.path else str(Path.home() / "graph.json")
         path, _ = QFileDialog.getSaveFileName(self, "Save graph as", start, FILE_FILTER)
+        self.take_focus_back()
         if not path:
             return False
         if not Path(path).suffix:
@@ -1216,6 +1226,7 @@ class MainWindow(QMainWindow):
         start = str((self.path.with_suffix(".png")) if self.path else Path.home() / "graph.png")
         path, _ = QFileDialog.getSaveFileName(self, "Export picture", start,
                                               "PNG pictures (*.png)")
+        self.take_focus_back()
         if not path:
             return
         r = self.scene.content_rect()
@@ -1229,7 +1240,9 @@ class MainWindow(QMainWindow):
         from app.examples_dialog import ExamplesDialog  # noqa: PLC0415
 
         dlg = ExamplesDialog(self.theme, self)
-        if dlg.exec() and dlg.chosen_path is not None:
+        accepted = dlg.exec()
+        self.take_focus_back()
+        if accepted and dlg.chosen_path is not None:
             self.open_example(dlg.chosen_path)
 
     def open_example(self, path) -> bool:

@@ -196,3 +196,51 @@ def test_the_chosen_mnist_folder_stays_chosen_when_other_graphs_open(make_window
     assert win.open_example(example_path("lenet5"))
     assert panel.current_source() == "folder" and panel.folder == "/data/mnist"
     assert panel.settings().folder == "/data/mnist"
+
+
+def _real_dialog_returning(result):
+    """A real (Qt-drawn) file dialog that the user closes at once; the static function's
+    return value is ``result``."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QFileDialog
+
+    def run(parent, *_a, **_k):
+        d = QFileDialog(parent, "choose")
+        d.setOption(QFileDialog.DontUseNativeDialog)
+        QTimer.singleShot(0, lambda: d.done(1))
+        d.exec()
+        return result
+    return staticmethod(run)
+
+
+@pytest.mark.parametrize("how", ["open", "save_as", "mnist_folder"])
+def test_ctrl_e_opens_examples_right_after_a_file_dialog_closed(make_window, monkeypatch,
+                                                                qtbot, tmp_path, how):
+    """closing the Open, Save As or MNIST-folder dialog, then Ctrl+E opens the Examples"""
+    from PySide6.QtWidgets import QFileDialog
+
+    from app.examples_dialog import ExamplesDialog
+    from examples import example_path
+
+    win = make_window()
+    opened = []
+    monkeypatch.setattr(ExamplesDialog, "exec", lambda self: opened.append(True) and 0)
+    monkeypatch.setattr(QFileDialog, "getOpenFileName",
+                        _real_dialog_returning((str(example_path("lenet5")), "")))
+    monkeypatch.setattr(QFileDialog, "getSaveFileName",
+                        _real_dialog_returning((str(tmp_path / "g.json"), "")))
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", _real_dialog_returning(""))
+    win.activateWindow()
+    win.view.setFocus()
+    qtbot.waitUntil(lambda: QApplication.focusWidget() is win.view)
+    if how == "open":
+        win.act_open.trigger()
+    elif how == "save_as":
+        win.act_save_as.trigger()
+    else:
+        win.train_panel.choose_folder()
+    QApplication.processEvents()
+    target = QApplication.focusWidget()
+    assert target is not None and target.window() is win
+    qtbot.keyClick(target, Qt.Key_E, Qt.ControlModifier)
+    assert opened == [True]

@@ -55,11 +55,14 @@ class TrainPanel(QWidget):
     pause_toggled(bool)
         ``True`` to pause, ``False`` to resume.
     stop_requested()
+    dialog_closed()
+        A file dialog of the panel closed.
     """
 
     start_requested = Signal(object)
     pause_toggled = Signal(bool)
     stop_requested = Signal()
+    dialog_closed = Signal()  # the window takes the focus back
 
     def __init__(self, theme: Theme, default_lrs: dict, optimizers, parent=None):
         super().__init__(parent)
@@ -237,6 +240,7 @@ class TrainPanel(QWidget):
         """Ask for a folder holding the four MNIST IDX files; False when cancelled."""
         folder = QFileDialog.getExistingDirectory(self, "Folder with the MNIST IDX files",
                                                   self.folder or "")
+        self.dialog_closed.emit()
         if not folder:
             return False
         self.set_folder(folder)
