@@ -306,12 +306,12 @@ class MainWindow(QMainWindow):
         self.act_add = self._action("&Add Node…", self.quick_add_at_cursor, K(Qt.Key_Tab),
                                     canvas=True, tip="Search ops and add one at the cursor")
 
-        self.act_fit = self._action("&Fit to View", lambda: self.view.fit_to_view(), "F",
+        self.act_fit = self._action("&Fit to View", self._fit_to_view, "F",
                                     canvas=True)
         self.act_zoom_in = self._action("Zoom &In", lambda: self.view.zoom_by(1.25),
                                         [K.ZoomIn, K("Ctrl+=")])
         self.act_zoom_out = self._action("Zoom &Out", lambda: self.view.zoom_by(0.8), K.ZoomOut)
-        self.act_zoom_reset = self._action("&Actual Size", lambda: self.view.set_zoom(1.0),
+        self.act_zoom_reset = self._action("&Actual Size", self._actual_size,
                                            "Ctrl+0")
         self.act_snap = self._action("&Snap to Grid", self.set_snap, "Ctrl+Shift+G",
                                      checkable=True)
@@ -541,6 +541,14 @@ class MainWindow(QMainWindow):
         self.scene.snap_to_grid = bool(on)
         self.act_snap.setChecked(bool(on))
         self.settings.setValue("snap", bool(on))
+
+    def _fit_to_view(self):
+        self.view.keep_view()  # the user's own fit: not redone when the window resizes
+        self.view.fit_to_view()
+
+    def _actual_size(self):
+        self.view.keep_view()
+        self.view.set_zoom(1.0)
 
     def set_minimap(self, on: bool):
         self.overview_dock.setVisible(bool(on))
@@ -1131,8 +1139,7 @@ class MainWindow(QMainWindow):
         self._refresh_inspector()
         self._offer_training_data()
         if fit:
-            QTimer.singleShot(0, lambda: self.view.fit_to_view(readable=True))
-            self.view.fit_to_view(readable=True)
+            self.view.fit_opened()
 
     def take_focus_back(self):
         """After a dialog: the window active and the canvas focused again, so its shortcuts

@@ -244,3 +244,42 @@ def test_ctrl_e_opens_examples_right_after_a_file_dialog_closed(make_window, mon
     assert target is not None and target.window() is win
     qtbot.keyClick(target, Qt.Key_E, Qt.ControlModifier)
     assert opened == [True]
+
+
+def test_after_recovery_the_cards_are_in_view_once_the_window_has_its_size(make_window,
+                                                                           dialogs):
+    """restoring unsaved LeNet-5 while the window is still being laid out (small), then the
+    window reaching its size: the first cards sit at the left edge, the row mid-height"""
+    from PySide6.QtWidgets import QMessageBox
+
+    crashed = make_window(pid=4_000_000, show=False)
+    crashed.set_graph(lenet5())
+    crashed.set_params(crashed.graph.node("conv1").id, {"out_channels": 12})
+    crashed.autosave_now()
+    crashed.scene.detach()
+    dialogs.answer = QMessageBox.Yes
+    win = make_window()
+    win.resize(520, 420)
+    QApplication.processEvents()
+    assert win.offer_recovery()
+    QApplication.processEvents()  # the graph is shown while the window is still small …
+    win.resize(1400, 880)  # … then the window gets its size (docks restored, dialog gone)
+    QApplication.processEvents()
+    shown = win.view.visible_rect()
+    content = win.scene.content_rect()
+    first = win.scene.nodes[win.graph.node("image").id].scene_card_rect()
+    assert shown.contains(first)
+    assert shown.top() <= content.top() and abs(shown.left() - (content.left() - 40)) < 2
+    assert abs(shown.center().y() - content.center().y()) < 2
+
+
+def test_moving_the_view_stops_the_refit(make_window):
+    """once the user zooms, a resize of the window keeps the view where the user put it"""
+    win = make_window()
+    win.set_graph(lenet5())
+    QApplication.processEvents()
+    win.act_zoom_in.trigger()
+    z = win.view.zoom
+    win.resize(900, 700)
+    QApplication.processEvents()
+    assert win.view.zoom == pytest.approx(z)

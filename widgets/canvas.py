@@ -2040,6 +2040,7 @@ class GraphView(QGraphicsView):
             QPixmapCache.setCacheLimit(PIXMAP_CACHE_KB)
         self._pan = None
         self._space = False
+        self._fit_until_moved = False  # see fit_opened
         self.minimap = Minimap(self)
         self._settle = QTimer(self)
         self._settle.setSingleShot(True)
@@ -2050,6 +2051,8 @@ class GraphView(QGraphicsView):
         self._minimap_timer.setInterval(30)
         self._minimap_timer.timeout.connect(self._update_minimap)
         scene.changed.connect(lambda _r: self._minimap_timer.start())
+        for bar in (self.horizontalScrollBar(), self.verticalScrollBar()):
+            bar.sliderPressed.connect(self.keep_view)
         self.horizontalScrollBar().valueChanged.connect(lambda _v: self._minimap_timer.start())
         self.verticalScrollBar().valueChanged.connect(lambda _v: self._minimap_timer.start())
 
@@ -2103,7 +2106,20 @@ class GraphView(QGraphicsView):
             sc.switch_now(sc.cards_meeting(self.visible_rect()))  # cards that came into view
 
     def zoom_by(self, factor: float, anchor: QPointF | None = None):
+        self._fit_until_moved = False
         self.set_zoom(self.zoom * factor, anchor)
+
+    def fit_opened(self):
+        """Show a graph just opened (readable fit), and fit again each time the canvas
+        changes size until the user moves the view: a window still being laid out (docks
+        restored, a dialog closing) would otherwise leave the cards out of sight."""
+        self._fit_until_moved = True
+        self.fit_to_view(readable=True)
+
+    def resizeEvent(self, event):  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        if self._fit_until_moved:
+            self.fit_to_view(readable=True)
 
     def wheelEvent(self, event):
         delta = event.angleDelta().y() or event.angleDelta().x()
@@ -2111,6 +2127,10 @@ class GraphView(QGraphicsView):
             return
         self.zoom_by(1.0015 ** delta, event.position())
         event.accept()
+
+    def keep_view(self):
+        """The user placed the view: a resize no longer fits the graph again."""
+        self._fit_until_moved = False
 
     def fit_to_view(self, rect: QRectF | None = None, readable: bool = False):
         """Show all the cards (or ``rect``), never magnifying past 150 %.
@@ -2194,6 +2214,7 @@ class GraphView(QGraphicsView):
 
     # ------------------------------------------------------------------ pan
     def mousePressEvent(self, event):
+        self._fit_until_moved = False
         if event.button() == Qt.MiddleButton or (event.button() == Qt.LeftButton and self._space):
             self._pan = event.position()
             self.viewport().setCursor(Qt.ClosedHandCursor)
@@ -2228,6 +2249,7 @@ class GraphView(QGraphicsView):
         super().mouseDoubleClickEvent(event)
 
     def keyPressEvent(self, event):
+        self._fit_until_moved = False
         if event.key() == Qt.Key_Tab and event.modifiers() == Qt.NoModifier:
             # the Add Node action normally takes Tab; this covers a window not yet active
             self.quick_add_at.emit(self.cursor_scene_pos())
