@@ -88,7 +88,7 @@ class TrainingPlots(QWidget):
             curve.setSymbolSize(size)
         for c in (self.train_loss, self.val_loss, self.train_acc, self.val_acc, self.lr_curve):
             c.setData([], [])
-        self.acc_plot.setXRange(0, 1, padding=0.02)
+        self.acc_plot.setXRange(0, 1, padding=0.05)
 
     def add_batches(self, points):
         """Append :class:`app.training.BatchPoint` s; the curves follow within REDRAW_MS."""
@@ -136,7 +136,7 @@ class TrainingPlots(QWidget):
             y = np.asarray(ys, dtype=float)
             ok = np.isfinite(y)
             curve.setData(x[ok], y[ok])
-        self.acc_plot.setXRange(0, max(1.0, float(x[-1])), padding=0.02)
+        self.acc_plot.setXRange(0, max(1.0, float(x[-1])), padding=0.05)  # room for markers
 
     def batch_count(self) -> int:
         return len(self._bx)
