@@ -17,7 +17,6 @@ import sys
 import time
 from pathlib import Path
 
-from core.data.datasets import ArrayDataset, Normalizer
 from core.errors import DataError, FileFormatError, GraphError
 from core.serialize import load_graph
 from core.train import OPTIMIZERS, EarlyStopping, Trainer, parse_schedule
@@ -32,6 +31,7 @@ from core.train.recipe import (
     image_training_data,
     load_images,
     make_training_optimizer,
+    normalized_test_set,
     saved_normalizer,
     stored_training_data,
 )
@@ -398,9 +398,9 @@ def cmd_evaluate(args) -> int:
         if info.get("source") == "sample" and not args.data:
             args.sample = True
         images, desc = _image_data(args)
-        norm = saved_normalizer(info["normalizer"], args.checkpoint) if "normalizer" in info \
-            else Normalizer.fit(images.train_x, scale=1 / 255)
-        data = ArrayDataset(norm.apply(images.test_x, graph.dtype), images.test_y, "test")
+        norm = (saved_normalizer(info["normalizer"], args.checkpoint)
+                if "normalizer" in info else None)
+        data = normalized_test_set(graph, images, norm)
     ev = trainer.evaluate(data, batch_size=args.batch_size)
     print(f"{graph.name or args.file}, checkpoint {args.checkpoint} "
           f"(epoch {meta.get('epoch')}), on {desc}: {len(data):,} samples")

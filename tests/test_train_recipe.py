@@ -24,6 +24,7 @@ from core.train.recipe import (
     default_augment,
     image_training_data,
     make_training_optimizer,
+    normalized_test_set,
     prepare_full_batch,
     training_data,
     training_problem,
@@ -183,3 +184,15 @@ def test_the_window_side_of_training_loads_neither_the_cli_nor_app_from_widgets(
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\n")[-2] == "True False 1 []"
+
+
+def test_evaluation_normalizes_the_test_set_as_the_checkpoint_says():
+    images = fake_images()
+    saved = Normalizer(mean=0.5, std=0.25, scale=1 / 255)
+    test = normalized_test_set(dense_graph(), images, saved)
+    np.testing.assert_allclose(test.x, saved.apply(images.test_x, "float32"))
+    # an old checkpoint without a normalizer: fitted on all training images, as before
+    fitted = Normalizer.fit(images.train_x, scale=1 / 255)
+    test = normalized_test_set(dense_graph(), images)
+    np.testing.assert_allclose(test.x, fitted.apply(images.test_x, "float32"))
+    assert (test.name, test.x.dtype, len(test)) == ("test", np.float32, 20)

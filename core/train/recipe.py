@@ -169,6 +169,14 @@ def image_training_data(graph, images, description, *, dataset="mnist", source="
     return TrainingData(train, val, test, description, extra)
 
 
+def normalized_test_set(graph: Graph, images, normalizer=None) -> ArrayDataset:
+    """The test images normalized for ``graph``: with a checkpoint's ``normalizer``, or
+    one fitted on all training images when the checkpoint recorded none."""
+    norm = normalizer if normalizer is not None else Normalizer.fit(images.train_x,
+                                                                    scale=1 / 255)
+    return ArrayDataset(norm.apply(images.test_x, graph.dtype), images.test_y, "test")
+
+
 def default_augment(extra: dict) -> Augment:
     """The augmentation ``--augment`` makes; shifted-in pixels are a normalized 0 (black)."""
     fill = 0.0
