@@ -10,7 +10,7 @@ from core.data.datasets import ArrayDataset, Normalizer
 from core.data.mnist import load_mnist
 from core.errors import FileFormatError, GraphError, NonFiniteError
 from core.graph import Graph
-from core.ops.base import REGISTRY, register_op
+from core.ops.base import REGISTRY, get_op, register_op
 from core.ops.losses import SoftmaxCrossEntropy
 from core.serialize import load_graph
 from core.train import (
@@ -505,3 +505,12 @@ def test_a_new_loss_declaring_logits_reports_accuracy_and_probabilities(logits_l
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-6)
     assert probs.min() >= 0.0
     assert tr.evaluate(data).accuracy > 0.9
+
+
+def test_each_loss_says_what_its_prediction_input_holds():
+    from_logits = get_op("binary_cross_entropy")(from_logits=True)
+    kinds = {"softmax_cross_entropy": "logits", "nll": "log_probs", "squared_error": "scores",
+             "hinge": "scores", "binary_cross_entropy": "prob"}
+    assert {k: get_op(k)().score_kind() for k in kinds} == kinds
+    assert from_logits.score_kind() == "logit"
+    assert get_op("relu")().score_kind() is None
