@@ -54,14 +54,14 @@ from app.commands import (
     subgraph_dict,
 )
 from app.layout import layered_layout
-from app.train_cli import DEFAULT_LR
-from app.training import TrainingWorker, training_problem
+from app.training import TrainingWorker
 from core.errors import StudioError
 from core.graph import Edge, Graph
 from core.ops import REGISTRY, get_op
 from core.ops.base import fmt_shape, numel
 from core.serialize import dumps, load_graph, loads, save_graph
 from core.train import OPTIMIZERS
+from core.train.recipe import DEFAULT_LR, training_problem
 from widgets.canvas import GRID, NODE_MIN_W, EdgeItem, GraphScene, GraphView, NodeItem
 from widgets.inspector import Inspector
 from widgets.palette import Palette

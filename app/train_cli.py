@@ -15,23 +15,33 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from core.errors import DataError, FileFormatError, GraphError
-
-DEFAULT_LR = {"sgd": 0.1, "momentum": 0.01, "nesterov": 0.01, "rmsprop": 0.001,
-              "adam": 0.001, "adagrad": 0.01, "adadelta": 1.0}
+from core.serialize import load_graph
+from core.train import OPTIMIZERS, EarlyStopping, Trainer, parse_schedule
+from core.train.checkpoint import describe_augment, load_weights, read_checkpoint
+from core.train.recipe import (
+    AUGMENT_ROTATION,
+    AUGMENT_SHIFT,
+    TRAIN_DEFAULTS,
+    check_data_set,
+    default_augment,
+    graph_values,
+    image_training_data,
+    load_images,
+    make_training_optimizer,
+    normalized_test_set,
+    saved_normalizer,
+    stored_training_data,
+)
+from core.train.trainer import find_role
+from examples import resolve
 
 
 # ------------------------------------------------------------ helpers
 def _load_graph_arg(file):
     """A graph from a path, or from a preset name when no such file exists."""
-    from core.serialize import load_graph  # noqa: PLC0415
-    from examples import resolve  # noqa: PLC0415
-
     return load_graph(resolve(file))
 
 
@@ -111,52 +121,6 @@ def _image_data(args):
                        progress=_download_progress(sys.stderr))
 
 
-def load_images(sample=False, data_dir=None, dataset="mnist", download=False, progress=None):
-    """(MnistData, description): the embedded sample, a folder of IDX files, or the cache."""
-    from core.data.mnist import load_mnist  # noqa: PLC0415
-
-    if sample:
-        if dataset != "mnist":
-            raise DataError("--sample is MNIST only")
-        return load_mnist(source="sample"), "MNIST sample (embedded)"
-    data = load_mnist(data_dir=data_dir, kind=dataset, download_missing=download,
-                      progress=progress)
-    title = "Fashion-MNIST" if dataset.startswith("fashion") else "MNIST"
-    return data, f"{title} ({data.source})"
-
-
-def _check_data_set(info: dict, path):
-    if info.get("set") not in (None, "graph", "mnist", "fashion-mnist"):
-        raise FileFormatError(path, "meta.json.data.set", f"unknown data set {info['set']!r}; "
-                                                          "expected mnist, fashion-mnist or graph")
-
-
-def _saved_normalizer(d, path):
-    """The pixel normalizer stored in a checkpoint's metadata; a clear error if malformed.
-
-    Beyond :meth:`Normalizer.from_dict`'s checks, the figures must be those of
-    pixels 0-255 times ``scale``: a mean in [0, 255·scale] and a std of at most
-    half that range.
-    """
-    from core.data.datasets import Normalizer  # noqa: PLC0415
-
-    where = "meta.json.data.normalizer"
-    try:
-        norm = Normalizer.from_dict(d)
-    except DataError as exc:
-        raise FileFormatError(path, where, str(exc)) from None
-    top = 255.0 * norm.scale
-    if not 0.0 <= norm.mean <= top:
-        raise FileFormatError(path, where + ".mean", f"{norm.mean!r} is outside the range "
-                                                     f"[0, {top:g}] of pixels 0-255 × scale "
-                                                     f"{norm.scale:g}")
-    if norm.std > top / 2:
-        raise FileFormatError(path, where + ".std", f"{norm.std!r} is more than half the "
-                                                    f"range [0, {top:g}] of pixels 0-255 × "
-                                                    f"scale {norm.scale:g}")
-    return norm
-
-
 def _check_writable(out) -> None:
     """Refuse a checkpoint path that cannot be written, before any training is done."""
     path = Path(out)
@@ -171,99 +135,7 @@ def _check_writable(out) -> None:
                         "path")
 
 
-def _graph_values(graph, trainer_features, trainer_target):
-    """The data stored in the features/target input nodes, or ``None``."""
-    from core.data.datasets import ArrayDataset  # noqa: PLC0415
-
-    if trainer_features is None or trainer_features.value is None:
-        return None
-    if trainer_target is not None and trainer_target.value is None:
-        return None
-    x = trainer_features.value
-    y = trainer_target.value if trainer_target is not None else np.zeros(len(x))
-    return ArrayDataset(x, y, "graph values")
-
-
-@dataclass
-class TrainingData:
-    """What a training run reads: the three splits, a description and checkpoint metadata.
-
-    ``val`` and ``test`` are ``None`` for data stored in the graph's input nodes.
-    """
-
-    train: object
-    val: object
-    test: object
-    description: str
-    extra: dict
-
-
-def stored_training_data(graph):
-    """The values stored in the graph's features/target inputs as :class:`TrainingData`,
-    or ``None`` when the features input holds no value."""
-    from core.train.trainer import find_role  # noqa: PLC0415
-
-    stored = _graph_values(graph, find_role(graph, "features"), find_role(graph, "target"))
-    if stored is None:
-        return None
-    return TrainingData(stored, None, None, "values stored in the graph's input nodes",
-                        {"data": {"set": "graph"}})
-
-
-def image_training_data(graph, images, description, *, dataset="mnist", source="files",
-                        limit=None, val_split=0.1, seed=0, normalizer=None) -> TrainingData:
-    """Split ``images`` (MnistData) into train/validation/test, normalized for ``graph``.
-
-    The normalizer is fitted on the training part only, so validation and test
-    figures do not leak into it; a resumed run passes the one it started with.
-    """
-    from core.data.datasets import ArrayDataset, Normalizer, train_val_split  # noqa: PLC0415
-
-    full = ArrayDataset(images.train_x, images.train_y, "train")
-    if limit:
-        full = full.subset(np.arange(min(limit, len(full))))
-    train_raw, val_raw = train_val_split(full, val_split, seed)
-    if len(train_raw) == 0:
-        raise DataError(f"a validation split of {val_split:g} of {len(full):,} images leaves "
-                        "none for training; use more images (--limit) or a smaller split "
-                        "(--val-split)")
-    norm = normalizer if normalizer is not None else Normalizer.fit(train_raw.x, scale=1 / 255)
-    dtype = graph.dtype
-    train = ArrayDataset(norm.apply(train_raw.x, dtype), train_raw.y, "train")
-    val = None if val_raw is None else ArrayDataset(norm.apply(val_raw.x, dtype), val_raw.y,
-                                                    "validation")
-    test = ArrayDataset(norm.apply(images.test_x, dtype), images.test_y, "test")
-    extra = {"data": {"set": dataset, "source": source, "normalizer": norm.to_dict(),
-                      "val_split": val_split, "limit": limit}}
-    return TrainingData(train, val, test, description, extra)
-
-
-def make_training_optimizer(name: str, lr=None, momentum: float = 0.9,
-                            weight_decay: float = 0.0, clip_norm=None):
-    """(optimizer, learning rate): ``lr`` defaults by optimizer (:data:`DEFAULT_LR`).
-
-    Raises ``ValueError`` for a bad name or bad numbers.
-    """
-    from core.train import make_optimizer  # noqa: PLC0415
-
-    name = name.lower()
-    lr = lr if lr is not None else DEFAULT_LR.get(name, 0.01)
-    kw = {"lr": lr, "weight_decay": weight_decay, "clip_norm": clip_norm}
-    if name in ("momentum", "nesterov"):
-        kw["momentum"] = momentum
-    elif name == "rmsprop" and momentum:
-        kw["momentum"] = momentum
-    return make_optimizer(name, **kw), lr
-
-
 # --------------------------------------------------------------- train
-# Defaults of the options a resumed run takes from its checkpoint; they are ``None`` in
-# the parser so that a value given on the command line can be told from the default.
-TRAIN_DEFAULTS = {"batch_size": 64, "seed": 0, "val_split": 0.1, "optimizer": "momentum",
-                  "momentum": 0.9, "weight_decay": 0.0, "schedule": "constant", "warmup": 0.0,
-                  "dataset": "mnist"}
-
-
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -295,7 +167,7 @@ def _resume_settings(args, meta: dict) -> dict:
     data = meta.get("data") or {}
     if not isinstance(data, dict):
         raise FileFormatError(path, "meta.json.data", "must be a JSON object")
-    _check_data_set(data, path)
+    check_data_set(data, path)
     if data.get("set") == "graph":
         for flag, given in (("--sample", args.sample), ("--data", args.data),
                             ("--download", getattr(args, "download", False))):
@@ -335,8 +207,6 @@ def _resume_settings(args, meta: dict) -> dict:
     if not isinstance(inner, dict):
         raise FileFormatError(path, "meta.json.schedule.config.after", "must be a JSON object")
     if args.schedule is not None:
-        from core.train import parse_schedule  # noqa: PLC0415
-
         try:
             given = parse_schedule(args.schedule, inner.get("lr", 0.0), args.epochs).config()
         except ValueError as exc:
@@ -346,18 +216,12 @@ def _resume_settings(args, meta: dict) -> dict:
     return data
 
 
-# what --augment does (see cmd_train); a checkpoint records it to be resumed the same way
-AUGMENT_SHIFT, AUGMENT_ROTATION = 2, 10.0
-
-
 def _check_resume_augment(args, meta: dict):
     """Refuse to resume with augmentation switched on or off against the checkpoint's.
 
     Checkpoints of version 1 did not record it: the run continues as the
     command line says, with a note on stderr.
     """
-    from core.train.trainer import describe_augment  # noqa: PLC0415
-
     path = args.resume
     if "augment" not in meta:
         print(f"note: {path} does not record whether it was trained with --augment (it is "
@@ -398,28 +262,8 @@ def _check_data_settings(data: dict, path):
                                                       f"got {limit!r:.40}")
 
 
-def cmd_train(args) -> int:
-    from core.data.datasets import Augment, Normalizer  # noqa: PLC0415
-    from core.train import EarlyStopping, Trainer, parse_schedule  # noqa: PLC0415
-    from core.train.trainer import find_role, read_checkpoint  # noqa: PLC0415
-
-    graph = _load_graph_arg(args.file)
-    if graph.loss is None:
-        raise GraphError(f"{args.file}: the graph has no loss node; choose one in the app "
-                         "(or set \"loss\" in the file) before training")
-    features = find_role(graph, "features")
-    if features is None:
-        raise GraphError(f"{args.file}: no input node has role 'features'; the trainer "
-                         "feeds data there")
-    if args.out:
-        _check_writable(args.out)
-    saved_data = {}
-    if args.resume:
-        meta, _ = read_checkpoint(args.resume)
-        saved_data = _resume_settings(args, meta)
-    for name, default in TRAIN_DEFAULTS.items():
-        if getattr(args, name) is None:
-            setattr(args, name, default)
+def _check_numbers(args):
+    """Refuse option values no range test would catch (NaN, a negative warm-up)."""
     if args.batch_size < 1:
         raise DataError("--batch-size must be at least 1")
     for flag in ("lr", "momentum", "weight_decay", "clip_norm", "warmup", "val_split"):
@@ -428,52 +272,42 @@ def cmd_train(args) -> int:
             raise DataError(f"{_flag(flag)} {v}: must be a finite number")
     if args.warmup < 0:
         raise DataError(f"--warmup {args.warmup:g}: the number of warm-up epochs must be ≥ 0")
-    try:
-        optimizer, lr = make_training_optimizer(args.optimizer, args.lr, args.momentum,
-                                                args.weight_decay, args.clip_norm)
-        schedule = parse_schedule(args.schedule, lr, args.epochs, args.warmup)
-    except ValueError as exc:  # bad numbers or spec on the command line
-        print(f"backprop-studio train: error: {exc}", file=sys.stderr)
-        return 2
 
+
+def _load_trainable(args):
+    """The graph of ``args.file``, refused early when it has no loss or features input."""
+    graph = _load_graph_arg(args.file)
+    if graph.loss is None:
+        raise GraphError(f"{args.file}: the graph has no loss node; choose one in the app "
+                         "(or set \"loss\" in the file) before training")
+    if find_role(graph, "features") is None:
+        raise GraphError(f"{args.file}: no input node has role 'features'; the trainer "
+                         "feeds data there")
+    return graph
+
+
+def _prepared_data(args, graph, saved_data: dict):
+    """The run's :class:`TrainingData`: the graph's stored values unless images are asked for."""
     prepared = None
     if not (args.sample or args.data or getattr(args, "download", False)):
         prepared = stored_training_data(graph)
     if prepared is None:
         images, desc = _image_data(args)
         # a resumed run keeps the normalization it started with
-        norm = (_saved_normalizer(saved_data["normalizer"], args.resume)
+        norm = (saved_normalizer(saved_data["normalizer"], args.resume)
                 if "normalizer" in saved_data else None)
         prepared = image_training_data(graph, images, desc, dataset=args.dataset,
                                        source="sample" if args.sample else "files",
                                        limit=args.limit, val_split=args.val_split,
                                        seed=args.seed, normalizer=norm)
-    train, val, test = prepared.train, prepared.val, prepared.test
-    data_desc, extra = prepared.description, prepared.extra
-    augment = None
-    if args.augment:
-        fill = 0.0
-        if "normalizer" in extra.get("data", {}):
-            fill = float(Normalizer.from_dict(extra["data"]["normalizer"]).apply(0.0))
-        augment = Augment(shift=AUGMENT_SHIFT, rotation=AUGMENT_ROTATION, fill=fill)
-    trainer = Trainer(graph, optimizer, schedule, batch_size=args.batch_size, seed=args.seed,
-                      augment=augment, grad_norms=False)
-    trainer.extra_meta = extra
-    if args.resume:
-        meta = trainer.load_checkpoint(args.resume)
-        print(f"resumed from {args.resume} after epoch {meta['epoch']}", file=sys.stderr)
-    optimizer, schedule = trainer.optimizer, trainer.schedule
-    bar = ProgressBar(sys.stderr, args.epochs, enabled=not args.quiet)
-    if not args.quiet:
-        print(f"training {graph.name or args.file} on {data_desc}: {len(train):,} samples"
-              + (f", {len(val):,} for validation" if val is not None else "")
-              + f"; {optimizer.name} lr {schedule.base_lr:g}, schedule {schedule.describe()}, "
-                f"batch {trainer.batch_size}, seed {trainer.seed}", file=sys.stderr)
-    stopper = EarlyStopping(patience=args.early_stop) if args.early_stop is not None else None
-    result = trainer.fit(train, val, args.epochs, on_batch=bar.batch, on_epoch=bar.epoch,
-                         early_stopping=stopper, checkpoint=args.out)
+    return prepared
+
+
+def _metrics(args, graph, trainer, result, data_desc: str) -> dict:
+    """The JSON line's figures of a finished run (before the test set is evaluated)."""
     last = trainer.history[-1] if trainer.history else {}
-    metrics = {
+    optimizer, schedule = trainer.optimizer, trainer.schedule
+    return {
         "status": result.status, "graph": graph.name or str(args.file), "data": data_desc,
         "epochs": result.epochs, "iterations": result.iterations, "seed": trainer.seed,
         "optimizer": optimizer.name, "lr": schedule.base_lr, "schedule": schedule.describe(),
@@ -486,6 +320,49 @@ def cmd_train(args) -> int:
         "images_per_second": _round(last.get("images_per_second"), 1),
         "seconds": _round(result.seconds, 3),
     }
+
+
+def cmd_train(args) -> int:
+    graph = _load_trainable(args)
+    if args.out:
+        _check_writable(args.out)
+    saved_data = {}
+    if args.resume:
+        meta, _ = read_checkpoint(args.resume)
+        saved_data = _resume_settings(args, meta)
+    for name, default in TRAIN_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
+    _check_numbers(args)
+    try:
+        optimizer, lr = make_training_optimizer(args.optimizer, args.lr, args.momentum,
+                                                args.weight_decay, args.clip_norm)
+        schedule = parse_schedule(args.schedule, lr, args.epochs, args.warmup)
+    except ValueError as exc:  # bad numbers or spec on the command line
+        print(f"backprop-studio train: error: {exc}", file=sys.stderr)
+        return 2
+
+    prepared = _prepared_data(args, graph, saved_data)
+    train, val, test = prepared.train, prepared.val, prepared.test
+    augment = default_augment(prepared.extra) if args.augment else None
+    trainer = Trainer(graph, optimizer, schedule, batch_size=args.batch_size, seed=args.seed,
+                      augment=augment, grad_norms=False)
+    trainer.extra_meta = prepared.extra
+    if args.resume:
+        meta = trainer.load_checkpoint(args.resume)
+        print(f"resumed from {args.resume} after epoch {meta['epoch']}", file=sys.stderr)
+    optimizer, schedule = trainer.optimizer, trainer.schedule
+    bar = ProgressBar(sys.stderr, args.epochs, enabled=not args.quiet)
+    if not args.quiet:
+        print(f"training {graph.name or args.file} on {prepared.description}: "
+              f"{len(train):,} samples"
+              + (f", {len(val):,} for validation" if val is not None else "")
+              + f"; {optimizer.name} lr {schedule.base_lr:g}, schedule {schedule.describe()}, "
+                f"batch {trainer.batch_size}, seed {trainer.seed}", file=sys.stderr)
+    stopper = EarlyStopping(patience=args.early_stop) if args.early_stop is not None else None
+    result = trainer.fit(train, val, args.epochs, on_batch=bar.batch, on_epoch=bar.epoch,
+                         early_stopping=stopper, checkpoint=args.out)
+    metrics = _metrics(args, graph, trainer, result, prepared.description)
     if test is not None:
         ev = trainer.evaluate(test)
         metrics.update(test_loss=_round(ev.loss), test_accuracy=_round(ev.accuracy),
@@ -501,19 +378,15 @@ def cmd_train(args) -> int:
 
 # ------------------------------------------------------------ evaluate
 def cmd_evaluate(args) -> int:
-    from core.data.datasets import ArrayDataset, Normalizer  # noqa: PLC0415
-    from core.train import Trainer  # noqa: PLC0415
-    from core.train.trainer import find_role, load_weights  # noqa: PLC0415
-
     graph = _load_graph_arg(args.file)
     meta = load_weights(graph, args.checkpoint)
     trainer = Trainer(graph, seed=int(meta.get("seed", 0)))
     info = meta.get("data") or {}
     if not isinstance(info, dict):
         raise FileFormatError(args.checkpoint, "meta.json.data", "must be a JSON object")
-    _check_data_set(info, args.checkpoint)
+    check_data_set(info, args.checkpoint)
     if info.get("set") == "graph":
-        data = _graph_values(graph, find_role(graph, "features"), find_role(graph, "target"))
+        data = graph_values(graph)
         desc = "values stored in the graph"
         if data is None:
             raise DataError(f"{args.checkpoint} was trained on the values stored in a graph's "
@@ -525,9 +398,9 @@ def cmd_evaluate(args) -> int:
         if info.get("source") == "sample" and not args.data:
             args.sample = True
         images, desc = _image_data(args)
-        norm = _saved_normalizer(info["normalizer"], args.checkpoint) if "normalizer" in info \
-            else Normalizer.fit(images.train_x, scale=1 / 255)
-        data = ArrayDataset(norm.apply(images.test_x, graph.dtype), images.test_y, "test")
+        norm = (saved_normalizer(info["normalizer"], args.checkpoint)
+                if "normalizer" in info else None)
+        data = normalized_test_set(graph, images, norm)
     ev = trainer.evaluate(data, batch_size=args.batch_size)
     print(f"{graph.name or args.file}, checkpoint {args.checkpoint} "
           f"(epoch {meta.get('epoch')}), on {desc}: {len(data):,} samples")
@@ -555,8 +428,6 @@ def _data_options(p, sample_help: str):
 
 def add_parsers(subparsers):
     """Add ``train`` and ``evaluate`` to the ``backprop-studio`` command line."""
-    from core.train.optim import OPTIMIZERS  # noqa: PLC0415
-
     t = subparsers.add_parser(
         "train", help="train a graph on MNIST (or the data stored in it)",
         description="Train FILE (a graph file or a preset name such as lenet5). Progress "

@@ -21,36 +21,13 @@ from dataclasses import dataclass
 import numpy as np
 from PySide6.QtCore import QThread, Signal
 
-from core.errors import DataError, NonFiniteError, StudioError
+from core.errors import NonFiniteError, StudioError
 from core.graph import Graph
 from core.serialize import graph_from_dict, graph_to_dict
+from core.train import Trainer, parse_schedule
+from core.train.recipe import TrainSettings, make_training_optimizer, training_data
 
 EMIT_INTERVAL = 0.05  # seconds: at most 20 plot updates a second
-
-SOURCES = ("sample", "folder", "graph")
-
-
-@dataclass
-class TrainSettings:
-    """What the Training panel asks for.
-
-    ``source`` is ``"sample"`` (the embedded MNIST sample), ``"folder"`` (the
-    four IDX files in ``folder``) or ``"graph"`` (the values stored in the
-    graph's features/target inputs).
-    """
-
-    source: str = "sample"
-    folder: str | None = None
-    epochs: int = 1
-    batch_size: int = 64
-    optimizer: str = "momentum"
-    lr: float = 0.01
-    schedule: str = "constant"
-    seed: int = 0
-    limit: int | None = None
-    val_split: float = 0.1
-    reset_weights: bool = False
-
 
 @dataclass
 class BatchPoint:
@@ -99,74 +76,6 @@ def trained_arrays(graph: Graph) -> dict:
         for s, v in node.state.items():
             out[(node.id, "state", s)] = np.asarray(v)
     return out
-
-
-def training_problem(graph: Graph) -> str | None:
-    """Why ``graph`` cannot be trained as it is, or ``None`` when it can."""
-    from core.train.trainer import find_role  # noqa: PLC0415
-
-    if graph.loss is None or graph.loss not in graph.nodes:
-        return "choose a loss node first (right-click a node ▸ Use as Loss)"
-    try:
-        find_role(graph, "features")
-        find_role(graph, "target")
-    except StudioError as exc:
-        return str(exc)
-    if not graph.trainable():
-        return "nothing to train: the graph has no weights or trainable parameters"
-    return None
-
-
-def is_full_batch(graph: Graph) -> bool:
-    """True for graphs with no features input (textbook examples): they train on the
-    values stored in their nodes, one gradient step per epoch."""
-    from core.train.trainer import find_role  # noqa: PLC0415
-
-    return find_role(graph, "features") is None
-
-
-FULL_BATCH_FEED = "__full_batch_feed__"
-
-
-def prepare_full_batch(graph: Graph):
-    """Make ``graph`` (a training copy) trainable on its own stored values.
-
-    The trainer feeds batches into a features input; a graph without one gets an
-    unconnected dummy input fed a single zero sample, so every epoch is one step
-    on the values the graph holds. A target input keeps its stored value (its
-    role becomes "value", so the trainer does not overwrite it).
-    Returns the one-sample :class:`~app.train_cli.TrainingData`.
-    """
-    from app.train_cli import TrainingData  # noqa: PLC0415
-    from core.data.datasets import ArrayDataset  # noqa: PLC0415
-
-    for node in list(graph.nodes.values()):
-        if node.op_id == "input" and node.params.get("role") == "target":
-            graph.set_params(node, role="value")
-    graph.add("input", name=FULL_BATCH_FEED, shape=(None, 1), role="features")
-    data = ArrayDataset(np.zeros((1, 1), graph.dtype), np.zeros(1))
-    return TrainingData(data, None, None, "values stored in the graph (one step per epoch)",
-                        {"data": {"set": "graph"}})
-
-
-def check_folder(folder):
-    """Raise a :class:`DataError` worded for the window when ``folder`` lacks MNIST files.
-
-    (The loader would otherwise go on to the cache, and its message speaks of
-    command-line options.)
-    """
-    from pathlib import Path  # noqa: PLC0415
-
-    from core.data.mnist import FILE_NAMES, PARTS, find_files  # noqa: PLC0415
-
-    path = Path(folder)
-    if not path.is_dir():
-        raise DataError(f"{folder}: no such folder")
-    found = find_files(path)
-    missing = [FILE_NAMES[p] for p in PARTS if p not in found]
-    if missing:
-        raise DataError(f"{folder}: missing {', '.join(missing)} (.gz or unpacked); the "
-                        "folder needs the four MNIST IDX files")
 
 
 class TrainingWorker(QThread):
@@ -251,42 +160,10 @@ class TrainingWorker(QThread):
             self._flush(force=True)
             self.failed.emit(f"unexpected error: {type(exc).__name__}: {exc}", "")
 
-    def _prepare_data(self):
-        from app.train_cli import image_training_data, load_images, stored_training_data  # noqa: PLC0415
-
-        s = self.settings
-        if is_full_batch(self.graph):
-            if s.source != "graph":
-                raise StudioError("the graph has no input with role 'features' to feed images "
-                                  "into; train it on the values stored in it")
-            self.full_batch = True
-            return prepare_full_batch(self.graph)
-        if s.source == "graph":
-            data = stored_training_data(self.graph)
-            if data is None:
-                raise StudioError("the graph's features input holds no values to train on; "
-                                  "choose the MNIST sample or a folder")
-            return data
-        if s.source == "sample":
-            self.status.emit("Reading the embedded MNIST sample…")
-            images, desc = load_images(sample=True)
-        else:
-            if not s.folder:
-                raise StudioError("choose a folder holding the four MNIST IDX files")
-            check_folder(s.folder)
-            self.status.emit(f"Reading MNIST from {s.folder}…")
-            images, desc = load_images(data_dir=s.folder)
-        return image_training_data(self.graph, images, desc,
-                                   source="sample" if s.source == "sample" else "files",
-                                   limit=s.limit, val_split=s.val_split, seed=s.seed)
-
     def _run(self):
-        from app.train_cli import make_training_optimizer  # noqa: PLC0415
-        from core.train import Trainer, parse_schedule  # noqa: PLC0415
-
         s = self.settings
         self._start_time = time.perf_counter()
-        data = self._prepare_data()
+        data, self.full_batch = training_data(self.graph, s, self.status.emit)
         optimizer, lr = make_training_optimizer(s.optimizer, s.lr)
         schedule = parse_schedule(s.schedule, lr, s.epochs)
         if s.reset_weights:
@@ -306,7 +183,7 @@ class TrainingWorker(QThread):
                                   on_epoch=self._on_epoch)
         self._flush(force=True)
         evaluation, on = None, ""
-        if result.status != "cancelled" and self.trainer._scores is not None \
+        if result.status != "cancelled" and self.trainer.has_scores \
                 and not self.full_batch:
             if data.test is not None:
                 self.status.emit("Evaluating on the test set…")

@@ -14,7 +14,7 @@ import pytest
 
 from app.cli import main
 from core.errors import FileFormatError
-from core.train.trainer import read_checkpoint
+from core.train.checkpoint import read_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_TRAIN = ("train", "logistic_regression_mnist", "--sample", "--limit", "200",
@@ -125,9 +125,9 @@ def test_a_member_the_format_does_not_name_is_never_read(sample_ckpt, tmp_path, 
 
 def test_a_compressed_member_that_expands_past_the_limit_is_refused(sample_ckpt, tmp_path,
                                                                    monkeypatch):
-    from core.train import trainer
+    from core.train import checkpoint
 
-    monkeypatch.setattr(trainer, "MAX_ARRAY_BYTES", 1 << 20)  # the same check, smaller data
+    monkeypatch.setattr(checkpoint, "MAX_ARRAY_BYTES", 1 << 20)  # the same check, smaller data
     name = weight_member(sample_ckpt)
     bomb = npy_member((4 << 20,), "|u1", bytes(4 << 20))  # 4 MB of zeros, 4 kB zipped
     bad = replace_member(sample_ckpt, tmp_path / "bomb.npz", name, bomb, zipfile.ZIP_DEFLATED)

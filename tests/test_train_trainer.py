@@ -10,6 +10,8 @@ from core.data.datasets import ArrayDataset, Normalizer
 from core.data.mnist import load_mnist
 from core.errors import FileFormatError, GraphError, NonFiniteError
 from core.graph import Graph
+from core.ops.base import REGISTRY, get_op, register_op
+from core.ops.losses import SoftmaxCrossEntropy
 from core.serialize import load_graph
 from core.train import (
     EarlyStopping,
@@ -462,3 +464,53 @@ def test_predict_and_evaluate_without_a_prediction_input_say_so():
         with pytest.raises(GraphError, match="loss 'loss' holds the predictions") as err:
             call()
         assert err.value.nodes == ("loss",)
+
+
+def test_has_scores_says_whether_the_loss_has_a_prediction_input():
+    g = Graph("float32")
+    g.add("input", name="x", shape=(None, 2), role="features")
+    t = g.add("input", name="t", shape=(None,), role="target")
+    g.set_loss(g.add("sum", t, name="loss"))
+    assert Trainer(g).has_scores is False
+    assert Trainer(blob_graph()).has_scores is True
+
+
+@pytest.fixture
+def logits_loss():
+    """A loss the trainer has never heard of by id, declaring that it reads logits."""
+
+    @register_op("test_logits_loss")
+    class _TestLogitsLoss(SoftmaxCrossEntropy):
+        label = "Test logits loss"
+        scores = "logits"
+
+    try:
+        yield "test_logits_loss"
+    finally:
+        del REGISTRY["test_logits_loss"]
+
+
+def test_a_new_loss_declaring_logits_reports_accuracy_and_probabilities(logits_loss):
+    g = Graph("float32")
+    x = g.add("input", name="x", shape=(None, 2), role="features")
+    t = g.add("input", name="t", shape=(None,), role="target")
+    z = g.add("dense", x, units=3, name="out")
+    g.set_loss(g.add(logits_loss, z, t, name="loss"))
+    data = blobs()
+    tr = Trainer(g, make_optimizer("sgd", lr=0.5), batch_size=16)
+    tr.fit(data, epochs=10)
+    assert tr.history[-1]["train_accuracy"] > 0.9
+    probs = tr.predict(data.x)
+    # read as logits, the scores go through softmax: probabilities, not raw scores
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-6)
+    assert probs.min() >= 0.0
+    assert tr.evaluate(data).accuracy > 0.9
+
+
+def test_each_loss_says_what_its_prediction_input_holds():
+    from_logits = get_op("binary_cross_entropy")(from_logits=True)
+    kinds = {"softmax_cross_entropy": "logits", "nll": "log_probs", "squared_error": "scores",
+             "hinge": "scores", "binary_cross_entropy": "prob"}
+    assert {k: get_op(k)().score_kind() for k in kinds} == kinds
+    assert from_logits.score_kind() == "logit"
+    assert get_op("relu")().score_kind() is None

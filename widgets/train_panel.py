@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from core.train.recipe import TrainSettings
 from widgets.plots import REDRAW_MS, ConfusionMatrix, TrainingPlots
 from widgets.theme import Theme
 from widgets.wheel import guard_wheel_in
@@ -73,7 +74,34 @@ class TrainPanel(QWidget):
         self._lr_edited = False
         self._problem: str | None = None
 
-        # ----------------------------------------------------- settings
+        self._make_settings(optimizers)
+        buttons = self._make_controls()
+        left = self._make_data_box(buttons)
+        right = self._make_results()
+
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(6, 4, 6, 4)
+        middle = QVBoxLayout()
+        middle.setContentsMargins(0, 0, 0, 0)
+        middle.addWidget(self.plots, 1)
+        # under the plots, full width: errors must be readable without scrolling
+        middle.addWidget(self.status_label)
+        lay.addWidget(left)
+        lay.addLayout(middle, 1)
+        lay.addWidget(right)
+        self._progress_info = None
+        self._progress_timer = QTimer(self)
+        self._progress_timer.setSingleShot(True)
+        self._progress_timer.setInterval(REDRAW_MS)
+        self._progress_timer.timeout.connect(self._draw_progress)
+        self.setMinimumHeight(290)  # room for the plots; the controls scroll below that
+        self.set_running(False)
+        self._show_folder()
+        self.set_theme(theme)
+
+    # ---------------------------------------------------------- layout
+    def _make_settings(self, optimizers):
+        """The fields of a run: data, images, epochs, batch, optimizer, rate, schedule, seed."""
         self.source = QComboBox()
         for key, text in SOURCE_LABELS:
             self.source.addItem(text, key)
@@ -109,6 +137,31 @@ class TrainPanel(QWidget):
         self.reset.setToolTip("Draw new initial weights (with the seed) instead of continuing "
                               "from the weights the graph holds")
 
+    def _make_controls(self) -> QHBoxLayout:
+        """Start / Pause / Stop (returned as a row), the progress bar and the status lines."""
+        self.start_button = QPushButton("Start")
+        self.start_button.setDefault(True)
+        self.start_button.clicked.connect(self._on_start)
+        self.pause_button = QPushButton("Pause")
+        self.pause_button.setCheckable(True)
+        self.pause_button.toggled.connect(self._on_pause)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.clicked.connect(self.stop_requested)
+        buttons = QHBoxLayout()
+        for b in (self.start_button, self.pause_button, self.stop_button):
+            buttons.addWidget(b)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setTextVisible(True)
+        self.progress.setFormat("ready")
+        self.speed_label = QLabel()
+        self.status_label = QLabel()
+        self.status_label.setWordWrap(True)
+        self.status_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        return buttons
+
+    def _make_data_box(self, buttons: QHBoxLayout) -> QScrollArea:
+        """The left column: the settings form and the controls, scrolling in a short dock."""
         form = QFormLayout()
         form.setContentsMargins(0, 0, 0, 0)
         form.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
@@ -132,27 +185,6 @@ class TrainPanel(QWidget):
         row.addWidget(self.reset)
         form.addRow("Seed", row)
 
-        # ------------------------------------------------------ buttons
-        self.start_button = QPushButton("Start")
-        self.start_button.setDefault(True)
-        self.start_button.clicked.connect(self._on_start)
-        self.pause_button = QPushButton("Pause")
-        self.pause_button.setCheckable(True)
-        self.pause_button.toggled.connect(self._on_pause)
-        self.stop_button = QPushButton("Stop")
-        self.stop_button.clicked.connect(self.stop_requested)
-        buttons = QHBoxLayout()
-        for b in (self.start_button, self.pause_button, self.stop_button):
-            buttons.addWidget(b)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1000)
-        self.progress.setTextVisible(True)
-        self.progress.setFormat("ready")
-        self.speed_label = QLabel()
-        self.status_label = QLabel()
-        self.status_label.setWordWrap(True)
-        self.status_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
-
         controls = QVBoxLayout()
         controls.addLayout(form)
         controls.addLayout(buttons)
@@ -170,15 +202,17 @@ class TrainPanel(QWidget):
         left.setFrameShape(QFrame.NoFrame)
         left.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         left.setFixedWidth(280 + left.verticalScrollBar().sizeHint().width())
+        return left
 
-        # ------------------------------------------------ plots, results
-        self.plots = TrainingPlots(theme)
+    def _make_results(self) -> QWidget:
+        """The right column: what the finished run scored and its confusion matrix."""
+        self.plots = TrainingPlots(self.theme)
         self.accuracy_label = QLabel("–")
         self.accuracy_label.setObjectName("train_accuracy")
         self.accuracy_label.setAlignment(Qt.AlignLeft | Qt.AlignVCenter)
         self.accuracy_caption = QLabel("Test accuracy")
         self.accuracy_caption.setWordWrap(True)
-        self.confusion = ConfusionMatrix(theme)
+        self.confusion = ConfusionMatrix(self.theme)
         results = QVBoxLayout()
         results.addWidget(self.accuracy_caption)
         results.addWidget(self.accuracy_label)
@@ -186,26 +220,7 @@ class TrainPanel(QWidget):
         right = QWidget()
         right.setLayout(results)
         right.setFixedWidth(250)  # cells wide enough for four-digit counts
-
-        lay = QHBoxLayout(self)
-        lay.setContentsMargins(6, 4, 6, 4)
-        middle = QVBoxLayout()
-        middle.setContentsMargins(0, 0, 0, 0)
-        middle.addWidget(self.plots, 1)
-        # under the plots, full width: errors must be readable without scrolling
-        middle.addWidget(self.status_label)
-        lay.addWidget(left)
-        lay.addLayout(middle, 1)
-        lay.addWidget(right)
-        self._progress_info = None
-        self._progress_timer = QTimer(self)
-        self._progress_timer.setSingleShot(True)
-        self._progress_timer.setInterval(REDRAW_MS)
-        self._progress_timer.timeout.connect(self._draw_progress)
-        self.setMinimumHeight(290)  # room for the plots; the controls scroll below that
-        self.set_running(False)
-        self._show_folder()
-        self.set_theme(theme)
+        return right
 
     # -------------------------------------------------------- settings
     def current_source(self) -> str:
@@ -264,9 +279,7 @@ class TrainPanel(QWidget):
         self._lr_edited = True
 
     def settings(self):
-        """The run the user asked for (:class:`app.training.TrainSettings`)."""
-        from app.training import TrainSettings  # noqa: PLC0415
-
+        """The run the user asked for (:class:`core.train.recipe.TrainSettings`)."""
         try:
             lr = float(self.lr.text().replace(",", "."))
         except ValueError:

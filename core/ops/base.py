@@ -266,6 +266,13 @@ class Op:
     # for bit (ReLU and max pool): a plan pass may move the op behind a g it feeds
     commutes_with: ClassVar[tuple] = ()
     is_loss: ClassVar[bool] = False
+    # what a loss's prediction input holds, so the trainer can read accuracy from it:
+    # "logits", "log_probs", "logit", "prob" or "scores"; None for ops that are not losses
+    scores: ClassVar[str | None] = None
+
+    def score_kind(self) -> str | None:
+        """What this loss's prediction input holds (:attr:`scores`; a parameter may choose)."""
+        return self.scores
 
     def __init__(self, **params):
         self.p = self.validate_params(params)

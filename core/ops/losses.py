@@ -26,6 +26,7 @@ class _Loss(Op):
     inputs = ("y", "target")
     no_grad_inputs = ("target",)
     is_loss = True
+    scores = "scores"
 
     def multiply_adds(self, y, t):
         return 3 * numel(y)
@@ -82,6 +83,9 @@ class BinaryCrossEntropy(_Loss):
               _REDUCE)
     formula = "−[t ln p + (1−t) ln(1−p)]"
     derivative = "∂L/∂p = (p − t)/(p(1−p)); from logits: σ(z) − t"
+
+    def score_kind(self) -> str:
+        return "logit" if self.p["from_logits"] else "prob"
 
     def infer_shapes(self, y, t):
         broadcast_shapes(y, t)
@@ -160,6 +164,7 @@ class SoftmaxCrossEntropy(_Loss):
 
     label = "Softmax Cross-Entropy"
     inputs = ("logits", "target")
+    scores = "logits"
     params = (_REDUCE,)
     formula = "−Σ tᵢ ln softmax(z)ᵢ"
     derivative = "∂L/∂z = softmax(z) − t"
@@ -220,6 +225,7 @@ class NegativeLogLikelihood(_Loss):
 
     label = "Negative Log-Likelihood"
     inputs = ("log_probs", "target")
+    scores = "log_probs"
     params = (_REDUCE,)
     formula = "−ln p_target"
     derivative = "∂L/∂(ln p)ᵢ = −[i = target]"
