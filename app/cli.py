@@ -57,8 +57,10 @@ def cmd_eval(args) -> int:
                                      for w in node.weights if (node.id, w) in ex.weight_grads}
         rows[node.name] = entry
     if args.json:
-        print(json.dumps(rows))
+        print(json.dumps(rows))  # ASCII with escapes: safe on any terminal
         return 0
+    if hasattr(sys.stdout, "reconfigure"):  # a name the terminal's encoding cannot show
+        sys.stdout.reconfigure(errors="backslashreplace")
     width = max(len(n) for n in rows) if rows else 4
     title = g.name or args.file
     print(f"{title}: {len(rows)} nodes" + (f", loss = '{g.node(loss).name}'" if loss else ""))
@@ -153,6 +155,9 @@ def main(argv=None) -> int:
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
         print(f"backprop-studio {args.command}: error: {exc.strerror or exc}{where}",
               file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"backprop-studio {args.command}: error: not enough memory", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -70,7 +72,85 @@ from widgets.train_panel import TrainPanel
 APP_NAME = "Backprop Studio"
 FILE_FILTER = "Backprop Studio graphs (*.json);;All files (*)"
 MAX_RECENT = 8
-AUTOSAVE_DELAY_MS = 2000
+AUTOSAVE_DELAY_MS = 2000  # the longest an unsaved edit waits for its autosave
+STALE_TMP_AGE_S = 600  # a temporary file of no known session this old is left over
+
+
+class RecoveryWriter:
+    """Writes (and removes) a recovery file, in the background or at once, in edit order.
+
+    A plain Python thread does the file work, so a slow disk never holds up the window;
+    it touches no Qt object. Each request bumps a generation number under one lock,
+    so a write that was overtaken (by a newer write, or by removing the file after a
+    save) is dropped instead of bringing back an old autosave.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._generation = 0
+        self.error: str | None = None  # the last failure, shown by the window
+
+    def _next(self) -> int:
+        with self._lock:
+            self._generation += 1
+            return self._generation
+
+    def write_later(self, path: Path, text: str) -> threading.Thread:
+        gen = self._next()
+        t = threading.Thread(target=self._write, args=(path, text, gen),
+                             name="autosave", daemon=True)
+        t.start()
+        return t
+
+    def write_now(self, path: Path, text: str):
+        self._write(path, text, self._next(), raise_errors=True)
+
+    def _write(self, path: Path, text: str, gen: int, raise_errors=False):
+        from core.serialize import atomic_write  # noqa: PLC0415
+
+        with self._lock:
+            if gen != self._generation:
+                return
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write(path, text)
+            except OSError as exc:
+                if raise_errors:
+                    raise
+                self.error = str(exc)
+
+    def remove(self, path: Path):
+        self._next()
+        with self._lock:  # waits for a write in progress, then removes what it wrote
+            try:
+                path.unlink()
+            except OSError:
+                pass
+
+
+def remove_stale_temporary_files(folder: Path, alive=None) -> list:
+    """Delete ``.*.tmp`` files a killed session left in ``folder``; the paths removed.
+
+    A temporary file of a recovery file names its session's process id
+    (``.autosave-PID.json.XXXX.tmp``): it is stale once that process is gone. Any
+    other one is stale after :data:`STALE_TMP_AGE_S`.
+    """
+    alive = alive or _pid_alive
+    removed = []
+    if not folder.is_dir():
+        return removed
+    now = time.time()
+    for f in folder.glob(".*.tmp"):
+        m = re.match(r"\.autosave-(\d+)\.json\.", f.name)
+        try:
+            stale = (not alive(int(m.group(1)))) if m else \
+                now - f.stat().st_mtime > STALE_TMP_AGE_S
+            if stale:
+                f.unlink()
+                removed.append(f)
+        except OSError:
+            continue
+    return removed
 
 
 def default_recovery_dir() -> Path:
@@ -131,6 +211,7 @@ class MainWindow(QMainWindow):
         self.quick_add.chosen.connect(self._on_quick_add_chosen)
         self._quick_ctx = None
         self.train_panel = TrainPanel(self.theme, DEFAULT_LR, OPTIMIZERS)
+        self.train_panel.dialog_closed.connect(self.take_focus_back)
         self._worker: TrainingWorker | None = None
 
         self._make_docks()
@@ -147,7 +228,9 @@ class MainWindow(QMainWindow):
         self._autosave_timer = QTimer(self)
         self._autosave_timer.setSingleShot(True)
         self._autosave_timer.setInterval(AUTOSAVE_DELAY_MS)
-        self._autosave_timer.timeout.connect(self.autosave_now)
+        self._autosave_timer.timeout.connect(self._autosave_in_background)
+        self._recovery_writer = RecoveryWriter()
+        remove_stale_temporary_files(self.recovery_dir)
         self._update_title()
         self._on_selection_changed()
 
@@ -189,7 +272,12 @@ class MainWindow(QMainWindow):
         if tip:
             a.setStatusTip(tip)
         a.setCheckable(checkable)
-        a.triggered.connect(slot)
+        if checkable:
+            a.triggered.connect(slot)
+        else:
+            # triggered(bool) would hand its `checked` flag to the slot's first parameter
+            # (Paste took False for its position)
+            a.triggered.connect(lambda _checked=False, slot=slot: slot())
         return a
 
     def _make_actions(self):
@@ -218,12 +306,12 @@ class MainWindow(QMainWindow):
         self.act_add = self._action("&Add Node…", self.quick_add_at_cursor, K(Qt.Key_Tab),
                                     canvas=True, tip="Search ops and add one at the cursor")
 
-        self.act_fit = self._action("&Fit to View", lambda: self.view.fit_to_view(), "F",
+        self.act_fit = self._action("&Fit to View", self._fit_to_view, "F",
                                     canvas=True)
         self.act_zoom_in = self._action("Zoom &In", lambda: self.view.zoom_by(1.25),
                                         [K.ZoomIn, K("Ctrl+=")])
         self.act_zoom_out = self._action("Zoom &Out", lambda: self.view.zoom_by(0.8), K.ZoomOut)
-        self.act_zoom_reset = self._action("&Actual Size", lambda: self.view.set_zoom(1.0),
+        self.act_zoom_reset = self._action("&Actual Size", self._actual_size,
                                            "Ctrl+0")
         self.act_snap = self._action("&Snap to Grid", self.set_snap, "Ctrl+Shift+G",
                                      checkable=True)
@@ -325,10 +413,20 @@ class MainWindow(QMainWindow):
         # a fixed size: a label that may change size re-lays out the whole window (docks
         # included) each time its text changes, ~1 ms of every wheel-zoom frame
         self.zoom_label.setAlignment(Qt.AlignRight | Qt.AlignVCenter)
-        self.zoom_label.setText("8888 %")
-        self.zoom_label.ensurePolished()
-        self.zoom_label.setFixedSize(self.zoom_label.sizeHint())
+        self._fit_zoom_label()
         self._on_zoom(self.view.zoom)
+
+    def _fit_zoom_label(self):
+        """Size the zoom readout for its widest text, with the style sheet's padding (applied
+        after the status bar is made: sized before it, "100 %" showed as "00 %")."""
+        label = self.zoom_label
+        text = label.text()
+        label.setMinimumSize(0, 0)
+        label.setMaximumSize(16777215, 16777215)
+        label.setText("8888 %")
+        label.ensurePolished()
+        label.setFixedSize(label.sizeHint())
+        label.setText(text)
 
     def _connect_views(self):
         sc = self.scene
@@ -430,6 +528,7 @@ class MainWindow(QMainWindow):
         if app is not None:
             app.setPalette(qpalette(self.theme))
             app.setStyleSheet(style_sheet(self.theme))
+        self._fit_zoom_label()
         self.scene.set_theme(self.theme)
         self.palette.set_theme(self.theme)
         self.train_panel.set_theme(self.theme)
@@ -442,6 +541,14 @@ class MainWindow(QMainWindow):
         self.scene.snap_to_grid = bool(on)
         self.act_snap.setChecked(bool(on))
         self.settings.setValue("snap", bool(on))
+
+    def _fit_to_view(self):
+        self.view.keep_view()  # the user's own fit: not redone when the window resizes
+        self.view.fit_to_view()
+
+    def _actual_size(self):
+        self.view.keep_view()
+        self.view.set_zoom(1.0)
 
     def set_minimap(self, on: bool):
         self.overview_dock.setVisible(bool(on))
@@ -473,7 +580,11 @@ class MainWindow(QMainWindow):
     def _on_history_changed(self, _index):
         self.scene.flush_edges()  # one re-route per edit, however many nodes it moved
         self._update_title()
-        self._autosave_timer.start()
+        # an edit that changes no shape (choosing the loss) must update it too
+        self.train_panel.set_problem(training_problem(self.graph))
+        # not restarted by each edit: steady editing must not put the autosave off forever
+        if not self._autosave_timer.isActive():
+            self._autosave_timer.start()
 
     def is_modified(self) -> bool:
         return self._recovered or not self.undo_stack.isClean()
@@ -878,6 +989,9 @@ class MainWindow(QMainWindow):
         panel.set_problem(training_problem(self.graph))
         if self.is_training():
             return
+        panel.clear_results()  # the last run's curves belong to the graph that was closed
+        if panel.status_label.property("kind") != "warning":
+            panel.set_status("")
         try:
             features = find_role(self.graph, "features")
         except StudioError:
@@ -886,7 +1000,7 @@ class MainWindow(QMainWindow):
             # its own samples, or no features input at all (a textbook graph)
             panel.set_source("graph")
         elif panel.current_source() == "graph":
-            panel.set_source("sample")
+            panel.use_image_source()
 
     def is_training(self) -> bool:
         return self._worker is not None
@@ -910,6 +1024,9 @@ class MainWindow(QMainWindow):
         worker.epoch_done.connect(self._on_train_epoch)
         worker.done.connect(self._on_train_done)
         worker.failed.connect(self._on_train_failed)
+        # a finished worker (a QThread child of the window) would otherwise live as long
+        # as the window
+        worker.finished.connect(worker.deleteLater)
         self._worker = worker
         self._sync_train_actions()
         self.train_panel.begin_run()
@@ -1022,8 +1139,14 @@ class MainWindow(QMainWindow):
         self._refresh_inspector()
         self._offer_training_data()
         if fit:
-            QTimer.singleShot(0, lambda: self.view.fit_to_view(readable=True))
-            self.view.fit_to_view(readable=True)
+            self.view.fit_opened()
+
+    def take_focus_back(self):
+        """After a dialog: the window active and the canvas focused again, so its shortcuts
+        (Ctrl+E, Ctrl+T…) work at once (a closed dialog left no window active)."""
+        self.activateWindow()
+        self.raise_()
+        self.view.setFocus(Qt.OtherFocusReason)
 
     def maybe_save(self) -> bool:
         """Ask about unsaved changes; False means the user cancelled."""
@@ -1048,6 +1171,7 @@ class MainWindow(QMainWindow):
         if path is None:
             start = str(self.path.parent) if self.path else str(Path.home())
             path, _ = QFileDialog.getOpenFileName(self, "Open graph", start, FILE_FILTER)
+            self.take_focus_back()
             if not path:
                 return False
             if not self.maybe_save():
@@ -1081,6 +1205,7 @@ class MainWindow(QMainWindow):
     def save_as(self) -> bool:
         start = str(self.path) if self.path else str(Path.home() / "graph.json")
         path, _ = QFileDialog.getSaveFileName(self, "Save graph as", start, FILE_FILTER)
+        self.take_focus_back()
         if not path:
             return False
         if not Path(path).suffix:
@@ -1108,6 +1233,7 @@ class MainWindow(QMainWindow):
         start = str((self.path.with_suffix(".png")) if self.path else Path.home() / "graph.png")
         path, _ = QFileDialog.getSaveFileName(self, "Export picture", start,
                                               "PNG pictures (*.png)")
+        self.take_focus_back()
         if not path:
             return
         r = self.scene.content_rect()
@@ -1121,7 +1247,9 @@ class MainWindow(QMainWindow):
         from app.examples_dialog import ExamplesDialog  # noqa: PLC0415
 
         dlg = ExamplesDialog(self.theme, self)
-        if dlg.exec() and dlg.chosen_path is not None:
+        accepted = dlg.exec()
+        self.take_focus_back()
+        if accepted and dlg.chosen_path is not None:
             self.open_example(dlg.chosen_path)
 
     def open_example(self, path) -> bool:
@@ -1138,29 +1266,40 @@ class MainWindow(QMainWindow):
     def recovery_file(self) -> Path:
         return self.recovery_dir / f"autosave-{self.pid}.json"
 
+    def _recovery_text(self) -> str:
+        data = json.loads(dumps(self.graph))
+        data["recovery"] = {"pid": self.pid, "path": str(self.path) if self.path else None,
+                            "time": time.time()}
+        return json.dumps(data)
+
     def autosave_now(self):
         """Write the graph to this window's recovery file (or remove it when nothing is unsaved)."""
         if not self.is_modified():
             self.clear_recovery()
             return
         try:
-            self.recovery_dir.mkdir(parents=True, exist_ok=True)
-            data = json.loads(dumps(self.graph))
-            data["recovery"] = {"pid": self.pid, "path": str(self.path) if self.path else None,
-                                "time": time.time()}
-            from core.serialize import atomic_write  # noqa: PLC0415
-
-            atomic_write(self.recovery_file(), json.dumps(data))
+            self._recovery_writer.write_now(self.recovery_file(), self._recovery_text())
         except (OSError, ValueError) as exc:
             self.statusBar().showMessage(f"Autosave failed: {exc}", 6000)
 
-    def clear_recovery(self):
+    def _autosave_in_background(self):
+        """The timer's autosave: the graph is read here, the file written on another thread."""
+        writer = self._recovery_writer
+        if writer.error:
+            self.statusBar().showMessage(f"Autosave failed: {writer.error}", 6000)
+            writer.error = None
+        if not self.is_modified():
+            self.clear_recovery()
+            return
         try:
-            self.recovery_file().unlink()
-        except FileNotFoundError:
-            pass
-        except OSError:
-            pass
+            text = self._recovery_text()
+        except ValueError as exc:
+            self.statusBar().showMessage(f"Autosave failed: {exc}", 6000)
+            return
+        return writer.write_later(self.recovery_file(), text)
+
+    def clear_recovery(self):
+        self._recovery_writer.remove(self.recovery_file())
 
     def orphaned_recovery_files(self) -> list:
         """Recovery files left by a session that ended without closing (a crash)."""
@@ -1262,13 +1401,49 @@ def _human(n: int) -> str:
     return str(n)
 
 
+GC_INTERVAL_S = 1.0
+
+
+def collect_garbage_on_gui_thread(app: QApplication):
+    """Turn off Python's automatic cyclic GC; collect on a timer of the GUI thread instead.
+
+    Automatic collection runs on whichever thread happens to allocate, so a Qt object
+    caught in a reference cycle (a traceback holding a frame holding a widget) could be
+    destroyed on the training thread, and Qt aborts when an object with a timer dies off
+    its own thread. Returns the collector (kept on ``app``; calling again reuses it).
+    """
+    from pyqtgraph.util.garbage_collector import GarbageCollector  # noqa: PLC0415
+
+    collector = getattr(app, "_gui_thread_gc", None)
+    if collector is None:
+        collector = GarbageCollector(interval=GC_INTERVAL_S)
+        app._gui_thread_gc = collector
+    return collector
+
+
+def stop_collecting_on_gui_thread(app: QApplication):
+    """Undo :func:`collect_garbage_on_gui_thread` (automatic GC again)."""
+    import gc  # noqa: PLC0415
+
+    collector = getattr(app, "_gui_thread_gc", None)
+    if collector is not None:
+        collector.timer.stop()
+        del app._gui_thread_gc
+    gc.enable()
+
+
 def make_app(argv=None) -> QApplication:
-    """The QApplication (created once), with the names QSettings uses."""
+    """The QApplication (created once), with the names QSettings uses.
+
+    Python's cyclic garbage collector runs on the GUI thread only (see
+    :func:`collect_garbage_on_gui_thread`).
+    """
     app = QApplication.instance()
     if app is None:
         QGuiApplication.setHighDpiScaleFactorRoundingPolicy(
             Qt.HighDpiScaleFactorRoundingPolicy.PassThrough)
         app = QApplication(argv if argv is not None else sys.argv[:1])
+    collect_garbage_on_gui_thread(app)
     app.setApplicationName(APP_NAME)
     app.setOrganizationName("Backprop Studio")
     app.setApplicationVersion(__version__)
@@ -1292,6 +1467,11 @@ def default_preset():
 
 def run_app(path=None) -> int:
     """Open the editor on ``path`` (or a preset) and run the event loop; the exit code."""
+    from app.qt_preflight import check_gui_libraries  # noqa: PLC0415
+
+    code = check_gui_libraries()  # before Qt would abort on a missing X11 library
+    if code is not None:
+        return code
     app = make_app()
     win = MainWindow()
     win.show()

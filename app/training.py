@@ -226,6 +226,15 @@ class TrainingWorker(QThread):
     # ---------------------------------------------------------------- run
     def run(self):
         try:
+            self._run_reporting()
+        finally:
+            # the copy, the trainer and its executors are big: not kept by a finished worker
+            with self._lock:
+                self.trainer = None
+                self.graph = None
+
+    def _run_reporting(self):
+        try:
             self._run()
         except NonFiniteError as exc:
             self._flush(force=True)  # the steps before the failure belong on the plot

@@ -66,3 +66,10 @@ class FileFormatError(StudioError):
 
 class DataError(StudioError):
     """A data set that is missing, corrupt or of the wrong shape; says what to do."""
+
+
+class MemoryLimitError(GraphError):
+    """A tensor (or a whole run) that needs more memory than the machine has.
+
+    Raised before anything is allocated, naming the node and the size.
+    """

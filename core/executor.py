@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from core.errors import GraphError, NonFiniteError, ShapeError
+from core.errors import GraphError, MemoryLimitError, NonFiniteError, ShapeError
 from core.graph import Graph, Node
 from core.kernels import own_threads
 from core.kernels.backend import to_device, to_numpy
-from core.ops.base import Context
+from core.ops.base import Context, check_allocation, fmt_bytes, memory_limit, numel
 from core.ops.sources import feed_value
 
 _MISSING = object()
@@ -254,6 +254,7 @@ class Executor:
                 srcs.append((e.src, g.nodes[e.src].output_ports.index(e.src_port)))
             self._inputs[node.id] = srcs
         self.loss_id = g.node(loss).id if loss is not None else None
+        self._check_memory(order)
         for plan_pass in self.plan_passes:
             plan_pass(self, order)
         moved = self._moved
@@ -269,6 +270,26 @@ class Executor:
                     steps.append(Step("backward", node.id, moved.get(node.id)))
             self._needs = needs
         return steps
+
+    def _check_memory(self, order):
+        """Refuse, before allocating, a node output or a run too large for this machine.
+
+        Shapes come from shape inference (an unknown batch counts as 1, fed
+        values count as they are); nodes whose shapes cannot be inferred are
+        left to fail by name when they run.
+        """
+        report = self.graph.infer_shapes(self.feeds)
+        itemsize = self.dtype.itemsize
+        total = 0
+        for node in order:
+            for shape in report.shapes.get(node.id, ()):
+                if not type(node.op).source:  # a source's value exists already
+                    check_allocation(shape, self.dtype, node.name, "output of shape")
+                total += numel(shape) * itemsize
+        limit = memory_limit()
+        if total > limit:
+            raise MemoryLimitError(f"the values of this run need {fmt_bytes(total)}; this "
+                                   f"computer has {fmt_bytes(limit)} of memory")
 
     def _ancestors(self, node_id):
         seen, todo = {node_id}, [node_id]
@@ -346,7 +367,10 @@ class Executor:
                 out = node.op.forward(ctx, *xs)
         except ShapeError as exc:
             raise ShapeError(f"node '{node.name}': {exc}", nodes=(node.name,)) from None
-        except (ValueError, IndexError, TypeError) as exc:
+        except MemoryError:
+            raise MemoryLimitError(f"node '{node.name}' ({node.op_id}): not enough memory for "
+                                   "its output", nodes=(node.name,)) from None
+        except (ValueError, IndexError, TypeError, OverflowError) as exc:
             if isinstance(exc, GraphError):
                 raise
             raise GraphError(f"node '{node.name}' ({node.op_id}) failed: {exc}",
@@ -421,7 +445,10 @@ class Executor:
         try:
             with np.errstate(all="ignore"):
                 gin = node.op.backward(ctx, *grads_out)
-        except (ValueError, IndexError, TypeError) as exc:
+        except MemoryError:
+            raise MemoryLimitError(f"backward of node '{node.name}' ({node.op_id}): not enough "
+                                   "memory for its gradients", nodes=(node.name,)) from None
+        except (ValueError, IndexError, TypeError, OverflowError) as exc:
             raise GraphError(f"backward of node '{node.name}' ({node.op_id}) failed: {exc}",
                              nodes=(node.name,)) from None
         gin = [np.asarray(g) if isinstance(g, np.generic) else g for g in gin]

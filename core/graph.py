@@ -20,6 +20,7 @@ Example
 
 from __future__ import annotations
 
+import heapq
 import itertools
 from dataclasses import dataclass
 
@@ -30,12 +31,12 @@ from core.errors import GraphError, ParamError, ShapeError
 from core.events import Event
 from core.init import initialize
 from core.ops import get_op
-from core.ops.base import WeightSpec, fmt_shape
+from core.ops.base import WeightSpec, check_allocation, fmt_shape, numel
 
 DTYPES = ("float64", "float32")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Edge:
     """A connection from output port ``src_port`` of ``src`` to input ``dst_port`` of ``dst``.
 
@@ -66,6 +67,9 @@ class Node:
     state : dict of str to numpy.ndarray
         Buffers that are saved but not trained (batch-norm running statistics).
     """
+
+    # a file of a million nodes holds a million of these
+    __slots__ = ("id", "name", "op", "value", "weights", "state")
 
     def __init__(self, node_id: str, name: str, op_id: str, params: dict | None = None):
         self.id = node_id
@@ -137,6 +141,7 @@ class Graph:
         self.loss: str | None = None  # id of the node the backward pass starts from
         self._ids = itertools.count(1)
         self._dg = None
+        self._order = None  # topological order of node ids, cached until an edit
         self._by_node = None  # edge index by node (see _edge_index)
         self.node_added = Event()
         self.node_removed = Event()
@@ -201,10 +206,35 @@ class Graph:
         return self._dg
 
     def order(self) -> list:
-        """Nodes in a deterministic topological order (ties broken by insertion order)."""
-        index = {nid: i for i, nid in enumerate(self.nodes)}
-        return [self.nodes[n] for n in
-                nx.lexicographical_topological_sort(self.digraph(), key=index.__getitem__)]
+        """Nodes in a deterministic topological order (ties broken by insertion order).
+
+        The same order as ``networkx.lexicographical_topological_sort`` keyed by
+        insertion index, computed on integers and cached until the next edit.
+        """
+        if self._order is None:
+            ids = list(self.nodes)
+            index = {nid: i for i, nid in enumerate(ids)}
+            succ = [[] for _ in ids]
+            indegree = [0] * len(ids)
+            for e in self.edges:
+                succ[index[e.src]].append(index[e.dst])
+                indegree[index[e.dst]] += 1
+            ready = [i for i, d in enumerate(indegree) if d == 0]  # sorted, so a valid heap
+            out = []
+            while ready:
+                i = heapq.heappop(ready)
+                out.append(i)
+                for j in succ[i]:
+                    indegree[j] -= 1
+                    if indegree[j] == 0:
+                        heapq.heappush(ready, j)
+            if len(out) != len(ids):
+                stuck = [ids[i] for i, d in enumerate(indegree) if d > 0]
+                names = [self.nodes[nid].name for nid in stuck[:3]]
+                raise GraphError("the graph has a cycle through " + ", ".join(
+                    f"'{n}'" for n in names) + ("…" if len(stuck) > 3 else ""), nodes=names)
+            self._order = [ids[i] for i in out]
+        return [self.nodes[nid] for nid in self._order]
 
     # --------------------------------------------------------------- edits
     def new_id(self) -> str:
@@ -277,6 +307,7 @@ class Graph:
         if pos is not None:
             self.layout[node.id] = (float(pos[0]), float(pos[1]))
         self._dg = None
+        self._order = None
         self.node_added.emit(node)
         return node
 
@@ -291,6 +322,7 @@ class Graph:
         if self.loss == node.id:
             self.loss = None
         self._dg = None
+        self._order = None
         self.node_removed.emit(node)
         return removed
 
@@ -347,6 +379,7 @@ class Graph:
         if edge.src not in self.nodes or edge.dst not in self.nodes:
             raise GraphError("an edge must join two nodes of this graph")
         self.edges.append(edge)
+        self._order = None
         if self._by_node is not None:  # extended in place, like the networkx view below
             self._by_node[0].setdefault(edge.dst, {})[edge.dst_port] = edge
             self._by_node[1].setdefault(edge.src, []).append(edge)
@@ -373,6 +406,7 @@ class Graph:
         except ValueError:
             raise GraphError("that connection is not in the graph") from None
         self._dg = None
+        self._order = None
         self._by_node = None
         self.edge_removed.emit(edge)
 
@@ -476,6 +510,9 @@ class Graph:
                 except ShapeError as exc:
                     report.errors[node.id] = (str(exc) + " (inputs: "
                                               + ", ".join(fmt_shape(s) for s in in_shapes) + ")")
+                except (ValueError, TypeError, IndexError, OverflowError) as exc:
+                    # an op's inference tripping on odd parameters: a message, not a crash
+                    report.errors[node.id] = f"shapes cannot be inferred: {exc}"
                 continue
             report.blocked.add(node.id)
         return report
@@ -500,27 +537,31 @@ class Graph:
         Each node draws from its own generator seeded by ``(seed, position)``, so a
         graph initializes the same way whatever else is in it.
         """
-        report = self.infer_shapes(feeds)
+        layers = any(type(n.op).weights for n in self.nodes.values())
+        weights = self.infer_shapes(feeds).weights if layers else {}
         for i, node in enumerate(self.nodes.values()):
+            fill = node.op_id == "parameter" and (reinit or node.value is None)
+            todo = [(w, spec) for w, spec in (weights.get(node.id) or {}).items()
+                    if reinit or w not in node.weights]
+            if not fill and not todo:
+                continue  # seeding a generator costs more than most nodes' whole run
             rng = np.random.default_rng([seed, i])
-            if node.op_id == "parameter" and (reinit or node.value is None):
+            if fill:
                 shape = tuple(d or 1 for d in node.params["shape"])
+                check_allocation(shape, self.dtype, node.name)
                 fan_in = shape[-1] if shape else 1
                 fan_out = shape[0] if len(shape) > 1 else 1
                 node.value = initialize(node.params["init"], shape, rng, fan_in, fan_out,
                                         dtype=self.dtype, value=node.params.get("fill", 0.0))
                 self.node_changed.emit(node)
-            specs = report.weights.get(node.id) or {}
-            changed = False
-            for wname, spec in specs.items():
-                if reinit or wname not in node.weights:
-                    node.weights[wname] = self.make_weight(node, spec, rng)
-                    changed = True
-            if changed:
+            for wname, spec in todo:
+                node.weights[wname] = self.make_weight(node, spec, rng)
+            if todo:
                 self.node_changed.emit(node)
 
     def make_weight(self, node: Node, spec: WeightSpec, rng):
         """Draw one weight tensor by its spec (or the node's ``init`` parameter, if set)."""
+        check_allocation(spec.shape, self.dtype, node.name, "weight of shape")
         init = spec.init
         if spec.init not in ("zeros", "ones") and "init" in node.params:
             init = node.params["init"]
@@ -543,9 +584,9 @@ class Graph:
         total = 0
         for node in self.nodes.values():
             if node.op_id == "parameter" and node.params.get("trainable", True):
-                total += int(np.prod(self.source_shape(node) or (1,)))
+                total += numel(self.source_shape(node))
             for spec in (report.weights.get(node.id) or {}).values():
-                total += int(np.prod(spec.shape))
+                total += numel(spec.shape)
         return total
 
     def copy(self) -> Graph:
@@ -582,4 +623,4 @@ class ShapeReport:
 
     def params_of(self, node_id: str) -> int:
         """Trainable scalars owned by a node."""
-        return sum(int(np.prod(s.shape)) for s in (self.weights.get(node_id) or {}).values())
+        return sum(numel(s.shape) for s in (self.weights.get(node_id) or {}).values())

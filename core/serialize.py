@@ -16,18 +16,24 @@ only when the whole file is good.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import gc
 import itertools
 import json
 import math
 import os
+import re
+import stat
 import tempfile
+import time
 from pathlib import Path
 
+import networkx as nx
 import numpy as np
 
 from core.errors import FileFormatError, GraphError, StudioError
-from core.graph import DTYPES, Graph, Node
+from core.graph import DTYPES, Edge, Graph, Node
 from core.ops import REGISTRY
 
 FORMAT_VERSION = 1
@@ -93,23 +99,102 @@ def dumps(graph: Graph, **kw) -> str:
 def atomic_write(path, data: bytes | str):
     """Write ``data`` to ``path`` through a temporary file and a rename.
 
-    A crash mid-write leaves the old file whole.
+    A crash mid-write leaves the old file whole. Through a symbolic link the
+    link's target is written (the link stays); an existing file keeps its
+    permission bits, a new one gets those of the umask. Temporary files left by
+    a save that was killed are removed on the next save of the same file.
     """
-    path = Path(path)
-    mode = "wb" if isinstance(data, bytes) else "w"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    target = Path(os.path.realpath(path))
+    folder = target.parent
     try:
-        with os.fdopen(fd, mode, **({} if mode == "wb" else {"encoding": "utf-8"})) as f:
+        mode = stat.S_IMODE(os.stat(target).st_mode)
+    except FileNotFoundError:
+        mode = 0o666 & ~_umask()
+    _remove_stale_temps(target)
+    binary = isinstance(data, bytes)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}-", suffix=".tmp",
+                               dir=folder)
+    try:
+        os.fchmod(fd, mode)
+        kw = {} if binary else {"encoding": "utf-8"}
+        with os.fdopen(fd, "wb" if binary else "w", **kw) as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException:
         try:
             os.unlink(tmp)
         except OSError:
             pass
         raise
+    _fsync_folder(folder)
+
+
+def _umask() -> int:
+    """The process umask (read without changing it where the system allows)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+# a writer that has not touched its temp file for this long is gone (or its pid was reused)
+_STALE_SECONDS = 3600
+
+
+def _remove_stale_temps(target: Path):
+    """Delete ``.NAME.<pid>-XXXX.tmp`` files of ``target`` whose writing process is gone."""
+    pattern = re.compile(re.escape(f".{target.name}.") + r"(?:(\d+)-)?[A-Za-z0-9_]+\.tmp")
+    try:
+        entries = list(os.scandir(target.parent))
+    except OSError:
+        return
+    now = time.time()
+    for entry in entries:
+        m = pattern.fullmatch(entry.name)
+        if m is None:
+            continue
+        try:
+            age = now - entry.stat(follow_symlinks=False).st_mtime
+            pid = int(m.group(1)) if m.group(1) else None
+            if pid is not None and _alive(pid) and age < _STALE_SECONDS:
+                continue  # a live process (this one included) may be writing it right now
+            if pid is None and age < 60:  # an older version's name: only if clearly left over
+                continue
+            os.unlink(entry.path)
+        except OSError:
+            pass  # gone already, or not ours to remove
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True
+    return True
+
+
+def _fsync_folder(folder: Path):
+    """Make the rename itself durable (where the system allows opening a folder)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def save_graph(graph: Graph, path, **kw):
@@ -124,6 +209,37 @@ def _reject_constant(name):
 
 def loads(text: str, path=None) -> Graph:
     """Parse file text into a :class:`Graph` or raise :class:`FileFormatError`."""
+    with _gc_paused():
+        return _loads(text, path)
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    """No cyclic garbage collection while a file is parsed and built.
+
+    Parsing allocates millions of objects and none of them form cycles; the
+    collector would otherwise rescan the growing heap again and again.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _loads(text, path) -> Graph:
+    """Parse and build; ``text`` may be a one-item list, emptied once parsed (frees it early)."""
+    if isinstance(text, list):
+        data = _parse(text[0], path)
+        text.clear()
+    else:
+        data = _parse(text, path)
+    return graph_from_dict(data, path)
+
+
+def _parse(text: str, path):
     try:
         data = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
@@ -133,7 +249,44 @@ def loads(text: str, path=None) -> Graph:
         raise FileFormatError(path, "", str(exc)) from None
     except RecursionError:
         raise FileFormatError(path, "", "the JSON is nested too deeply") from None
-    return graph_from_dict(data, path)
+    if _SURROGATE_ESCAPE.search(text):  # rare: only then walk the data to find where
+        where = _lone_surrogate(data)
+        if where is not None:
+            raise FileFormatError(path, where, "text holds a lone surrogate (a \\uD800-\\uDFFF "
+                                  "escape that is not half of a pair), which is not Unicode "
+                                  "text and could not be saved or printed")
+    return data
+
+
+# a \uD800-\uDFFF escape in the file text: the only way a lone surrogate gets into the data
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
+
+
+def _bad_text(s: str) -> bool:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _lone_surrogate(data) -> str | None:
+    """JSON path of the first key or text value holding a lone surrogate, else ``None``."""
+    todo = [("", data)]
+    while todo:
+        where, v = todo.pop()
+        if isinstance(v, str):
+            if _bad_text(v):
+                return where or "(top level)"
+        elif isinstance(v, dict):
+            for k, item in v.items():
+                path = f"{where}.{k}" if where else k
+                if _bad_text(k):
+                    return path.encode("utf-8", "backslashreplace").decode("utf-8")
+                todo.append((path, item))
+        elif isinstance(v, list):
+            todo.extend((f"{where}[{i}]", item) for i, item in enumerate(v))
+    return None
 
 
 def load_graph(path) -> Graph:
@@ -156,8 +309,11 @@ def load_graph(path) -> Graph:
     except UnicodeDecodeError as exc:
         raise FileFormatError(p, f"byte {exc.start}", "not a UTF-8 text file (is it a graph "
                               "file? graph files are JSON)") from None
-    g = loads(text, p)
-    return g
+    del raw  # the file's bytes and text are dropped as soon as they are parsed
+    box = [text]
+    del text
+    with _gc_paused():
+        return _loads(box, p)
 
 
 class _Reader:
@@ -188,12 +344,25 @@ class _Reader:
             raw = np.array(val)
         except (ValueError, TypeError, OverflowError, RecursionError):
             self.fail(where, "must be a number or a rectangular list of numbers")
-        if raw.dtype.kind not in "iuf":  # text, true/false, null or ragged lists
+        if raw.dtype.kind not in "iuf" or _holds_bool(val):  # text, true/false, null, ragged
             self.fail(where, "must be a number or a rectangular list of numbers")
-        arr = raw.astype(dtype)
+        with np.errstate(over="ignore"):  # 1e300 in a float32 graph: refused just below
+            arr = raw.astype(dtype)
         if not np.all(np.isfinite(arr)):
             self.fail(where, "must be finite numbers")
         return arr
+
+
+def _holds_bool(val) -> bool:
+    """Whether ``true``/``false`` hides in a list of numbers (NumPy would read it as 1/0)."""
+    todo = [val]
+    while todo:
+        v = todo.pop()
+        if v is True or v is False:
+            return True
+        if isinstance(v, list):
+            todo.extend(v)
+    return False
 
 
 def _fits(shape, declared) -> bool:
@@ -218,6 +387,19 @@ def _check_arrays(g: Graph, r: _Reader):
                 r.fail(f"nodes[{index[node.id]}].{key}.{name}",
                        f"has shape {arr.shape}; node '{node.name}' ({node.op_id}) needs "
                        f"{tuple(want)} for its inputs")
+
+
+def _check_acyclic(g: Graph, r: _Reader):
+    """Fail naming an edge that closes a cycle, if there is one."""
+    try:
+        g.order()
+    except GraphError:
+        cycle = nx.find_cycle(g.digraph())
+        names = [g.nodes[u].name for u, _ in cycle] + [g.nodes[cycle[0][0]].name]
+        u, v = cycle[-1]
+        k = next(i for i, e in enumerate(g.edges) if (e.src, e.dst) == (u, v))
+        r.fail(f"edges[{k}]", "the edges make a cycle: "
+               + " → ".join(f"'{n}'" for n in names))
 
 
 def graph_from_dict(data, path=None) -> Graph:
@@ -291,6 +473,7 @@ def graph_from_dict(data, path=None) -> Graph:
                 store[wname] = r.array(wval, f"{where}.{key}.{wname}", dtype)
         g.add_node(node)
     edges = r.get(data, "edges", list, "")
+    fed = {}  # (node id, input port) -> index of the edge feeding it
     for i, item in enumerate(edges):
         where = f"edges[{i}]"
         if not isinstance(item, dict):
@@ -303,10 +486,23 @@ def graph_from_dict(data, path=None) -> Graph:
             if end[0] not in g.nodes:
                 r.fail(f"{where}.{key}", f"no node with id '{end[0]}' (dangling edge)")
             ends.append(end)
+        # checked here rather than by Graph.connect, whose cycle search per edge made
+        # loading quadratic; cycles are found once, below
+        src, dst = g.nodes[ends[0][0]], g.nodes[ends[1][0]]
         try:
-            g.connect(ends[0][0], ends[1][0], dst_port=ends[1][1], src_port=ends[0][1])
+            src_port = g._port(src, ends[0][1], outputs=True)
+            dst_port = g._port(dst, ends[1][1], outputs=False)
         except GraphError as exc:
             r.fail(where, str(exc))
+        if src is dst:
+            r.fail(where, f"'{src.name}' cannot feed itself (that would be a cycle)")
+        taken = fed.get((dst.id, dst_port))
+        if taken is not None:
+            r.fail(where, f"input '{dst_port}' of '{dst.name}' is already connected to "
+                   f"'{g.nodes[edges[taken]['from'][0]].name}' (edges[{taken}])")
+        fed[(dst.id, dst_port)] = i
+        g.add_edge(Edge(src.id, src_port, dst.id, dst_port))
+    _check_acyclic(g, r)
     layout = r.get(data, "layout", dict, "", required=False, default={})
     for nid, pos in layout.items():
         where = f"layout.{nid}"
@@ -315,9 +511,13 @@ def graph_from_dict(data, path=None) -> Graph:
         if (not isinstance(pos, list) or len(pos) != 2
                 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pos)):
             r.fail(where, "must be [x, y]")
-        if not all(math.isfinite(v) for v in pos):
+        try:
+            xy = (float(pos[0]), float(pos[1]))
+        except OverflowError:  # an integer of hundreds of digits
+            xy = (math.inf, math.inf)
+        if not all(math.isfinite(v) for v in xy):
             r.fail(where, "coordinates must be finite numbers")
-        g.layout[nid] = (float(pos[0]), float(pos[1]))
+        g.layout[nid] = xy
     loss = data.get("loss")
     if loss is not None:
         if not isinstance(loss, str) or loss not in g.nodes:
@@ -326,6 +526,7 @@ def graph_from_dict(data, path=None) -> Graph:
     for i, item in enumerate(nodes):
         if item["id"] != item.get("name", item["id"]) and item.get("name") in g.nodes:
             r.fail(f"nodes[{i}].name", f"'{item['name']}' is the id of another node")
-    _check_arrays(g, r)
+    if any(node.weights or node.state for node in g.nodes.values()):
+        _check_arrays(g, r)
     g._ids = itertools.count(len(g.nodes) + 1)
     return g

@@ -64,3 +64,36 @@ def test_gradcheck_needs_a_positive_element_count():
 def test_unreadable_path_is_a_clear_error(tmp_path):
     out = cli("eval", str(tmp_path))
     assert out.returncode == 2 and "folder" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_eval_of_a_name_with_a_lone_surrogate_is_one_clear_error(tmp_path):
+    """A node named "\\ud800" made ``eval`` crash while printing (text and --json)."""
+    text = example_path("abc").read_text("utf-8").replace('"name": "a"', '"name": "\\ud800"')
+    (tmp_path / "s.json").write_text(text, "utf-8")
+    for extra in ((), ("--json",)):
+        out = cli("eval", str(tmp_path / "s.json"), *extra)
+        assert out.returncode == 2 and "Traceback" not in out.stderr
+        assert "nodes[0].name: text holds a lone surrogate" in out.stderr
+
+
+def test_eval_prints_names_the_terminal_cannot_encode(tmp_path):
+    """On an ASCII terminal a name like 'x·W1' is escaped, not a UnicodeEncodeError."""
+    import os
+
+    env = {**os.environ, "PYTHONIOENCODING": "ascii"}
+    out = subprocess.run([sys.executable, "-m", "app", "eval", str(example_path("net_222"))],
+                         capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert "x\\xb7W1" in out.stdout
+
+
+def test_eval_of_a_huge_parameter_is_one_clear_error(tmp_path):
+    """A [1000000, 1000000] parameter raised MemoryError; now the node and the size are named."""
+    data = json.loads(example_path("net_222").read_text("utf-8"))
+    data["nodes"][1]["params"]["shape"] = [1000000, 1000000]
+    del data["nodes"][1]["value"]
+    (tmp_path / "big.json").write_text(json.dumps(data), "utf-8")
+    out = cli("eval", str(tmp_path / "big.json"))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "shape (1000000, 1000000) needs 7.3 TiB" in out.stderr
+    assert f"node '{data['nodes'][1]['name']}'" in out.stderr

@@ -219,3 +219,48 @@ def test_step_back_restores_batch_norm_statistics_and_lazy_weights():
     st.reset()
     st.run_all()
     np.testing.assert_array_equal(bn.state["running_mean"], first)  # no drift on replay
+
+
+def test_output_too_large_for_memory_is_refused_before_running(monkeypatch):
+    """(100000, 1) + (1, 100000) would broadcast to 74.5 GiB: refused by name, nothing runs."""
+    import core.ops.base as base
+    from core.errors import MemoryLimitError
+
+    monkeypatch.setattr(base, "MEMORY_LIMIT", 16 * 2**30)
+    g = Graph()
+    a = g.add("input", value=np.ones((100000, 1)), name="a")
+    b = g.add("input", value=np.ones((1, 100000)), name="b")
+    g.add("add", a, b, name="outer")
+    ex = Executor(g)
+    with pytest.raises(MemoryLimitError, match=r"node 'outer': output of shape \(100000, 100000\)"
+                                               r" needs 74\.5 GiB"):
+        ex.run()
+    assert ex.values == {}
+
+
+def test_values_of_a_run_are_counted_together(monkeypatch):
+    import core.ops.base as base
+    from core.errors import MemoryLimitError
+
+    g = Graph()
+    x = g.add("input", value=np.ones(1000), name="x")
+    for i in range(4):
+        x = g.add("tanh", x, name=f"t{i}")
+    monkeypatch.setattr(base, "MEMORY_LIMIT", 3 * 8000)  # each output fits, all five do not
+    with pytest.raises(MemoryLimitError, match="the values of this run need 39.1 KiB"):
+        Executor(g).run()
+
+
+def test_memory_error_inside_an_op_names_the_node(monkeypatch):
+    from core.errors import MemoryLimitError
+    from core.ops import get_op
+
+    g = Graph()
+    g.add("tanh", g.add("input", value=1.0, name="x"), name="t")
+
+    def no_memory(self, ctx, x):
+        raise MemoryError
+
+    monkeypatch.setattr(get_op("tanh"), "forward", no_memory)
+    with pytest.raises(MemoryLimitError, match="node 't' .*not enough memory"):
+        Executor(g).run()

@@ -127,3 +127,79 @@ def test_names_cannot_be_empty_or_another_nodes_id():
     assert c.id != "n3" and g.node("n3") is b
     with pytest.raises(GraphError, match="already exists"):
         g.rename(c, "n3")
+
+
+# ------------------------------------------------------ issue 10: sizes and types
+@pytest.fixture
+def sixteen_gib(monkeypatch):
+    """A fixed memory limit, so the messages do not depend on this machine."""
+    import core.ops.base as base
+
+    monkeypatch.setattr(base, "MEMORY_LIMIT", 16 * 2**30)
+
+
+def test_huge_parameter_is_refused_before_allocating_naming_the_node(sixteen_gib):
+    """A parameter of shape [100000, 100000] raised MemoryError while initializing."""
+    from core.errors import MemoryLimitError
+
+    g = Graph()
+    g.add("parameter", name="w", shape=(100000, 100000))
+    assert g.infer_shapes().shapes[g.node("w").id] == ((100000, 100000),)  # inspecting is fine
+    with pytest.raises(MemoryLimitError, match=r"node 'w': shape \(100000, 100000\) needs "
+                                               r"74\.5 GiB; this computer has 16\.0 GiB"):
+        g.initialize(0)
+    assert g.node("w").value is None
+
+
+def test_huge_layer_weight_is_refused_naming_the_node(sixteen_gib):
+    from core.errors import MemoryLimitError
+
+    g = Graph()
+    x = g.add("input", name="x", shape=(None, 65536))
+    g.add("dense", x, name="fc", units=65536)
+    with pytest.raises(MemoryLimitError, match=r"node 'fc': weight of shape \(65536, 65536\) "
+                                               r"needs 32\.0 GiB"):
+        g.initialize(0)
+
+
+def test_sizes_of_huge_shapes_are_exact():
+    """NumPy's int64 product wrapped around for a shape like [1e18, 100]."""
+    from core.ops.base import numel
+
+    g = Graph()
+    g.add("parameter", name="w", shape=(10**18, 100))
+    assert numel((None, 10**18, 100)) == 10**20
+    assert g.parameter_count() == 10**20
+
+
+def test_gui_values_still_pass_strict_parameter_checks():
+    """The inspector hands tuples from its shape field and numbers from its spin boxes."""
+    from core.ops import get_op
+
+    p = get_op("input").validate_params({"shape": (None, 1, 28, 28), "role": "features"})
+    assert p["shape"] == (None, 1, 28, 28)
+    assert get_op("conv2d").validate_params({"kernel": (3, 3)})["kernel"] == (3, 3)
+    assert get_op("conv2d").validate_params({"kernel": 3})["kernel"] == (3, 3)
+    assert get_op("dropout").validate_params({"p": 0.25})["p"] == 0.25
+    assert get_op("dense").validate_params({"units": np.int64(7)})["units"] == 7
+    with pytest.raises(ParamError, match="parameter 'units' must be an integer; got '4'"):
+        get_op("dense").validate_params({"units": "4"})
+    with pytest.raises(ParamError, match="must be a finite number"):
+        get_op("parameter").validate_params({"fill": float("-inf")})
+
+
+def test_initialize_seeds_generators_only_for_nodes_that_draw(monkeypatch):
+    """Seeding one generator per node made initializing a 100,000-node chain take seconds."""
+    import core.graph as graph_mod
+
+    g = Graph()
+    x = g.add("input", value=np.ones((2, 3)), name="x")
+    for i in range(50):
+        x = g.add("tanh", x, name=f"t{i}")
+    g.add("dense", x, name="fc", units=2)
+    g.add("parameter", name="w", shape=(2,))
+    seeds = []
+    real = graph_mod.np.random.default_rng
+    monkeypatch.setattr(graph_mod.np.random, "default_rng", lambda s: seeds.append(s) or real(s))
+    g.initialize(7)
+    assert seeds == [[7, 51], [7, 52]]  # fc and w, seeded by their position as before

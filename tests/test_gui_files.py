@@ -222,3 +222,86 @@ def test_saved_files_are_loadable_by_the_core(make_window, tmp_path, monkeypatch
     from core.executor import Executor
 
     assert float(Executor(g).run(loss=g.node(m.name).id).value(m.name)) == 6.0
+
+
+EDIT_EVERY_MS = 500
+
+
+def test_steady_editing_is_autosaved_within_seconds(make_window, qtbot):
+    """editing every half second for five seconds: a crash at the end would lose at most the
+    last three seconds of edits (the recovery file holds the edits before them)"""
+    import time
+
+    from PySide6.QtCore import QTimer
+
+    win = make_window()
+    made = []  # (time, node count after the edit)
+
+    def edit():
+        win.add_op("relu", QPointF(40 * len(made), 0))
+        made.append((time.monotonic(), len(win.graph.nodes)))
+
+    ticker = QTimer()
+    ticker.setInterval(EDIT_EVERY_MS)
+    ticker.timeout.connect(edit)
+    ticker.start()
+    qtbot.waitUntil(lambda: len(made) >= 10, timeout=20_000)
+    ticker.stop()
+    crash = time.monotonic()  # what is on disk now is all a kill -9 would leave
+    path = win.recovery_file()
+    assert path.exists(), "nothing was autosaved"
+    saved = len(json.loads(path.read_text(encoding="utf-8"))["nodes"])
+    newest_kept = max(t for t, n in made if n <= saved)
+    lost = crash - newest_kept
+    assert saved >= 4 and lost <= 3.0, f"{saved} of {len(made)} nodes kept, {lost:.1f} s lost"
+
+
+def test_the_autosave_writes_the_file_off_the_gui_thread(make_window, monkeypatch):
+    """the timer's autosave reads the graph on the GUI thread and writes the file on another
+    one (a slow disk cannot freeze the window)"""
+    import threading
+
+    import core.serialize
+
+    win = make_window()
+    win.add_op("relu", QPointF(0, 0))
+    where = []
+    real = core.serialize.atomic_write
+
+    def spy(path, data):
+        where.append(threading.current_thread() is threading.main_thread())
+        real(path, data)
+
+    monkeypatch.setattr(core.serialize, "atomic_write", spy)
+    thread = win._autosave_in_background()
+    thread.join(10)
+    assert where == [False] and win.recovery_file().exists()
+
+
+def test_a_save_right_after_an_autosave_leaves_no_recovery_file(make_window, tmp_path,
+                                                                 monkeypatch):
+    """saving while a background autosave is under way: the recovery file is gone after"""
+    win = make_window()
+    win.add_op("relu", QPointF(0, 0))
+    thread = win._autosave_in_background()
+    monkeypatch.setattr(QFileDialog, "getSaveFileName",
+                        lambda *a, **k: (str(tmp_path / "g.json"), ""))
+    assert win.save()
+    thread.join(10)
+    assert not win.recovery_file().exists()
+
+
+def test_a_start_removes_temporary_files_a_killed_session_left(make_window, tmp_path):
+    """half-written autosaves of a dead session (.autosave-PID.json.XXXX.tmp) are deleted when
+    the app starts; a live session's are kept"""
+    folder = tmp_path / "recovery"
+    folder.mkdir()
+    dead = folder / f".autosave-{DEAD_PID}.json.abc123.tmp"
+    live = folder / f".autosave-{os.getpid()}.json.def456.tmp"
+    old = folder / ".other.json.x.tmp"
+    for f in (dead, live, old):
+        f.write_text("{")
+    os.utime(old, (1, 1))
+    make_window()
+    assert not dead.exists() and not old.exists()
+    assert live.exists()

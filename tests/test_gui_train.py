@@ -240,14 +240,53 @@ def test_closing_the_window_stops_a_run(window, qtbot):
 
 def test_the_graph_stays_editable_while_it_trains(window, qtbot):
     """renaming a node during a run works; the trained weights still land, after the rename"""
-    win = window("logistic_regression_mnist", epochs=3)
+    win = window("logistic_regression_mnist", epochs=1, limit=1000)
     panel = win.train_panel
     panel.start_button.click()
-    qtbot.waitUntil(lambda: panel.plots.batch_count() > 0, timeout=RUN_TIMEOUT_MS)
+    panel.pause_button.click()  # held before its next batch: the run cannot end meanwhile
     assert win.is_training()
     win.rename_node(win.graph.node("linear").id, "classifier")
+    assert win.is_training() and win.graph.node("classifier")
+    panel.pause_button.click()
     _finish(win, qtbot)
     stack = win.undo_stack
     assert stack.count() == 2
     assert stack.text(0).startswith("Rename") and stack.text(1).startswith("Train")
     assert set(win.graph.node("classifier").weights) == {"W", "b"}
+
+
+def test_finished_runs_leave_no_worker_trainer_or_graph_copy_behind(window, qtbot, monkeypatch):
+    """after five runs in one window, no worker thread, trainer or training copy of the graph
+    is still alive (the memory of each run is given back)"""
+    import gc
+    import weakref
+
+    from PySide6.QtCore import QCoreApplication, QEvent
+
+    from app.training import TrainingWorker
+
+    refs = []
+    run = TrainingWorker._run
+
+    def recording_run(self):
+        refs.extend([weakref.ref(self), weakref.ref(self.graph)])
+        try:
+            run(self)
+        finally:
+            if self.trainer is not None:
+                refs.append(weakref.ref(self.trainer))
+
+    monkeypatch.setattr(TrainingWorker, "_run", recording_run)
+    win = window("xor_mlp", epochs=2)
+    for _ in range(5):
+        win.train_panel.start_button.click()
+        _finish(win, qtbot)
+    assert len(refs) == 15
+
+    def all_gone():
+        QCoreApplication.sendPostedEvents(None, QEvent.DeferredDelete)
+        gc.collect()
+        return all(r() is None for r in refs)
+
+    qtbot.waitUntil(all_gone, timeout=10_000)
+    assert not win.findChildren(TrainingWorker)

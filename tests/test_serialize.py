@@ -253,3 +253,152 @@ def test_batch_norm_state_is_checked_like_weights():
     data["nodes"][1]["state"] = {"speed": [1.0]}
     with pytest.raises(FileFormatError, match="keeps no state 'speed'"):
         loads(json.dumps(data))
+
+
+# ------------------------------------------------- issue 10: strict types, big sizes
+def _example(stem):
+    return json.loads(example_path(stem).read_text("utf-8"))
+
+
+def _set(data, path, value):
+    obj = data
+    for key in path[:-1]:
+        obj = obj[key]
+    obj[path[-1]] = value
+    return json.dumps(data)
+
+
+STRICT = [
+    ("lenet5", ["nodes", 1, "params", "kernel"], "55", "nodes[1].params.kernel", "2 integers"),
+    ("lenet5", ["nodes", 0, "params", "shape"], "42", "nodes[0].params.shape",
+     "a list of positive integers"),
+    ("lenet5", ["nodes", 8, "params", "units"], "4", "nodes[8].params.units", "an integer"),
+    ("keras_mnist_cnn", ["nodes", 6, "params", "p"], "0.5", "nodes[6].params.p",
+     "a finite number"),
+    ("lenet5", ["nodes", 1, "params", "kernel"], [5, True], "nodes[1].params.kernel",
+     "an integer"),
+    ("lenet5", ["nodes", 0, "params", "shape"], [None, True, 28, 28], "nodes[0].params.shape",
+     "an integer"),
+    ("lenet5", ["nodes", 1, "params", "mode"], ["cross_correlation"], "nodes[1].params.mode",
+     "must be one of"),
+    ("net_222", ["nodes", 1, "value"], [[True, 0.5], [0.1, 0.2]], "nodes[1].value",
+     "rectangular list of numbers"),
+]
+
+
+@pytest.mark.parametrize("stem,path,value,where,expected", STRICT,
+                         ids=[f"{s[2]!r}" for s in STRICT])
+def test_text_and_booleans_are_not_read_as_numbers(stem, path, value, where, expected):
+    """``"kernel": "55"`` was read as (5, 5) and ``"shape": "42"`` as (4, 2)."""
+    with pytest.raises(FileFormatError) as info:
+        loads(_set(_example(stem), path, value))
+    assert f"{where}: " in str(info.value) and expected in str(info.value)
+
+
+def test_overflowing_number_in_a_parameter_is_refused():
+    """``-1e400`` reads as −inf: a graph that then could not be saved."""
+    text = _set(_example("net_222"), ["nodes", 1, "params", "fill"], 12345.5)
+    with pytest.raises(FileFormatError, match=r"nodes\[1\].params.fill: .*finite number"):
+        loads(text.replace("12345.5", "-1e400"))
+
+
+def test_huge_integer_layout_coordinate_is_a_clear_error():
+    """A 400-digit x coordinate raised OverflowError."""
+    text = _set(_example("abc"), ["layout", "n1"], [1, 0]).replace('"n1": [1, 0]',
+                                                                    f'"n1": [{"9" * 400}, 0]')
+    with pytest.raises(FileFormatError, match="layout.n1: coordinates must be finite"):
+        loads(text)
+
+
+def test_lone_surrogate_in_a_name_is_refused_with_its_path():
+    """A name "\\ud800" crashed ``eval``'s output; it cannot be saved as UTF-8 either."""
+    text = json.dumps(_example("abc")).replace('"name": "a"', '"name": "\\ud800"')
+    with pytest.raises(FileFormatError, match=r"nodes\[0\].name: .*lone surrogate"):
+        loads(text)
+    pair = json.dumps(_example("abc")).replace('"name": "a"', '"name": "\\ud83d\\ude00"')
+    assert loads(pair).node("n1").name == "\U0001F600"  # a proper pair is fine
+
+
+def test_dimension_beyond_numpys_index_type_is_refused_at_load():
+    with pytest.raises(FileFormatError, match=r"nodes\[0\].params.shape: .*≤ 9223372036854775807"):
+        loads(_set(_example("lenet5"), ["nodes", 0, "params", "shape"], [1e19, 10]))
+
+
+# ------------------------------------------------------------------- saving
+def test_stale_temp_of_a_killed_save_is_removed_by_the_next_save(tmp_path):
+    """A save killed mid-write left ``.g.json.*.tmp`` behind for ever."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "g.json"
+    code = ("import os, signal, core.serialize as s\n"
+            "s.os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL)\n"
+            f"s.atomic_write({str(path)!r}, 'half')\n")
+    subprocess.run([sys.executable, "-c", code], check=False)
+    (tmp_path / ".other.json.1-abc.tmp").write_text("not ours")
+    assert any(p.name.endswith(".tmp") for p in tmp_path.iterdir())
+    save_graph(load_graph(example_path("abc")), path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.json.1-abc.tmp", "g.json"]
+
+
+def test_saving_keeps_the_mode_of_the_file_and_new_files_follow_the_umask(tmp_path):
+    """Saving over a 0644 file made it 0600."""
+    import os
+    import stat
+
+    g = load_graph(example_path("abc"))
+    path = tmp_path / "g.json"
+    path.write_text("{}")
+    path.chmod(0o640)
+    save_graph(g, path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    old = os.umask(0o022)
+    try:
+        save_graph(g, tmp_path / "new.json")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "new.json").stat().st_mode) == 0o644
+
+
+def test_saving_through_a_symlink_writes_its_target(tmp_path):
+    """Saving through a link replaced the link by a plain file."""
+    real_dir = tmp_path / "real"
+    real_dir.mkdir()
+    target = real_dir / "g.json"
+    target.write_text("{}")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    save_graph(load_graph(example_path("abc")), link)
+    assert link.is_symlink() and link.resolve() == target
+    assert load_graph(target).node("f").op_id == "add"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.json", "real"]
+    assert [p.name for p in real_dir.iterdir()] == ["g.json"]
+
+
+def test_loading_does_no_per_edge_graph_search(monkeypatch):
+    """Each edge ran a networkx path search: loading a long chain took quadratic time.
+
+    Counted, not timed: loading and evaluating a 2,000-node chain (edges listed
+    backwards, the worst case for a search per edge) must search no path.
+    """
+    import networkx as nx
+
+    nodes = [{"id": "n1", "name": "x", "op": "input", "value": 0.5}]
+    nodes += [{"id": f"n{i}", "op": "tanh"} for i in range(2, 2001)]
+    edges = [{"from": [f"n{i - 1}", "out"], "to": [f"n{i}", "x"]} for i in range(2, 2001)]
+    text = json.dumps({"format_version": 1, "nodes": nodes, "edges": edges[::-1],
+                       "loss": "n2000"})
+    calls = {"path": 0}
+
+    def counting(name, fn):
+        def wrapper(*a, **k):
+            calls[name] += 1
+            return fn(*a, **k)
+        return wrapper
+
+    monkeypatch.setattr(nx, "has_path", counting("path", nx.has_path))
+    g = loads(text)
+    g.initialize(0)
+    Executor(g).run()
+    assert calls["path"] == 0
+    assert len(g.order()) == 2000 and g.order()[-1].name == "n2000"

@@ -892,9 +892,11 @@ class _DragWire(QGraphicsItem):
         self.state = None  # None (no target), "ok", "bad" or "fix"
         self.hint = ""
         self.hint_at = QPointF()
+        self.bounds: QRectF | None = None  # the part of the scene on screen
         self.setZValue(10)
 
-    def set(self, a: QPointF, b: QPointF, state, hint: str, hint_at: QPointF):
+    def set(self, a: QPointF, b: QPointF, state, hint: str, hint_at: QPointF,
+            bounds: QRectF | None = None):
         self.prepareGeometryChange()
         p1, c1, c2, p2 = _default_curve(a, b)
         self.path = QPainterPath(p1)
@@ -902,17 +904,34 @@ class _DragWire(QGraphicsItem):
         self.state = state
         self.hint = hint
         self.hint_at = hint_at
+        self.bounds = bounds
 
-    def _hint_rect(self) -> QRectF:
+    def hint_rect(self) -> QRectF:
+        """Where the hint box goes: below right of the pointer, turned to stay on screen."""
         if not self.hint:
             return QRectF()
         fm = QFontMetricsF(self.fonts["body"])
-        w = min(fm.horizontalAdvance(self.hint), 420) + 16
-        lines = max(1, math.ceil((fm.horizontalAdvance(self.hint) + 16) / 436))
-        return QRectF(self.hint_at + QPointF(16, 14), QSizeF(w, lines * fm.height() + 10))
+        room = 420.0
+        if self.bounds is not None:
+            room = max(80.0, min(room, self.bounds.width() - 24))
+        text = fm.boundingRect(QRectF(0, 0, room, 1e6), Qt.TextWordWrap, self.hint)
+        size = QSizeF(math.ceil(text.width()) + 16, math.ceil(text.height()) + 10)
+        r = QRectF(self.hint_at + QPointF(16, 14), size)
+        b = self.bounds
+        if b is not None:
+            if r.right() > b.right() - 4:  # left of the pointer instead, or against the edge
+                left = self.hint_at.x() - 16 - r.width()
+                r.moveLeft(left if left >= b.left() + 4 else b.right() - 4 - r.width())
+            if r.bottom() > b.bottom() - 4:
+                r.moveBottom(self.hint_at.y() - 14)
+            if r.left() < b.left() + 4:
+                r.moveLeft(b.left() + 4)
+            if r.top() < b.top() + 4:
+                r.moveTop(b.top() + 4)
+        return r
 
     def boundingRect(self):
-        return self.path.boundingRect().adjusted(-4, -4, 4, 4).united(self._hint_rect())
+        return self.path.boundingRect().adjusted(-4, -4, 4, 4).united(self.hint_rect())
 
     def paint(self, painter, option, widget=None):
         t = self.theme
@@ -924,14 +943,14 @@ class _DragWire(QGraphicsItem):
         painter.setBrush(Qt.NoBrush)
         painter.drawPath(self.path)
         if self.hint:
-            r = self._hint_rect()
+            r = self.hint_rect()
             painter.setPen(QPen(color, 1.2))
             painter.setBrush(t.color("node_body"))
             painter.drawRoundedRect(r, 5, 5)
             painter.setFont(self.fonts["body"])
             painter.setPen(t.color("text"))
-            painter.drawText(r.adjusted(8, 5, -8, -5), Qt.TextWordWrap | Qt.AlignVCenter,
-                             self.hint)
+            painter.drawText(r.adjusted(8, 5, -8, -5), Qt.TextWordWrap | Qt.AlignLeft
+                             | Qt.AlignVCenter, self.hint)
 
 
 def _tint(color: QColor) -> QColor:
@@ -1735,7 +1754,10 @@ class GraphScene(QGraphicsScene):
         b = target.scenePos() if target is not None else pos
         if not origin.is_output:
             a, b = b, a
-        self._wire.set(a, b, state, hint, pos)
+        views = self.views()
+        bounds = views[0].mapToScene(views[0].viewport().rect()).boundingRect() \
+            if views else None
+        self._wire.set(a, b, state, hint, pos, bounds)
 
     def end_connection(self, pos: QPointF):
         drag, self._drag = self._drag, None
@@ -2018,6 +2040,7 @@ class GraphView(QGraphicsView):
             QPixmapCache.setCacheLimit(PIXMAP_CACHE_KB)
         self._pan = None
         self._space = False
+        self._fit_until_moved = False  # see fit_opened
         self.minimap = Minimap(self)
         self._settle = QTimer(self)
         self._settle.setSingleShot(True)
@@ -2028,6 +2051,8 @@ class GraphView(QGraphicsView):
         self._minimap_timer.setInterval(30)
         self._minimap_timer.timeout.connect(self._update_minimap)
         scene.changed.connect(lambda _r: self._minimap_timer.start())
+        for bar in (self.horizontalScrollBar(), self.verticalScrollBar()):
+            bar.sliderPressed.connect(self.keep_view)
         self.horizontalScrollBar().valueChanged.connect(lambda _v: self._minimap_timer.start())
         self.verticalScrollBar().valueChanged.connect(lambda _v: self._minimap_timer.start())
 
@@ -2081,7 +2106,20 @@ class GraphView(QGraphicsView):
             sc.switch_now(sc.cards_meeting(self.visible_rect()))  # cards that came into view
 
     def zoom_by(self, factor: float, anchor: QPointF | None = None):
+        self._fit_until_moved = False
         self.set_zoom(self.zoom * factor, anchor)
+
+    def fit_opened(self):
+        """Show a graph just opened (readable fit), and fit again each time the canvas
+        changes size until the user moves the view: a window still being laid out (docks
+        restored, a dialog closing) would otherwise leave the cards out of sight."""
+        self._fit_until_moved = True
+        self.fit_to_view(readable=True)
+
+    def resizeEvent(self, event):  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        if self._fit_until_moved:
+            self.fit_to_view(readable=True)
 
     def wheelEvent(self, event):
         delta = event.angleDelta().y() or event.angleDelta().x()
@@ -2089,6 +2127,10 @@ class GraphView(QGraphicsView):
             return
         self.zoom_by(1.0015 ** delta, event.position())
         event.accept()
+
+    def keep_view(self):
+        """The user placed the view: a resize no longer fits the graph again."""
+        self._fit_until_moved = False
 
     def fit_to_view(self, rect: QRectF | None = None, readable: bool = False):
         """Show all the cards (or ``rect``), never magnifying past 150 %.
@@ -2172,6 +2214,7 @@ class GraphView(QGraphicsView):
 
     # ------------------------------------------------------------------ pan
     def mousePressEvent(self, event):
+        self._fit_until_moved = False
         if event.button() == Qt.MiddleButton or (event.button() == Qt.LeftButton and self._space):
             self._pan = event.position()
             self.viewport().setCursor(Qt.ClosedHandCursor)
@@ -2206,6 +2249,7 @@ class GraphView(QGraphicsView):
         super().mouseDoubleClickEvent(event)
 
     def keyPressEvent(self, event):
+        self._fit_until_moved = False
         if event.key() == Qt.Key_Tab and event.modifiers() == Qt.NoModifier:
             # the Add Node action normally takes Tab; this covers a window not yet active
             self.quick_add_at.emit(self.cursor_scene_pos())

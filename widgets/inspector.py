@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 from core.errors import ParamError
 from core.ops.base import fmt_shape, numel
 from widgets.theme import CATEGORY_LABELS
+from widgets.wheel import guard_wheel_in
 
 INT_LIMIT = 2**31 - 1
 
@@ -232,6 +233,7 @@ class Inspector(QScrollArea):
             form.addRow("loss", loss)
         box = QWidget()
         box.setLayout(form)
+        guard_wheel_in(box)
         self._layout.addWidget(box)
 
         line = QFrame()

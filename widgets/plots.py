@@ -42,7 +42,8 @@ class TrainingPlots(QWidget):
         for p in (self.loss_plot, self.acc_plot, self.lr_plot):
             lay.addWidget(p, 1)
         self.acc_plot.setYRange(0, 1, padding=0.05)
-        self.acc_plot.getPlotItem().enableAutoRange(axis="y", enable=False)
+        # x from epoch 0 to the last one: autorange centres a single point in ±5 epochs
+        self.acc_plot.getPlotItem().enableAutoRange(enable=False)
         self.loss_plot.addLegend(offset=(-8, 8))
         self.acc_plot.addLegend(offset=(-8, -8))
         # curves are created once and fed with setData
@@ -87,6 +88,7 @@ class TrainingPlots(QWidget):
             curve.setSymbolSize(size)
         for c in (self.train_loss, self.val_loss, self.train_acc, self.val_acc, self.lr_curve):
             c.setData([], [])
+        self.acc_plot.setXRange(0, 1, padding=0.02)
 
     def add_batches(self, points):
         """Append :class:`app.training.BatchPoint` s; the curves follow within REDRAW_MS."""
@@ -134,6 +136,7 @@ class TrainingPlots(QWidget):
             y = np.asarray(ys, dtype=float)
             ok = np.isfinite(y)
             curve.setData(x[ok], y[ok])
+        self.acc_plot.setXRange(0, max(1.0, float(x[-1])), padding=0.02)
 
     def batch_count(self) -> int:
         return len(self._bx)
@@ -195,6 +198,30 @@ class ConfusionMatrix(QWidget):
         self.theme = theme
         self.update()
 
+    LABEL_W = 12.0  # the class numbers along the top and left
+    MIN_COUNT_PT = 5.0  # smaller counts would not be legible: cells show colour only
+
+    def cell_size(self) -> float:
+        n = self.matrix.shape[0]
+        return min(self.width() - self.LABEL_W, self.height() - self.LABEL_W) / n
+
+    def count_font(self):
+        """The font the counts are written in, small enough for the widest count to fit in
+        a cell; ``None`` when that would be too small to read."""
+        from PySide6.QtGui import QFont, QFontMetricsF  # noqa: PLC0415
+
+        cell = self.cell_size()
+        widest = str(int(self.matrix.max())) if self.matrix.size else "0"
+        font = QFont(self.font())
+        size = max(self.MIN_COUNT_PT, min(8.0, cell * 0.32))
+        while size >= self.MIN_COUNT_PT:
+            font.setPointSizeF(size)
+            fm = QFontMetricsF(font)
+            if fm.horizontalAdvance(widest) <= cell - 2 and fm.height() <= cell:
+                return font
+            size -= 0.25
+        return None
+
     def paintEvent(self, _event):  # noqa: N802 - Qt override
         from PySide6.QtCore import QRectF  # noqa: PLC0415
         from PySide6.QtGui import QColor, QFont, QPainter  # noqa: PLC0415
@@ -205,17 +232,16 @@ class ConfusionMatrix(QWidget):
         n = m.shape[0]
         p = QPainter(self)
         p.setRenderHint(QPainter.Antialiasing, False)
-        label_w = 12.0
-        side = min(self.width() - label_w, self.height() - label_w)
-        cell = side / n
+        label_w = self.LABEL_W
+        cell = self.cell_size()
         x0, y0 = label_w, label_w
         rows = m.sum(axis=1, keepdims=True).astype(float)
         frac = np.divide(m, rows, out=np.zeros_like(m, dtype=float), where=rows > 0)
         base = QColor(self.theme.base)
         good, bad = QColor(self.theme.accent), QColor(self.theme.error)
-        font = QFont(self.font())
-        font.setPointSizeF(max(5.5, min(8.0, cell * 0.32)))
-        p.setFont(font)
+        font = self.count_font()
+        if font is not None:
+            p.setFont(font)
         for i in range(n):
             for j in range(n):
                 f = float(frac[i, j]) if i == j else min(1.0, float(frac[i, j]) * 4)
@@ -226,11 +252,14 @@ class ConfusionMatrix(QWidget):
                     round(base.blue() + (tint.blue() - base.blue()) * f))
                 r = QRectF(x0 + j * cell, y0 + i * cell, cell, cell)
                 p.fillRect(r, c)
-                if m[i, j] and cell >= 12:
+                if m[i, j] and font is not None:
                     light = c.lightnessF() > 0.55
                     p.setPen(QColor("#1d2330") if light else QColor("#f4f5f7"))
                     p.drawText(r, Qt.AlignCenter, str(int(m[i, j])))
         p.setPen(QColor(self.theme.muted))
+        labels = QFont(self.font())
+        labels.setPointSizeF(7.0)
+        p.setFont(labels)
         for k in range(n):
             p.drawText(QRectF(x0 + k * cell, 0, cell, label_w), Qt.AlignCenter, str(k))
             p.drawText(QRectF(0, y0 + k * cell, label_w, cell), Qt.AlignCenter, str(k))

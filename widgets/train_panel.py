@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 
 from widgets.plots import REDRAW_MS, ConfusionMatrix, TrainingPlots
 from widgets.theme import Theme
+from widgets.wheel import guard_wheel_in
 
 SOURCE_LABELS = (("sample", "MNIST sample"), ("folder", "MNIST folder…"),
                  ("graph", "Stored in the graph"))
@@ -54,17 +55,21 @@ class TrainPanel(QWidget):
     pause_toggled(bool)
         ``True`` to pause, ``False`` to resume.
     stop_requested()
+    dialog_closed()
+        A file dialog of the panel closed.
     """
 
     start_requested = Signal(object)
     pause_toggled = Signal(bool)
     stop_requested = Signal()
+    dialog_closed = Signal()  # the window takes the focus back
 
     def __init__(self, theme: Theme, default_lrs: dict, optimizers, parent=None):
         super().__init__(parent)
         self.theme = theme
         self.default_lrs = dict(default_lrs)
         self.folder: str | None = None
+        self.image_source = "sample"  # the user's last image choice (sample or folder)
         self._lr_edited = False
         self._problem: str | None = None
 
@@ -156,6 +161,7 @@ class TrainPanel(QWidget):
         controls.addStretch(1)
         inner = QWidget()
         inner.setLayout(controls)
+        guard_wheel_in(inner)
         inner.setFixedWidth(280)
         # a short dock scrolls the controls instead of squeezing the fields flat
         left = QScrollArea()
@@ -179,7 +185,7 @@ class TrainPanel(QWidget):
         results.addWidget(self.confusion, 1)
         right = QWidget()
         right.setLayout(results)
-        right.setFixedWidth(210)
+        right.setFixedWidth(250)  # cells wide enough for four-digit counts
 
         lay = QHBoxLayout(self)
         lay.setContentsMargins(6, 4, 6, 4)
@@ -215,17 +221,26 @@ class TrainPanel(QWidget):
         self.folder = folder
         if folder:
             self.set_source("folder")
+            self.image_source = "folder"
         self._show_folder()
+
+    def use_image_source(self):
+        """Go back to the images the user last chose (a graph with its own data was open)."""
+        self.set_source(self.image_source if self.folder or self.image_source == "sample"
+                        else "sample")
 
     def _on_source_chosen(self, _index):
         if self.current_source() == "folder" and not self.choose_folder() and not self.folder:
             self.set_source("sample")
+        if self.current_source() in ("sample", "folder"):
+            self.image_source = self.current_source()
         self._show_folder()
 
     def choose_folder(self) -> bool:
         """Ask for a folder holding the four MNIST IDX files; False when cancelled."""
         folder = QFileDialog.getExistingDirectory(self, "Folder with the MNIST IDX files",
                                                   self.folder or "")
+        self.dialog_closed.emit()
         if not folder:
             return False
         self.set_folder(folder)
@@ -308,15 +323,21 @@ class TrainPanel(QWidget):
             self.pause_button.setText("Pause")
             self.pause_button.blockSignals(False)
 
-    def begin_run(self):
-        """Reset the plots and results for a new run."""
+    def clear_results(self):
+        """Forget the last run's plots, accuracy and confusion matrix (another graph)."""
         self.plots.clear()
         self.confusion.set_matrix(None)
         self.accuracy_label.setText("–")
+        self.accuracy_label.setToolTip("")
         self.accuracy_caption.setText("Test accuracy")
         self.progress.setValue(0)
-        self.progress.setFormat("starting…")
+        self.progress.setFormat("ready")
         self.speed_label.setText("")
+
+    def begin_run(self):
+        """Reset the plots and results for a new run."""
+        self.clear_results()
+        self.progress.setFormat("starting…")
         self.set_running(True)
 
     def set_status(self, text: str, kind: str = ""):

@@ -20,16 +20,46 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
-from core.errors import GraphError, ParamError, ShapeError
+from core.errors import GraphError, MemoryLimitError, ParamError, ShapeError
 
 Shape = tuple  # a tuple of int, with None for a dimension not known yet (the batch)
 
 CATEGORIES = ("inputs", "math", "activations", "layers", "losses", "regularization")
+
+
+# largest dimension a shape may declare: numpy's index type (larger ones cannot even be inspected)
+MAX_DIM = 2**63 - 1
+
+
+def _is_int(value) -> bool:
+    """A true integer: ``int`` or a NumPy integer, not ``bool``."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _as_int(value) -> int:
+    """``value`` as an int; integral floats pass, text and booleans do not (TypeError)."""
+    if _is_int(value):
+        return int(value)
+    if isinstance(value, (float, np.floating)) and math.isfinite(value) \
+            and float(value).is_integer():
+        return int(value)
+    raise TypeError
+
+
+def _as_float(value) -> float:
+    """``value`` as a finite float; text, booleans, NaN and ±Inf raise TypeError."""
+    if not (_is_int(value) or isinstance(value, (float, np.floating))):
+        raise TypeError
+    out = float(value)  # OverflowError for a huge int: reported like a type error
+    if not math.isfinite(out):
+        raise TypeError
+    return out
 
 
 @dataclass(frozen=True)
@@ -77,23 +107,19 @@ class Param:
             raise ParamError(f"{label} is required")
         try:
             if self.kind == "int":
-                if isinstance(value, bool) or float(value) != int(value):
-                    raise TypeError
-                out = int(value)
+                out = _as_int(value)
                 self._check_range(out, label)
+                if abs(out) > MAX_DIM:  # numpy cannot take it as an axis or a size
+                    raise ParamError(f"{label} must be between {-MAX_DIM} and {MAX_DIM}")
             elif self.kind == "float":
-                if isinstance(value, bool):
-                    raise TypeError
-                out = float(value)
-                if math.isnan(out):
-                    raise TypeError
+                out = _as_float(value)
                 self._check_range(out, label)
             elif self.kind == "bool":
                 if not isinstance(value, (bool, np.bool_)):
                     raise TypeError
                 out = bool(value)
             elif self.kind == "choice":
-                if value not in self.choices:
+                if not isinstance(value, str) or value not in self.choices:
                     raise ParamError(f"{label} must be one of {', '.join(self.choices)}; "
                                      f"got {value!r}")
                 out = str(value)
@@ -102,17 +128,21 @@ class Param:
                     raise TypeError
                 out = value
             elif self.kind == "ints":
-                if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+                if _is_int(value):
                     value = (int(value),) * self.length
+                if not isinstance(value, (list, tuple)):  # text like "55" is not (5, 5)
+                    raise TypeError
                 items = tuple(value)
                 if len(items) != self.length:
                     raise ParamError(f"{label} needs {self.length} integers; got {len(items)}")
                 out = tuple(Param(self.name, "int", 0, self.low, self.high).validate(v, where)
                             for v in items)
             elif self.kind == "shape":
-                items = tuple(value)
-                out = tuple(None if v is None or v == -1 else
-                            Param(self.name, "int", 0, 1).validate(v, where) for v in items)
+                if not isinstance(value, (list, tuple)):  # text like "42" is not (4, 2)
+                    raise TypeError
+                out = tuple(None if v is None or (_is_int(v) and v == -1) else
+                            Param(self.name, "int", 0, 1, MAX_DIM).validate(v, where)
+                            for v in value)
             else:  # pragma: no cover - a spec bug, not user input
                 raise AssertionError(f"unknown parameter kind {self.kind}")
         except ParamError:
@@ -128,7 +158,7 @@ class Param:
             raise ParamError(f"{label} must be ≤ {self.high}; got {v}")
 
     def _kind_text(self) -> str:
-        texts = {"int": "an integer", "float": "a number", "bool": "true or false",
+        texts = {"int": "an integer", "float": "a finite number", "bool": "true or false",
                  "str": "text", "ints": f"{self.length} integers",
                  "shape": "a list of positive integers (null for the batch)"}
         return texts.get(self.kind, self.kind)
@@ -371,4 +401,44 @@ def unbroadcast(grad, shape: tuple):
 
 def numel(shape: Shape) -> int:
     """Number of elements, counting an unknown batch as 1."""
-    return int(np.prod([1 if d is None else d for d in shape], dtype=np.int64))
+    return math.prod(1 if d is None else int(d) for d in shape)  # exact: no int64 wrap-around
+
+
+def physical_memory() -> int:
+    """Bytes of RAM of this machine (16 GiB where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 16 * 2**30
+
+
+# most bytes one tensor, or all the values of one run, may take; None: the machine's RAM
+MEMORY_LIMIT: int | None = None
+
+
+def memory_limit() -> int:
+    """The byte limit that :func:`check_allocation` enforces."""
+    return MEMORY_LIMIT if MEMORY_LIMIT is not None else physical_memory()
+
+
+def fmt_bytes(n: int) -> str:
+    """``80000000000`` -> ``"74.5 GiB"``."""
+    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def check_allocation(shape: Shape, dtype, node: str, what: str = "shape"):
+    """Raise :class:`MemoryLimitError` if an array of ``shape`` cannot fit in memory.
+
+    Called before allocating, so that a file asking for a huge tensor gets a
+    clear error naming ``node`` instead of a ``MemoryError`` (or the kernel
+    killing the process once the pages are touched).
+    """
+    nbytes = numel(shape) * np.dtype(dtype).itemsize
+    limit = memory_limit()
+    if nbytes > limit:
+        raise MemoryLimitError(f"node '{node}': {what} {fmt_shape(shape)} needs "
+                               f"{fmt_bytes(nbytes)}; this computer has {fmt_bytes(limit)} "
+                               "of memory", nodes=(node,))
