@@ -129,7 +129,7 @@ def test_lane_search_matches_testing_one_lane_at_a_time():
     import numpy as np
     from PySide6.QtCore import QPointF
 
-    from widgets.canvas import _cubic_points, _first_free_lane, _hits
+    from widgets.canvas.routing import _cubic_points, _first_free_lane, _hits
 
     rng = np.random.default_rng(3)
     for _ in range(200):

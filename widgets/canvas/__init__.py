@@ -1,0 +1,55 @@
+"""The node canvas: a scene mirroring the graph model, its items, and the view.
+
+The package's face: the names the window, the palette, the examples dialog,
+the picture renderer and the tests import. The modules, lowest first:
+``routing`` (wire curves), ``items`` (cards, ports, wires), ``overlays`` (the
+dragged wire), ``lod`` (level of detail), ``scene`` (model sync, gestures),
+``overview`` (the map panel) and ``view`` (zoom, pan, drops).
+"""
+
+from widgets.canvas.items import (
+    GRID,
+    HEADER_H,
+    NODE_MAX_W,
+    NODE_MIN_W,
+    OP_MIME,
+    EdgeItem,
+    NodeItem,
+    PortItem,
+)
+from widgets.canvas.lod import (
+    BOUNDS_STEP,
+    DETAIL_LOD,
+    PIXMAP_CACHE_KB,
+    READABLE_ZOOM,
+    REFINE_PER_FRAME,
+    SHARPEN_PER_FRAME,
+    ZOOMING_CARDS,
+    OverviewItem,
+)
+from widgets.canvas.overview import Minimap
+from widgets.canvas.scene import GraphScene, render_scene
+from widgets.canvas.view import GraphView
+
+__all__ = [
+    "BOUNDS_STEP",
+    "DETAIL_LOD",
+    "GRID",
+    "HEADER_H",
+    "NODE_MAX_W",
+    "NODE_MIN_W",
+    "OP_MIME",
+    "PIXMAP_CACHE_KB",
+    "READABLE_ZOOM",
+    "REFINE_PER_FRAME",
+    "SHARPEN_PER_FRAME",
+    "ZOOMING_CARDS",
+    "EdgeItem",
+    "GraphScene",
+    "GraphView",
+    "Minimap",
+    "NodeItem",
+    "OverviewItem",
+    "PortItem",
+    "render_scene",
+]

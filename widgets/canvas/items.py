@@ -1,0 +1,785 @@
+"""The canvas items: a card per node with its ports, and a wire per edge.
+
+Items draw what the model and its shape report say; they never edit the model.
+A gesture on an item calls back into its scene (``begin_connection``,
+``finish_move``…), which turns it into a request signal.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QLineF, QPointF, QRectF, Qt
+from PySide6.QtGui import (
+    QBrush,
+    QColor,
+    QFont,
+    QFontDatabase,
+    QFontMetricsF,
+    QPainter,
+    QPainterPath,
+    QPainterPathStroker,
+    QPen,
+    QPolygonF,
+    QStaticText,
+    QTransform,
+)
+from PySide6.QtWidgets import QGraphicsItem
+
+from core.graph import Edge
+from core.ops.base import fmt_shape
+from widgets.canvas.routing import route
+from widgets.icons import draw_category_glyph
+from widgets.theme import Theme
+
+if TYPE_CHECKING:
+    from widgets.canvas.scene import GraphScene
+
+OP_MIME = "application/x-backprop-studio-op"
+GRID = 20.0
+NODE_MIN_W = 172.0
+NODE_MAX_W = 260.0
+HEADER_H = 28.0
+ROW_H = 20.0
+LINE_H = 16.0
+FOOTER_H = 22.0
+PAD = 10.0
+PORT_R = 5.0
+MAX_PARAM_LINES = 3
+# Parameters that rarely matter at a glance; the inspector shows them.
+QUIET_PARAMS = {"init", "fill", "trainable", "reduction", "keepdims", "keep_batch", "bias",
+                "mode", "dilation", "approximate", "role"}
+
+
+def _fonts():
+    base = QFont()
+    title = QFont(base)
+    title.setPointSizeF(9.5)
+    title.setWeight(QFont.DemiBold)
+    body = QFont(base)
+    body.setPointSizeF(8.5)
+    small = QFont(base)
+    small.setPointSizeF(7.5)
+    mono = QFontDatabase.systemFont(QFontDatabase.FixedFont)
+    mono.setPointSizeF(8.0)
+    return {"title": title, "body": body, "small": small, "mono": mono}
+
+
+_ADVANCES: dict = {}
+_METRICS: dict = {}
+
+
+def _advance(fonts: dict, kind: str, text: str) -> float:
+    """Width of ``text`` in font ``kind``; cached, as the same labels recur on many cards."""
+    key = (kind, text)
+    w = _ADVANCES.get(key)
+    if w is None:
+        fm = _METRICS.get(kind)
+        if fm is None:
+            fm = _METRICS[kind] = QFontMetricsF(fonts[kind])
+        w = _ADVANCES[key] = fm.horizontalAdvance(text)
+    return w
+
+
+def fmt_value(v) -> str:
+    """A parameter value as the card shows it: ``(5, 5)`` -> ``5×5``."""
+    if isinstance(v, tuple):
+        if v and all(x == v[0] for x in v) and len(v) == 2:
+            return f"{v[0]}×{v[1]}"
+        return "×".join("B" if x is None else str(x) for x in v) or "()"
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    return str(v)
+
+
+def port_kind(op_cls, port: str, is_output: bool) -> str:
+    """``"tensor"``, ``"target"`` (no gradient flows) or ``"index"`` (integer indices)."""
+    if port == "indices":
+        return "index"
+    if not is_output and port in op_cls.no_grad_inputs:
+        return "target"
+    return "tensor"
+
+
+# --------------------------------------------------------------------- ports
+class PortItem(QGraphicsItem):
+    """A connector on the edge of a card; dragging from it starts a connection."""
+
+    def __init__(self, node_item: NodeItem, name: str, is_output: bool, kind: str):
+        super().__init__(node_item)
+        self.node_item = node_item
+        self.name = name
+        self.is_output = is_output
+        self.kind = kind
+        self.connected = False
+        self.hover = False
+        self.highlight = None  # None, "ok" or "bad" while a connection is dragged
+        self.setAcceptHoverEvents(True)
+        self.setCursor(Qt.CrossCursor)
+        self.setZValue(2)
+        # a hit area only: Qt never calls paint, which matters with thousands of ports
+        self.setFlag(QGraphicsItem.ItemHasNoContents)
+
+    @property
+    def node_id(self) -> str:
+        return self.node_item.node_id
+
+    def boundingRect(self):
+        r = PORT_R + 5
+        return QRectF(-r, -r, 2 * r, 2 * r)
+
+    def shape(self):
+        p = QPainterPath()
+        p.addEllipse(QPointF(0, 0), PORT_R + 4, PORT_R + 4)
+        return p
+
+    def paint(self, painter, option, widget=None):
+        pass  # drawn by its card (one cached picture per card; see draw)
+
+    def draw(self, painter, theme):
+        """Draw the port at its position on the card (called from the card's paint)."""
+        color = theme.category_color(self.node_item.category)
+        if self.kind == "target":
+            color = theme.color("warning")
+        elif self.kind == "index":
+            color = theme.color("muted")
+        c = self.pos()
+        r = PORT_R + (1.5 if self.hover or self.highlight else 0)
+        if self.highlight:
+            ring = theme.color("ok" if self.highlight == "ok" else "error")
+            painter.setPen(Qt.NoPen)
+            ring.setAlpha(70)
+            painter.setBrush(ring)
+            painter.drawEllipse(c, r + 4, r + 4)
+        painter.setPen(QPen(color, 1.8))
+        painter.setBrush(color if self.connected else theme.color("node_body"))
+        if self.kind == "tensor":
+            painter.drawEllipse(c, r, r)
+        else:  # diamond: no gradient flows through this port
+            x, y = c.x(), c.y()
+            painter.drawPolygon(QPolygonF([QPointF(x, y - r - 1), QPointF(x + r + 1, y),
+                                           QPointF(x, y + r + 1), QPointF(x - r - 1, y)]))
+
+    def update(self, *args):
+        # the card draws the port, so the card is what needs repainting
+        self.node_item.update()
+
+    def hoverEnterEvent(self, event):
+        self.hover = True
+        self.update()
+
+    def hoverLeaveEvent(self, event):
+        self.hover = False
+        self.update()
+
+    def mousePressEvent(self, event):
+        if event.button() == Qt.LeftButton:
+            if not self.is_output and self.connected:
+                self.scene().begin_rewire(self, event.scenePos())  # pick the wire up
+            else:
+                self.scene().begin_connection(self, event.scenePos())
+            event.accept()
+        else:
+            event.ignore()
+
+    def mouseMoveEvent(self, event):
+        self.scene().drag_connection(event.scenePos())
+
+    def mouseReleaseEvent(self, event):
+        self.scene().end_connection(event.scenePos())
+
+
+# --------------------------------------------------------------------- nodes
+_POS_CHANGE = QGraphicsItem.ItemPositionChange
+_POS_CHANGED = QGraphicsItem.ItemPositionHasChanged
+_SELECTED_CHANGED = QGraphicsItem.ItemSelectedHasChanged
+
+
+class NodeItem(QGraphicsItem):
+    """A node drawn as a card: header with icon and name, ports, key parameters, shape."""
+
+    def __init__(self, scene: GraphScene, node, info=()):
+        super().__init__()
+        self.node_id = node.id
+        self.theme = scene.theme
+        self.fonts = scene.fonts
+        self.category = type(node.op).category
+        self.setFlags(QGraphicsItem.ItemIsMovable | QGraphicsItem.ItemIsSelectable
+                      | QGraphicsItem.ItemSendsGeometryChanges)
+        self.setAcceptHoverEvents(True)
+        self.setZValue(1)
+        self.width = 0.0  # set by set_node
+        self.height = 0.0
+        self.in_ports: dict[str, PortItem] = {}
+        self.out_ports: dict[str, PortItem] = {}
+        self.edges: list[EdgeItem] = []
+        self.title = ""
+        self.subtitle = ""
+        self.param_lines: list = []
+        self.footer = ""
+        self.footer_right = ""
+        self.error = None
+        self.blocked = False
+        self.is_loss = False
+        self._syncing = False
+        self._press_pos = None
+        self._signature = None
+        self.warm = False  # drawn in full since the zoom started changing (see set_scaling)
+        self.scaled = scene.scaling  # drawn for a changing zoom, not cached per pixel
+        # while the zoom changes a card is first a block drawn directly (no cache)
+        self.setCacheMode(QGraphicsItem.NoCache if scene.scaling
+                          else QGraphicsItem.DeviceCoordinateCache)
+        op_cls = type(node.op)
+        for p in op_cls.inputs:
+            self.in_ports[p] = PortItem(self, p, False, port_kind(op_cls, p, False))
+        for p in op_cls.outputs:
+            self.out_ports[p] = PortItem(self, p, True, port_kind(op_cls, p, True))
+        self.set_node(node, *info)
+
+    # ------------------------------------------------------------ content
+    def set_node(self, node, shapes=None, error=None, blocked=False, params=0):
+        """Recompute texts and size from the model node and its inferred shapes.
+
+        Does nothing when nothing visible changed: shape inference refreshes every
+        card after each edit, and most cards stay the same.
+        """
+        op_cls = type(node.op)
+        title, subtitle, lines, footer, footer_right = self._card_texts(
+            node, shapes, error, blocked, params)
+        signature = (title, subtitle, tuple(lines), footer, footer_right, error, blocked)
+        if signature == self._signature:
+            return
+        self._signature = signature
+        self.title, self.subtitle, self.param_lines = title, subtitle, lines
+        self.footer, self.footer_right, self.error, self.blocked = (footer, footer_right,
+                                                                    error, blocked)
+        width, height = self._fit_size(op_cls)
+        resized = (width, height) != (self.width, self.height)
+        if resized:
+            self.prepareGeometryChange()
+            self.width, self.height = width, height
+            for i, p in enumerate(op_cls.inputs):
+                self.in_ports[p].setPos(0, self.port_offset(i))
+            for i, p in enumerate(op_cls.outputs):
+                self.out_ports[p].setPos(self.width, self.port_offset(i))
+        tip = f"<b>{node.name}</b> — {op_cls.label}"
+        if op_cls.formula:
+            tip += f"<br><span style='font-family:serif'>{op_cls.formula}</span>"
+        if error:
+            tip += f"<br><span style='color:{self.theme.error}'>⚠ {error}</span>"
+        self.setToolTip(tip)
+        self.update()
+        if resized:
+            self.geometry_changed()
+
+    @staticmethod
+    def _card_texts(node, shapes, error, blocked, params) -> tuple:
+        """``(title, subtitle, parameter lines, footer, footer right)`` of the card."""
+        op_cls = type(node.op)
+        title = node.name
+        subtitle = op_cls.label
+        stem = node.name.rstrip("0123456789").replace("_", "").lower()
+        if stem in (op_cls.id.replace("_", "").lower(), op_cls.label.replace(" ", "").lower()):
+            subtitle = ""
+        items = []
+        if op_cls.source:
+            if node.value is not None:
+                v = node.value
+                items.append("= " + (f"{float(v):g}" if v.ndim == 0 else
+                                     f"array {fmt_shape(v.shape)}"))
+            elif op_cls.id == "input" and node.params.get("role") != "value":
+                items.append(f"fed: {node.params['role']}")
+            else:
+                items.append("no value yet")
+        for p in op_cls.params:
+            if p.name in QUIET_PARAMS or (op_cls.source and p.name == "shape"):
+                continue
+            v = node.params.get(p.name)
+            if v is None:
+                continue
+            items.append(f"{p.name.replace('_', ' ')} {fmt_value(v)}")
+        # two short items share a line so cards stay compact
+        lines = []
+        for it in items:
+            if lines and len(lines[-1]) + len(it) < 24 and "  ·  " not in lines[-1]:
+                lines[-1] += "  ·  " + it
+            else:
+                lines.append(it)
+        if len(lines) > MAX_PARAM_LINES:
+            lines = lines[:MAX_PARAM_LINES - 1] + [lines[MAX_PARAM_LINES - 1] + "  …"]
+        if error:
+            footer, footer_right = error, ""
+        elif shapes is None:
+            footer = "→ ?" if blocked or not op_cls.source else "→ scalar"
+            footer_right = ""
+        else:
+            footer = "→ " + ", ".join(fmt_shape(s) for s in shapes)
+            footer_right = f"{params:,} params" if params else ""
+        return title, subtitle, lines, footer, footer_right
+
+    def _fit_size(self, op_cls) -> tuple:
+        """``(width, height)`` that fits the current texts, on the grid, within the limits."""
+        f = self.fonts
+        want = max(
+            _advance(f, "title", self.title) + 44
+            + (_advance(f, "small", self.subtitle) + 12 if self.subtitle else 0),
+            max((_advance(f, "body", s) for s in self.param_lines), default=0) + 2 * PAD,
+            (0 if self.error else _advance(f, "mono", self.footer)
+             + _advance(f, "small", self.footer_right) + 2 * PAD + 12),
+            max((_advance(f, "body", p) for p in op_cls.inputs), default=0)
+            + max((_advance(f, "body", p) for p in op_cls.outputs), default=0)
+            + 2 * PAD + 30,
+        )
+        width = float(min(NODE_MAX_W, max(NODE_MIN_W, math.ceil(want / GRID) * GRID)))
+        rows = max(len(op_cls.inputs), len(op_cls.outputs), 1)
+        height = HEADER_H + rows * ROW_H + len(self.param_lines) * LINE_H + 6 + FOOTER_H
+        return width, height
+
+    def geometry_changed(self):
+        """The card moved or changed size: its wires and the scene's obstacle map follow."""
+        sc = self.scene()
+        if sc is None:
+            return
+        sc.card_geometry_changed(self)
+        if self._syncing or sc.mouseGrabberItem() is None:
+            # model-driven changes come in bursts (undo, auto layout): route once after
+            for e in self.edges:
+                sc.mark_edge_dirty(e)
+        else:
+            for e in self.edges:
+                e.update_path()
+
+    @staticmethod
+    def port_offset(index: int) -> float:
+        """Vertical offset of the ``index``-th port row from the card's top."""
+        return HEADER_H + 4 + ROW_H * index + ROW_H / 2
+
+    def port_y(self, name: str, is_output: bool) -> float:
+        ports = self.out_ports if is_output else self.in_ports
+        return ports[name].pos().y()
+
+    # ------------------------------------------------------------ geometry
+    def boundingRect(self):
+        return QRectF(-PORT_R - 6, -12, self.width + 2 * PORT_R + 18, self.height + 18)
+
+    def card_rect(self) -> QRectF:
+        return QRectF(0, 0, self.width, self.height)
+
+    def shape(self):
+        p = QPainterPath()
+        p.addRoundedRect(self.card_rect(), 7, 7)
+        return p
+
+    def scene_card_rect(self) -> QRectF:
+        return self.card_rect().translated(self.pos())
+
+    def itemChange(self, change, value):
+        # called for every flag, cache and position change of every card (thousands when
+        # the zoom crosses the overview threshold): module constants, and no call back
+        # into the base class, whose itemChange only returns the value
+        if change == _POS_CHANGE:
+            if not self._syncing:
+                sc = self.scene()
+                if sc is not None and sc.snap_to_grid:
+                    return QPointF(round(value.x() / GRID) * GRID,
+                                   round(value.y() / GRID) * GRID)
+        elif change == _POS_CHANGED:
+            self.geometry_changed()
+        elif change == _SELECTED_CHANGED:
+            for e in self.edges:
+                e.update()
+        return value
+
+    def sync_pos(self, pos):
+        """Move to the model's position (no snapping: the model is the truth)."""
+        self._syncing = True
+        self.setPos(QPointF(*pos))
+        self._syncing = False
+
+    # ------------------------------------------------------------- drawing
+    def paint(self, painter, option, widget=None):
+        if self.scaled and not self.warm:
+            # while the zoom changes: first a block drawn straight to the screen (two
+            # rectangles; a cached picture would cost more to make than to scale when
+            # many cards come into view at once), then, warm, painted into an
+            # item-coordinate cache at scale 1 with the detail the current zoom can
+            # show. Once the zoom rests the card waits its turn to be drawn sharp.
+            # Kept short: a frame that brings 60 cards into view draws 60 blocks.
+            sc = self.scene()
+            if sc is not None and sc.scaling:
+                sc.queue_refine(self)
+            self._draw_block(painter)
+            return
+        lod = option.levelOfDetailFromTransform(painter.worldTransform())
+        if self.scaled:
+            sc = self.scene()
+            if sc is not None:
+                lod = min(lod, sc.scaling_lod)
+        painter.setRenderHint(QPainter.Antialiasing)
+        if lod < 0.35:
+            self._draw_block(painter)
+            return
+        self._draw_card(painter)
+        if lod < 0.45:
+            # small on screen: the body text would be unreadable anyway
+            self._draw_outline(painter, far=True)
+            self._draw_ports(painter)
+            return
+        self._draw_params(painter)
+        self._draw_footer(painter)
+        self._draw_outline(painter, far=False)
+        self._draw_ports(painter)
+        if self.error:
+            self._draw_badge(painter)
+
+    def _draw_card(self, painter):
+        """Shadow, body, and the header tinted with the category colour, with icon and title."""
+        t = self.theme
+        rect = self.card_rect()
+        shadow = t.color("node_shadow")
+        shadow.setAlpha(60 if t.dark else 22)
+        painter.setPen(Qt.NoPen)
+        painter.setBrush(shadow)
+        painter.drawRoundedRect(rect.translated(0, 2.5), 8, 8)
+        painter.setBrush(t.color("node_body"))
+        painter.drawRoundedRect(rect, 7, 7)
+        header = QPainterPath()
+        header.addRoundedRect(QRectF(0, 0, self.width, HEADER_H + 8), 7, 7)
+        clip = QPainterPath()
+        clip.addRect(QRectF(0, 0, self.width, HEADER_H))
+        tint = QColor(t.category_color(self.category))
+        tint.setAlpha(235 if t.dark else 255)
+        painter.setBrush(tint)
+        painter.drawPath(header.intersected(clip))
+        draw_category_glyph(painter, self.category, QRectF(9, 7, 14, 14), QColor("white"), 1.5)
+        painter.setPen(QColor("white"))
+        painter.setFont(self.fonts["title"])
+        fm = QFontMetricsF(self.fonts["title"])
+        sub_w = 0.0
+        if self.subtitle:
+            painter.setFont(self.fonts["small"])
+            fms = QFontMetricsF(self.fonts["small"])
+            sub_w = min(fms.horizontalAdvance(self.subtitle), self.width * 0.45)
+            sub = fms.elidedText(self.subtitle, Qt.ElideRight, sub_w + 1)
+            faded = QColor(255, 255, 255, 200)
+            painter.setPen(faded)
+            painter.drawText(QRectF(self.width - sub_w - 10, 0, sub_w + 2, HEADER_H),
+                             Qt.AlignVCenter | Qt.AlignRight, sub)
+            painter.setPen(QColor("white"))
+            painter.setFont(self.fonts["title"])
+        title_w = self.width - 32 - sub_w - 16
+        painter.drawText(QRectF(29, 0, title_w, HEADER_H), Qt.AlignVCenter | Qt.AlignLeft,
+                         fm.elidedText(self.title, Qt.ElideRight, title_w))
+        if self.is_loss:
+            self._draw_loss_tag(painter)
+
+    def _draw_params(self, painter):
+        """The port names beside their connectors, then the parameter lines."""
+        t = self.theme
+        painter.setFont(self.fonts["body"])
+        painter.setPen(t.color("text"))
+        for port in self.in_ports.values():
+            y = port.pos().y()
+            painter.drawText(QRectF(PAD + 2, y - ROW_H / 2, self.width / 2, ROW_H),
+                             Qt.AlignVCenter | Qt.AlignLeft, port.name)
+        for port in self.out_ports.values():
+            y = port.pos().y()
+            painter.drawText(QRectF(self.width / 2 - PAD - 2, y - ROW_H / 2, self.width / 2, ROW_H),
+                             Qt.AlignVCenter | Qt.AlignRight, port.name)
+        rows = max(len(self.in_ports), len(self.out_ports), 1)
+        y = HEADER_H + 4 + rows * ROW_H
+        painter.setPen(t.color("muted"))
+        fmb = QFontMetricsF(self.fonts["body"])
+        for line in self.param_lines:
+            painter.drawText(QRectF(PAD, y, self.width - 2 * PAD, LINE_H),
+                             Qt.AlignVCenter | Qt.AlignLeft,
+                             fmb.elidedText(line, Qt.ElideRight, self.width - 2 * PAD))
+            y += LINE_H
+
+    def _draw_footer(self, painter):
+        """Below a separator: the output shape and parameter count, or the error."""
+        t = self.theme
+        fy = self.height - FOOTER_H
+        sep = t.color("node_border")
+        sep.setAlpha(120)
+        painter.setPen(QPen(sep, 1))
+        painter.drawLine(QPointF(1, fy), QPointF(self.width - 1, fy))
+        if self.error:
+            painter.setPen(t.color("error"))
+            painter.setFont(self.fonts["small"])
+            fms = QFontMetricsF(self.fonts["small"])
+            painter.drawText(QRectF(PAD, fy, self.width - 2 * PAD, FOOTER_H),
+                             Qt.AlignVCenter | Qt.AlignLeft,
+                             fms.elidedText("⚠ " + self.error, Qt.ElideRight,
+                                            self.width - 2 * PAD))
+        else:
+            painter.setFont(self.fonts["mono"])
+            painter.setPen(t.color("muted" if self.blocked else "text"))
+            painter.drawText(QRectF(PAD, fy, self.width - 2 * PAD, FOOTER_H),
+                             Qt.AlignVCenter | Qt.AlignLeft, self.footer)
+            if self.footer_right:
+                painter.setFont(self.fonts["small"])
+                painter.setPen(t.color("muted"))
+                painter.drawText(QRectF(PAD, fy, self.width - 2 * PAD, FOOTER_H),
+                                 Qt.AlignVCenter | Qt.AlignRight, self.footer_right)
+
+    def _draw_outline(self, painter, far: bool):
+        """The card's border: selection, error or plain (``far``: one simple line)."""
+        t = self.theme
+        rect = self.card_rect()
+        selected = self.isSelected()
+        painter.setBrush(Qt.NoBrush)
+        if far:
+            painter.setPen(QPen(t.color("error" if self.error else
+                                        "selection" if selected else "node_border"),
+                                2 if selected or self.error else 1))
+            painter.drawRoundedRect(rect, 7, 7)
+        elif selected:
+            painter.setPen(QPen(t.color("selection"), 2.2))
+            painter.drawRoundedRect(rect.adjusted(-1.5, -1.5, 1.5, 1.5), 8.5, 8.5)
+        elif self.error:
+            painter.setPen(QPen(t.color("error"), 1.8))
+            painter.drawRoundedRect(rect, 7, 7)
+        else:
+            painter.setPen(QPen(t.color("node_border"), 1))
+            painter.drawRoundedRect(rect, 7, 7)
+
+    def _draw_ports(self, painter):
+        """The connectors, over the outline."""
+        t = self.theme
+        for port in self.in_ports.values():
+            port.draw(painter, t)
+        for port in self.out_ports.values():
+            port.draw(painter, t)
+
+    def _draw_block(self, painter):
+        """The card as a miniature: tinted body and coloured header, no text.
+
+        Drawn far out and as the first picture of a card while zooming; its pens
+        and brushes are made once per theme, category and state.
+        """
+        selected = self.isSelected()
+        key = (self.theme.name, self.category, selected, bool(self.error))
+        style = _BLOCK_STYLES.get(key)
+        if style is None:
+            t = self.theme
+            cat = t.category_color(self.category)
+            pen = QPen(t.color("selection" if selected else "error" if self.error
+                               else "node_border"), 3 if selected or self.error else 1)
+            pen.setCosmetic(True)
+            style = _BLOCK_STYLES[key] = (pen, QBrush(_tint(cat)), QBrush(cat))
+        pen, body, header = style
+        painter.setRenderHint(QPainter.Antialiasing, False)
+        painter.setPen(pen)
+        painter.setBrush(body)
+        painter.drawRect(QRectF(0, 0, self.width, self.height))
+        painter.setPen(_NO_PEN)
+        painter.setBrush(header)
+        painter.drawRect(QRectF(0, 0, self.width, HEADER_H))
+        painter.setRenderHint(QPainter.Antialiasing, True)
+
+    def _draw_badge(self, painter):
+        c = QPointF(self.width - 2, -2)
+        painter.setPen(QPen(self.theme.color("node_body"), 2))
+        painter.setBrush(self.theme.color("error"))
+        painter.drawEllipse(c, 9, 9)
+        painter.setPen(QColor("white"))
+        f = QFont(self.fonts["title"])
+        f.setBold(True)
+        painter.setFont(f)
+        painter.drawText(QRectF(c.x() - 9, c.y() - 9, 18, 18), Qt.AlignCenter, "!")
+
+    def _draw_loss_tag(self, painter):
+        painter.setFont(self.fonts["small"])
+        fm = QFontMetricsF(self.fonts["small"])
+        w = fm.horizontalAdvance("LOSS") + 10
+        r = QRectF(self.width - w - 6, -9, w, 15)
+        painter.setPen(Qt.NoPen)
+        painter.setBrush(self.theme.color("error"))
+        painter.drawRoundedRect(r, 7, 7)
+        painter.setPen(QColor("white"))
+        painter.drawText(r, Qt.AlignCenter, "LOSS")
+
+    # -------------------------------------------------------------- mouse
+    def mousePressEvent(self, event):
+        self._press_pos = {it.node_id: it.pos() for it in self.scene().selected_nodes()}
+        super().mousePressEvent(event)
+        self._press_pos.update({it.node_id: it.pos() for it in self.scene().selected_nodes()
+                                if it.node_id not in self._press_pos})
+
+    def mouseReleaseEvent(self, event):
+        super().mouseReleaseEvent(event)
+        if self._press_pos is not None:
+            self.scene().finish_move(self._press_pos)
+        self._press_pos = None
+
+    def mouseDoubleClickEvent(self, event):
+        self.scene().node_activated.emit(self.node_id)
+
+
+
+# --------------------------------------------------------------------- edges
+class EdgeItem(QGraphicsItem):
+    """A wire from an output port to an input port, labelled with the tensor's shape."""
+
+    def __init__(self, scene: GraphScene, edge: Edge, src: NodeItem, dst: NodeItem):
+        super().__init__()
+        self.edge = edge
+        self.src = src
+        self.dst = dst
+        self.theme = scene.theme
+        self.fonts = scene.fonts
+        self.label = ""
+        self.bad = False
+        self.path = QPainterPath()
+        self.label_pos = QPointF()
+        self._rect = QRectF()
+        self._label_box = QRectF()  # where the label's pill goes (see _update_rect)
+        self._label_text = None  # the label laid out once (QStaticText), made when first drawn
+        self._shape = None  # the stroked hit area, made when first asked for (see shape)
+        self.setFlag(QGraphicsItem.ItemIsSelectable)
+        self.setZValue(0)
+        self.setAcceptHoverEvents(True)
+        self.hover = False
+        self._long = False
+        src.edges.append(self)
+        dst.edges.append(self)
+
+    def detach(self):
+        for item in (self.src, self.dst):
+            if self in item.edges:
+                item.edges.remove(self)
+
+    def endpoints(self):
+        p1 = self.src.out_ports[self.edge.src_port].scenePos()
+        p2 = self.dst.in_ports[self.edge.dst_port].scenePos()
+        return p1, p2
+
+    def set_label(self, text: str, bad: bool = False):
+        if text != self.label or bad != self.bad:
+            self.prepareGeometryChange()
+            self.label = text
+            self.bad = bad
+            self._label_text = None
+            self._update_rect()
+            self.update()
+
+    def update_path(self):
+        """Recompute the curve; detour around cards that the direct curve would cross."""
+        p1, p2 = self.endpoints()
+        # route first: it queries the scene's index, which must not see this item half changed
+        path = route(self.scene(), p1, p2, exclude=(self.src, self.dst))
+        self.prepareGeometryChange()
+        self.path = path
+        self._shape = None
+        self.label_pos = path.pointAtPercent(0.5)
+        self._long = QLineF(p1, p2).length() >= 70  # short wires get no label
+        self._update_rect()
+
+    def _update_rect(self):
+        r = self.path.boundingRect().adjusted(-6, -6, 6, 6)
+        if self.label:
+            # measured here, not per paint: font metrics cost more than drawing the pill
+            self._label_box = self._label_rect()
+            r = r.united(self._label_box)
+        self._rect = r
+
+    def _label_rect(self) -> QRectF:
+        fm = QFontMetricsF(self.fonts["small"])
+        w = fm.horizontalAdvance(self.label) + 10
+        h = fm.height() + 3
+        return QRectF(self.label_pos.x() - w / 2, self.label_pos.y() - h / 2, w, h)
+
+    def boundingRect(self):
+        return self._rect
+
+    def shape(self):
+        # asked again at every hover move, every wheel step under the cursor and for every
+        # wire a rubber band touches; the curve changes only in update_path
+        if self._shape is None:
+            stroker = QPainterPathStroker()
+            stroker.setWidth(10)
+            self._shape = stroker.createStroke(self.path)
+        return self._shape
+
+    def hoverEnterEvent(self, event):
+        self.hover = True
+        self.update()
+
+    def hoverLeaveEvent(self, event):
+        self.hover = False
+        self.update()
+
+    def paint(self, painter, option, widget=None):
+        # kept lean: hundreds of wires are painted per frame when the whole graph shows
+        hot = self.isSelected() or self.src.isSelected() or self.dst.isSelected()
+        pen = _wire_pen(self.theme, hot, self.bad, self.hover)
+        painter.setPen(pen)
+        painter.setBrush(_NO_BRUSH)
+        sc = self.scene()
+        if sc is not None and sc.interacting:
+            # while the view moves, plain lines: antialiasing a long curve costs ~0.3 ms,
+            # and the settled frame redraws it smooth
+            painter.setRenderHint(QPainter.Antialiasing, False)
+            painter.drawPath(self.path)
+            painter.setRenderHint(QPainter.Antialiasing, True)
+        else:
+            painter.drawPath(self.path)
+        if not self.label or not self._long or (sc is not None and sc.scaling) or \
+                option.levelOfDetailFromTransform(painter.worldTransform()) < 0.55:
+            return  # no label while the zoom changes: it returns when the view rests
+        t = self.theme
+        r = self._label_box
+        painter.setPen(_label_pen(t, pen.color() if hot else None))
+        painter.setBrush(t.color("edge_label_bg"))
+        painter.drawRoundedRect(r, r.height() / 2, r.height() / 2)
+        painter.setFont(self.fonts["small"])
+        painter.setPen(t.color("error") if self.bad else t.color("edge_label_text"))
+        text = self._label_text
+        if text is None:
+            # laid out once: a wire's label is drawn again in every frame that shows it
+            text = self._label_text = QStaticText(self.label)
+            text.setTextFormat(Qt.PlainText)
+            text.prepare(QTransform(), self.fonts["small"])
+        size = text.size()
+        c = r.center()
+        painter.drawStaticText(QPointF(c.x() - size.width() / 2, c.y() - size.height() / 2),
+                               text)
+
+
+_NO_BRUSH = Qt.NoBrush
+_NO_PEN = Qt.NoPen
+_BLOCK_STYLES: dict = {}  # (theme, category, selected, error) -> pen and brushes of a block
+_PENS: dict = {}
+
+
+def _wire_pen(theme: Theme, hot: bool, bad: bool, hover: bool) -> QPen:
+    key = (theme.name, hot, bad, hover)
+    pen = _PENS.get(key)
+    if pen is None:
+        color = (theme.color("selection") if hot else theme.color("error") if bad
+                 else theme.color("edge"))
+        pen = _PENS[key] = QPen(color, 2.6 if hot or hover else 1.8, Qt.SolidLine, Qt.RoundCap)
+    return pen
+
+
+def _label_pen(theme: Theme, hot_color: QColor | None) -> QPen:
+    """The outline of a wire label: the border colour, or the wire's when it is selected."""
+    key = (theme.name, "label", None if hot_color is None else hot_color.rgba())
+    pen = _PENS.get(key)
+    if pen is None:
+        pen = _PENS[key] = QPen(theme.color("node_border") if hot_color is None
+                                else hot_color, 1)
+    return pen
+
+
+
+def _tint(color: QColor) -> QColor:
+    """The category colour, faded, for the body of a far-away card."""
+    c = QColor(color)
+    c.setAlpha(70)
+    return c
+

@@ -1,0 +1,141 @@
+"""Wire routing: smooth curves from port to port, detouring through free lanes.
+
+Plain geometry on NumPy arrays and Qt's value types. ``scene`` is duck-typed:
+anything with ``obstacles(x0, x1, y0, y1, exclude, margin)`` returning card
+rectangles as rows of left, top, right, bottom.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QPointF
+from PySide6.QtGui import QPainterPath
+
+_T = np.linspace(0.0, 1.0, 25)
+_B = np.stack([(1 - _T) ** 3, 3 * (1 - _T) ** 2 * _T, 3 * (1 - _T) * _T ** 2, _T ** 3], axis=1)
+
+
+def _cubic_points(p0, c1, c2, p3):
+    """25 points along a cubic Bézier, as an (n, 2) array."""
+    ctrl = np.array([[p0.x(), p0.y()], [c1.x(), c1.y()], [c2.x(), c2.y()], [p3.x(), p3.y()]])
+    return _B @ ctrl
+
+
+_B_FROM = _B[:, 0] + _B[:, 1]  # weight of the first two control points' common y
+_B_TO = _B[:, 2] + _B[:, 3]    # weight of the last two control points' common y
+
+
+def _first_free_lane(lanes, xs1, y_start, xs2, y_end, rects):
+    """Index of the first lane whose two turns miss every rectangle, or ``None``.
+
+    A detour leaves ``y_start`` and reaches the lane along a cubic whose control
+    points have the x coordinates ``xs1`` and the y coordinates (y_start,
+    y_start, lane, lane); it leaves the lane along ``xs2`` with (lane, lane,
+    y_end, y_end). All lanes are tested at once (a frame while dragging a card
+    re-routes its wires; one lane at a time took milliseconds per wire).
+    """
+    if not len(lanes):
+        return None
+    if not len(rects):
+        return 0
+    lanes = np.asarray(lanes, dtype=float)[:, None]
+    l, t, r, b = (rects[:, i] for i in range(4))
+    free = np.ones(len(lanes), dtype=bool)
+    for xs, ys in ((xs1, _B_FROM * y_start + _B_TO * lanes),
+                   (xs2, _B_FROM * lanes + _B_TO * y_end)):
+        x = (_B @ np.asarray(xs, dtype=float))[:, None]         # (points, 1)
+        in_x = (x > l) & (x < r)                                  # (points, rects)
+        y = ys[:, :, None]                                        # (lanes, points, 1)
+        free &= ~((y > t) & (y < b) & in_x).any(axis=(1, 2))
+    hit = np.flatnonzero(free)
+    return int(hit[0]) if len(hit) else None
+
+
+def _hits(points, rects) -> bool:
+    """Whether any point lies strictly inside any rectangle (rows of left, top, right, bottom)."""
+    if not len(rects) or not len(points):
+        return False
+    x = points[:, 0:1]
+    y = points[:, 1:2]
+    inside = ((x > rects[:, 0]) & (x < rects[:, 2]) & (y > rects[:, 1]) & (y < rects[:, 3]))
+    return bool(inside.any())
+
+
+
+def default_curve(p1: QPointF, p2: QPointF):
+    """The plain wire's four control points; it bows out further when it runs backwards."""
+    dx = abs(p2.x() - p1.x())
+    k = max(36.0, dx * 0.5) if p2.x() >= p1.x() else max(80.0, dx * 0.35)
+    return p1, QPointF(p1.x() + k, p1.y()), QPointF(p2.x() - k, p2.y()), p2
+
+
+def route(scene, p1: QPointF, p2: QPointF, exclude=()) -> QPainterPath:
+    """A smooth wire from ``p1`` to ``p2``; goes through a free lane if cards are in the way."""
+    a, c1, c2, b = default_curve(p1, p2)
+    path = QPainterPath(a)
+    path.cubicTo(c1, c2, b)
+    if scene is not None and p2.x() < p1.x() - 20:
+        return _route_back(scene, p1, p2, exclude) or path
+    if scene is None or p2.x() - p1.x() < 60:
+        return path
+    top, bottom = min(p1.y(), p2.y()), max(p1.y(), p2.y())
+    rects = scene.obstacles(p1.x() + 2, p2.x() - 2, top - 60, bottom + 60, exclude, margin=8)
+    if not _hits(_cubic_points(a, c1, c2, b), rects):
+        return path
+    # Candidate lanes: just above or below each card in the way, nearest first.
+    rects = scene.obstacles(p1.x() + 2, p2.x() - 2, top - 1200, bottom + 1200, exclude,
+                            margin=10)
+    lanes = np.concatenate([[p1.y(), p2.y()], rects[:, 1] - 4, rects[:, 3] + 4])
+    cost = np.abs(lanes - p1.y()) + np.abs(lanes - p2.y())
+    span = p2.x() - p1.x()
+    ramp = min(70.0, span / 3)
+    q1x, q2x = p1.x() + ramp * 1.6, p2.x() - ramp * 1.6
+    if q2x < q1x:
+        return path
+    # nearest lanes first, skipping those whose straight middle part crosses a card
+    cand = lanes[np.argsort(cost, kind="stable")][:40]
+    mid = rects[(rects[:, 2] > q1x) & (rects[:, 0] < q2x)]
+    if len(mid):
+        cand = cand[~((mid[:, 1] < cand[:, None]) & (mid[:, 3] > cand[:, None])).any(axis=1)]
+    i = _first_free_lane(cand, (p1.x(), p1.x() + ramp, q1x - ramp, q1x), p1.y(),
+                         (q2x, q2x + ramp, p2.x() - ramp, p2.x()), p2.y(), rects)
+    if i is not None:
+        lane = float(cand[i])
+        q1, q2 = QPointF(q1x, lane), QPointF(q2x, lane)
+        path = QPainterPath(p1)
+        path.cubicTo(QPointF(p1.x() + ramp, p1.y()), QPointF(q1x - ramp, lane), q1)
+        path.lineTo(q2)
+        path.cubicTo(QPointF(q2x + ramp, lane), QPointF(p2.x() - ramp, p2.y()), p2)
+        return path
+    return path
+
+
+def _route_back(scene, p1: QPointF, p2: QPointF, exclude):
+    """A wire to a port on the left (the next row of a folded network): out to the right,
+    back along a free lane between the cards, and in from the left. ``None`` if no lane."""
+    k = 36.0
+    x_lo, x_hi = p2.x() - 2 * k, p1.x() + 2 * k
+    top, bottom = min(p1.y(), p2.y()), max(p1.y(), p2.y())
+    rects = scene.obstacles(x_lo, x_hi, top - 600, bottom + 600, exclude, margin=10)
+    mid = (p1.y() + p2.y()) / 2
+    lanes = np.concatenate([[mid], rects[:, 1] - 4, rects[:, 3] + 4]) if len(rects) else \
+        np.array([mid])
+    cand = lanes[np.argsort(np.abs(lanes - mid), kind="stable")][:40]
+    if len(rects):
+        across = (rects[:, 2] > x_lo) & (rects[:, 0] < x_hi)
+        cand = cand[~((rects[:, 1] < cand[:, None]) & (rects[:, 3] > cand[:, None])
+                      & across).any(axis=1)]
+    i = _first_free_lane(cand, (p1.x(), p1.x() + 2 * k, p1.x() + 2 * k, p1.x()), p1.y(),
+                         (p2.x(), p2.x() - 2 * k, p2.x() - 2 * k, p2.x()), p2.y(), rects)
+    if i is not None:
+        lane = float(cand[i])
+        q1, q2 = QPointF(p1.x(), lane), QPointF(p2.x(), lane)
+        turn1 = (p1, QPointF(p1.x() + 2 * k, p1.y()), QPointF(p1.x() + 2 * k, lane), q1)
+        turn2 = (q2, QPointF(p2.x() - 2 * k, lane), QPointF(p2.x() - 2 * k, p2.y()), p2)
+        path = QPainterPath(p1)
+        path.cubicTo(*turn1[1:])
+        path.lineTo(q2)
+        path.cubicTo(*turn2[1:])
+        return path
+    return None
+

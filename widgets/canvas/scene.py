@@ -1,0 +1,604 @@
+"""The scene: one item per node and edge of a :class:`core.graph.Graph`, kept in sync.
+
+The graph is the truth. :class:`GraphScene` subscribes to its events and keeps
+one :class:`NodeItem` per node and one :class:`EdgeItem` per edge; the shapes
+they show come from a :class:`core.analysis.GraphAnalysis`. User gestures never
+edit the model from here: the scene emits *requests* (``connect_requested``,
+``nodes_moved``, ``op_dropped``…) that the main window turns into undo
+commands, which call the model, whose events update the items.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from PySide6.QtCore import QLineF, QPointF, QRectF, QSizeF, Qt, QTimer, Signal
+from PySide6.QtGui import QImage, QPainter, QPen
+from PySide6.QtWidgets import QGraphicsItem, QGraphicsScene
+
+from core.analysis import GraphAnalysis
+from core.analysis import flattened as analysis_flattened
+from core.graph import Edge, Graph, ShapeReport
+from core.ops.base import fmt_shape
+from widgets.canvas.items import (
+    FOOTER_H,
+    GRID,
+    HEADER_H,
+    NODE_MIN_W,
+    ROW_H,
+    EdgeItem,
+    NodeItem,
+    PortItem,
+    _fonts,
+)
+from widgets.canvas.lod import BOUNDS_STEP, LevelOfDetail
+from widgets.canvas.overlays import DragWire
+from widgets.theme import LIGHT, Theme
+
+
+class GraphScene(LevelOfDetail, QGraphicsScene):
+    """Items mirroring a :class:`Graph`; gestures become request signals.
+
+    Signals
+    -------
+    connect_requested(Edge)
+        A legal connection was dropped on a port.
+    rewire_requested(Edge, Edge or None)
+        A wire picked up from an input was dropped on another input (or let go).
+    connect_with_flatten_requested(src_id, src_port, dst_id, dst_port)
+        A 4-D tensor was dropped on an input that wants it flattened.
+    nodes_moved(dict)
+        node id -> ((old x, old y), (new x, new y)) after a drag.
+    quick_add_requested(QPointF, object)
+        Open the add-node popup at a scene point; the object is ``None`` or
+        ``(node_id, port, is_output)`` of a port dragged into empty space.
+    shapes_updated(ShapeReport)
+    connection_refused(str)
+        Why a connection dropped on a port was refused.
+    node_activated(str)
+    """
+
+    connect_requested = Signal(object)
+    rewire_requested = Signal(object, object)
+    connect_with_flatten_requested = Signal(str, str, str, str)
+    nodes_moved = Signal(dict)
+    quick_add_requested = Signal(QPointF, object)
+    shapes_updated = Signal(object)
+    connection_refused = Signal(str)
+    node_activated = Signal(str)
+    quick_fix_requested = Signal(str)
+
+    def __init__(self, graph: Graph | None = None, theme: Theme = LIGHT, parent=None,
+                 analysis: GraphAnalysis | None = None):
+        super().__init__(parent)
+        self.theme = theme
+        self.fonts = _fonts()
+        self.graph: Graph | None = None
+        self.analysis: GraphAnalysis | None = None  # the shapes the cards show come from here
+        self._owns_analysis = False
+        self.nodes: dict[str, NodeItem] = {}
+        self.edges: dict[Edge, EdgeItem] = {}
+        self.report = ShapeReport()
+        self.snap_to_grid = False
+        self.last_refusal = ""
+        self._drag = None
+        self._wire = None
+        self._shape_timer = QTimer(self)
+        self._shape_timer.setSingleShot(True)
+        self._shape_timer.setInterval(0)
+        self._shape_timer.timeout.connect(self.refresh_shapes)
+        self._dirty_edges = set()
+        self._edge_timer = QTimer(self)
+        self._edge_timer.setSingleShot(True)
+        self._edge_timer.setInterval(0)
+        self._edge_timer.timeout.connect(self.flush_edges)
+        self._cards = None  # (items, array of left, top, right, bottom), rebuilt when stale
+        self._bounds_timer = QTimer(self)
+        self._bounds_timer.setSingleShot(True)
+        self._bounds_timer.setInterval(0)
+        self._bounds_timer.timeout.connect(self.fit_bounds)
+        self.geometry_version = 0
+        self.shape_version = 0
+        self.smooth_grid = False  # antialiased grid lines (for pictures, see render_scene)
+        self._init_detail()
+        self.setItemIndexMethod(QGraphicsScene.BspTreeIndex)
+        if graph is not None:
+            self.set_graph(graph, analysis=analysis)
+
+    # --------------------------------------------------------- model sync
+    def set_graph(self, graph: Graph, route: bool = True,
+                  analysis: GraphAnalysis | None = None):
+        """Show ``graph`` (unsubscribing from the previous one) and rebuild every item.
+
+        ``route=False`` leaves the wires unrouted until :meth:`flush_edges`, for a
+        caller that moves the cards first (routing 600 wires twice cost 0.2 s).
+        ``analysis`` is the graph's :class:`GraphAnalysis` if the caller keeps one
+        (so shapes are inferred once per edit); otherwise the scene makes its own.
+        """
+        self.detach()
+        self.clearSelection()
+        for item in list(self.nodes.values()) + list(self.edges.values()):
+            self.removeItem(item)
+        self.nodes.clear()
+        self.edges.clear()
+        self.graph = graph
+        self._owns_analysis = analysis is None
+        self.analysis = GraphAnalysis(graph) if analysis is None else analysis
+        self.analysis.changed.subscribe(self.schedule_shapes)
+        self.report = self.analysis.report  # so each card is built once, with its shape
+        self._subs = [
+            (graph.node_added, self._on_node_added),
+            (graph.node_removed, self._on_node_removed),
+            (graph.node_changed, self._on_node_changed),
+            (graph.edge_added, self._on_edge_added),
+            (graph.edge_removed, self._on_edge_removed),
+            (graph.layout_changed, self._on_layout_changed),
+            (graph.meta_changed, self._on_meta_changed),
+        ]
+        for ev, cb in self._subs:
+            ev.subscribe(cb)
+        for node in graph.nodes.values():
+            self._on_node_added(node)
+        self.card_geometry_changed()  # the obstacle map was the previous graph's
+        for edge in graph.edges:
+            self._on_edge_added(edge)
+        self._on_meta_changed()
+        self.refresh_shapes(self.report)  # nothing changed since it was computed above
+        if route:
+            self.flush_edges()
+        self.fit_bounds()
+        # cells fine enough that a frame asks only the items near the view for their
+        # bounds (Qt kept 5 levels, 32 cells, for a 500-node graph)
+        self.setBspTreeDepth(max(8, min(14, round(math.log2(len(self.items()) + 2)))))
+
+    def detach(self):
+        """Stop listening to the current graph (and close the analysis the scene made)."""
+        for ev, cb in getattr(self, "_subs", ()):
+            ev.unsubscribe(cb)
+        self._subs = []
+        if self.analysis is not None:
+            self.analysis.changed.unsubscribe(self.schedule_shapes)
+            if self._owns_analysis:
+                self.analysis.close()
+
+    def _on_node_added(self, node):
+        item = NodeItem(self, node, self._info(node.id))
+        if not self.detailed:
+            item.setFlag(QGraphicsItem.ItemHasNoContents)
+        self.nodes[node.id] = item
+        pos = self.graph.layout.get(node.id)
+        item.sync_pos(pos if pos is not None else (0.0, 0.0))
+        self.addItem(item)
+
+    def _on_node_removed(self, node):
+        item = self.nodes.pop(node.id, None)
+        if item is not None:
+            for e in list(item.edges):
+                self._remove_edge_item(e)
+            self.removeItem(item)
+            self.card_geometry_changed()
+
+    def _on_node_changed(self, node):
+        item = self.nodes.get(node.id)
+        if item is not None:
+            item.set_node(node, *self._info(node.id))
+
+    def _on_edge_added(self, edge):
+        src, dst = self.nodes[edge.src], self.nodes[edge.dst]
+        item = EdgeItem(self, edge, src, dst)
+        if not self.detailed:
+            item.setFlag(QGraphicsItem.ItemHasNoContents)
+        self.edges[edge] = item
+        self.addItem(item)
+        self.mark_edge_dirty(item)
+        src.out_ports[edge.src_port].connected = True
+        dst.in_ports[edge.dst_port].connected = True
+        src.out_ports[edge.src_port].update()
+        dst.in_ports[edge.dst_port].update()
+
+    def _on_edge_removed(self, edge):
+        item = self.edges.get(edge)
+        if item is not None:
+            self._remove_edge_item(item)
+
+    def _remove_edge_item(self, item):
+        self.edges.pop(item.edge, None)
+        self._dirty_edges.discard(item)
+        item.detach()
+        self.removeItem(item)
+        e = item.edge
+        if e.src in self.nodes:
+            port = self.nodes[e.src].out_ports[e.src_port]
+            port.connected = any(x.src == e.src and x.src_port == e.src_port for x in self.edges)
+            port.update()
+        if e.dst in self.nodes:
+            self.nodes[e.dst].in_ports[e.dst_port].connected = False
+            self.nodes[e.dst].in_ports[e.dst_port].update()
+
+    def _on_layout_changed(self, node_id):
+        item = self.nodes.get(node_id)
+        pos = self.graph.layout.get(node_id)
+        if item is not None and pos is not None:
+            item.sync_pos(pos)
+
+    def _on_meta_changed(self):
+        for nid, item in self.nodes.items():
+            loss = nid == self.graph.loss
+            if item.is_loss != loss:
+                item.is_loss = loss
+                item.update()
+
+    # ---------------------------------------------------------- geometry
+    def card_geometry_changed(self, item=None):
+        """A card moved, appeared or changed size: the obstacle map is stale.
+
+        With ``item`` (one card moved or resized) only its row is updated: a
+        drag moves one card per frame, and rebuilding the map for 500 cards
+        cost several milliseconds each time.
+        """
+        self.geometry_version += 1
+        self._bounds_timer.start()
+        if item is not None and self._cards is not None:
+            row = self._cards[2].get(item)
+            if row is not None:
+                self._cards[1][row] = (item.x(), item.y(), item.x() + item.width,
+                                       item.y() + item.height)
+                return
+        self._cards = None
+
+    def obstacles(self, x0, x1, y0, y1, exclude=(), margin=8.0):
+        """Card rectangles (grown by ``margin``) meeting the box, as rows of l, t, r, b."""
+        if self._cards is None:
+            items = list(self.nodes.values())
+            arr = np.array([(it.x(), it.y(), it.x() + it.width, it.y() + it.height)
+                            for it in items], dtype=float).reshape(-1, 4)
+            self._cards = (items, arr, {it: i for i, it in enumerate(items)})
+        items, arr, rows = self._cards
+        keep = (arr[:, 2] + margin > x0) & (arr[:, 0] - margin < x1) & \
+               (arr[:, 3] + margin > y0) & (arr[:, 1] - margin < y1)
+        for it in exclude:
+            row = rows.get(it)
+            if row is not None:
+                keep[row] = False
+        out = arr[keep].copy()
+        out[:, :2] -= margin
+        out[:, 2:] += margin
+        return out
+
+    def fit_bounds(self):
+        """Keep the scene's area (its item index) just around the cards.
+
+        Rounded out to ``BOUNDS_STEP`` with a step of margin for wire detours, so a
+        drag rarely changes it (each change re-indexes every item).
+        """
+        self._bounds_timer.stop()
+        arr = self.obstacles(-1e12, 1e12, -1e12, 1e12, margin=0.0)
+        if not len(arr):
+            return
+        step = BOUNDS_STEP
+        left = (math.floor(arr[:, 0].min() / step) - 1) * step
+        top = (math.floor(arr[:, 1].min() / step) - 1) * step
+        right = (math.ceil(arr[:, 2].max() / step) + 1) * step
+        bottom = (math.ceil(arr[:, 3].max() / step) + 1) * step
+        self.overview.set_bounds(QRectF(left, top, right - left, bottom - top))
+
+    def cards_in(self, rect: QRectF) -> int:
+        """How many cards meet ``rect`` (from the obstacle map: no item is asked)."""
+        return len(self.obstacles(rect.left(), rect.right(), rect.top(), rect.bottom(),
+                                  margin=0.0))
+
+    def cards_meeting(self, rect: QRectF) -> list:
+        """The cards meeting ``rect``, left to right (neighbours come one after another)."""
+        self.obstacles(0, 0, 0, 0)  # builds the map when stale
+        items, arr, _rows = self._cards
+        keep = np.flatnonzero((arr[:, 2] > rect.left()) & (arr[:, 0] < rect.right())
+                              & (arr[:, 3] > rect.top()) & (arr[:, 1] < rect.bottom()))
+        keep = keep[np.lexsort((arr[keep, 1], arr[keep, 0]))]
+        return [items[i] for i in keep]
+
+    def overlapping_cards(self) -> int:
+        """How many pairs of cards overlap (a file laid out for other card sizes has some)."""
+        arr = self.obstacles(-1e9, 1e9, -1e9, 1e9, margin=0.0)
+        if len(arr) < 2:
+            return 0
+        l, t, r, b = (arr[:, i:i + 1] for i in range(4))
+        hit = (l < r.T) & (l.T < r) & (t < b.T) & (t.T < b)
+        return int((hit.sum() - len(arr)) // 2)
+
+    def mark_edge_dirty(self, item):
+        """Re-route ``item`` soon (once, however many of its ends moved)."""
+        self._dirty_edges.add(item)
+        self._edge_timer.start()
+
+    def flush_edges(self):
+        """Re-route every wire whose ends moved since the last flush."""
+        self._edge_timer.stop()
+        dirty, self._dirty_edges = self._dirty_edges, set()
+        for item in dirty:
+            if item.scene() is self:
+                item.update_path()
+        if dirty:
+            self.geometry_version += 1  # the overview redraws the wires
+
+    # -------------------------------------------------------------- shapes
+    def schedule_shapes(self):
+        """Redraw the shapes once control returns to the event loop (edits come in bursts).
+
+        Called by the analysis' ``changed`` event, once per burst of edits.
+        """
+        self._shape_timer.start()
+
+    def _info(self, node_id):
+        r = self.report
+        return (r.shapes.get(node_id), r.errors.get(node_id), node_id in r.blocked,
+                r.params_of(node_id))
+
+    def refresh_shapes(self, report: ShapeReport | None = None):
+        """Show the current shape report (or ``report``) on every card and wire label."""
+        self._shape_timer.stop()
+        if self.graph is None:
+            return
+        self.report = report if report is not None else self.analysis.report
+        for nid, item in self.nodes.items():
+            item.set_node(self.graph.nodes[nid], *self._info(nid))
+        for edge, item in self.edges.items():
+            shapes = self.report.shapes.get(edge.src)
+            if shapes is None:
+                item.set_label("?")
+            else:
+                k = self.graph.nodes[edge.src].output_ports.index(edge.src_port)
+                item.set_label(fmt_shape(shapes[k]), bad=edge.dst in self.report.errors)
+        self.shape_version += 1
+        if not self.detailed:
+            self.overview.update()
+        self.shapes_updated.emit(self.report)
+
+    # transitional: removed when app/ uses core.analysis (issue 11, B)
+    def output_shape(self, node_id: str, port: str):
+        return self.analysis.output_shape(node_id, port)
+
+    # -------------------------------------------------------- connections
+    # transitional: removed when app/ uses core.analysis (issue 11, B)
+    def check_connection(self, src_id, src_port, dst_id, dst_port):
+        return self.analysis.can_connect(src_id, src_port, dst_id, dst_port)
+
+    # transitional: removed when app/ uses core.analysis (issue 11, B)
+    flattened = staticmethod(analysis_flattened)
+
+    # transitional: removed when app/ uses core.analysis (issue 11, B)
+    def quick_fix(self, node_id):
+        return self.analysis.quick_fix(node_id)
+
+    def begin_connection(self, port: PortItem, pos: QPointF, lifted: Edge | None = None):
+        self._drag = {"port": port, "target": None, "lifted": lifted}
+        self._wire = DragWire(self.theme, self.fonts)
+        self.addItem(self._wire)
+        self.drag_connection(pos)
+
+    def begin_rewire(self, port: PortItem, pos: QPointF):
+        """Pick up the wire plugged into input ``port``: drop it on another input or let go."""
+        edge = self.graph.in_edges(port.node_id)[port.name]
+        self.edges[edge].hide()
+        origin = self.nodes[edge.src].out_ports[edge.src_port]
+        self.begin_connection(origin, pos, lifted=edge)
+
+    def _port_near(self, pos: QPointF, want_output: bool):
+        best, best_d = None, 22.0
+        for it in self.items(QRectF(pos.x() - 22, pos.y() - 22, 44, 44)):
+            if isinstance(it, PortItem) and it.is_output == want_output:
+                d = QLineF(it.scenePos(), pos).length()
+                if d < best_d:
+                    best, best_d = it, d
+        if best is None:
+            # dropping on a card's body means its first free input (or its first output)
+            for it in self.items(pos):
+                if isinstance(it, NodeItem):
+                    ports = it.out_ports if want_output else it.in_ports
+                    free = [p for p in ports.values() if want_output or not p.connected]
+                    if free:
+                        return free[0]
+        return best
+
+    def _ends(self, origin: PortItem, target: PortItem):
+        if origin.is_output:
+            return origin.node_id, origin.name, target.node_id, target.name
+        return target.node_id, target.name, origin.node_id, origin.name
+
+    def drag_connection(self, pos: QPointF):
+        if self._drag is None:
+            return
+        origin = self._drag["port"]
+        target = self._port_near(pos, not origin.is_output)
+        if target is not None and target.node_item is origin.node_item:
+            target = None
+        old = self._drag["target"]
+        if old is not None and old is not target:
+            old.highlight = None
+            old.update()
+        state, hint = None, ""
+        lifted = self._drag.get("lifted")
+        if target is not None and lifted is not None and \
+                (target.node_id, target.name) == (lifted.dst, lifted.dst_port):
+            # back where it came from: a drop changes nothing
+            state, hint = "ok", "✓ put the wire back"
+            target.highlight = "ok"
+            target.update()
+            self._drag.update(target=target, edge=lifted, msg="", fixable=False)
+        elif target is not None:
+            edge, msg, fixable = self.analysis.can_connect(*self._ends(origin, target))
+            state = "ok" if edge is not None else ("fix" if fixable else "bad")
+            hint = ("✓ " if edge is not None else "✗ ") + msg
+            target.highlight = "ok" if edge is not None else "bad"
+            target.update()
+            self._drag.update(target=target, edge=edge, msg=msg, fixable=fixable)
+        else:
+            self._drag["target"] = None
+            if lifted is not None:
+                hint = "release to disconnect"
+        a = origin.scenePos()
+        b = target.scenePos() if target is not None else pos
+        if not origin.is_output:
+            a, b = b, a
+        views = self.views()
+        bounds = views[0].mapToScene(views[0].viewport().rect()).boundingRect() \
+            if views else None
+        self._wire.set(a, b, state, hint, pos, bounds)
+
+    def end_connection(self, pos: QPointF):
+        drag, self._drag = self._drag, None
+        if self._wire is not None:
+            self.removeItem(self._wire)
+            self._wire = None
+        if drag is None:
+            return
+        target = drag["target"]
+        origin = drag["port"]
+        lifted = drag.get("lifted")
+        if lifted is not None and lifted in self.edges:
+            self.edges[lifted].show()
+        if lifted is not None:
+            if target is not None:
+                target.highlight = None
+                target.update()
+            if target is None:
+                self.rewire_requested.emit(lifted, None)
+            elif drag["edge"] is not None and drag["edge"] != lifted:
+                self.rewire_requested.emit(lifted, drag["edge"])
+            elif drag["edge"] is None:
+                self.last_refusal = drag["msg"]
+                self.connection_refused.emit(drag["msg"])
+            return
+        if target is not None:
+            target.highlight = None
+            target.update()
+            if drag["edge"] is not None:
+                self.last_refusal = ""
+                self.connect_requested.emit(drag["edge"])
+            elif drag["fixable"]:
+                self.connect_with_flatten_requested.emit(*self._ends(origin, target))
+            else:
+                self.last_refusal = drag["msg"]
+                self.connection_refused.emit(drag["msg"])
+        elif QLineF(origin.scenePos(), pos).length() > 30:
+            self.quick_add_requested.emit(pos, (origin.node_id, origin.name, origin.is_output))
+
+    @property
+    def connecting(self) -> bool:
+        return self._drag is not None
+
+    # --------------------------------------------------------------- moves
+    def selected_nodes(self) -> list:
+        return [it for it in self.selectedItems() if isinstance(it, NodeItem)]
+
+    def selected_edges(self) -> list:
+        return [it for it in self.selectedItems() if isinstance(it, EdgeItem)]
+
+    def finish_move(self, before: dict):
+        """Report the nodes a drag moved (old and new positions) and put them back.
+
+        The items return to the model's positions at once; the undo command then
+        moves the model, whose events move the items again.
+        """
+        moved = {}
+        for nid, old in before.items():
+            item = self.nodes.get(nid)
+            if item is None:
+                continue
+            new = item.pos()
+            model_old = self.graph.layout.get(nid, (old.x(), old.y()))
+            if abs(new.x() - model_old[0]) > 1e-6 or abs(new.y() - model_old[1]) > 1e-6:
+                moved[nid] = (tuple(model_old), (new.x(), new.y()))
+        if moved:
+            self.nodes_moved.emit(moved)
+
+    def node_items_in(self, rect: QRectF) -> list:
+        return [it for it in self.items(rect) if isinstance(it, NodeItem)]
+
+    def free_spot(self, pos: QPointF) -> QPointF:
+        """``pos`` nudged down until the card placed there overlaps no other card."""
+        p = QPointF(pos)
+        for _ in range(200):
+            r = QRectF(p, QSizeF(NODE_MIN_W, HEADER_H + ROW_H + FOOTER_H)).adjusted(-6, -6, 6, 6)
+            if not self.node_items_in(r):
+                return p
+            p += QPointF(0, GRID * 2)
+        return p
+
+    # --------------------------------------------------------- appearance
+    def set_theme(self, theme: Theme):
+        self.theme = theme
+        for item in list(self.nodes.values()) + list(self.edges.values()):
+            item.theme = theme
+            item.update()
+        # the view shows canvas beyond the scene's area too
+        self.invalidate(QRectF(-1e7, -1e7, 2e7, 2e7), QGraphicsScene.BackgroundLayer)
+        self.update()
+
+    def drawBackground(self, painter, rect):
+        t = self.theme
+        painter.fillRect(rect, t.color("canvas"))
+        lod = painter.worldTransform().m11()
+        step = GRID if lod > 0.6 else GRID * 5 if lod > 0.15 else 0
+        if not step:
+            return
+        left = math.floor(rect.left() / step) * step
+        top = math.floor(rect.top() / step) * step
+        minor, major = [], []
+        x = left
+        while x < rect.right():
+            (major if round(x / GRID) % 5 == 0 else minor).append(
+                QLineF(x, rect.top(), x, rect.bottom()))
+            x += step
+        y = top
+        while y < rect.bottom():
+            (major if round(y / GRID) % 5 == 0 else minor).append(
+                QLineF(rect.left(), y, rect.right(), y))
+            y += step
+        # on screen, crisp one-pixel lines: smoothing them cost 2–3 ms of each zoom step
+        # (the cached background is redrawn at every step); pictures keep them smooth
+        painter.setRenderHint(QPainter.Antialiasing, self.smooth_grid)
+        if step == GRID:
+            painter.setPen(QPen(t.color("grid_minor"), 0))
+            painter.drawLines(minor)
+        painter.setPen(QPen(t.color("grid_major"), 0))
+        painter.drawLines(major)
+        painter.setRenderHint(QPainter.Antialiasing, True)
+
+    def content_rect(self) -> QRectF:
+        """The cards' bounding rectangle (without the drag wire)."""
+        cached = getattr(self, "_content", None)
+        if cached is not None and cached[0] == self.geometry_version:
+            return QRectF(cached[1])
+        r = QRectF()
+        for item in self.nodes.values():
+            r = r.united(item.sceneBoundingRect())
+        self._content = (self.geometry_version, QRectF(r))
+        return r
+
+
+
+def render_scene(scene: GraphScene, width: int, height: int, dpr: float = 1.0, margin=40):
+    """The whole graph drawn into a :class:`QImage` of ``width`` × ``height`` logical pixels."""
+    img = QImage(int(width * dpr), int(height * dpr), QImage.Format_ARGB32_Premultiplied)
+    img.setDevicePixelRatio(dpr)
+    img.fill(scene.theme.color("canvas"))
+    source = scene.content_rect().adjusted(-margin, -margin, margin, margin)
+    if source.isEmpty():
+        source = QRectF(0, 0, width, height)
+    # keep the aspect ratio and never blow small graphs up past 150 %
+    s = min(width / source.width(), height / source.height(), 1.5)
+    # the scene area that fills the whole picture, centred on the graph
+    full = QRectF(source.center().x() - width / s / 2, source.center().y() - height / s / 2,
+                  width / s, height / s)
+    painter = QPainter(img)
+    painter.setRenderHints(QPainter.Antialiasing | QPainter.TextAntialiasing)
+    scene.finish_sharpening()  # a card still scaled from a zoom would come out soft
+    detailed = scene.detailed
+    scene.set_detail(True)  # the picture has its own scale; each item picks its detail
+    scene.smooth_grid = True
+    scene.render(painter, QRectF(0, 0, width, height), full, Qt.KeepAspectRatio)
+    scene.smooth_grid = False
+    scene.set_detail(detailed)
+    painter.end()
+    return img
