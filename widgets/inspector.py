@@ -31,8 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from core.errors import ParamError
-from core.ops.base import fmt_shape, numel
-from widgets.theme import CATEGORY_LABELS
+from core.ops.base import CATEGORIES, fmt_shape, numel
 from widgets.wheel import guard_wheel_in
 
 INT_LIMIT = 2**31 - 1
@@ -187,7 +186,7 @@ class Inspector(QScrollArea):
         self.title = QLabel()
         self.title.setObjectName("inspectorTitle")
         self._layout.addWidget(self.title)
-        kind = QLabel(f"{op_cls.label} · {CATEGORY_LABELS.get(op_cls.category, op_cls.category)}")
+        kind = QLabel(f"{op_cls.label} · {CATEGORIES[op_cls.category]}")
         kind.setObjectName("muted")
         self._layout.addWidget(kind)
         if op_cls.formula:
