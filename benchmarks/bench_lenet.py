@@ -38,6 +38,7 @@ import numpy as np  # noqa: E402
 
 from core.graph import Graph  # noqa: E402
 from core.kernels import blas_threads, layer_threads  # noqa: E402
+from core.serialize import copy_graph  # noqa: E402
 from core.train.optim import make_optimizer  # noqa: E402
 from core.train.trainer import Trainer  # noqa: E402
 
@@ -207,7 +208,7 @@ def main(argv=None) -> int:
           "momentum (lr 0.05, μ 0.9), as `backprop-studio train` runs it; "
           f"BLAS threads: {blas_threads()}, layer threads: {layer_threads()}")
     print(f"parameters: {graph.parameter_count():,}")
-    start = graph.copy()  # torch starts from these weights
+    start = copy_graph(graph)  # torch starts from these weights
     time_ours(trainer, warm)
     rss_ours = rss_mib()  # before torch is imported: our own footprint
 

@@ -12,6 +12,7 @@ import re
 
 import numpy as np
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QValidator
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -55,8 +56,6 @@ class FloatSpin(QDoubleSpinBox):
             return self.value()
 
     def validate(self, text, pos):
-        from PySide6.QtGui import QValidator  # noqa: PLC0415
-
         try:
             float(text)
             return QValidator.Acceptable, text, pos

@@ -12,7 +12,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core.ops import all_ops
+from core.ops import all_ops, get_op
 from core.ops.base import CATEGORIES
 from widgets.canvas import OP_MIME
 from widgets.icons import category_icon
@@ -135,8 +135,6 @@ class Palette(QWidget):
 
     def filter(self, text: str):
         """Show only the ops matching ``text`` (and their categories)."""
-        from core.ops import get_op  # noqa: PLC0415
-
         for group in self.groups.values():
             shown = 0
             for i in range(group.childCount()):
