@@ -180,8 +180,13 @@ class Inspector(QScrollArea):
         if self.node_id is None:
             self._build_graph_panel()
             return
-        node = self.graph.nodes[self.node_id]
-        op_cls = type(node.op)
+        op_cls = type(self.graph.nodes[self.node_id].op)
+        self._build_header(op_cls)
+        self._build_form(op_cls)
+        self._build_facts()
+
+    def _build_header(self, op_cls):
+        """Title, op label with its category, formula and derivative."""
         self.title = QLabel()
         self.title.setObjectName("inspectorTitle")
         self._layout.addWidget(self.title)
@@ -203,6 +208,8 @@ class Inspector(QScrollArea):
             d.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
             self._layout.addWidget(d)
 
+    def _build_form(self, op_cls):
+        """One editor per parameter, plus name, value (sources) and the loss switch."""
         form = QFormLayout()
         form.setLabelAlignment(Qt.AlignRight)
         form.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
@@ -234,6 +241,8 @@ class Inspector(QScrollArea):
         guard_wheel_in(box)
         self._layout.addWidget(box)
 
+    def _build_facts(self):
+        """Shapes and counts, the error with its quick fix, and the parameter error line."""
         line = QFrame()
         line.setObjectName("separator")
         line.setFixedHeight(1)
