@@ -15,6 +15,8 @@ from PySide6.QtGui import QUndoCommand
 
 from core.errors import GraphError, ParamError
 from core.graph import Edge, Graph, Node
+from core.ops import get_op
+from core.serialize import graph_from_dict, graph_to_dict
 
 MERGE_PARAMS = 4101
 MERGE_VALUE = 4102
@@ -71,8 +73,6 @@ class AddNodeCommand(GraphCommand):
     """Add one node running ``op_id`` at ``pos``."""
 
     def __init__(self, graph, op_id, pos, params=None, name=None, value=None, parent=None):
-        from core.ops import get_op  # noqa: PLC0415
-
         super().__init__(graph, f"Add {get_op(op_id).label}", parent)
         # validate now: a command must not fail inside the undo stack
         get_op(op_id).validate_params(dict(params or {}))
@@ -341,8 +341,6 @@ def clone_nodes(graph: Graph, data: dict, offset=(40.0, 40.0)):
 
     Returns ``(nodes, positions, edges)`` ready for :class:`AddSubgraphCommand`.
     """
-    from core.serialize import graph_from_dict  # noqa: PLC0415
-
     part = graph_from_dict(data)
     taken = {n.name for n in graph.nodes.values()}
     used_ids = set(graph.nodes)
@@ -379,8 +377,6 @@ def _fresh_name(name: str, taken: set) -> str:
 
 def subgraph_dict(graph: Graph, node_ids) -> dict:
     """A graph-file dict holding ``node_ids`` and the wires among them (for the clipboard)."""
-    from core.serialize import graph_to_dict  # noqa: PLC0415
-
     keep = set(node_ids)
     data = graph_to_dict(graph)
     data["nodes"] = [n for n in data["nodes"] if n["id"] in keep]

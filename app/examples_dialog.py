@@ -15,7 +15,9 @@ from PySide6.QtWidgets import (
 )
 
 from core.errors import StudioError
+from core.layout import layered_layout
 from core.serialize import load_graph
+from examples import example_path, list_examples
 from widgets.canvas import GraphScene, render_scene
 from widgets.theme import Theme
 
@@ -24,8 +26,6 @@ PREVIEW_W, PREVIEW_H = 560, 340
 
 def preset_scene(path, theme: Theme) -> GraphScene:
     """A scene of the preset at ``path``, laid out if the file has no positions."""
-    from app.layout import layered_layout  # noqa: PLC0415
-
     graph = load_graph(path)
     scene = GraphScene(graph, theme)
     if any(nid not in graph.layout for nid in graph.nodes) or scene.overlapping_cards():
@@ -43,8 +43,6 @@ class ExamplesDialog(QDialog):
 
     def __init__(self, theme: Theme, parent=None):
         super().__init__(parent)
-        from examples import example_path, list_examples  # noqa: PLC0415
-
         self.setWindowTitle("Examples")
         self.theme = theme
         self.chosen_path = None

@@ -53,10 +53,10 @@ from app.commands import (
     clone_nodes,
     subgraph_dict,
 )
-from app.layout import layered_layout
 from app.training import TrainingWorker
 from core.errors import StudioError
 from core.graph import Edge, Graph
+from core.layout import layered_layout
 from core.ops import REGISTRY, get_op
 from core.ops.base import fmt_shape, numel
 from core.serialize import dumps, load_graph, loads, save_graph

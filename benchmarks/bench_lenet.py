@@ -38,6 +38,7 @@ import numpy as np  # noqa: E402
 
 from core.graph import Graph  # noqa: E402
 from core.kernels import blas_threads, layer_threads  # noqa: E402
+from core.serialize import copy_graph  # noqa: E402
 from core.train.optim import make_optimizer  # noqa: E402
 from core.train.trainer import Trainer  # noqa: E402
 
@@ -174,7 +175,8 @@ def rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def main(argv=None) -> int:
+def _parse_args(argv):
+    """The command line (see ``--help``)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--batches", type=int, default=40, help="timed batches per round and side")
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds (ours, torch)")
@@ -186,7 +188,22 @@ def main(argv=None) -> int:
     ap.add_argument("--no-torch", action="store_true", help="time only our executor")
     ap.add_argument("--pause", type=float, default=0.3,
                     help="seconds between the two sides' rounds (not timed)")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def _print_breakdown(trainer, batches):
+    """Where our time goes per op and phase, over the first (up to) 10 ``batches``."""
+    spent = breakdown(trainer._train_ex, batches[:min(10, len(batches))])
+    total = sum(spent.values())
+    print(f"\nwhere our time goes (median ms per batch over {min(10, len(batches))} batches; "
+          f"{total * 1e3:.2f} in executor steps, the optimizer step is the rest):")
+    for (phase, op_id), s in sorted(spent.items(), key=lambda kv: -kv[1]):
+        if s * 1e3 >= 0.005:
+            print(f"  {phase:8s} {op_id:22s} {s * 1e3:7.2f}  {100 * s / total:5.1f} %")
+
+
+def main(argv=None) -> int:
+    args = _parse_args(argv)
 
     load_before = _load_average()
     rng = np.random.default_rng(0)
@@ -207,7 +224,7 @@ def main(argv=None) -> int:
           "momentum (lr 0.05, μ 0.9), as `backprop-studio train` runs it; "
           f"BLAS threads: {blas_threads()}, layer threads: {layer_threads()}")
     print(f"parameters: {graph.parameter_count():,}")
-    start = graph.copy()  # torch starts from these weights
+    start = copy_graph(graph)  # torch starts from these weights
     time_ours(trainer, warm)
     rss_ours = rss_mib()  # before torch is imported: our own footprint
 
@@ -256,13 +273,7 @@ def main(argv=None) -> int:
     print(f"peak RSS: {rss_ours:.0f} MiB after our warm-up (data included, before torch is "
           f"imported), {rss_mib():.0f} MiB at the end (torch included)")
 
-    spent = breakdown(trainer._train_ex, rounds[0][:min(10, len(rounds[0]))])
-    total = sum(spent.values())
-    print(f"\nwhere our time goes (median ms per batch over {min(10, len(rounds[0]))} batches; "
-          f"{total * 1e3:.2f} in executor steps, the optimizer step is the rest):")
-    for (phase, op_id), s in sorted(spent.items(), key=lambda kv: -kv[1]):
-        if s * 1e3 >= 0.005:
-            print(f"  {phase:8s} {op_id:22s} {s * 1e3:7.2f}  {100 * s / total:5.1f} %")
+    _print_breakdown(trainer, rounds[0])
     return 0
 
 

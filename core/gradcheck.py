@@ -22,7 +22,8 @@ import numpy as np
 
 from core.errors import GraphError
 from core.executor import Executor
-from core.ops.base import Context
+from core.ops.base import Context, Sample
+from core.serialize import graph_from_dict, graph_to_dict
 
 GOOD = 1e-6
 BAD = 1e-3
@@ -145,8 +146,6 @@ def check_op(op_cls, sample, eps: float = 1e-6, seed: int = 0, max_elements=None
 
 
 def _float64_copy(graph):
-    from core.serialize import graph_from_dict, graph_to_dict  # noqa: PLC0415
-
     data = graph_to_dict(graph, values=True, arrays=True)
     data["dtype"] = "float64"
     return graph_from_dict(data)
@@ -234,8 +233,6 @@ def check_graph(graph, loss=None, feeds=None, eps: float = 1e-6, max_elements: i
 
 def check_node(graph, node, feeds=None, eps: float = 1e-6, seed: int = 0) -> list:
     """Check one node's ``backward`` at the inputs it gets in a forward run of ``graph``."""
-    from core.ops.base import Sample  # noqa: PLC0415
-
     g = _float64_copy(graph)
     g.initialize(seed, feeds=feeds)
     ex = Executor(g, check_finite=False, seed=seed)

@@ -589,12 +589,6 @@ class Graph:
                 total += numel(spec.shape)
         return total
 
-    def copy(self) -> Graph:
-        """A deep copy without subscribers (arrays copied)."""
-        from core.serialize import graph_from_dict, graph_to_dict  # noqa: PLC0415
-
-        return graph_from_dict(graph_to_dict(self, values=True, arrays=True))
-
 
 class ShapeReport:
     """What :meth:`Graph.infer_shapes` found.

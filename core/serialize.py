@@ -413,6 +413,29 @@ def graph_from_dict(data, path=None) -> Graph:
     r = _Reader(path)
     if not isinstance(data, dict):
         r.fail("", "a graph file must hold a JSON object at the top level")
+    data = _read_version(data, r)
+    g = _read_header(data, r)
+    nodes = r.get(data, "nodes", list, "")
+    _read_nodes(g, nodes, r)
+    _read_edges(g, r.get(data, "edges", list, ""), r)
+    _check_acyclic(g, r)
+    _read_layout(g, r.get(data, "layout", dict, "", required=False, default={}), r)
+    loss = data.get("loss")
+    if loss is not None:
+        if not isinstance(loss, str) or loss not in g.nodes:
+            r.fail("loss", f"no node with id {loss!r}")
+        g.loss = loss
+    for i, item in enumerate(nodes):
+        if item["id"] != item.get("name", item["id"]) and item.get("name") in g.nodes:
+            r.fail(f"nodes[{i}].name", f"'{item['name']}' is the id of another node")
+    if any(node.weights or node.state for node in g.nodes.values()):
+        _check_arrays(g, r)
+    g._ids = itertools.count(len(g.nodes) + 1)
+    return g
+
+
+def _read_version(data: dict, r: _Reader) -> dict:
+    """``data`` migrated to :data:`FORMAT_VERSION`; a newer or unknown version fails."""
     version = r.get(data, "format_version", int, "")
     if version > FORMAT_VERSION:
         r.fail("format_version", f"version {version} is newer than this Backprop Studio "
@@ -422,12 +445,21 @@ def graph_from_dict(data, path=None) -> Graph:
     while version < FORMAT_VERSION:
         data = MIGRATIONS[version](data)
         version += 1
+    return data
+
+
+def _read_header(data: dict, r: _Reader) -> Graph:
+    """An empty graph with the file's dtype, name and description."""
     dtype = r.get(data, "dtype", str, "", required=False, default="float64")
     if dtype not in DTYPES:
         r.fail("dtype", f"must be one of {', '.join(DTYPES)}; got {dtype!r}")
     g = Graph(dtype=dtype, name=str(r.get(data, "name", str, "", False, "")))
     g.description = r.get(data, "description", str, "", False, "")
-    nodes = r.get(data, "nodes", list, "")
+    return g
+
+
+def _read_nodes(g: Graph, nodes: list, r: _Reader):
+    """Add every node of the ``nodes`` section to ``g``; ids and names must be unique."""
     names = set()
     for i, item in enumerate(nodes):
         where = f"nodes[{i}]"
@@ -447,32 +479,41 @@ def graph_from_dict(data, path=None) -> Graph:
         if name in names:
             r.fail(f"{where}.name", f"node name '{name}' is used twice")
         names.add(name)
-        params = r.get(item, "params", dict, where, required=False, default={})
-        try:
-            node = Node(nid, name, op_id, dict(params))
-        except StudioError as exc:
-            msg = str(exc)
-            bad = next((k for k in params if f"'{k}'" in msg), None)
-            r.fail(f"{where}.params" + (f".{bad}" if bad else ""), msg)
-        if "value" in item:
-            if not REGISTRY[op_id].source:
-                r.fail(f"{where}.value", f"op '{op_id}' holds no value")
-            node.value = r.array(item["value"], f"{where}.value", dtype)
-            declared = node.params.get("shape") or ()
-            if declared and not _fits(node.value.shape, declared):
-                r.fail(f"{where}.value", f"has shape {node.value.shape} but the node declares "
-                       f"shape {list(declared)}")
-        for key in ("weights", "state"):
-            arrays = r.get(item, key, dict, where, required=False, default={})
-            store = getattr(node, key)
-            for wname, wval in arrays.items():
-                if key == "weights" and wname not in REGISTRY[op_id].weights:
-                    r.fail(f"{where}.weights.{wname}", f"op '{op_id}' has no weight '{wname}'")
-                if key == "state" and wname not in REGISTRY[op_id].state_like:
-                    r.fail(f"{where}.state.{wname}", f"op '{op_id}' keeps no state '{wname}'")
-                store[wname] = r.array(wval, f"{where}.{key}.{wname}", dtype)
-        g.add_node(node)
-    edges = r.get(data, "edges", list, "")
+        g.add_node(_read_node(item, where, nid, name, op_id, g.dtype, r))
+
+
+def _read_node(item: dict, where: str, nid: str, name: str, op_id: str, dtype: str,
+               r: _Reader) -> Node:
+    """The node of one ``nodes[i]`` entry: params, value, weights and state checked."""
+    params = r.get(item, "params", dict, where, required=False, default={})
+    try:
+        node = Node(nid, name, op_id, dict(params))
+    except StudioError as exc:
+        msg = str(exc)
+        bad = next((k for k in params if f"'{k}'" in msg), None)
+        r.fail(f"{where}.params" + (f".{bad}" if bad else ""), msg)
+    if "value" in item:
+        if not REGISTRY[op_id].source:
+            r.fail(f"{where}.value", f"op '{op_id}' holds no value")
+        node.value = r.array(item["value"], f"{where}.value", dtype)
+        declared = node.params.get("shape") or ()
+        if declared and not _fits(node.value.shape, declared):
+            r.fail(f"{where}.value", f"has shape {node.value.shape} but the node declares "
+                   f"shape {list(declared)}")
+    for key in ("weights", "state"):
+        arrays = r.get(item, key, dict, where, required=False, default={})
+        store = getattr(node, key)
+        for wname, wval in arrays.items():
+            if key == "weights" and wname not in REGISTRY[op_id].weights:
+                r.fail(f"{where}.weights.{wname}", f"op '{op_id}' has no weight '{wname}'")
+            if key == "state" and wname not in REGISTRY[op_id].state_like:
+                r.fail(f"{where}.state.{wname}", f"op '{op_id}' keeps no state '{wname}'")
+            store[wname] = r.array(wval, f"{where}.{key}.{wname}", dtype)
+    return node
+
+
+def _read_edges(g: Graph, edges: list, r: _Reader):
+    """Add every edge of the ``edges`` section; each input is fed at most once."""
     fed = {}  # (node id, input port) -> index of the edge feeding it
     for i, item in enumerate(edges):
         where = f"edges[{i}]"
@@ -487,7 +528,7 @@ def graph_from_dict(data, path=None) -> Graph:
                 r.fail(f"{where}.{key}", f"no node with id '{end[0]}' (dangling edge)")
             ends.append(end)
         # checked here rather than by Graph.connect, whose cycle search per edge made
-        # loading quadratic; cycles are found once, below
+        # loading quadratic; cycles are found once, after all edges
         src, dst = g.nodes[ends[0][0]], g.nodes[ends[1][0]]
         try:
             src_port = g._port(src, ends[0][1], outputs=True)
@@ -502,8 +543,10 @@ def graph_from_dict(data, path=None) -> Graph:
                    f"'{g.nodes[edges[taken]['from'][0]].name}' (edges[{taken}])")
         fed[(dst.id, dst_port)] = i
         g.add_edge(Edge(src.id, src_port, dst.id, dst_port))
-    _check_acyclic(g, r)
-    layout = r.get(data, "layout", dict, "", required=False, default={})
+
+
+def _read_layout(g: Graph, layout: dict, r: _Reader):
+    """Card positions of the ``layout`` section: known node ids, finite ``[x, y]``."""
     for nid, pos in layout.items():
         where = f"layout.{nid}"
         if nid not in g.nodes:
@@ -518,15 +561,12 @@ def graph_from_dict(data, path=None) -> Graph:
         if not all(math.isfinite(v) for v in xy):
             r.fail(where, "coordinates must be finite numbers")
         g.layout[nid] = xy
-    loss = data.get("loss")
-    if loss is not None:
-        if not isinstance(loss, str) or loss not in g.nodes:
-            r.fail("loss", f"no node with id {loss!r}")
-        g.loss = loss
-    for i, item in enumerate(nodes):
-        if item["id"] != item.get("name", item["id"]) and item.get("name") in g.nodes:
-            r.fail(f"nodes[{i}].name", f"'{item['name']}' is the id of another node")
-    if any(node.weights or node.state for node in g.nodes.values()):
-        _check_arrays(g, r)
-    g._ids = itertools.count(len(g.nodes) + 1)
-    return g
+
+
+def copy_graph(graph: Graph) -> Graph:
+    """A deep copy of ``graph`` without subscribers (arrays copied): a save/load round trip.
+
+    Lives here, not on :class:`~core.graph.Graph`, because it goes through the file format
+    and the graph module must not import the serializer.
+    """
+    return graph_from_dict(graph_to_dict(graph, values=True, arrays=True))

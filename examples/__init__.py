@@ -6,6 +6,8 @@ import json
 import os
 from pathlib import Path
 
+from core.errors import FileFormatError
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -36,8 +38,6 @@ def resolve(name_or_path) -> Path:
     core.errors.FileFormatError
         When it is neither a file nor a preset (the message lists the presets).
     """
-    from core.errors import FileFormatError  # noqa: PLC0415
-
     text = str(name_or_path)
     path = Path(text)
     if path.exists() or path.suffix or os.sep in text:

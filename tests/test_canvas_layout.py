@@ -8,7 +8,7 @@ import pytest
 from gui_graphs import abc_graph, lenet5, residual_graph, vgg16
 from gui_helpers import dialogs, make_window  # noqa: F401
 
-from app.layout import _isotonic
+from core.layout import _isotonic
 
 
 def overlaps(win):

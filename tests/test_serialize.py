@@ -9,7 +9,16 @@ from hypothesis import strategies as st
 
 from core.errors import FileFormatError
 from core.executor import Executor
-from core.serialize import FORMAT_VERSION, dumps, graph_to_dict, load_graph, loads, save_graph
+from core.graph import Graph
+from core.serialize import (
+    FORMAT_VERSION,
+    copy_graph,
+    dumps,
+    graph_to_dict,
+    load_graph,
+    loads,
+    save_graph,
+)
 from examples import example_path
 from examples.textbook import TEXTBOOK
 
@@ -402,3 +411,21 @@ def test_loading_does_no_per_edge_graph_search(monkeypatch):
     Executor(g).run()
     assert calls["path"] == 0
     assert len(g.order()) == 2000 and g.order()[-1].name == "n2000"
+
+
+def test_copy_graph_is_a_deep_copy_without_subscribers():
+    """copy_graph gives the same file, weights included, sharing no array and no subscriber."""
+    g = load_graph(example_path("lenet5"))
+    g.initialize(0)
+    seen = []
+    g.node_changed.subscribe(seen.append)
+    c = copy_graph(g)
+    assert graph_to_dict(c) == graph_to_dict(g)
+    assert c.layout == g.layout and c.loss == g.loss
+    for nid, node in g.nodes.items():
+        for w, arr in node.weights.items():
+            assert np.array_equal(c.nodes[nid].weights[w], arr)
+            assert not np.shares_memory(c.nodes[nid].weights[w], arr)
+    c.rename(next(iter(c.nodes)), "renamed")
+    assert seen == []
+    assert not hasattr(Graph, "copy")  # the copy goes through the file format, in serialize

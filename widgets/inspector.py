@@ -12,6 +12,7 @@ import re
 
 import numpy as np
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QValidator
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -31,8 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from core.errors import ParamError
-from core.ops.base import fmt_shape, numel
-from widgets.theme import CATEGORY_LABELS
+from core.ops.base import CATEGORIES, fmt_shape, numel
 from widgets.wheel import guard_wheel_in
 
 INT_LIMIT = 2**31 - 1
@@ -56,8 +56,6 @@ class FloatSpin(QDoubleSpinBox):
             return self.value()
 
     def validate(self, text, pos):
-        from PySide6.QtGui import QValidator  # noqa: PLC0415
-
         try:
             float(text)
             return QValidator.Acceptable, text, pos
@@ -182,12 +180,17 @@ class Inspector(QScrollArea):
         if self.node_id is None:
             self._build_graph_panel()
             return
-        node = self.graph.nodes[self.node_id]
-        op_cls = type(node.op)
+        op_cls = type(self.graph.nodes[self.node_id].op)
+        self._build_header(op_cls)
+        self._build_form(op_cls)
+        self._build_facts()
+
+    def _build_header(self, op_cls):
+        """Title, op label with its category, formula and derivative."""
         self.title = QLabel()
         self.title.setObjectName("inspectorTitle")
         self._layout.addWidget(self.title)
-        kind = QLabel(f"{op_cls.label} · {CATEGORY_LABELS.get(op_cls.category, op_cls.category)}")
+        kind = QLabel(f"{op_cls.label} · {CATEGORIES[op_cls.category]}")
         kind.setObjectName("muted")
         self._layout.addWidget(kind)
         if op_cls.formula:
@@ -205,6 +208,8 @@ class Inspector(QScrollArea):
             d.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
             self._layout.addWidget(d)
 
+    def _build_form(self, op_cls):
+        """One editor per parameter, plus name, value (sources) and the loss switch."""
         form = QFormLayout()
         form.setLabelAlignment(Qt.AlignRight)
         form.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
@@ -236,6 +241,8 @@ class Inspector(QScrollArea):
         guard_wheel_in(box)
         self._layout.addWidget(box)
 
+    def _build_facts(self):
+        """Shapes and counts, the error with its quick fix, and the parameter error line."""
         line = QFrame()
         line.setObjectName("separator")
         line.setFixedHeight(1)

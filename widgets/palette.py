@@ -12,11 +12,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core.ops import all_ops
+from core.ops import all_ops, get_op
 from core.ops.base import CATEGORIES
 from widgets.canvas import OP_MIME
 from widgets.icons import category_icon
-from widgets.theme import CATEGORY_LABELS, LIGHT, Theme
+from widgets.theme import LIGHT, Theme
 
 OP_ROLE = Qt.UserRole + 1
 
@@ -109,7 +109,7 @@ class Palette(QWidget):
         self.groups = {}
         self.items = {}
         for cat in CATEGORIES:
-            group = QTreeWidgetItem([CATEGORY_LABELS.get(cat, cat.title())])
+            group = QTreeWidgetItem([CATEGORIES[cat]])
             group.setFlags(Qt.ItemIsEnabled)
             f = group.font(0)
             f.setBold(True)
@@ -135,8 +135,6 @@ class Palette(QWidget):
 
     def filter(self, text: str):
         """Show only the ops matching ``text`` (and their categories)."""
-        from core.ops import get_op  # noqa: PLC0415
-
         for group in self.groups.values():
             shown = 0
             for i in range(group.childCount()):

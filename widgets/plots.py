@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import QRectF, Qt, QTimer
+from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPainter
 from PySide6.QtWidgets import QHBoxLayout, QWidget
 
 from widgets.theme import Theme
@@ -208,8 +209,6 @@ class ConfusionMatrix(QWidget):
     def count_font(self):
         """The font the counts are written in, small enough for the widest count to fit in
         a cell; ``None`` when that would be too small to read."""
-        from PySide6.QtGui import QFont, QFontMetricsF  # noqa: PLC0415
-
         cell = self.cell_size()
         widest = str(int(self.matrix.max())) if self.matrix.size else "0"
         font = QFont(self.font())
@@ -223,9 +222,6 @@ class ConfusionMatrix(QWidget):
         return None
 
     def paintEvent(self, _event):  # noqa: N802 - Qt override
-        from PySide6.QtCore import QRectF  # noqa: PLC0415
-        from PySide6.QtGui import QColor, QFont, QPainter  # noqa: PLC0415
-
         if self.matrix is None or self.matrix.size == 0:
             return
         m = self.matrix

@@ -10,15 +10,6 @@ from dataclasses import dataclass, field
 
 from PySide6.QtGui import QColor, QPalette
 
-CATEGORY_LABELS = {
-    "inputs": "Inputs",
-    "math": "Math",
-    "activations": "Activations",
-    "layers": "Layers",
-    "losses": "Losses",
-    "regularization": "Regularization",
-}
-
 
 @dataclass(frozen=True)
 class Theme:

@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import DataError
+from resources import RESOURCES
 
 ENV_VAR = "BACKPROP_STUDIO_DATA"
 
@@ -399,8 +400,6 @@ def _fetch(url: str, name: str, progress, timeout: float) -> bytes:
 # ------------------------------------------------------------------ load
 def sample_path() -> Path:
     """The embedded sample file in ``resources/``."""
-    from resources import RESOURCES  # noqa: PLC0415 - resources is package data
-
     return Path(RESOURCES) / SAMPLE_FILE
 
 

@@ -9,13 +9,9 @@ import numpy as np
 from core.errors import ShapeError
 from core.kernels.layout import times_mask
 from core.ops.base import Op, Param, Sample, numel, register_op
+from core.ops.functional import log_softmax, sigmoid, softmax
 
 _erf = np.vectorize(math.erf, otypes=[np.float64])
-
-
-def sigmoid(x):
-    """Logistic function, stable for large ``|x|``."""
-    return np.exp(-np.logaddexp(0.0, -x))
 
 
 def _avoid_zero(rng, shape):
@@ -170,7 +166,7 @@ class GELU(_Activation):
 
     label = "GELU"
     params = (Param("approximate", "choice", "none", choices=("none", "tanh"),
-                    doc="exact erf form, or the tanh approximation"),)
+                    doc="exact erf form, or the tanh approximation", quiet=True),)
     formula = "x·Φ(x)"
     derivative = "Φ(x) + x·φ(x)"
 
@@ -357,9 +353,7 @@ class Softmax(_SoftmaxBase):
     derivative = "∂yᵢ/∂xⱼ = yᵢ(δᵢⱼ − yⱼ)"
 
     def forward(self, ctx, x):
-        axis = self.p["axis"]
-        e = np.exp(x - x.max(axis=axis, keepdims=True))
-        ctx.y = e / e.sum(axis=axis, keepdims=True)
+        ctx.y = softmax(x, self.p["axis"])
         return ctx.y
 
     def backward(self, ctx, g):
@@ -380,9 +374,7 @@ class LogSoftmax(_SoftmaxBase):
     derivative = "∂yᵢ/∂xⱼ = δᵢⱼ − softmax(x)ⱼ"
 
     def forward(self, ctx, x):
-        axis = self.p["axis"]
-        m = x.max(axis=axis, keepdims=True)
-        y = x - m - np.log(np.exp(x - m).sum(axis=axis, keepdims=True))
+        y = log_softmax(x, self.p["axis"])
         ctx.p = np.exp(y)
         return y
 

@@ -30,7 +30,15 @@ from core.errors import GraphError, MemoryLimitError, ParamError, ShapeError
 
 Shape = tuple  # a tuple of int, with None for a dimension not known yet (the batch)
 
-CATEGORIES = ("inputs", "math", "activations", "layers", "losses", "regularization")
+# palette category -> its label, in palette order
+CATEGORIES = {
+    "inputs": "Inputs",
+    "math": "Math",
+    "activations": "Activations",
+    "layers": "Layers",
+    "losses": "Losses",
+    "regularization": "Regularization",
+}
 
 
 # largest dimension a shape may declare: numpy's index type (larger ones cannot even be inspected)
@@ -86,6 +94,9 @@ class Param:
         One line for the tooltip.
     optional : bool
         ``None`` is allowed (for example an ``axis`` that means "all").
+    quiet : bool
+        A setting the node card leaves out (it rarely changes and would crowd the card);
+        the inspector still shows it.
     """
 
     name: str
@@ -97,6 +108,7 @@ class Param:
     length: int = 2
     doc: str = ""
     optional: bool = False
+    quiet: bool = False
 
     def validate(self, value: Any, where: str = ""):
         """Return ``value`` converted to this parameter's type, or raise :class:`ParamError`."""
@@ -232,13 +244,15 @@ class Op:
     label : str
         Name shown in the palette and on the node.
     category : str
-        One of :data:`CATEGORIES`.
+        A key of :data:`CATEGORIES`.
     inputs, outputs : tuple of str
         Port names, in order.
     weights : tuple of str
         Trainable tensors the op owns; ``forward`` receives them after the inputs.
     no_grad_inputs : tuple of str
         Inputs that get no gradient (targets, indices).
+    index_ports : tuple of str
+        Ports (inputs or outputs) that carry integer indices, not values; see :meth:`port_kind`.
     state_like : dict
         Buffers kept in the node's ``state`` but not trained (batch-norm running
         statistics), each mapped to the weight whose shape it shares.
@@ -255,6 +269,7 @@ class Op:
     outputs: ClassVar[tuple] = ("out",)
     weights: ClassVar[tuple] = ()
     no_grad_inputs: ClassVar[tuple] = ()
+    index_ports: ClassVar[tuple] = ()  # integer-index ports, drawn and checked apart
     state_like: ClassVar[dict] = {}  # saved, untrained buffer -> weight whose shape it has
     params: ClassVar[tuple] = ()
     formula: ClassVar[str] = ""
@@ -292,6 +307,19 @@ class Op:
         return {name: p.validate(params.get(name, p.default), where) for name, p in spec.items()}
 
     # ----------------------------------------------------------------- shapes
+    @classmethod
+    def port_kind(cls, port: str, is_output: bool) -> str:
+        """What flows through ``port``: ``"tensor"``, ``"target"`` or ``"index"``.
+
+        ``"index"``: integer indices (:attr:`index_ports`); ``"target"``: an input that
+        gets no gradient (:attr:`no_grad_inputs`); anything else is a ``"tensor"``.
+        """
+        if port in cls.index_ports:
+            return "index"
+        if not is_output and port in cls.no_grad_inputs:
+            return "target"
+        return "tensor"
+
     def infer_shapes(self, *shapes: Shape) -> tuple:
         """Output shapes from input shapes; raise :class:`ShapeError` if they do not fit.
 

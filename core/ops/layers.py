@@ -38,8 +38,8 @@ from core.ops.base import (
 
 
 _INIT = Param("init", "choice", "he_uniform", choices=INITIALIZERS,
-              doc="initializer of the kernel (biases always start at zero)")
-_BIAS = Param("bias", "bool", True, doc="add a learned bias per output")
+              doc="initializer of the kernel (biases always start at zero)", quiet=True)
+_BIAS = Param("bias", "bool", True, doc="add a learned bias per output", quiet=True)
 
 
 def _kernel(default=(3, 3)):
@@ -56,7 +56,7 @@ def _padding(default=(0, 0)):
 
 
 _DILATION = Param("dilation", "ints", (1, 1), low=1, high=16,
-                  doc="spacing between kernel taps (rows, cols); 1 = dense kernel")
+                  doc="spacing between kernel taps (rows, cols); 1 = dense kernel", quiet=True)
 
 
 def conv_out_size(n, k, s, p, d=1):
@@ -205,7 +205,8 @@ class Conv2d(Op):
               _kernel(), _stride(), _padding(), _DILATION, _BIAS,
               Param("mode", "choice", "cross_correlation",
                     choices=("cross_correlation", "convolution"),
-                    doc="cross-correlation (frameworks) or convolution (flipped kernel)"),
+                    doc="cross-correlation (frameworks) or convolution (flipped kernel)",
+                    quiet=True),
               _INIT)
     formula = "y[o,i,j] = b[o] + Σ_c,m,n W[o,c,m,n]·x[c, s·i+d·m−p, s·j+d·n−p]"
     derivative = ("∂L/∂W = Σ windows(x)·G (correlate x with G), "
@@ -453,6 +454,7 @@ class MaxPool2d(_Pool):
 
     label = "MaxPool2D"
     outputs = ("out", "indices")
+    index_ports = ("indices",)
     formula = "y[i,j] = max over window(i,j) of x"
     derivative = "∂y/∂x = 1 at the (first) maximum of the window, 0 elsewhere"
 
@@ -603,6 +605,7 @@ class MaxUnpool2d(_Pool):
     label = "MaxUnpool2D"
     inputs = ("x", "indices")
     no_grad_inputs = ("indices",)
+    index_ports = ("indices",)
     formula = "y[indices[i,j]] = x[i,j], 0 elsewhere"
     derivative = "∂L/∂x[i,j] = G[indices[i,j]]"
 

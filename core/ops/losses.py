@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 from core.errors import ShapeError
-from core.ops.activations import sigmoid
 from core.ops.base import (
     Op,
     Param,
@@ -16,9 +15,10 @@ from core.ops.base import (
     register_op,
     unbroadcast,
 )
+from core.ops.functional import log_softmax, sigmoid
 
 _REDUCE = Param("reduction", "choice", "mean", choices=("mean", "sum"),
-                doc="average over the batch, or add up")
+                doc="average over the batch, or add up", quiet=True)
 
 
 class _Loss(Op):
@@ -38,7 +38,7 @@ class SquaredError(_Loss):
 
     label = "Squared Error"
     params = (Param("reduction", "choice", "half_sum", choices=("half_sum", "sum", "mean"),
-                    doc="½Σ(t−y)², Σ(t−y)², or mean (MSE)"),)
+                    doc="½Σ(t−y)², Σ(t−y)², or mean (MSE)", quiet=True),)
     formula = "½ Σ (t − y)²"
     derivative = "∂L/∂y = y − t"
 
@@ -176,8 +176,7 @@ class SoftmaxCrossEntropy(_Loss):
         return 4 * numel(y)
 
     def forward(self, ctx, z, t):
-        m = z.max(axis=-1, keepdims=True)
-        logp = z - m - np.log(np.exp(z - m).sum(axis=-1, keepdims=True))
+        logp = log_softmax(z, -1)
         idx, onehot = _targets(t, z)
         n = int(np.prod(z.shape[:-1])) if self.p["reduction"] == "mean" else 1
         ctx.p, ctx.idx, ctx.onehot, ctx.n = np.exp(logp), idx, onehot, n
@@ -252,7 +251,7 @@ class NegativeLogLikelihood(_Loss):
     @classmethod
     def sample_inputs(cls, rng):
         z = rng.normal(size=(4, 5))
-        lp = z - np.log(np.exp(z).sum(-1, keepdims=True))
+        lp = log_softmax(z, -1)
         return [Sample((lp, rng.integers(0, 5, 4)))]
 
     @classmethod

@@ -435,7 +435,7 @@ class _Reduce(Op):
     category = "math"
     params = (
         Param("axis", "int", None, optional=True, doc="axis to reduce; empty for all"),
-        Param("keepdims", "bool", False, doc="keep the reduced axis with length 1"),
+        Param("keepdims", "bool", False, doc="keep the reduced axis with length 1", quiet=True),
     )
 
     def _axis(self, ndim):
@@ -531,7 +531,8 @@ class Reshape(Op):
     label = "Reshape"
     category = "math"
     params = (Param("shape", "shape", (-1,), doc="new shape after the batch axis; -1 infers one"),
-              Param("keep_batch", "bool", True, doc="keep the first axis as the batch"))
+              Param("keep_batch", "bool", True, doc="keep the first axis as the batch",
+                    quiet=True))
     formula = "reshape(x)"
     derivative = "∂/∂x = reshape back"
 

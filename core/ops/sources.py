@@ -39,7 +39,8 @@ class Input(_Source):
     params = (
         Param("shape", "shape", (), doc="shape of the value; null for the batch dimension"),
         Param("role", "choice", "value", choices=("value", "features", "target"),
-              doc="where the trainer feeds data: a fixed value, the features or the targets"),
+              doc="where the trainer feeds data: a fixed value, the features or the targets",
+              quiet=True),
     )
     formula = "x"
     derivative = "∂L/∂x is reported, not used"
@@ -63,9 +64,9 @@ class Parameter(_Source):
     params = (
         Param("shape", "shape", (), doc="shape of the tensor"),
         Param("init", "choice", "xavier_uniform", choices=INITIALIZERS,
-              doc="initializer used when the tensor has no value"),
-        Param("fill", "float", 0.0, doc="value for the 'constant' initializer"),
-        Param("trainable", "bool", True, doc="whether optimizers update it"),
+              doc="initializer used when the tensor has no value", quiet=True),
+        Param("fill", "float", 0.0, doc="value for the 'constant' initializer", quiet=True),
+        Param("trainable", "bool", True, doc="whether optimizers update it", quiet=True),
     )
     formula = "θ"
     derivative = "θ ← θ − η·∂L/∂θ"

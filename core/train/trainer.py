@@ -41,6 +41,7 @@ import numpy as np
 from core.errors import DataError, GraphError, NonFiniteError
 from core.executor import Executor
 from core.graph import Graph
+from core.ops.functional import sigmoid, softmax
 from core.train.checkpoint import (
     apply_graph_arrays,
     augment_record,
@@ -176,16 +177,6 @@ def find_role(graph: Graph, role: str):
     return found[0] if found else None
 
 
-def _softmax(z):
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def _sigmoid(z):
-    return 0.5 * (1.0 + np.tanh(0.5 * z))
-
-
 class Trainer:
     """Train a graph by mini-batch gradient descent.
 
@@ -296,11 +287,11 @@ class Trainer:
         kind = self._scores[2]
         s = np.asarray(scores, dtype=np.float64)
         if kind == "logits":
-            return _softmax(s.reshape(len(s), -1))
+            return softmax(s.reshape(len(s), -1))
         if kind == "log_probs":
             return np.exp(s.reshape(len(s), -1))
         if kind == "logit":
-            return _sigmoid(s.reshape(len(s)))
+            return sigmoid(s.reshape(len(s)))
         s = s.reshape(len(s), -1)
         return s[:, 0] if s.shape[1] == 1 else s
 

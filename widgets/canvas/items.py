@@ -47,9 +47,6 @@ FOOTER_H = 22.0
 PAD = 10.0
 PORT_R = 5.0
 MAX_PARAM_LINES = 3
-# Parameters that rarely matter at a glance; the inspector shows them.
-QUIET_PARAMS = {"init", "fill", "trainable", "reduction", "keepdims", "keep_batch", "bias",
-                "mode", "dilation", "approximate", "role"}
 
 
 def _fonts():
@@ -93,15 +90,6 @@ def fmt_value(v) -> str:
     if isinstance(v, bool):
         return "yes" if v else "no"
     return str(v)
-
-
-def port_kind(op_cls, port: str, is_output: bool) -> str:
-    """``"tensor"``, ``"target"`` (no gradient flows) or ``"index"`` (integer indices)."""
-    if port == "indices":
-        return "index"
-    if not is_output and port in op_cls.no_grad_inputs:
-        return "target"
-    return "tensor"
 
 
 # --------------------------------------------------------------------- ports
@@ -234,9 +222,9 @@ class NodeItem(QGraphicsItem):
                           else QGraphicsItem.DeviceCoordinateCache)
         op_cls = type(node.op)
         for p in op_cls.inputs:
-            self.in_ports[p] = PortItem(self, p, False, port_kind(op_cls, p, False))
+            self.in_ports[p] = PortItem(self, p, False, op_cls.port_kind(p, False))
         for p in op_cls.outputs:
-            self.out_ports[p] = PortItem(self, p, True, port_kind(op_cls, p, True))
+            self.out_ports[p] = PortItem(self, p, True, op_cls.port_kind(p, True))
         self.set_node(node, *info)
 
     # ------------------------------------------------------------ content
@@ -295,7 +283,7 @@ class NodeItem(QGraphicsItem):
             else:
                 items.append("no value yet")
         for p in op_cls.params:
-            if p.name in QUIET_PARAMS or (op_cls.source and p.name == "shape"):
+            if p.quiet or (op_cls.source and p.name == "shape"):
                 continue
             v = node.params.get(p.name)
             if v is None:

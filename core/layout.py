@@ -108,7 +108,20 @@ def layered_layout(graph: Graph, sizes: dict,
 
 
 def _layout_component(graph, dg, comp, index, sizes, port_y):
+    """Positions of one weakly connected component and the height it takes."""
     order = list(nx.lexicographical_topological_sort(dg, key=index.__getitem__))
+    layer = _layers(dg, order)
+    size = {n: sizes[n] for n in comp}
+    segments = _segments(graph, layer, size, port_y)
+    columns, ups, downs = _columns(order, layer, segments)
+    _order_columns(columns, ups, downs)
+    col_x = _column_x(columns, size)
+    top = _place_vertically(columns, ups, downs, size)
+    return _fold_rows(comp, layer, columns, col_x, top, size)
+
+
+def _layers(dg, order) -> dict:
+    """Longest-path column of each node, sources pulled next to their first consumer."""
     layer = {}
     for n in order:
         preds = list(dg.predecessors(n))
@@ -118,11 +131,15 @@ def _layout_component(graph, dg, comp, index, sizes, port_y):
         if dg.in_degree(n) == 0 and dg.out_degree(n) > 0:
             layer[n] = min(layer[s] for s in dg.successors(n)) - 1
     low = min(layer.values())
-    layer = {n: v - low for n, v in layer.items()}
+    return {n: v - low for n, v in layer.items()}
 
-    # Edges between real nodes, split through dummies where they skip columns.
-    # A segment is (upper, lower, src_port_y, dst_port_y) with offsets from tops.
-    size = {n: sizes[n] for n in comp}
+
+def _segments(graph, layer, size, port_y) -> list:
+    """Edges between real nodes, split through dummies where they skip columns.
+
+    A segment is ``(upper, lower, src_port_y, dst_port_y)`` with offsets from tops; each
+    dummy gets its column in ``layer`` and its lane in ``size``.
+    """
     segments = []
     dummy_count = 0
     for e in graph.edges:
@@ -140,7 +157,12 @@ def _layout_component(graph, dg, comp, index, sizes, port_y):
             segments.append((prev, d, prev_y, DUMMY_H / 2))
             prev, prev_y = d, DUMMY_H / 2
         segments.append((prev, e.dst, prev_y, ty))
+    return segments
 
+
+def _columns(order, layer, segments):
+    """The nodes of each column (real ones in topological order, then dummies) and the
+    neighbours of each node in the column to its left (``ups``) and right (``downs``)."""
     n_layers = max(layer.values()) + 1
     columns = [[] for _ in range(n_layers)]
     for n in order:
@@ -148,13 +170,17 @@ def _layout_component(graph, dg, comp, index, sizes, port_y):
     for d in layer:
         if isinstance(d, tuple):
             columns[layer[d]].append(d)
-    ups = {n: [] for n in layer}    # neighbour in the column to the left
-    downs = {n: [] for n in layer}  # neighbour in the column to the right
+    ups = {n: [] for n in layer}
+    downs = {n: [] for n in layer}
     for s, t, sy, ty in segments:
         downs[s].append((t, sy, ty))
         ups[t].append((s, sy, ty))
+    return columns, ups, downs
 
-    # Ordering: barycentre sweeps, ties kept stable.
+
+def _order_columns(columns, ups, downs):
+    """Barycentre sweeps that reorder each column in place to reduce crossings; ties stable."""
+    n_layers = len(columns)
     rank = {}
 
     def renumber(col):
@@ -180,15 +206,20 @@ def _layout_component(graph, dg, comp, index, sizes, port_y):
             col.sort(key=lambda n, k=keys: k[n])
             renumber(col)
 
-    # Horizontal: columns side by side, cards centred in their column.
+
+def _column_x(columns, size) -> list:
+    """``(x, width)`` of each column: columns side by side, ``H_GAP`` apart."""
     col_x = []
     x = 0.0
     for col in columns:
         width = max((size[n][0] for n in col), default=0.0)
         col_x.append((x, width))
         x += width + H_GAP
+    return col_x
 
-    # Vertical: isotonic placement, alternating directions, then both.
+
+def _place_vertically(columns, ups, downs, size) -> dict:
+    """Top of each node: isotonic placement, alternating directions, then both."""
     top = {}
     for col in columns:
         y = 0.0
@@ -225,7 +256,12 @@ def _layout_component(graph, dg, comp, index, sizes, port_y):
                 place(col, False, True)
     for col in columns:
         place(col, True, True)
+    return top
 
+
+def _fold_rows(comp, layer, columns, col_x, top, size):
+    """Final positions of the real nodes, folding a thin ribbon into rows; and the height."""
+    n_layers = len(columns)
     ys = [top[n] for n in top]
     shift = -min(ys)
     bottom = max(top[n] + size[n][1] for n in top) + shift
