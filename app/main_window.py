@@ -462,10 +462,12 @@ class MainWindow(QMainWindow):
     def _refresh_inspector(self):
         ids = self.editing.selected_node_ids()
         nid = ids[0] if len(ids) == 1 else None
-        fix = self.document.analysis.quick_fix(nid) if nid else None
-        # the report the cards show
-        self.inspector.show_node(self.document.graph, nid, self.scene.report,
-                                 fix.text if fix else None)
+        fix, report = None, self.scene.report  # the report the cards show
+        if nid:
+            # a node shown in detail is judged against the graph as it is now
+            analysis = self.document.analysis
+            fix, report = analysis.quick_fix(nid), analysis.report
+        self.inspector.show_node(self.document.graph, nid, report, fix.text if fix else None)
 
     def _focus_name(self, node_id):
         self.scene.clearSelection()
