@@ -19,8 +19,12 @@ import sys
 
 import numpy as np
 
-from app import render_cli, train_cli
+from app import __version__, render_cli, train_cli
 from core.errors import StudioError
+from core.executor import Executor
+from core.gradcheck import BAD, check_graph
+from core.serialize import load_graph
+from examples import resolve
 
 SUBCOMMANDS = ("eval", "gradcheck", "train", "evaluate", "render")
 
@@ -38,10 +42,6 @@ def _fmt(arr) -> str:
 
 
 def cmd_eval(args) -> int:
-    from core.executor import Executor  # noqa: PLC0415
-    from core.serialize import load_graph  # noqa: PLC0415
-    from examples import resolve  # noqa: PLC0415
-
     g = load_graph(resolve(args.file))
     loss = args.loss or g.loss
     g.initialize(args.seed)
@@ -71,10 +71,6 @@ def cmd_eval(args) -> int:
 
 
 def cmd_gradcheck(args) -> int:
-    from core.gradcheck import BAD, check_graph  # noqa: PLC0415
-    from core.serialize import load_graph  # noqa: PLC0415
-    from examples import resolve  # noqa: PLC0415
-
     g = load_graph(resolve(args.file))
     rows = check_graph(g, loss=args.loss, max_elements=args.max_elements, seed=args.seed)
     if args.json:
@@ -134,8 +130,6 @@ def main(argv=None) -> int:
                     and argv[0] not in ("--help", "--version")):
         return _open_app(argv)
     if argv[0] == "--version":
-        from app import __version__  # noqa: PLC0415
-
         print(f"backprop-studio {__version__}")
         return 0
     parser = build_parser()
@@ -171,7 +165,7 @@ def _open_app(argv) -> int:
     p.add_argument("file", nargs="?", help="graph file to open")
     args = p.parse_args(argv)
     try:
-        from app.main_window import run_app  # noqa: PLC0415
+        from app.main_window import run_app  # noqa: PLC0415 - Qt only on the GUI path
     except ImportError as exc:
         print(f"backprop-studio: the window cannot start: {exc}", file=sys.stderr)
         return 1

@@ -6,6 +6,9 @@ import os
 import re
 import sys
 
+from core.errors import FileFormatError
+from examples import resolve
+
 
 def _size(text: str):
     m = re.fullmatch(r"\s*(\d+)\s*[x×X*]\s*(\d+)\s*", text)
@@ -25,17 +28,14 @@ def cmd_render(args) -> int:
         return 2
     # no display needed: draw offscreen unless a platform was chosen explicitly
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from PySide6.QtWidgets import QApplication  # noqa: PLC0415
+    from PySide6.QtWidgets import QApplication  # noqa: PLC0415 - after QT_QPA_PLATFORM
 
-    from app.examples_dialog import preset_scene  # noqa: PLC0415
-    from widgets.theme import get_theme  # noqa: PLC0415
+    from app.examples_dialog import preset_scene  # noqa: PLC0415 - Qt, after QT_QPA_PLATFORM
+    from widgets.canvas import render_scene  # noqa: PLC0415 - Qt, after QT_QPA_PLATFORM
+    from widgets.theme import get_theme  # noqa: PLC0415 - Qt, after QT_QPA_PLATFORM
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setStyle("Fusion")
-    from core.errors import FileFormatError  # noqa: PLC0415
-    from examples import resolve  # noqa: PLC0415
-    from widgets.canvas import render_scene  # noqa: PLC0415
-
     try:
         path = resolve(args.file)  # a file, or a preset name as the train command accepts
     except FileFormatError as exc:

@@ -115,7 +115,7 @@ def main(argv=None) -> int:
     print(f"  offscreen render 1600×1000 picture: {ms(t4 - t3)} ({img.width()}×{img.height()})")
 
     t5 = time.perf_counter()
-    pos = win.layout_positions()
+    pos = win.editing.layout_positions()
     t6 = time.perf_counter()
     print(f"  layout alone (layered, {len(pos)} nodes): {ms(t6 - t5)}")
 

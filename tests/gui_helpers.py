@@ -85,7 +85,7 @@ def mouse_drag(win, start: QPointF, end: QPointF, steps: int = 8, after_move=Non
 
 
 def port_pos(win, node_name: str, port: str, output: bool) -> QPointF:
-    node = win.graph.node(node_name)
+    node = win.document.graph.node(node_name)
     item = win.scene.nodes[node.id]
     ports = item.out_ports if output else item.in_ports
     return ports[port].scenePos()

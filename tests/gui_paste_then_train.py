@@ -43,14 +43,14 @@ def main(folder: Path) -> int:
 
     def steps():
         win.act_new.trigger()
-        win.add_op("input", QPointF(200, 200))
+        win.editing.add_op("input", QPointF(200, 200))
         win.view.setFocus()
         win.act_copy.trigger()
         win.act_paste.trigger()
         win.act_save.trigger()
         win.act_examples.trigger()
-        if win.graph.name.lower().replace("-", "") != "lenet5" and "conv1" not in [
-                n.name for n in win.graph.nodes.values()]:
+        if win.document.graph.name.lower().replace("-", "") != "lenet5" and "conv1" not in [
+                n.name for n in win.document.graph.nodes.values()]:
             print("LeNet-5 did not open", file=sys.stderr)
             app.exit(4)
             return
@@ -58,10 +58,10 @@ def main(folder: Path) -> int:
         watch.start()
 
     def check():
-        if win.train_panel.plots.batch_count() >= BATCHES or not win.is_training():
+        if win.train_panel.plots.batch_count() >= BATCHES or not win.training.is_training():
             watch.stop()
             n = win.train_panel.plots.batch_count()
-            win.stop_training(wait=True)
+            win.training.stop_training(wait=True)
             print(f"trained {n} batches")
             result["code"] = 0 if n else 5
             win.close()

@@ -17,7 +17,7 @@ def overlaps(win):
     for i, (a, ra) in enumerate(rects):
         for b, rb in rects[i + 1:]:
             if ra.adjusted(-4, -4, 4, 4).intersects(rb):
-                bad.append((win.graph.nodes[a].name, win.graph.nodes[b].name))
+                bad.append((win.document.graph.nodes[a].name, win.document.graph.nodes[b].name))
     return bad
 
 
@@ -31,8 +31,8 @@ def wires_through_cards(win):
                 continue
             r = card.scene_card_rect().adjusted(2, 2, -2, -2)
             if any(r.contains(path.pointAtPercent(k / 200)) for k in range(201)):
-                bad.append((win.graph.nodes[edge.src].name, win.graph.nodes[edge.dst].name,
-                            win.graph.nodes[nid].name))
+                nodes = win.document.graph.nodes
+                bad.append((nodes[edge.src].name, nodes[edge.dst].name, nodes[nid].name))
     return bad
 
 
@@ -53,7 +53,7 @@ def test_auto_layout_leaves_no_overlaps_and_no_wires_through_cards(make_window, 
     """after Auto Layout no two cards overlap and no wire crosses a card"""
     win = make_window()
     win.set_graph(build())
-    win.auto_layout()
+    win.editing.auto_layout()
     assert overlaps(win) == []
     assert wires_through_cards(win) == []
 
@@ -62,7 +62,7 @@ def test_a_chain_is_laid_out_left_to_right_in_a_straight_line(make_window):
     """LeNet-5's main chain runs left to right with every wire horizontal"""
     win = make_window()
     win.set_graph(lenet5())
-    g = win.graph
+    g = win.document.graph
     chain = ["image", "conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "flatten",
              "fc1", "relu3", "fc2", "relu4", "fc3", "loss"]
     xs = [g.layout[g.node(n).id][0] for n in chain]
@@ -84,8 +84,8 @@ def test_opening_a_file_without_positions_lays_it_out(make_window, tmp_path):
     assert not g.layout
     save_graph(g, tmp_path / "l.json")
     win = make_window()
-    win.open_file(str(tmp_path / "l.json"))
-    assert len(win.graph.layout) == len(win.graph.nodes)
+    win.files.open_file(str(tmp_path / "l.json"))
+    assert len(win.document.graph.layout) == len(win.document.graph.nodes)
     assert overlaps(win) == []
 
 
@@ -104,7 +104,7 @@ def test_a_file_whose_cards_overlap_opens_rearranged(make_window, tmp_path):
         g.layout[nid] = (i * 60.0, 0.0)  # 60 px apart: every card overlaps its neighbour
     save_graph(g, tmp_path / "tight.json")
     win = make_window()
-    win.open_file(str(tmp_path / "tight.json"))
+    win.files.open_file(str(tmp_path / "tight.json"))
     assert win.scene.overlapping_cards() == 0
     assert overlaps(win) == []
     assert "arranged" in win.statusBar().currentMessage()
@@ -114,7 +114,7 @@ def test_a_very_long_network_folds_into_rows_read_left_to_right(make_window):
     """VGG-16's 42 steps come out as rows, each continuing where the previous one ended"""
     win = make_window()
     win.set_graph(vgg16())
-    g = win.graph
+    g = win.document.graph
     rows = sorted({round(g.layout[g.node(n).id][1]) for n in
                    ("image", "conv3_3", "conv5_3")})
     assert len(rows) == 3

@@ -75,17 +75,17 @@ def test_every_menu_command_runs_without_an_error(make_window, qtbot, monkeypatc
                             str(out) + (".png" if "png" in start else ".json"), "")))
     monkeypatch.setattr(ExamplesDialog, "exec", lambda self: 0)
     win = make_window()
-    assert win.open_example(example_path("lenet5"))
+    assert win.files.open_example(example_path("lenet5"))
     names = ["conv1", "pool1", "conv2"]
-    win.select_nodes([win.graph.node(n).id for n in names])
-    assert win.copy()
+    win.editing.select_nodes([win.document.graph.node(n).id for n in names])
+    assert win.editing.copy()
     win.view.setFocus()
     action = _find(win, path)
     with qtbot.capture_exceptions() as errors:
         if action.isEnabled():
             action.trigger()
         QApplication.processEvents()
-        win.stop_training(wait=True)
+        win.training.stop_training(wait=True)
         QApplication.processEvents()
     assert not errors, "".join(str(e[1]) for e in errors)
 
@@ -93,12 +93,12 @@ def test_every_menu_command_runs_without_an_error(make_window, qtbot, monkeypatc
 def test_ctrl_v_pastes_the_copied_cards_under_the_cursor(make_window, qtbot):
     """Ctrl+V (Edit ▸ Paste) after Ctrl+C adds a renamed copy of the selected card"""
     win = make_window()
-    assert win.open_example(example_path("lenet5"))
-    before = len(win.graph.nodes)
-    win.select_nodes([win.graph.node("conv1").id])
+    assert win.files.open_example(example_path("lenet5"))
+    before = len(win.document.graph.nodes)
+    win.editing.select_nodes([win.document.graph.node("conv1").id])
     win.act_copy.trigger()
     with qtbot.capture_exceptions() as errors:
         win.act_paste.trigger()
     assert not errors
-    assert len(win.graph.nodes) == before + 1
-    assert win.undo_stack.undoText().startswith("Paste")
+    assert len(win.document.graph.nodes) == before + 1
+    assert win.document.undo_stack.undoText().startswith("Paste")

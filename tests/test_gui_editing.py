@@ -41,11 +41,11 @@ def test_dragging_sigmoid_from_the_palette_adds_a_node_under_the_cursor(make_win
     assert bytes(win.palette.mime_for("sigmoid").data(OP_MIME)) == b"sigmoid"
     at = QPointF(300, 200)
     drop_op(win, "sigmoid", at)
-    assert [n.op_id for n in win.graph.nodes.values()] == ["sigmoid"]
-    node = next(iter(win.graph.nodes.values()))
+    assert [n.op_id for n in win.document.graph.nodes.values()] == ["sigmoid"]
+    node = next(iter(win.document.graph.nodes.values()))
     card = win.scene.nodes[node.id].scene_card_rect()
     assert card.contains(at)
-    assert win.graph.layout[node.id] == (card.left(), card.top())
+    assert win.document.graph.layout[node.id] == (card.left(), card.top())
 
 
 def test_the_palette_search_keeps_only_matching_ops(make_window):
@@ -59,8 +59,8 @@ def test_dragging_an_output_onto_an_input_creates_an_edge(make_window, qtbot):
     """dragging from a's output to the free input of a Multiply connects them"""
     win = make_window()
     win.set_graph(abc_graph())
-    g = win.graph
-    mul = win.add_op("multiply", QPointF(200, 420))
+    g = win.document.graph
+    mul = win.editing.add_op("multiply", QPointF(200, 420))
     qtbot.wait(10)
     before = len(g.edges)
     mouse_drag(win, port_pos(win, "a", "out", True), port_pos(win, mul.name, "a", False))
@@ -74,7 +74,7 @@ def test_a_connection_that_would_make_a_cycle_is_refused_with_the_reason(make_wi
     """dragging f's output back into x shows 'would create a cycle' and adds nothing"""
     win = make_window()
     win.set_graph(abc_graph())
-    g = win.graph
+    g = win.document.graph
     g_before = snapshot(g)
     shown = []
 
@@ -90,10 +90,10 @@ def test_a_connection_that_would_make_a_cycle_is_refused_with_the_reason(make_wi
     assert "already connected" in shown[0][1]
     assert "already connected" in win.statusBar().currentMessage()
     # a real cycle: disconnect x.a first (undoably), then try f -> x.a
-    win.select_nodes([])
+    win.editing.select_nodes([])
     e = g.in_edges("x")["a"]
     win.scene.edges[e].setSelected(True)
-    win.delete_selection()
+    win.editing.delete_selection()
     mouse_drag(win, port_pos(win, "f", "out", True), port_pos(win, "x", "a", False),
                after_move=look)
     assert "cycle" in shown[1][1]
@@ -104,11 +104,11 @@ def test_a_connection_that_would_make_a_cycle_is_refused_with_the_reason(make_wi
 def test_a_shape_mismatch_is_refused_while_dragging(make_window):
     """dragging a (B, 3) tensor into a matmul that holds a (4, 5) matrix says the shapes clash"""
     win = make_window()
-    g = win.graph
-    x = win.add_op("input", QPointF(0, 0), params={"shape": (None, 3)})
-    w = win.add_op("input", QPointF(0, 200), params={"shape": (4, 5)})
-    mm = win.add_op("matmul", QPointF(320, 100))
-    assert win.connect_ports(w, mm, "b")
+    g = win.document.graph
+    x = win.editing.add_op("input", QPointF(0, 0), params={"shape": (None, 3)})
+    w = win.editing.add_op("input", QPointF(0, 200), params={"shape": (4, 5)})
+    mm = win.editing.add_op("matmul", QPointF(320, 100))
+    assert win.editing.connect_ports(w, mm, "b")
     hints = []
     mouse_drag(win, port_pos(win, x.name, "out", True), port_pos(win, mm.name, "a", False),
                after_move=lambda: hints.append(win.scene._wire.hint))
@@ -120,9 +120,9 @@ def test_a_shape_mismatch_is_refused_while_dragging(make_window):
 def test_a_4d_tensor_dropped_on_a_dense_input_goes_through_a_new_flatten(make_window):
     """dropping conv output on a Dense inserts a Flatten between them (the obvious fix)"""
     win = make_window()
-    g = win.graph
-    img = win.add_op("input", QPointF(0, 0), params={"shape": (None, 1, 8, 8)})
-    dense = win.add_op("dense", QPointF(500, 0))
+    g = win.document.graph
+    img = win.editing.add_op("input", QPointF(0, 0), params={"shape": (None, 1, 8, 8)})
+    dense = win.editing.add_op("dense", QPointF(500, 0))
     hints = []
     mouse_drag(win, port_pos(win, img.name, "out", True), port_pos(win, dense.name, "x", False),
                after_move=lambda: hints.append(win.scene._wire.hint))
@@ -131,7 +131,7 @@ def test_a_4d_tensor_dropped_on_a_dense_input_goes_through_a_new_flatten(make_wi
     assert "flatten" in ops
     win.scene.refresh_shapes()
     assert win.scene.report.shapes[dense.id] == ((None, 10),)
-    win.undo_stack.undo()
+    win.document.undo_stack.undo()
     assert [n.op_id for n in g.nodes.values()] == ["input", "dense"] and not g.edges
 
 
@@ -140,16 +140,16 @@ def test_the_error_badge_offers_flatten_and_the_fix_repairs_the_graph(make_windo
     from core.graph import Edge
 
     win = make_window()
-    img = win.add_op("input", QPointF(0, 0), params={"shape": (None, 3, 4, 4)})
-    dense = win.add_op("dense", QPointF(500, 0))
+    img = win.editing.add_op("input", QPointF(0, 0), params={"shape": (None, 3, 4, 4)})
+    dense = win.editing.add_op("dense", QPointF(500, 0))
     # the file could hold this wire: add it as loading would, bypassing the drag checks
-    win.connect_edge(Edge(img.id, "out", dense.id, "x"))
+    win.editing.connect_edge(Edge(img.id, "out", dense.id, "x"))
     win.scene.refresh_shapes()
     item = win.scene.nodes[dense.id]
     assert item.error and "⚠" in item.toolTip()
-    fix = win.scene.quick_fix(dense.id)
+    fix = win.document.analysis.quick_fix(dense.id)
     assert fix == ("x", f"Insert Flatten before '{dense.name}.x'")
-    win.select_nodes([dense.id])
+    win.editing.select_nodes([dense.id])
     win.scene.refresh_shapes()
     assert win.inspector.fix.isVisibleTo(win.inspector)
     win.inspector.fix.click()
@@ -162,9 +162,9 @@ def test_editing_a_parameter_in_the_inspector_updates_the_shape_labels(make_wind
     """setting conv1's out channels to 10 changes its card and the wire to (B, 10, 28, 28)"""
     win = make_window()
     win.set_graph(lenet5())
-    g = win.graph
+    g = win.document.graph
     conv = g.node("conv1")
-    win.select_nodes([conv.id])
+    win.editing.select_nodes([conv.id])
     spin = win.inspector.editor("out_channels")
     assert spin.value() == 6
     spin.setValue(10)
@@ -174,23 +174,23 @@ def test_editing_a_parameter_in_the_inspector_updates_the_shape_labels(make_wind
     assert win.scene.edges[edge].label == "(B, 10, 28, 28)"
     # downstream shapes follow: conv2 now has 10 input channels in its weight
     assert win.scene.report.weights[g.node("conv2").id]["W"].shape == (16, 10, 5, 5)
-    assert "Set out_channels" in win.undo_stack.undoText()
+    assert "Set out_channels" in win.document.undo_stack.undoText()
 
 
 def test_an_out_of_range_parameter_is_refused_and_explained(make_window):
     """typing a dropout probability the op refuses leaves the model unchanged and says why"""
     win = make_window()
-    node = win.add_op("leaky_relu", QPointF(0, 0))
+    node = win.editing.add_op("leaky_relu", QPointF(0, 0))
     win.inspector._emit_param("alpha", 5.0)
-    assert win.graph.nodes[node.id].params["alpha"] == 0.01
+    assert win.document.graph.nodes[node.id].params["alpha"] == 0.01
     assert "alpha" in win.inspector.param_error.text()
 
 
 def test_quick_add_from_a_dragged_port_lists_compatible_ops_and_connects(make_window):
     """dragging from a 4-D output into empty space offers ops that take it, then wires one"""
     win = make_window()
-    g = win.graph
-    img = win.add_op("input", QPointF(0, 0), params={"shape": (None, 1, 28, 28)})
+    g = win.document.graph
+    img = win.editing.add_op("input", QPointF(0, 0), params={"shape": (None, 1, 28, 28)})
     start = port_pos(win, img.name, "out", True)
     mouse_drag(win, start, start + QPointF(260, 40))
     popup = win.quick_add
@@ -214,14 +214,14 @@ def test_tab_opens_the_quick_add_popup_and_enter_adds_the_first_match(make_windo
     assert win.quick_add.isVisible()
     qtbot.keyClicks(win.quick_add.search, "tanh")
     qtbot.keyClick(win.quick_add.search, Qt.Key_Return)
-    assert [n.op_id for n in win.graph.nodes.values()] == ["tanh"]
+    assert [n.op_id for n in win.document.graph.nodes.values()] == ["tanh"]
 
 
 def test_moving_a_node_with_the_mouse_moves_it_in_the_model(make_window):
     """dragging a card by its header moves the node and Undo puts it back"""
     win = make_window()
     win.set_graph(abc_graph())
-    g = win.graph
+    g = win.document.graph
     nid = g.node("x").id
     old = g.layout[nid]
     item = win.scene.nodes[nid]
@@ -229,7 +229,7 @@ def test_moving_a_node_with_the_mouse_moves_it_in_the_model(make_window):
     mouse_drag(win, grab, grab + QPointF(100, 60))
     new = g.layout[nid]
     assert abs(new[0] - old[0] - 100) < 2 and abs(new[1] - old[1] - 60) < 2
-    win.undo_stack.undo()
+    win.document.undo_stack.undo()
     assert g.layout[nid] == old
     assert item.pos() == QPointF(*old)
 
@@ -238,12 +238,12 @@ def test_snap_to_grid_moves_cards_in_grid_steps(make_window):
     """with snap on, a dragged card lands on the 20-pixel grid"""
     win = make_window()
     win.set_snap(True)
-    node = win.add_op("relu", QPointF(113, 77))
-    x, y = win.graph.layout[node.id]
+    node = win.editing.add_op("relu", QPointF(113, 77))
+    x, y = win.document.graph.layout[node.id]
     assert x % 20 == 0 and y % 20 == 0
     grab = win.scene.nodes[node.id].scenePos() + QPointF(50, 12)
     mouse_drag(win, grab, grab + QPointF(33, 47))
-    x, y = win.graph.layout[node.id]
+    x, y = win.document.graph.layout[node.id]
     assert x % 20 == 0 and y % 20 == 0
 
 
@@ -252,36 +252,36 @@ def test_rubber_band_selects_the_nodes_it_touches(make_window):
     win = make_window()
     win.set_graph(abc_graph())
     win.view.fit_to_view()
-    g = win.graph
+    g = win.document.graph
     r = win.scene.nodes[g.node("a").id].scene_card_rect().united(
         win.scene.nodes[g.node("b").id].scene_card_rect())
     mouse_drag(win, r.topLeft() - QPointF(30, 30), r.bottomRight() + QPointF(5, 5))
-    assert {g.nodes[i].name for i in win.selected_node_ids()} == {"a", "b"}
+    assert {g.nodes[i].name for i in win.editing.selected_node_ids()} == {"a", "b"}
 
 
 def test_copy_and_paste_make_renamed_copies_with_their_internal_wires(make_window):
     """copying x and f and pasting adds x2 and f2 joined like the originals"""
     win = make_window()
     win.set_graph(abc_graph())
-    g = win.graph
-    win.select_nodes([g.node("x").id, g.node("f").id])
-    assert win.copy()
-    win.paste(QPointF(0, 600))
+    g = win.document.graph
+    win.editing.select_nodes([g.node("x").id, g.node("f").id])
+    assert win.editing.copy()
+    win.editing.paste(QPointF(0, 600))
     names = [n.name for n in g.nodes.values()]
     assert names[-2:] == ["x2", "f2"]
     e = g.in_edges("f2")["a"]
     assert g.nodes[e.src].name == "x2"
-    assert {g.nodes[i].name for i in win.selected_node_ids()} == {"x2", "f2"}
+    assert {g.nodes[i].name for i in win.editing.selected_node_ids()} == {"x2", "f2"}
 
 
 def test_align_left_lines_the_selected_cards_up(make_window):
     """Align Left gives every selected card the leftmost card's x"""
     win = make_window()
     win.set_graph(abc_graph())
-    g = win.graph
+    g = win.document.graph
     ids = [g.node(n).id for n in ("a", "x", "f")]
-    win.select_nodes(ids)
-    win.align("left")
+    win.editing.select_nodes(ids)
+    win.editing.align("left")
     assert {g.layout[i][0] for i in ids} == {0.0}
 
 
@@ -295,7 +295,7 @@ def test_dropping_a_graph_file_on_the_canvas_opens_it(make_window, tmp_path):
     md = QMimeData()
     md.setUrls([QUrl.fromLocalFile(str(path))])
     drop_mime(win, md, QPointF(50, 50))
-    assert win.graph.name == "LeNet-5" and win.path == path
+    assert win.document.graph.name == "LeNet-5" and win.document.path == path
 
 
 def test_the_status_bar_shows_the_graph_totals(make_window):
@@ -320,14 +320,14 @@ def test_dragging_a_wire_off_an_input_moves_or_removes_it(make_window):
     mouse_drag(win, port_pos(win, "x", "b", False), port_pos(win, "f", "b", False))
     assert "b" not in g.in_edges("x")
     assert g.nodes[g.in_edges("f")["b"].src].name == "b"
-    assert win.undo_stack.undoText().startswith("Move wire")
-    win.undo_stack.undo()
+    assert win.document.undo_stack.undoText().startswith("Move wire")
+    win.document.undo_stack.undo()
     assert snapshot(g) == before
     mouse_drag(win, port_pos(win, "x", "b", False), port_pos(win, "x", "b", False)
                + QPointF(-150, 120))
     assert "b" not in g.in_edges("x") and len(g.edges) == len(before["edges"]) - 1
-    assert win.undo_stack.undoText().startswith("Disconnect")
-    win.undo_stack.undo()
+    assert win.document.undo_stack.undoText().startswith("Disconnect")
+    win.document.undo_stack.undo()
     assert snapshot(g) == before
 
 
@@ -335,8 +335,8 @@ def test_typing_an_input_shape_reshapes_the_whole_network(make_window, qtbot):
     """typing 'B, 1, 32, 32' as LeNet-5's image shape updates conv1's card and fc1's weight"""
     win = make_window()
     win.set_graph(lenet5())
-    g = win.graph
-    win.select_nodes([g.node("image").id])
+    g = win.document.graph
+    win.editing.select_nodes([g.node("image").id])
     field = win.inspector.editor("shape")
     assert field.text() == "B, 1, 28, 28"
     field.setFocus()

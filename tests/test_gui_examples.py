@@ -44,9 +44,9 @@ def test_the_examples_browser_previews_each_preset_with_its_description(make_win
     assert win.theme.category_color("layers").rgb() in colours
     dlg._accept()
     assert dlg.chosen_path == presets / "lenet5.json"
-    assert win.open_example(dlg.chosen_path)
-    assert win.graph.name == "LeNet-5"
-    assert win.path is None  # a preset opens as a new document: Save asks for a name
+    assert win.files.open_example(dlg.chosen_path)
+    assert win.document.graph.name == "LeNet-5"
+    assert win.document.path is None  # a preset opens as a new document: Save asks for a name
 
 
 def test_the_preset_opened_at_start_is_lenet5(presets):

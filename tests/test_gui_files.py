@@ -23,19 +23,19 @@ def test_save_then_open_gives_the_same_graph(make_window, tmp_path, monkeypatch)
     """saving LeNet-5 after edits and opening the file in a new window shows the same graph"""
     win = make_window()
     win.set_graph(lenet5())
-    win.set_params(win.graph.node("fc1").id, {"units": 100})
-    win.add_op("tanh", QPointF(0, 500))
+    win.editing.set_params(win.document.graph.node("fc1").id, {"units": 100})
+    win.editing.add_op("tanh", QPointF(0, 500))
     path = tmp_path / "net.json"
     monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(path), ""))
-    assert win.save()
-    assert win.path == path and not win.isWindowModified()
+    assert win.files.save()
+    assert win.document.path == path and not win.isWindowModified()
     other = make_window()
-    assert other.open_file(str(path))
-    assert snapshot(other.graph) == snapshot(win.graph)
-    assert set(other.scene.nodes) == set(win.graph.nodes)
+    assert other.files.open_file(str(path))
+    assert snapshot(other.document.graph) == snapshot(win.document.graph)
+    assert set(other.scene.nodes) == set(win.document.graph.nodes)
     for nid, item in other.scene.nodes.items():
-        assert (item.pos().x(), item.pos().y()) == pytest_approx(win.graph.layout[nid])
-    assert str(path.resolve()) == other.recent_files()[0]
+        assert (item.pos().x(), item.pos().y()) == pytest_approx(win.document.graph.layout[nid])
+    assert str(path.resolve()) == other.document.recent_files()[0]
 
 
 def pytest_approx(pos):
@@ -47,30 +47,30 @@ def test_a_corrupt_file_shows_an_error_and_keeps_the_current_graph(make_window, 
     """opening a file with a broken node shows an error naming the place; the graph stays"""
     win = make_window()
     win.set_graph(abc_graph())
-    win.add_op("relu", QPointF(0, 400))
-    before = snapshot(win.graph)
+    win.editing.add_op("relu", QPointF(0, 400))
+    before = snapshot(win.document.graph)
     bad = tmp_path / "bad.json"
     data = json.loads(json.dumps(snapshot(lenet5())))
     data["nodes"][3]["params"]["out_channels"] = -4
     bad.write_text(json.dumps(data), encoding="utf-8")
-    assert not win.open_file(str(bad))
+    assert not win.files.open_file(str(bad))
     kind, _title, text = dialogs.calls[-1]
     assert kind == "critical"
     assert "nodes[3].params" in text and "unchanged" in text
-    assert snapshot(win.graph) == before
-    assert win.undo_stack.canUndo()  # the history is kept too
+    assert snapshot(win.document.graph) == before
+    assert win.document.undo_stack.canUndo()  # the history is kept too
 
 
 def test_a_file_that_is_not_json_shows_an_error(make_window, tmp_path, dialogs):
     """opening a truncated JSON file reports the line and column and keeps the graph"""
     win = make_window()
     win.set_graph(abc_graph())
-    before = snapshot(win.graph)
+    before = snapshot(win.document.graph)
     bad = tmp_path / "cut.json"
     bad.write_text('{"format_version": 1, "nodes": [', encoding="utf-8")
-    assert not win.open_file(str(bad))
+    assert not win.files.open_file(str(bad))
     assert "line 1" in dialogs.calls[-1][2]
-    assert snapshot(win.graph) == before
+    assert snapshot(win.document.graph) == before
 
 
 def test_unsaved_changes_are_asked_about_before_opening(make_window, tmp_path, dialogs):
@@ -78,21 +78,21 @@ def test_unsaved_changes_are_asked_about_before_opening(make_window, tmp_path, d
     path = tmp_path / "abc.json"
     save_graph(abc_graph(), path)
     win = make_window()
-    win.add_op("relu", QPointF(0, 0))
-    before = snapshot(win.graph)
+    win.editing.add_op("relu", QPointF(0, 0))
+    before = snapshot(win.document.graph)
     dialogs.answer = QMessageBox.Cancel
-    assert not win.open_file(str(path))
+    assert not win.files.open_file(str(path))
     assert dialogs.kinds() == ["question"]
-    assert snapshot(win.graph) == before
+    assert snapshot(win.document.graph) == before
     dialogs.answer = QMessageBox.Discard
-    assert win.open_file(str(path))
-    assert win.graph.name == "f = a·b + c"
+    assert win.files.open_file(str(path))
+    assert win.document.graph.name == "f = a·b + c"
 
 
 def test_closing_with_unsaved_changes_can_be_cancelled(make_window, dialogs):
     """closing the window with unsaved edits asks, and Cancel keeps the window open"""
     win = make_window()
-    win.add_op("relu", QPointF(0, 0))
+    win.editing.add_op("relu", QPointF(0, 0))
     dialogs.answer = QMessageBox.Cancel
     assert not win.close()
     assert win.isVisible()
@@ -105,50 +105,50 @@ def test_autosave_recovery_restores_unsaved_work_after_a_crash(make_window, tmp_
     """work autosaved by a session that died is offered, and restored, at the next start"""
     crashed = make_window(pid=DEAD_PID, show=False)
     crashed.set_graph(lenet5())
-    crashed.set_params(crashed.graph.node("conv1").id, {"out_channels": 12})
-    crashed.add_op("sigmoid", QPointF(100, 400))
-    expected = snapshot(crashed.graph)
-    crashed.autosave_now()
-    assert crashed.recovery_file().exists()
+    crashed.editing.set_params(crashed.document.graph.node("conv1").id, {"out_channels": 12})
+    crashed.editing.add_op("sigmoid", QPointF(100, 400))
+    expected = snapshot(crashed.document.graph)
+    crashed.document.autosave_now()
+    assert crashed.document.recovery_file().exists()
     # the crash: the process is gone without closing the window (no cleanup ran)
     crashed.scene.detach()
-    crashed._autosave_timer.stop()
+    crashed.document._autosave_timer.stop()
 
     dialogs.answer = QMessageBox.Yes
     fresh = make_window()
-    assert fresh.offer_recovery()
+    assert fresh.files.offer_recovery()
     assert dialogs.calls[-1][0] == "question" and "Restore" in dialogs.calls[-1][1]
-    assert snapshot(fresh.graph) == expected
+    assert snapshot(fresh.document.graph) == expected
     assert fresh.isWindowModified()              # still unsaved: saving is the user's call
     assert not (tmp_path / "recovery" / f"autosave-{DEAD_PID}.json").exists()
-    assert fresh.recovery_file().exists()        # and protected again by this session
+    assert fresh.document.recovery_file().exists()        # and protected again by this session
 
 
 def test_declining_recovery_discards_the_autosave(make_window, dialogs):
     """answering No to the restore question deletes the old autosave"""
     crashed = make_window(pid=DEAD_PID, show=False)
-    crashed.add_op("relu", QPointF(0, 0))
-    crashed.autosave_now()
+    crashed.editing.add_op("relu", QPointF(0, 0))
+    crashed.document.autosave_now()
     crashed.scene.detach()
     dialogs.answer = QMessageBox.No
     fresh = make_window()
-    assert not fresh.offer_recovery()
-    assert len(fresh.graph.nodes) == 0
-    assert not crashed.recovery_file().exists()
+    assert not fresh.files.offer_recovery()
+    assert len(fresh.document.graph.nodes) == 0
+    assert not crashed.document.recovery_file().exists()
 
 
 def test_a_clean_close_leaves_no_recovery_file(make_window, tmp_path, monkeypatch, dialogs):
     """after saving and closing, the next start has nothing to restore"""
     win = make_window()
-    win.add_op("relu", QPointF(0, 0))
-    win.autosave_now()
-    assert win.recovery_file().exists()
+    win.editing.add_op("relu", QPointF(0, 0))
+    win.document.autosave_now()
+    assert win.document.recovery_file().exists()
     monkeypatch.setattr(QFileDialog, "getSaveFileName",
                         lambda *a, **k: (str(tmp_path / "g.json"), ""))
-    win.save()
-    assert not win.recovery_file().exists()
+    win.files.save()
+    assert not win.document.recovery_file().exists()
     assert win.close()
-    assert make_window().orphaned_recovery_files() == []
+    assert make_window().document.orphaned_recovery_files() == []
 
 
 def test_theme_and_snap_preferences_persist(make_window):
@@ -209,15 +209,15 @@ def test_render_command_rejects_a_bad_file(tmp_path):
 def test_saved_files_are_loadable_by_the_core(make_window, tmp_path, monkeypatch):
     """a graph built in the editor loads headless with core.serialize"""
     win = make_window()
-    a = win.add_op("input", QPointF(0, 0))
-    b = win.add_op("input", QPointF(0, 150))
-    m = win.add_op("multiply", QPointF(300, 50))
-    win.set_value(a.id, 3.0)
-    win.set_value(b.id, 2.0)
-    assert win.connect_ports(a, m, "a") and win.connect_ports(b, m, "b")
+    a = win.editing.add_op("input", QPointF(0, 0))
+    b = win.editing.add_op("input", QPointF(0, 150))
+    m = win.editing.add_op("multiply", QPointF(300, 50))
+    win.editing.set_value(a.id, 3.0)
+    win.editing.set_value(b.id, 2.0)
+    assert win.editing.connect_ports(a, m, "a") and win.editing.connect_ports(b, m, "b")
     path = tmp_path / "m.json"
     monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(path), ""))
-    win.save()
+    win.files.save()
     g = load_graph(path)
     from core.executor import Executor
 
@@ -238,8 +238,8 @@ def test_steady_editing_is_autosaved_within_seconds(make_window, qtbot):
     made = []  # (time, node count after the edit)
 
     def edit():
-        win.add_op("relu", QPointF(40 * len(made), 0))
-        made.append((time.monotonic(), len(win.graph.nodes)))
+        win.editing.add_op("relu", QPointF(40 * len(made), 0))
+        made.append((time.monotonic(), len(win.document.graph.nodes)))
 
     ticker = QTimer()
     ticker.setInterval(EDIT_EVERY_MS)
@@ -248,7 +248,7 @@ def test_steady_editing_is_autosaved_within_seconds(make_window, qtbot):
     qtbot.waitUntil(lambda: len(made) >= 10, timeout=20_000)
     ticker.stop()
     crash = time.monotonic()  # what is on disk now is all a kill -9 would leave
-    path = win.recovery_file()
+    path = win.document.recovery_file()
     assert path.exists(), "nothing was autosaved"
     saved = len(json.loads(path.read_text(encoding="utf-8"))["nodes"])
     newest_kept = max(t for t, n in made if n <= saved)
@@ -264,7 +264,7 @@ def test_the_autosave_writes_the_file_off_the_gui_thread(make_window, monkeypatc
     import core.serialize
 
     win = make_window()
-    win.add_op("relu", QPointF(0, 0))
+    win.editing.add_op("relu", QPointF(0, 0))
     where = []
     real = core.serialize.atomic_write
 
@@ -273,22 +273,22 @@ def test_the_autosave_writes_the_file_off_the_gui_thread(make_window, monkeypatc
         real(path, data)
 
     monkeypatch.setattr(core.serialize, "atomic_write", spy)
-    thread = win._autosave_in_background()
+    thread = win.document._autosave_in_background()
     thread.join(10)
-    assert where == [False] and win.recovery_file().exists()
+    assert where == [False] and win.document.recovery_file().exists()
 
 
 def test_a_save_right_after_an_autosave_leaves_no_recovery_file(make_window, tmp_path,
                                                                  monkeypatch):
     """saving while a background autosave is under way: the recovery file is gone after"""
     win = make_window()
-    win.add_op("relu", QPointF(0, 0))
-    thread = win._autosave_in_background()
+    win.editing.add_op("relu", QPointF(0, 0))
+    thread = win.document._autosave_in_background()
     monkeypatch.setattr(QFileDialog, "getSaveFileName",
                         lambda *a, **k: (str(tmp_path / "g.json"), ""))
-    assert win.save()
+    assert win.files.save()
     thread.join(10)
-    assert not win.recovery_file().exists()
+    assert not win.document.recovery_file().exists()
 
 
 def test_a_start_removes_temporary_files_a_killed_session_left(make_window, tmp_path):

@@ -27,8 +27,8 @@ def test_the_wheel_over_the_inspector_scrolls_it_and_leaves_the_parameters_alone
     value stays 6 until the field is clicked (focused)"""
     win = make_window()
     win.set_graph(lenet5())
-    conv = win.graph.node("conv1")
-    win.select_nodes([conv.id])
+    conv = win.document.graph.node("conv1")
+    win.editing.select_nodes([conv.id])
     ins = win.inspector
     ins.setFixedHeight(160)  # a short dock: the panel scrolls
     QApplication.processEvents()
@@ -42,7 +42,7 @@ def test_the_wheel_over_the_inspector_scrolls_it_and_leaves_the_parameters_alone
     for _ in range(3):
         _wheel(spin)
     assert conv.params["out_channels"] == 6 and spin.value() == 6
-    assert win.undo_stack.count() == 0
+    assert win.document.undo_stack.count() == 0
     assert bar.value() > start  # the wheel went to the scroll area
     assert spin.focusPolicy() == Qt.StrongFocus
 
@@ -65,10 +65,10 @@ def test_the_shape_mismatch_message_stays_inside_the_canvas_near_its_edge(make_w
     from gui_helpers import mouse_drag, port_pos
 
     win = make_window()
-    x = win.add_op("input", QPointF(0, 0), params={"shape": (None, 3)})
-    w = win.add_op("input", QPointF(0, 200), params={"shape": (4, 5)})
-    mm = win.add_op("matmul", QPointF(320, 100))
-    assert win.connect_ports(w, mm, "b")
+    x = win.editing.add_op("input", QPointF(0, 0), params={"shape": (None, 3)})
+    w = win.editing.add_op("input", QPointF(0, 200), params={"shape": (4, 5)})
+    mm = win.editing.add_op("matmul", QPointF(320, 100))
+    assert win.editing.connect_ports(w, mm, "b")
     target = port_pos(win, mm.name, "a", False)
     shown = win.view.visible_rect()
     # the input port 30 px from the right edge and 30 px from the bottom
@@ -136,10 +136,10 @@ def test_the_accuracy_plot_of_a_one_epoch_run_starts_at_epoch_zero(make_window):
 def _train_xor(win, qtbot):
     from examples import example_path
 
-    assert win.open_example(example_path("xor_mlp"))
+    assert win.files.open_example(example_path("xor_mlp"))
     win.train_panel.epochs.setValue(3)
     win.act_train.trigger()
-    qtbot.waitUntil(lambda: not win.is_training(), timeout=30_000)
+    qtbot.waitUntil(lambda: not win.training.is_training(), timeout=30_000)
     assert win.train_panel.plots.batch_count() > 0
     assert win.train_panel.confusion.matrix is not None
 
@@ -150,7 +150,7 @@ def test_file_new_clears_the_last_runs_plots_and_confusion_matrix(make_window, q
     _train_xor(win, qtbot)
     win.act_new.trigger()
     panel = win.train_panel
-    assert len(win.graph.nodes) == 0
+    assert len(win.document.graph.nodes) == 0
     assert panel.plots.batch_count() == 0 and panel.plots.epoch_count() == 0
     assert panel.confusion.matrix is None
     assert panel.accuracy_label.text() == "–"
@@ -167,7 +167,7 @@ def test_ticking_loss_in_the_inspector_makes_the_graph_trainable_at_once(make_wi
     panel = win.train_panel
     assert "choose a loss node first" in panel.status_label.text()
     assert not panel.start_button.isEnabled()
-    win.select_nodes([g.node("loss").id])
+    win.editing.select_nodes([g.node("loss").id])
     box = win.inspector.editor("__loss__")
     box.click()
     assert g.loss == g.node("loss").id
@@ -183,7 +183,7 @@ def test_the_chosen_mnist_folder_stays_chosen_when_other_graphs_open(make_window
     from examples import example_path
 
     win = make_window()
-    assert win.open_example(example_path("lenet5"))
+    assert win.files.open_example(example_path("lenet5"))
     panel = win.train_panel
     monkeypatch.setattr(QFileDialog, "getExistingDirectory",
                         staticmethod(lambda *a, **k: "/data/mnist"))
@@ -191,9 +191,9 @@ def test_the_chosen_mnist_folder_stays_chosen_when_other_graphs_open(make_window
     panel.source.setCurrentIndex(i)
     panel.source.activated.emit(i)
     assert panel.current_source() == "folder"
-    assert win.open_example(example_path("xor_mlp"))
+    assert win.files.open_example(example_path("xor_mlp"))
     assert panel.current_source() == "graph"
-    assert win.open_example(example_path("lenet5"))
+    assert win.files.open_example(example_path("lenet5"))
     assert panel.current_source() == "folder" and panel.folder == "/data/mnist"
     assert panel.settings().folder == "/data/mnist"
 
@@ -254,20 +254,20 @@ def test_after_recovery_the_cards_are_in_view_once_the_window_has_its_size(make_
 
     crashed = make_window(pid=4_000_000, show=False)
     crashed.set_graph(lenet5())
-    crashed.set_params(crashed.graph.node("conv1").id, {"out_channels": 12})
-    crashed.autosave_now()
+    crashed.editing.set_params(crashed.document.graph.node("conv1").id, {"out_channels": 12})
+    crashed.document.autosave_now()
     crashed.scene.detach()
     dialogs.answer = QMessageBox.Yes
     win = make_window()
     win.resize(520, 420)
     QApplication.processEvents()
-    assert win.offer_recovery()
+    assert win.files.offer_recovery()
     QApplication.processEvents()  # the graph is shown while the window is still small …
     win.resize(1400, 880)  # … then the window gets its size (docks restored, dialog gone)
     QApplication.processEvents()
     shown = win.view.visible_rect()
     content = win.scene.content_rect()
-    first = win.scene.nodes[win.graph.node("image").id].scene_card_rect()
+    first = win.scene.nodes[win.document.graph.node("image").id].scene_card_rect()
     assert shown.contains(first)
     assert shown.top() <= content.top() and abs(shown.left() - (content.left() - 40)) < 2
     assert abs(shown.center().y() - content.center().y()) < 2

@@ -27,12 +27,12 @@ def test_building_f_equals_a_times_b_plus_c_by_hand_and_reopening_it(make_window
                                                                      tmp_path, monkeypatch):
     """drop three inputs, a Multiply and an Add, wire them, type values, save and reopen"""
     win = make_window()
-    g = win.graph
+    g = win.document.graph
     spots = {"a": QPointF(0, 0), "b": QPointF(0, 160), "c": QPointF(260, 260)}
     for name, at in spots.items():
         drop_op(win, "input", at)
         node = list(g.nodes.values())[-1]
-        win.select_nodes([node.id])
+        win.editing.select_nodes([node.id])
         type_into(qtbot, win.inspector.editor("__name__"), name)
         type_into(qtbot, win.inspector.editor("__value__"), {"a": "3", "b": "2", "c": "-4"}[name])
     drop_op(win, "multiply", QPointF(300, 60))
@@ -43,7 +43,7 @@ def test_building_f_equals_a_times_b_plus_c_by_hand_and_reopening_it(make_window
     mouse_drag(win, port_pos(win, mul.name, "out", True), port_pos(win, add.name, "a", False))
     mouse_drag(win, port_pos(win, "c", "out", True), port_pos(win, add.name, "b", False))
     assert len(g.edges) == 4
-    win.select_nodes([add.id])
+    win.editing.select_nodes([add.id])
     win.inspector.editor("__loss__").click()
     assert g.loss == add.id
     # the cards show what the model holds
@@ -59,7 +59,7 @@ def test_building_f_equals_a_times_b_plus_c_by_hand_and_reopening_it(make_window
     other = make_window()
     monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(path), ""))
     other.act_open.trigger()
-    assert snapshot(other.graph) == snapshot(g)
+    assert snapshot(other.document.graph) == snapshot(g)
     reopened = load_graph(path)
     ex = Executor(reopened).run(loss=reopened.loss)
     assert float(ex.value(add.name)) == 2.0 and float(ex.grad("a")) == 2.0

@@ -23,7 +23,7 @@ def window(make_window):
     """A window on a preset, with the Training panel ready for a short run."""
     def make(preset: str, epochs: int = 1, limit: int = 0):
         win = make_window()
-        assert win.open_example(example_path(preset))
+        assert win.files.open_example(example_path(preset))
         panel = win.train_panel
         panel.epochs.setValue(epochs)
         panel.limit.setValue(limit)
@@ -32,7 +32,7 @@ def window(make_window):
 
 
 def _finish(win, qtbot):
-    qtbot.waitUntil(lambda: not win.is_training(), timeout=RUN_TIMEOUT_MS)
+    qtbot.waitUntil(lambda: not win.training.is_training(), timeout=RUN_TIMEOUT_MS)
 
 
 def test_training_on_the_embedded_sample_fills_the_plots_and_shows_test_accuracy(window,
@@ -43,7 +43,7 @@ def test_training_on_the_embedded_sample_fills_the_plots_and_shows_test_accuracy
     panel = win.train_panel
     assert panel.current_source() == "sample"  # ready at start: no download, no folder
     panel.start_button.click()
-    assert win.is_training()
+    assert win.training.is_training()
     _finish(win, qtbot)
     x, y = panel.plots.train_loss.getData()
     # 2,000 images, 10 % held out, batches of 64: 29 steps, each one plotted
@@ -63,17 +63,18 @@ def test_training_on_the_embedded_sample_fills_the_plots_and_shows_test_accuracy
 def test_the_trained_weights_land_in_the_graph_as_one_undoable_step(window, qtbot):
     """after a run the graph holds the trained weights; Undo puts back the previous ones"""
     win = window("logistic_regression_mnist", epochs=1, limit=500)
-    linear = win.graph.node("linear")
+    linear = win.document.graph.node("linear")
     assert not linear.weights  # a preset ships without weights
     win.train_panel.start_button.click()
     _finish(win, qtbot)
     trained = {k: v.copy() for k, v in linear.weights.items()}
     assert set(trained) == {"W", "b"} and np.abs(trained["W"]).sum() > 0
-    assert win.undo_stack.count() == 1 and win.undo_stack.undoText().startswith("Train")
+    stack = win.document.undo_stack
+    assert stack.count() == 1 and stack.undoText().startswith("Train")
     assert win.isWindowModified()
-    win.undo_stack.undo()
+    win.document.undo_stack.undo()
     assert not linear.weights
-    win.undo_stack.redo()
+    win.document.undo_stack.redo()
     assert np.array_equal(linear.weights["W"], trained["W"])
 
 
@@ -121,7 +122,7 @@ def test_pause_holds_training_and_resume_continues(window, qtbot):
     qtbot.wait(300)  # let a batch in flight arrive
     held = panel.plots.batch_count()
     qtbot.wait(400)
-    assert panel.plots.batch_count() == held and win.is_training()
+    assert panel.plots.batch_count() == held and win.training.is_training()
     panel.pause_button.click()
     _finish(win, qtbot)
     assert panel.plots.epoch_count() == 1 and "finished" in panel.status_label.text()
@@ -151,7 +152,7 @@ def test_a_textbook_graph_trains_on_the_values_stored_in_it(window, qtbot):
     win = window("net_222", epochs=30)
     panel = win.train_panel
     assert panel.current_source() == "graph" and panel.start_button.isEnabled()
-    before = win.graph.node("W1").value.copy()
+    before = win.document.graph.node("W1").value.copy()
     panel.optimizer.setCurrentText("sgd")
     panel.lr.setText("0.5")
     panel.start_button.click()
@@ -161,8 +162,8 @@ def test_a_textbook_graph_trains_on_the_values_stored_in_it(window, qtbot):
     assert panel.accuracy_caption.text() == "Loss after the last epoch"
     assert panel.plots.train_acc.getData()[0] is None or \
         len(panel.plots.train_acc.getData()[0]) == 0  # no target fed: no accuracy to show
-    assert not np.array_equal(win.graph.node("W1").value, before)
-    assert "__" not in "".join(n.name for n in win.graph.nodes.values())  # no helper node
+    assert not np.array_equal(win.document.graph.node("W1").value, before)
+    assert "__" not in "".join(n.name for n in win.document.graph.nodes.values())  # no helper node
 
 
 def _exploding_graph() -> Graph:
@@ -187,9 +188,9 @@ def test_a_nan_stops_training_names_the_node_and_selects_it(make_window, qtbot):
     panel.start_button.click()
     _finish(win, qtbot)
     assert "'scores'" in panel.status_label.text()
-    assert win.selected_node_ids() == [win.graph.node("scores").id]
+    assert win.editing.selected_node_ids() == [win.document.graph.node("scores").id]
     assert panel.start_button.isEnabled()
-    assert win.undo_stack.count() == 0  # the blown-up weights were not put in the graph
+    assert win.document.undo_stack.count() == 0  # the blown-up weights were not put in the graph
 
 
 def _pick_folder(monkeypatch, panel, folder):
@@ -225,17 +226,17 @@ def test_a_folder_without_the_idx_files_is_reported(window, qtbot, monkeypatch, 
     panel.start_button.click()
     _finish(win, qtbot)
     assert "nothing here" in panel.status_label.text()
-    assert panel.start_button.isEnabled() and win.undo_stack.count() == 0
+    assert panel.start_button.isEnabled() and win.document.undo_stack.count() == 0
 
 
 def test_closing_the_window_stops_a_run(window, qtbot):
     """closing the window while LeNet-5 trains stops the worker thread cleanly"""
     win = window("lenet5", epochs=20)
     win.train_panel.start_button.click()
-    worker = win._worker
+    worker = win.training._worker
     qtbot.waitUntil(lambda: win.train_panel.plots.batch_count() > 0, timeout=RUN_TIMEOUT_MS)
     assert win.close()
-    assert worker.isFinished() and not win.is_training()
+    assert worker.isFinished() and not win.training.is_training()
 
 
 def test_the_graph_stays_editable_while_it_trains(window, qtbot):
@@ -244,15 +245,15 @@ def test_the_graph_stays_editable_while_it_trains(window, qtbot):
     panel = win.train_panel
     panel.start_button.click()
     panel.pause_button.click()  # held before its next batch: the run cannot end meanwhile
-    assert win.is_training()
-    win.rename_node(win.graph.node("linear").id, "classifier")
-    assert win.is_training() and win.graph.node("classifier")
+    assert win.training.is_training()
+    win.editing.rename_node(win.document.graph.node("linear").id, "classifier")
+    assert win.training.is_training() and win.document.graph.node("classifier")
     panel.pause_button.click()
     _finish(win, qtbot)
-    stack = win.undo_stack
+    stack = win.document.undo_stack
     assert stack.count() == 2
     assert stack.text(0).startswith("Rename") and stack.text(1).startswith("Train")
-    assert set(win.graph.node("classifier").weights) == {"W", "b"}
+    assert set(win.document.graph.node("classifier").weights) == {"W", "b"}
 
 
 def test_finished_runs_leave_no_worker_trainer_or_graph_copy_behind(window, qtbot, monkeypatch):

@@ -17,7 +17,7 @@ def test_the_wheel_zooms_around_the_cursor(make_window):
     win.set_graph(abc_graph())
     view = win.view
     view.set_zoom(1.0)
-    target = win.scene.nodes[win.graph.node("x").id].scene_card_rect().center()
+    target = win.scene.nodes[win.document.graph.node("x").id].scene_card_rect().center()
     at = QPointF(view.mapFromScene(target))
     ev = QWheelEvent(at, QPointF(view.viewport().mapToGlobal(at.toPoint())), QPoint(0, 0),
                      QPoint(0, 240), Qt.NoButton, Qt.NoModifier, Qt.NoScrollPhase, False)
@@ -45,7 +45,7 @@ def test_zoomed_far_out_the_canvas_draws_an_overview_and_stays_clickable(make_wi
     win.set_graph(lenet5())
     win.view.set_zoom(0.15)
     assert not win.scene.detailed and win.scene.overview.isVisible()
-    item = win.scene.nodes[win.graph.node("conv2").id]
+    item = win.scene.nodes[win.document.graph.node("conv2").id]
     win.view.centerOn(item)
     QApplication.processEvents()
     p = win.view.mapFromScene(item.scene_card_rect().center())
@@ -54,7 +54,7 @@ def test_zoomed_far_out_the_canvas_draws_an_overview_and_stays_clickable(make_wi
                           (QEvent.MouseButtonRelease, Qt.NoButton)):
         QApplication.sendEvent(vp, QMouseEvent(kind, QPointF(p), QPointF(vp.mapToGlobal(p)),
                                                Qt.LeftButton, buttons, Qt.NoModifier))
-    assert win.selected_node_ids() == [item.node_id]
+    assert win.editing.selected_node_ids() == [item.node_id]
     assert win.inspector.title.text() == "conv2"
     win.view.set_zoom(1.0)
     assert win.scene.detailed and not win.scene.overview.isVisible()
@@ -80,8 +80,8 @@ def test_while_the_zoom_changes_cards_are_scaled_then_sharp_again(make_window, q
                                 for it in scene.nodes.values()), timeout=2000)
     # a card added meanwhile follows the current mode
     view.zoom_by(1.1)
-    win.graph.add("relu", name="late")
-    late = scene.nodes[win.graph.node("late").id]
+    win.document.graph.add("relu", name="late")
+    late = scene.nodes[win.document.graph.node("late").id]
     assert late.scaled and late.cacheMode() != QGraphicsItem.DeviceCoordinateCache
 
 
@@ -239,8 +239,8 @@ def test_the_canvas_area_follows_the_cards_so_a_far_card_stays_clickable(make_wi
     area = scene.sceneRect()
     assert area.contains(content)
     assert area.width() <= content.width() + 4 * BOUNDS_STEP
-    item = scene.nodes[win.graph.node("conv2").id]
-    win.graph.move(item.node_id, (content.right() + 5 * BOUNDS_STEP, content.top()))
+    item = scene.nodes[win.document.graph.node("conv2").id]
+    win.document.graph.move(item.node_id, (content.right() + 5 * BOUNDS_STEP, content.top()))
     QApplication.processEvents()
     assert scene.sceneRect().contains(item.scene_card_rect())
     view.set_zoom(1.0)
@@ -255,7 +255,7 @@ def test_dragging_a_card_updates_the_obstacle_map_in_place(make_window):
     win = make_window()
     win.set_graph(lenet5())
     scene = win.scene
-    item = scene.nodes[win.graph.node("conv2").id]
+    item = scene.nodes[win.document.graph.node("conv2").id]
     scene.obstacles(-1e9, 1e9, -1e9, 1e9, margin=0.0)  # builds the map
     cards = scene._cards
     item.setPos(item.pos() + QPointF(500, 300))
@@ -280,7 +280,7 @@ def test_clicking_the_overview_map_pans_the_canvas(make_window):
     win.view.centerOn(win.scene.content_rect().left(), 0)
     mm = win.view.minimap
     world, s, ox, oy = mm._mapping()
-    loss = win.scene.nodes[win.graph.node("loss").id].scene_card_rect().center()
+    loss = win.scene.nodes[win.document.graph.node("loss").id].scene_card_rect().center()
     p = QPointF(ox + (loss.x() - world.x()) * s, oy + (loss.y() - world.y()) * s)
     QApplication.sendEvent(mm, QMouseEvent(QEvent.MouseButtonPress, p, QPointF(mm.mapToGlobal(
         p.toPoint())), Qt.LeftButton, Qt.LeftButton, Qt.NoModifier))
@@ -291,9 +291,9 @@ def test_clicking_the_overview_map_pans_the_canvas(make_window):
 def test_the_inspector_is_built_from_the_parameter_spec(make_window):
     """a Leaky ReLU gets a float box with its range, a batch norm spin boxes, a conv combos"""
     win = make_window()
-    g = win.graph
-    conv = win.add_op("conv2d", QPointF(0, 0))
-    win.select_nodes([conv.id])
+    g = win.document.graph
+    conv = win.editing.add_op("conv2d", QPointF(0, 0))
+    win.editing.select_nodes([conv.id])
     ins = win.inspector
     out_ch = ins.editor("out_channels")
     assert isinstance(out_ch, QSpinBox) and out_ch.minimum() == 1
@@ -302,8 +302,8 @@ def test_the_inspector_is_built_from_the_parameter_spec(make_window):
     assert isinstance(ins.editor("mode"), QComboBox)
     assert ins.editor("mode").currentText() == g.nodes[conv.id].params["mode"]
     assert isinstance(ins.editor("bias"), QCheckBox) and ins.editor("bias").isChecked()
-    leaky = win.add_op("leaky_relu", QPointF(0, 300))
-    win.select_nodes([leaky.id])
+    leaky = win.editing.add_op("leaky_relu", QPointF(0, 300))
+    win.editing.select_nodes([leaky.id])
     alpha = ins.editor("alpha")
     assert (alpha.minimum(), alpha.maximum(), alpha.value()) == (0.0, 1.0, 0.01)
     assert alpha.text() == "0.01"
@@ -314,9 +314,9 @@ def test_the_inspector_is_built_from_the_parameter_spec(make_window):
 def test_dragging_from_an_input_port_to_an_output_connects_too(make_window):
     """wires can be drawn backwards, from a free input to an output"""
     win = make_window()
-    g = win.graph
-    a = win.add_op("input", QPointF(0, 0))
-    t = win.add_op("tanh", QPointF(400, 0))
+    g = win.document.graph
+    a = win.editing.add_op("input", QPointF(0, 0))
+    t = win.editing.add_op("tanh", QPointF(400, 0))
     mouse_drag(win, port_pos(win, t.name, "x", False), port_pos(win, a.name, "out", True))
     assert g.in_edges(t)["x"].src == a.id
 
@@ -330,25 +330,25 @@ def test_double_clicking_empty_canvas_opens_the_add_popup_there(make_window, qtb
     assert win.quick_add.isVisible()
     assert len(win.quick_add.ops()) == len(__import__("core.ops", fromlist=["REGISTRY"]).REGISTRY)
     win.quick_add.choose("exp")
-    node = next(iter(win.graph.nodes.values()))
+    node = next(iter(win.document.graph.nodes.values()))
     assert win.scene.nodes[node.id].scene_card_rect().contains(win.view.mapToScene(p))
 
 
 def test_standard_shortcuts_work_on_the_canvas(make_window, qtbot):
     """Delete removes the selected node, Ctrl+Z brings it back, Ctrl+D duplicates it"""
     win = make_window()
-    n = win.add_op("relu", QPointF(0, 0))
+    n = win.editing.add_op("relu", QPointF(0, 0))
     win.activateWindow()
     win.view.setFocus()
     qtbot.waitUntil(win.isActiveWindow, timeout=2000)
-    win.select_nodes([n.id])
+    win.editing.select_nodes([n.id])
     qtbot.keyClick(win.view, Qt.Key_Delete)
-    assert not win.graph.nodes
+    assert not win.document.graph.nodes
     qtbot.keyClick(win.view, Qt.Key_Z, Qt.ControlModifier)
-    assert list(win.graph.nodes) == [n.id]
-    win.select_nodes([n.id])
+    assert list(win.document.graph.nodes) == [n.id]
+    win.editing.select_nodes([n.id])
     qtbot.keyClick(win.view, Qt.Key_D, Qt.ControlModifier)
-    assert [x.name for x in win.graph.nodes.values()] == ["relu", "relu2"]
+    assert [x.name for x in win.document.graph.nodes.values()] == ["relu", "relu2"]
     # the menus show the shortcuts
     assert win.act_duplicate.shortcut().toString() == "Ctrl+D"
     assert win.act_add.shortcut().toString() == "Tab"
@@ -448,7 +448,7 @@ def test_a_wire_can_be_clicked_where_it_runs_after_its_card_moves(make_window):
     old_mid = wire.path.pointAtPercent(0.5)
     assert wire.shape().contains(old_mid)  # asked once, so its hit area is kept
     card = wire.dst
-    win.graph.move(card.node_id, (card.x(), card.y() + 300))
+    win.document.graph.move(card.node_id, (card.x(), card.y() + 300))
     scene.flush_edges()
     new_mid = wire.path.pointAtPercent(0.5)
     assert wire.shape().contains(new_mid)
@@ -467,7 +467,7 @@ def test_a_long_graph_opens_with_its_first_cards_readable(make_window, tmp_path)
     win = make_window()
     win.resize(1000, 700)
     QApplication.processEvents()
-    assert win.open_file(str(path))
+    assert win.files.open_file(str(path))
     QApplication.processEvents()
     view, scene = win.view, win.scene
     assert view.zoom >= READABLE_ZOOM and scene.detailed

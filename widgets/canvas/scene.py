@@ -18,7 +18,6 @@ from PySide6.QtGui import QImage, QPainter, QPen
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsScene
 
 from core.analysis import GraphAnalysis
-from core.analysis import flattened as analysis_flattened
 from core.graph import Edge, Graph, ShapeReport
 from core.ops.base import fmt_shape
 from widgets.canvas.items import (
@@ -354,22 +353,7 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
             self.overview.update()
         self.shapes_updated.emit(self.report)
 
-    # transitional: removed when app/ uses core.analysis (issue 11, B)
-    def output_shape(self, node_id: str, port: str):
-        return self.analysis.output_shape(node_id, port)
-
     # -------------------------------------------------------- connections
-    # transitional: removed when app/ uses core.analysis (issue 11, B)
-    def check_connection(self, src_id, src_port, dst_id, dst_port):
-        return self.analysis.can_connect(src_id, src_port, dst_id, dst_port)
-
-    # transitional: removed when app/ uses core.analysis (issue 11, B)
-    flattened = staticmethod(analysis_flattened)
-
-    # transitional: removed when app/ uses core.analysis (issue 11, B)
-    def quick_fix(self, node_id):
-        return self.analysis.quick_fix(node_id)
-
     def begin_connection(self, port: PortItem, pos: QPointF, lifted: Edge | None = None):
         self._drag = {"port": port, "target": None, "lifted": lifted}
         self._wire = DragWire(self.theme, self.fonts)
