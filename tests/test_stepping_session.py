@@ -309,3 +309,17 @@ def test_a_reset_after_a_breaking_edit_reports_the_error_and_stays_stale():
     g.disconnect(g.edges[0])
     r = s.reset()
     assert r.kind == "error" and "is not connected" in r.message and s.stale
+
+
+def test_renaming_a_fed_input_keeps_its_feed():
+    g = load_graph(example_path("abc"))
+    s = StepSession(g, feeds={"a": 10.0})
+    s.step()
+    g.rename("b", "beta")
+    g.rename("a", "alpha")  # before its value is read again
+    s.go_to(-1)
+    s.evaluate()
+    assert not s.stale and num(s, "f") == 16.0
+    s.reset()
+    s.evaluate()
+    assert num(s, "f") == 16.0

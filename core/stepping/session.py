@@ -258,7 +258,11 @@ class StepSession:
                 and all(node.weights.get(k) is v for k, v in fp.weights.items())
                 and all(node.state.get(k) is v for k, v in fp.state.items()))
         if same and node.name != fp.name:
-            fp.name = node.name  # a rename changes no number
+            # a rename changes no number, but feeds are keyed by name
+            for feeds in (self.feeds, self.stepper.executor.feeds):
+                if fp.name in feeds:
+                    feeds[node.name] = feeds.pop(fp.name)
+            fp.name = node.name
             return
         self._changed(f"'{node.name}' was edited")
 
@@ -270,13 +274,7 @@ class StepSession:
     @property
     def steps(self) -> list:
         """The step list: every forward step, then every backward step."""
-        nodes = self.graph.nodes
-        out = []
-        for i, st in enumerate(self.stepper.steps):
-            node = nodes.get(st.node_id)
-            name = node.name if node is not None else st.node_id
-            out.append(StepEntry(i, st.phase, st.node_id, name, f"{st.phase} {name}"))
-        return out
+        return [self._entry(i) for i in range(len(self.stepper.steps))]
 
     @property
     def position(self) -> int:
@@ -292,7 +290,13 @@ class StepSession:
     def current(self) -> StepEntry | None:
         """The step just run, or ``None`` at the start."""
         i = self.current_index
-        return None if i is None else self.steps[i]
+        return None if i is None else self._entry(i)
+
+    def _entry(self, i) -> StepEntry:
+        st = self.stepper.steps[i]
+        node = self.graph.nodes.get(st.node_id)
+        name = node.name if node is not None else st.node_id
+        return StepEntry(i, st.phase, st.node_id, name, f"{st.phase} {name}")
 
     @property
     def done(self) -> bool:
@@ -525,8 +529,9 @@ class StepSession:
 
     def node_state(self, node) -> str:
         """``"current"``, ``"backpropagated"``, ``"evaluated"`` or ``"pending"``."""
-        nid = self.graph.node(node).id
-        cur = self.current
+        return self._state(self.graph.node(node).id, self.current)
+
+    def _state(self, nid, cur) -> str:
         if cur is not None and cur.node_id == nid:
             return "current"
         b = self._index.get((nid, "backward"))
@@ -537,7 +542,8 @@ class StepSession:
 
     def node_states(self) -> dict:
         """``{node id: state}`` (see :meth:`node_state`)."""
-        return {nid: self.node_state(nid) for nid in self.graph.nodes}
+        cur = self.current
+        return {nid: self._state(nid, cur) for nid in self.graph.nodes}
 
     def is_batched(self, arr) -> bool:
         """Whether ``arr``'s first axis is the batch (for picking the example shown)."""
