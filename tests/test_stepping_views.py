@@ -141,3 +141,22 @@ def test_guesses_are_scored_by_relative_error():
     for bad in ("two", float("nan"), None):
         with pytest.raises(ValueError):
             score_guess(bad, d)
+
+
+def test_statistics_of_large_tensors_are_taken_in_chunks_with_the_same_result(monkeypatch):
+    import core.stepping.summary as summary
+
+    rng = np.random.default_rng(1)
+    a = rng.normal(3.0, 2.0, size=(7, 11)).astype(np.float32)
+    a[0, 3], a[5, 2], a[6, 10] = np.nan, np.inf, -np.inf
+    whole = summarize(a)
+    monkeypatch.setattr(summary, "CHUNK", 4)
+    parts = summarize(a)
+    assert (parts.n_nan, parts.n_inf) == (1, 2)
+    finite = a[np.isfinite(a)].astype(np.float64)
+    for s in (whole, parts):
+        assert s.mean == pytest.approx(finite.mean(), rel=1e-12)
+        assert s.std == pytest.approx(finite.std(), rel=1e-9)
+        assert (s.min, s.max) == (finite.min(), finite.max())
+    counts, _ = histogram(a, bins=5)
+    assert counts.sum() == finite.size

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.errors import GraphError
-from core.stepping.summary import TensorSummary, format_number, summarize
+from core.stepping.summary import TensorSummary, format_number
 
 
 @dataclass(frozen=True)
@@ -99,8 +99,7 @@ def _describe(s: TensorSummary | None) -> str:
     return s.text if s.scalar else f"{s.text} ‖·‖ {format_number(s.norm)}"
 
 
-def _term(target, source, up, local, down) -> ChainTerm:
-    su, sl, sd = (None if a is None else summarize(a) for a in (up, local, down))
+def _term(target, source, su, sl, sd, up, local, down) -> ChainTerm:
     if sd is None:
         return ChainTerm(target, source, su, sl, None, None, "no gradient needed")
     if su is not None and sl is not None and su.scalar and sl.scalar and sd.scalar:
@@ -122,7 +121,8 @@ def _contributions(session, node, k):
             continue
         grad = session.wire_grad(e)
         if grad is not None:
-            out.append(Contribution(g.nodes[e.dst].name, e.dst_port, summarize(grad)))
+            out.append(Contribution(g.nodes[e.dst].name, e.dst_port,
+                                    session.summary(grad, ("p", e.dst, e.dst_port))))
     return out
 
 
@@ -167,8 +167,10 @@ def chain_rule(session, node=None) -> ChainRule:
         if i < len(n.input_ports) and n.input_ports[i] in edges:
             src = g.nodes[edges[n.input_ports[i]].src].name
         local = rec.local[i] if rec.local is not None and i < len(rec.local) else None
-        terms.append(_term(target, src, up0, local, down))
-    upstream = [None if u is None else summarize(u) for u in rec.upstream]
+        keys = [("up", index, 0), ("local", index, i), ("down", index, i)]
+        su, sl, sd = (session.summary(a, key) for a, key in zip((up0, local, down), keys))
+        terms.append(_term(target, src, su, sl, sd, up0, local, down))
+    upstream = [session.summary(u, ("up", index, k)) for k, u in enumerate(rec.upstream)]
     contributions = [_contributions(session, n, k) for k in range(len(n.output_ports))]
     sums = [_sum_text(c, u) for c, u in zip(contributions, upstream)]
     return ChainRule(index, n.name, n.op_id, rec.formula, rec.derivative, upstream,
