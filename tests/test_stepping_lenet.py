@@ -115,3 +115,17 @@ def test_stepping_back_through_lenet_replays_identically():
     s.evaluate()
     assert np.array_equal(s.value("loss"), loss)
     assert np.array_equal(s.weight_grad("fc3", "W"), wgrad)
+
+
+def test_a_batch_lets_the_view_pick_the_example_shown():
+    g = lenet()
+    one, two = (digit_feeds(g, *sample_digit(i)) for i in (0, 1))
+    feeds = {k: np.concatenate([one[k], two[k]]) for k in one}
+    s = StepSession(g, feeds=feeds)
+    s.run_to("conv1", "forward")
+    assert s.batch == 2
+    first, second = (s.tensor("conv1", example=i).thumbnail for i in (0, 1))
+    assert (first.examples, second.example) == (2, 1)
+    assert not np.array_equal(first.data, second.data)
+    image = s.tensor("image", example=1, full=True).thumbnail
+    np.testing.assert_array_equal(image.data, two["image"][0, 0])

@@ -323,3 +323,17 @@ def test_renaming_a_fed_input_keeps_its_feed():
     s.reset()
     s.evaluate()
     assert num(s, "f") == 16.0
+
+
+def test_run_forward_stops_at_a_breakpoint_but_evaluate_and_go_to_do_not():
+    s = session("abc")
+    s.set_breakpoint("c")
+    r = s.run_forward()
+    assert (r.kind, r.node, r.index) == ("breakpoint", "c", 2)
+    assert s.run_forward().kind == "forward_done"
+    s.reset()
+    assert s.evaluate().kind == "end"
+    s.reset()
+    assert s.go_to(8).kind == "target" and s.position == 9
+    r = s.run_to("c", "forward")  # backwards: nothing on the way can trigger
+    assert (r.kind, r.index) == ("target", 2)
