@@ -22,14 +22,14 @@ import functools
 
 import numpy as np
 
-from core.data.datasets import ArrayDataset, Normalizer, train_val_split
+from core.data.datasets import Normalizer
 from core.data.mnist import load_sample
 from core.errors import DataError, GraphError
-from core.train.trainer import find_role
+from core.train import find_role
+from core.train.recipe import TRAIN_DEFAULTS, fit_image_normalizer, split_images
 
-# the training defaults (app training settings and ``train`` on the command line)
-DEFAULT_VAL_SPLIT = 0.1
-DEFAULT_SEED = 0
+DEFAULT_VAL_SPLIT = TRAIN_DEFAULTS["val_split"]
+DEFAULT_SEED = TRAIN_DEFAULTS["seed"]
 SIDE = 28
 
 
@@ -72,10 +72,8 @@ def drawn_digit(image) -> np.ndarray:
 def training_normalizer(val_split: float = DEFAULT_VAL_SPLIT,
                         seed: int = DEFAULT_SEED) -> Normalizer:
     """The normalizer a training run on the embedded sample fits with these settings."""
-    data = _sample()
-    train, _ = train_val_split(ArrayDataset(data.train_x, data.train_y, "train"),
-                               val_split, seed)
-    return Normalizer.fit(train.x, scale=1 / 255)
+    train, _ = split_images(_sample(), None, val_split, seed)
+    return fit_image_normalizer(train)
 
 
 def digit_feeds(graph, image, label=None, normalizer: Normalizer | None = None) -> dict:

@@ -143,12 +143,10 @@ def stored_training_data(graph: Graph):
                         {"data": {"set": "graph"}})
 
 
-def image_training_data(graph, images, description, *, dataset="mnist", source="files",
-                        limit=None, val_split=0.1, seed=0, normalizer=None) -> TrainingData:
-    """Split ``images`` (MnistData) into train/validation/test, normalized for ``graph``.
+def split_images(images, limit=None, val_split=0.1, seed=0) -> tuple:
+    """The raw (training, validation) parts of ``images`` (MnistData), as training splits them.
 
-    The normalizer is fitted on the training part only, so validation and test
-    figures do not leak into it; a resumed run passes the one it started with.
+    ``validation`` is ``None`` when ``val_split`` is 0.
     """
     full = ArrayDataset(images.train_x, images.train_y, "train")
     if limit:
@@ -158,7 +156,23 @@ def image_training_data(graph, images, description, *, dataset="mnist", source="
         raise DataError(f"a validation split of {val_split:g} of {len(full):,} images leaves "
                         "none for training; use more images (--limit) or a smaller split "
                         "(--val-split)")
-    norm = normalizer if normalizer is not None else Normalizer.fit(train_raw.x, scale=1 / 255)
+    return train_raw, val_raw
+
+
+def fit_image_normalizer(train_raw: ArrayDataset) -> Normalizer:
+    """The pixel normalizer of a run: mean and std of its raw training part only."""
+    return Normalizer.fit(train_raw.x, scale=1 / 255)
+
+
+def image_training_data(graph, images, description, *, dataset="mnist", source="files",
+                        limit=None, val_split=0.1, seed=0, normalizer=None) -> TrainingData:
+    """Split ``images`` (MnistData) into train/validation/test, normalized for ``graph``.
+
+    The normalizer is fitted on the training part only, so validation and test
+    figures do not leak into it; a resumed run passes the one it started with.
+    """
+    train_raw, val_raw = split_images(images, limit, val_split, seed)
+    norm = normalizer if normalizer is not None else fit_image_normalizer(train_raw)
     dtype = graph.dtype
     train = ArrayDataset(norm.apply(train_raw.x, dtype), train_raw.y, "train")
     val = None if val_raw is None else ArrayDataset(norm.apply(val_raw.x, dtype), val_raw.y,
