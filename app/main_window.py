@@ -283,7 +283,7 @@ class MainWindow(QMainWindow):
         sb.addPermanentWidget(self.totals_label)
         sb.addPermanentWidget(self.zoom_label)
         # a fixed size: a label that may change size re-lays out the whole window (docks
-        # included) each time its text changes, ~1 ms of every wheel-zoom frame
+        # included) each time its text changes, in every wheel-zoom frame
         self.zoom_label.setAlignment(Qt.AlignRight | Qt.AlignVCenter)
         self._fit_zoom_label()
         self._on_zoom(self.view.zoom)

@@ -39,7 +39,7 @@ def _all_finite(a) -> bool:
 
     For large float32/float64 NumPy arrays the sum of squares (one BLAS dot
     product, read in memory order) answers first: it is finite whenever every
-    value is, and ~30 % cheaper than ``isfinite(a).all()``, which builds a
+    value is, and cheaper than ``isfinite(a).all()``, which builds a
     boolean array. Only when it is not finite — a NaN or Inf, or an overflow of
     huge but finite values — does the exact elementwise test decide.
     """
@@ -57,7 +57,7 @@ _DOT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 class _NodeContext(Context):
     """A :class:`Context` whose random generator is made on first use.
 
-    Seeding a generator costs tens of microseconds, paid per node and batch;
+    Seeding a generator is not free and would be paid per node and batch;
     only dropout-like ops draw from it. The seed is the same as an eager one,
     so replays stay identical.
     """

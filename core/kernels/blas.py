@@ -39,8 +39,7 @@ def own_threads():
     ``import core`` before NumPy already does this for the whole process; when
     NumPy was loaded first with a threaded BLAS, this limits it per batch.
     OpenBLAS's idle threads spin for a while after every threaded product and
-    take the cores the layer pool's threads need (LeNet-5: 27–29 ms per batch
-    with both, 19–23 ms with BLAS on one thread), and products big enough to
+    take the cores the layer pool's threads need, and products big enough to
     want two threads are split by :func:`core.kernels.matmul.matmul_small` instead.
     """
     # also with one layer thread: a BLAS on two threads may round some products

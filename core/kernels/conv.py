@@ -39,9 +39,8 @@ def _im2col_matmul(w2, win, out, bias, spans, block_for):
     ``win`` is (C, kh, kw, OH, OW, B); ``block_for(span)`` gives the
     ``(C·kh·kw [+1], rows·OW·B)`` buffer a span's columns go to, with a last
     row of ones when ``bias``. A span's block is multiplied while it is in
-    cache, and its product reads one compact matrix instead of a slice of a
-    very wide one (LeNet-5's first layer: 1.2 ms instead of 2.8 ms on one
-    core). Spans run in parallel.
+    cache, and its product reads one compact matrix instead of a strided slice
+    of a very wide one. Spans run in parallel.
     """
     row = win.shape[4] * win.shape[5]
 
@@ -49,7 +48,7 @@ def _im2col_matmul(w2, win, out, bias, spans, block_for):
         block = block_for(span)
         _fill_block(block, win, span, bias)
         # one product per span: the block is in cache and BLAS runs on this thread, so
-        # cutting it into column blocks (as matmul_cols does) only costs time (15-25 %)
+        # cutting it into column blocks (as matmul_cols does) would only add calls
         np.matmul(w2, block, out=out[:, span[0] * row:span[1] * row])
 
     run_parts(part, spans)
@@ -62,8 +61,8 @@ def _im2col_weight_grad(grad_for, win, bias, spans, block_for, block_first=True)
     which gives the gradient once the parts have run.
 
     ``grad_for(span)`` gives the span's rows of the output gradient ``gc`` as
-    one compact (M, rows·OW·B) matrix: OpenBLAS multiplies it ~40 % faster
-    than a slice of the very wide ``gc``.
+    one compact (M, rows·OW·B) matrix: OpenBLAS multiplies that faster than a
+    strided slice of the very wide ``gc``.
 
     Each span's columns are made again from the window view into a block that
     stays in cache: the forward pass keeps no copy of them, because writing
@@ -74,9 +73,8 @@ def _im2col_weight_grad(grad_for, win, bias, spans, block_for, block_first=True)
     result does not depend on the thread count.
 
     ``block_first`` computes each partial product as ``block · gcᵀ`` and
-    transposes the sum: OpenBLAS runs that 5–20 % faster for most shapes
-    (LeNet-5's second layer: 30 instead of 24 GMAC/s), but not for a thin
-    layer's paired columns (12 by 31 rows), which pass ``False``.
+    transposes the sum: OpenBLAS runs that faster for most shapes, but not for
+    a thin layer's paired columns (12 by 31 rows), which pass ``False``.
     """
     partial = [None] * len(spans)
 
@@ -107,13 +105,12 @@ def _im2col_weight_grad(grad_for, win, bias, spans, block_for, block_first=True)
 # overlap in all but one column, so they are computed together: one window
 # kw + 1 columns wide at column stride 2, against a kernel matrix of 2·O rows
 # holding W twice, shifted by one column (the gap a zero). LeNet-5's first layer
-# then has a 12×31 kernel against half as many, 40 % shorter columns: a span
-# took 58 instead of 86 µs in place, forward, and the weight gradient gains alike.
+# then has a 12×31 kernel against half as many, shorter columns, in the forward
+# pass and the weight gradient alike: more of the tile does real work.
 
 _FOLD_MAX_OUT = 8  # output channels up to which columns are paired (2·O ≤ the tile)
 # The kernel gradient pairs columns for more channels: its product's other side is the
-# block, and the paired block has 40 % fewer numbers (LeNet-5's second layer, 16 kernels:
-# 0.28 instead of 0.35 ms per two rows, one thread, and a smaller im2col)
+# block, and a paired block holds fewer numbers than two plain ones (a smaller im2col)
 _KGRAD_FOLD_MAX_OUT = 16
 
 

@@ -3,7 +3,7 @@
 Tensors are NCHW (batch first) at every port. Inside the image kernels the work
 is done on a *channels-first, batch-last* view ``(C, H, W, B)``: an ``im2col``
 copy then moves runs of ``W·B`` contiguous numbers instead of single rows of
-``W``, which makes it several times cheaper. A kernel returns its result as an
+``W``: fewer, longer copies. A kernel returns its result as an
 NCHW *view* of batch-last memory; the next image kernel asks for the batch-last
 view again (:func:`batch_last`) and gets it without a copy. Elementwise ops in
 between (ReLU) keep the memory order of their input (:func:`times_mask`), so a
@@ -89,9 +89,9 @@ def col2im(cols, padded_shape, kernel, stride, dilation, out_hw, dtype):
 def in_layout_of(a, ref):
     """``a`` in the memory order of ``ref`` (copied only when the orders differ).
 
-    NumPy multiplies a batch-first array by a batch-last one about ten times
-    slower than two arrays laid out alike (LeNet-5: a gradient from Flatten
-    meeting a ReLU mask from the image ops, 0.41 ms instead of 0.04 ms).
+    NumPy multiplies a batch-first array by a batch-last one through strided
+    loops, far slower than two arrays laid out alike (as when a gradient from
+    Flatten meets a ReLU mask from the image ops).
     """
     if a.shape != ref.shape or a.ndim < 2 or a.strides == ref.strides:
         return a

@@ -1,12 +1,11 @@
 """Blocked matrix products that stay on the calling thread in OpenBLAS, and dense layers.
 
-OpenBLAS (0.3.31, as NumPy ships it) computes a product of up to 10⁶ multiply-adds on
-the calling thread with its small-matrix kernels — measured: 966,400 stays on one
-thread, 1,014,720 uses two — provided the right operand is row-major; a transposed
-view there takes the general path, threaded above 4·65536. Every blocked product
-below keeps its right operand row-major. Products larger than that are cut into
-parts fixed by the shapes (:mod:`core.kernels.threads`), so the numbers do not
-depend on the thread count.
+OpenBLAS (0.3.31, as NumPy ships it) computes a product of up to about 10⁶ multiply-adds
+on the calling thread with its small-matrix kernels, provided the right operand is
+row-major; a transposed view there takes the general path, threaded above 4·65536.
+Every blocked product below keeps its right operand row-major. Products larger than
+that are cut into parts fixed by the shapes (:mod:`core.kernels.threads`), so the
+numbers do not depend on the thread count.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ from core.kernels.threads import part_spans, run_parts
 
 _SERIAL_MNK = 900_000
 _SERIAL_MNK_T = 4 * 65536  # the same with a transposed right operand
-_SMALL_MNK = 1 << 24       # products below this take about a millisecond on one core
+_SMALL_MNK = 1 << 24       # multiply-adds below which a product is too short to share
 _PAIR_MNK = 1 << 21        # a dense backward this large computes its two products in parallel
 
 
@@ -94,8 +93,8 @@ def matmul_small(a, b):
 
     During a batch NumPy's BLAS runs on the calling thread (:func:`core.kernels.blas.own_threads`),
     so a product up to :data:`_SMALL_MNK` multiply-adds is one plain call (cutting
-    it into pieces, as when OpenBLAS threaded it, now only cost time: 30 µs of
-    LeNet's 120 µs dense products); larger ones are shared by the layer pool.
+    it into pieces, as when OpenBLAS threaded it, only costs time); larger ones
+    are shared by the layer pool.
     """
     m, k = a.shape
     n = b.shape[1]

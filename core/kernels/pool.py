@@ -38,7 +38,7 @@ def _tile_max(src, kernel, out):
 
     The window rows are reduced first and then the columns, each step one pass
     over whole rows of the (C, OH, kh, OW, kw, B) view: 2×2 windows take 2
-    passes instead of 4 over strided taps, about twice as fast.
+    passes instead of 4 over strided taps.
     """
     kh, kw = kernel
     x6 = _tile_view(src, kernel)
@@ -125,8 +125,8 @@ def max_pool2d_forward(scratch, x, kernel, stride, padding, out_hw, want_indices
     tiled = tiles((kh, kw), stride, (ph, pw), (h, w))
     # windows that tile the input: in training, the forward pass marks each window's
     # (first) maximum in a mask of the input's size while the input is in cache, and
-    # backward is then one pass that spreads the gradient through it. LeNet-5's first
-    # pool, one thread: forward 0.2 -> 0.6 ms, backward 2.4 -> 0.3 ms
+    # backward is then one pass that spreads the gradient through it: a dearer forward
+    # buys a much cheaper backward
     mask = scratch.get("mask", xp.shape, np.bool_) if tiled and training else None
 
     def part(span):
@@ -145,7 +145,7 @@ def max_pool2d_forward(scratch, x, kernel, stride, padding, out_hw, want_indices
                 np.maximum(b, tap(src, t // kw, t % kw, stride, (1, 1), out_hw), out=b)
         if want_indices:
             # the winning tap's number, then its offset in the plane (mode="clip"
-            # skips a bounds check that makes take ~3× slower; codes are valid)
+            # skips take's costly bounds check; the codes are valid)
             code = np.zeros(b.shape, dtype=np.uint8 if kh * kw < 256 else np.int32)
             for t, hit in _first_hits(src, b, (kh, kw), stride, out_hw):
                 if t:

@@ -2,11 +2,10 @@
 
 Two facts about this kind of machine shape the code below. (1) OpenBLAS runs a
 product on several threads once M·N·K passes about 10⁶. A very skinny product
-(a few rows or a short inner dimension against ~10⁵ columns) then runs 2–3×
+(a few rows or a short inner dimension against ~10⁵ columns) then runs
 slower than the same product cut into column blocks that stay under that size
 and fit in cache; and when another process holds a core, every threaded call
-waits a scheduler tick (~4 ms, measured: a 0.05 ms product took 4 ms) for its
-helper thread. (2) NumPy releases the GIL inside copies,
+waits a scheduler tick for its helper thread. (2) NumPy releases the GIL inside copies,
 ufunc loops and BLAS calls, so plain Python threads can share the memory-bound
 work (im2col, col2im, pooling) that OpenBLAS would not parallelize anyway.
 So large image ops cut their work into parts fixed by the shapes alone —
@@ -26,12 +25,10 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-# parts big enough that few hand-offs between the threads are needed (each costs a wake-up
-# of the other core) and small enough to balance them: 1 MB beat 512 KB by ~2 % per
-# LeNet-5 step in three A/B runs, 2 MB was no better
+# parts of 1 MB: few enough hand-offs (each wakes the other core), small enough to balance
 _PART_BYTES = 1 << 20
 # Work smaller than this is done in one part on the calling thread: waking a helper
-# thread costs more than it saves (LeNet-5's second pool: 0.64 ms alone, 1.2 ms shared)
+# thread costs more than it saves
 _MIN_SPLIT_BYTES = 1 << 21
 _WORKERS = max(1, min(4, os.cpu_count() or 1))
 _pool = None
@@ -147,8 +144,8 @@ def even_spans(n, bytes_per_item, max_part=4 << 20):
     For work whose result does not depend on how it is cut (elementwise work
     per channel, no sums across spans): one span per thread, or more of them
     where a span would pass ``max_part`` bytes. Every part then costs one round
-    of NumPy calls, and the threads finish together (LeNet-5's first pool, six
-    channels: three parts left one thread idle for a third of the time).
+    of NumPy calls, and the threads finish together (three parts on two threads
+    would leave one of them idle while the last part runs).
     """
     total = n * bytes_per_item
     if n < 2 or total < _MIN_SPLIT_BYTES:
@@ -164,8 +161,7 @@ def run_jobs(*jobs):
     job overlaps the start of the next. A job ``(fn, parts, after)`` starts
     only once the earlier job number ``after`` is done; its parts come later in
     the hand-out, so a thread that takes one waits at most for the parts the
-    other threads are finishing (a second hand-out would wake them again:
-    100–150 µs on this kind of machine).
+    other threads are finishing (a second hand-out would wake them again).
     """
     jobs = [(job[0], list(job[1]), job[2] if len(job) > 2 else None) for job in jobs]
     if all(len(parts) <= 1 for _, parts, _ in jobs):

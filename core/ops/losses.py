@@ -181,7 +181,7 @@ class SoftmaxCrossEntropy(_Loss):
         n = int(np.prod(z.shape[:-1])) if self.p["reduction"] == "mean" else 1
         ctx.p, ctx.idx, ctx.onehot, ctx.n = np.exp(logp), idx, onehot, n
         if idx is not None:
-            if z.ndim == 2:  # (B, C): plain indexing, several times cheaper per batch
+            if z.ndim == 2:  # (B, C): plain indexing, cheaper than take_along_axis
                 return -logp[np.arange(len(idx)), idx].sum() / n
             picked = np.take_along_axis(logp, idx[..., None], axis=-1)
             return -picked.sum() / n

@@ -164,7 +164,7 @@ class Dropout(Op):
         if not ctx.training or p == 0.0:
             ctx.mask = None
             return x
-        # Generator.random draws float32 or float64 only; float32 halves the cost
+        # Generator.random draws float32 or float64 only; a float32 draw is half the bytes
         draw = np.float32 if x.dtype == np.float32 else np.float64
         keep = ctx.rng.random(x.shape, dtype=draw) >= p
         ctx.mask = keep * x.dtype.type(1.0 / (1.0 - p))

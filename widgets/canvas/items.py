@@ -709,7 +709,7 @@ class EdgeItem(QGraphicsItem):
         painter.setBrush(_NO_BRUSH)
         sc = self.scene()
         if sc is not None and sc.interacting:
-            # while the view moves, plain lines: antialiasing a long curve costs ~0.3 ms,
+            # while the view moves, plain lines: antialiasing a long curve is slow,
             # and the settled frame redraws it smooth
             painter.setRenderHint(QPainter.Antialiasing, False)
             painter.drawPath(self.path)

@@ -23,13 +23,13 @@ if TYPE_CHECKING:
 DETAIL_LOD = 0.35  # below this zoom the cards are too small to read
 READABLE_ZOOM = 0.6  # the least zoom a graph opens at: titles, shapes and parameters legible
 BOUNDS_STEP = 2000.0  # the overview's (and so the scene's) area grows in steps this big
-REFINE_PER_FRAME = 3  # cards drawn in full per tick while zooming (~0.5 ms each)
+REFINE_PER_FRAME = 3  # cards drawn in full per tick while zooming
 ZOOMING_CARDS = 40  # more cards in view than this: the overview draws them while zooming
 DETAIL_PER_TICK = 200  # items switched per idle tick to or from the overview
-DETAIL_PER_TICK_MOVING = 10  # ... while the view moves (each costs ~40 µs of the next frame)
+DETAIL_PER_TICK_MOVING = 10  # ... while the view moves (each adds to the next frame)
 SHARPEN_PER_FRAME = 6  # cards re-cached per pixel per frame once the zoom rests
-PIXMAP_CACHE_KB = 64 * 1024  # Qt's default, 10 MB, held only ~20 cards on a 2× screen
-SHARPEN_LATER_PER_TICK = 100  # ... out of view, per idle tick (~5 µs each, no painting)
+PIXMAP_CACHE_KB = 64 * 1024  # room for a large graph's card pictures on a 2× screen
+SHARPEN_LATER_PER_TICK = 100  # ... out of view, per idle tick (cheap: nothing is painted)
 
 
 class OverviewItem(QGraphicsItem):
@@ -168,8 +168,8 @@ class LevelOfDetail:
         """Draw each card and wire itself (True) or all of them as one overview (False).
 
         With ``in_view`` (the items a view shows) only those change now and the
-        rest a few hundred per tick: switching all 1100 items of a 500-node graph
-        took 25 ms of the frame that crosses the overview threshold.
+        rest a few hundred per tick, so the frame that crosses the overview
+        threshold does not switch every item of a large graph.
         """
         detailed = bool(detailed)
         if detailed == self.detailed:
@@ -211,7 +211,7 @@ class LevelOfDetail:
     def _detail_some(self):
         """Switch the next items still drawn the other way (see set_detail)."""
         pending = self._detail_pending
-        # few while the view moves: each switched item costs the next frame ~40 µs, and
+        # few while the view moves: each switched item adds to the next frame, and
         # between two wheel steps the event loop runs several ticks anyway
         # and while the cards in view sharpen after a zoom (those are frames too)
         busy = self.interacting or self._sharpen
@@ -235,7 +235,7 @@ class LevelOfDetail:
         """While the zoom changes, cards are cached at their own size and scaled (True).
 
         A device-resolution cache is valid for one zoom only: every wheel step
-        re-painted every visible card (50–70 ms frames at 150 cards). Cached in
+        re-painted every visible card. Cached in
         item coordinates, a card is painted once when the zoom starts and then
         only scaled; when the zoom rests (False) the sharp per-pixel cache returns,
         a few per frame for those in ``in_view`` and a few hundred per idle tick
@@ -263,11 +263,10 @@ class LevelOfDetail:
     def sharpen(self, in_view=()):
         """Cache the scaled cards per pixel again: those in ``in_view`` a few per frame.
 
-        Re-caching every card in view at once made the frame in which the zoom
-        rests take 35–55 ms (70 cards at 0.5 ms each); the scaled pictures stay
-        on screen meanwhile, so the cards sharpen over a few frames instead.
-        The cards out of view follow in idle ticks: doing all 450 of a 500-card
-        graph at once added 4 ms to that frame. One panned into view before its
+        Re-caching every card in view at once would stall the frame in which the
+        zoom rests; the scaled pictures stay on screen meanwhile, so the cards
+        sharpen over a few frames instead. The cards out of view follow in idle
+        ticks, so they never add to that frame. One panned into view before its
         turn joins the cards in view (see :meth:`sharpen_in_view`).
         """
         for item in in_view if self.detailed else ():  # the overview draws no card
@@ -336,7 +335,7 @@ class LevelOfDetail:
         """``item`` was drawn as a plain block while zooming: draw it fully soon.
 
         A zoom that brings many cards into view (from the overview, or out)
-        would otherwise draw them all in one frame (45–100 ms); they appear as
+        would otherwise draw them all in one long frame; they appear as
         blocks at once and fill in a few per frame.
         """
         self._refine[item] = None

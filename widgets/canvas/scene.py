@@ -111,7 +111,7 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
         """Show ``graph`` (unsubscribing from the previous one) and rebuild every item.
 
         ``route=False`` leaves the wires unrouted until :meth:`flush_edges`, for a
-        caller that moves the cards first (routing 600 wires twice cost 0.2 s).
+        caller that moves the cards first (so no wire is routed twice).
         ``analysis`` is the graph's :class:`GraphAnalysis` if the caller keeps one
         (so shapes are inferred once per edit); otherwise the scene makes its own.
         """
@@ -233,8 +233,8 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
         """A card moved, appeared or changed size: the obstacle map is stale.
 
         With ``item`` (one card moved or resized) only its row is updated: a
-        drag moves one card per frame, and rebuilding the map for 500 cards
-        cost several milliseconds each time.
+        drag moves one card per frame, and rebuilding the map for a large graph
+        each time would slow every frame of the drag.
         """
         self.geometry_version += 1
         self._bounds_timer.start()
@@ -539,7 +539,7 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
             (major if round(y / GRID) % 5 == 0 else minor).append(
                 QLineF(rect.left(), y, rect.right(), y))
             y += step
-        # on screen, crisp one-pixel lines: smoothing them cost 2–3 ms of each zoom step
+        # on screen, crisp one-pixel lines: smoothing them slows every zoom step
         # (the cached background is redrawn at every step); pictures keep them smooth
         painter.setRenderHint(QPainter.Antialiasing, self.smooth_grid)
         if step == GRID:

@@ -107,8 +107,8 @@ class GraphView(QGraphicsView):
 
         Far out (below ``DETAIL_LOD``) always the overview. While the zoom changes,
         also when more than ``ZOOMING_CARDS`` cards are in view: the cards are
-        plain blocks then anyway (see :meth:`GraphScene.set_scaling`), and a
-        hundred cards and wires drawn one by one took 20–30 ms a frame. A little
+        plain blocks then anyway (see :meth:`GraphScene.set_scaling`), and
+        drawing a hundred cards and wires one by one is slow. A little
         hysteresis keeps it from flipping at each step near the limit.
         """
         sc = self.scene()
