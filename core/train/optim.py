@@ -34,7 +34,7 @@ def _flush_denormals(buf, step: int = 0):
 
     Moving averages decay geometrically; once their entries fall into the
     subnormal range every arithmetic operation on them is several times slower
-    on x86, which made whole updates 3× slower in measurements. Values take
+    on x86, and so is the whole update. Values take
     hundreds of steps to decay that far, so the check runs every
     :data:`_FLUSH_EVERY` optimizer steps (``step``), not on every one.
     """
