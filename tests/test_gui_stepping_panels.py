@@ -347,3 +347,14 @@ def test_random_picks_a_sample_digit(qtbot):
     i = d.index_spin.value()
     np.testing.assert_array_equal(blocker.args[0], sample_digit(i)[0] / 255.0)
     assert blocker.args[1] == sample_digit(i)[1]
+
+
+def test_the_example_picked_before_the_view_is_shown_is_the_one_drawn(qtbot):
+    """Picking example 1 while the dock is hidden still draws example 1 when it opens."""
+    s = lenet_session(batch=2)
+    v = TensorView(LIGHT)
+    qtbot.addWidget(v)
+    v.set_session(s)
+    v.show_tensor(s.graph.node("conv1").id)
+    v.example_spin.setValue(1)
+    assert v.example == 1 and "example 1 of a batch of 2" in v.note.text()

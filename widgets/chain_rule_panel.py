@@ -187,6 +187,10 @@ class ChainRulePanel(QWidget):
         self.note.setWordWrap(True)
         lay.addWidget(self.note)
 
+        self.values_label = QLabel()  # the forward values the local derivative is taken at
+        self.values_label.setWordWrap(True)
+        self.values_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        lay.addWidget(self.values_label)
         self.upstream_label = QLabel()
         self.upstream_label.setWordWrap(True)
         self.upstream_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
@@ -309,7 +313,8 @@ class ChainRulePanel(QWidget):
         self.hint.show()
         for w in (self.title, self.step_label, self.formula, self.derivative, self.note,
                   self.upstream_label, self.fanout_label, self.fanout_sum,
-                  self.reveal_button, self.check_button, self.check_label, *self.header):
+                  self.reveal_button, self.values_label, self.check_button, self.check_label,
+                  *self.header):
             w.hide()
         self._set_rows(0)
 
@@ -318,7 +323,7 @@ class ChainRulePanel(QWidget):
         self.note.setText(text)
         self.note.show()
         for w in (self.upstream_label, self.fanout_label, self.fanout_sum, self.reveal_button,
-                  *self.header):
+                  self.values_label, *self.header):
             w.hide()
         self._set_rows(0)
 
@@ -349,6 +354,13 @@ class ChainRulePanel(QWidget):
         rec = s.record(rule.index)
         self._grads = list(rec.grad_inputs)
         guesses = self._step_guesses()
+        # the forward values: what the local derivative is evaluated at
+        node = s.graph.nodes[rec.node_id]
+        ins = [f"{port} = {_short(s.summary(v))}" for port, v in zip(node.input_ports, rec.inputs)]
+        outs = [_short(s.summary(v)) for v in rec.outputs]
+        self.values_label.setText(("at " + ", ".join(ins) + ": " if ins else "")
+                                  + f"{rule.node} = " + ", ".join(outs))
+        self.values_label.setVisible(bool(outs))
         # the upstream gradient
         ups = [u for u in rule.upstream if u is not None]
         if rule.seeded:

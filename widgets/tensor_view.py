@@ -296,7 +296,9 @@ class TensorView(QWidget):
             self.hist.getPlotItem().getAxis(ax).enableAutoSIPrefix(False)
         lay.addWidget(self.hist)
 
-        stats = QGridLayout()
+        self.stats = QWidget()
+        stats = QGridLayout(self.stats)
+        stats.setContentsMargins(0, 0, 0, 0)
         stats.setHorizontalSpacing(14)
         self.stat_labels = {}
         for col, key in enumerate(("min", "max", "mean", "std", "norm")):
@@ -311,7 +313,7 @@ class TensorView(QWidget):
         self.nonfinite_label.setObjectName("tensorError")
         stats.addWidget(self.nonfinite_label, 0, 5, 2, 1)
         stats.setColumnStretch(5, 1)
-        lay.addLayout(stats)
+        lay.addWidget(self.stats)
         self.note = QLabel()
         self.note.setObjectName("tensorMuted")
         self.note.setWordWrap(True)
@@ -341,7 +343,8 @@ class TensorView(QWidget):
 
     @property
     def example(self) -> int:
-        return self.example_spin.value() if self.example_spin.isVisible() else 0
+        """The batch example shown (0 when the tensor has no batch axis)."""
+        return self.view.thumbnail.example if self.view is not None else 0
 
     def refresh(self):
         """Draw the target again from the session (after a step)."""
@@ -372,7 +375,7 @@ class TensorView(QWidget):
             step = "backward" if self.grad else "forward"
             self._show_nothing(f"'{node.name}' has no {kind} yet: step {step} past it")
             return
-        example = self.example if batch else 0
+        example = self.example_spin.value() if batch else 0
         key = (self.target, self.grad, example)
         hit = self._cache.get(key)
         if hit is not None and hit[0]() is arr:
@@ -416,7 +419,7 @@ class TensorView(QWidget):
         self.hint.setText(text)
         self.hint.show()
         for w in (self.shape_label, self.scalar_label, self.picture, self.bars, self.colour_bar,
-                  self.hist, self.nonfinite_label, self.note):
+                  self.hist, self.stats, self.note):
             w.hide()
         for v in self.stat_labels.values():
             v.setText("—")
@@ -426,7 +429,8 @@ class TensorView(QWidget):
         self.view = view
         t, summ = view.thumbnail, view.summary
         self.hint.hide()
-        self.shape_label.setText(f"shape {summ.shape} · {summ.dtype} · {summ.size:,} numbers")
+        count = "1 number" if summ.size == 1 else f"{summ.size:,} numbers"
+        self.shape_label.setText(f"shape {summ.shape} · {summ.dtype} · {count}")
         self.shape_label.show()
         ink = gradient_colour(self.theme) if self.grad else self.theme.accent
         self.scalar_label.setVisible(t.kind == "none")
@@ -434,10 +438,13 @@ class TensorView(QWidget):
         self.bars.setVisible(t.kind == "bars")
         self.colour_bar.setVisible(t.kind in ("grid", "heatmap"))
         self.hist.setVisible(t.kind != "none")
+        self.stats.setVisible(t.kind != "none")  # a number is its own statistics
         if t.kind == "none":
-            self.scalar_label.setText(summ.text)
+            self.scalar_label.setTextFormat(Qt.RichText)
+            self.scalar_label.setText(
+                f"<div style='color:{ink}; font-size:28px; font-weight:600'>{summ.text}</div>"
+                f"<div style='color:{self.theme.muted}'>{summ.full_text}</div>")
             self.scalar_label.setToolTip(summ.full_text)
-            self.scalar_label.setStyleSheet(f"color: {ink}; font-size: 28px; font-weight: 600;")
         elif t.kind == "bars":
             y = np.nan_to_num(t.data.astype(np.float64))
             brushes = [pg.mkBrush(ink if v >= 0 or not self.grad else self.theme.accent)
