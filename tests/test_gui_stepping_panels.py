@@ -358,3 +358,16 @@ def test_the_example_picked_before_the_view_is_shown_is_the_one_drawn(qtbot):
     v.show_tensor(s.graph.node("conv1").id)
     v.example_spin.setValue(1)
     assert v.example == 1 and "example 1 of a batch of 2" in v.note.text()
+
+
+def test_a_check_that_finishes_after_stepping_on_is_not_shown_on_the_next_node(qtbot):
+    """Check e, step to c before the result comes back: c's panel shows no verdict for e."""
+    s = session_at("abc", "e")
+    p = panel(qtbot, s)
+    with qtbot.waitSignal(p.check_gradient_requested) as blocker:
+        qtbot.mouseClick(p.check_button, Qt.LeftButton)
+    assert "checking" in p.check_label.text()
+    s.step()
+    p.refresh()
+    p.show_check(check_gradient(s, blocker.args[0]))
+    assert p.title.text().startswith("c") and not p.check_label.isVisible()

@@ -257,7 +257,13 @@ class ChainRulePanel(QWidget):
         self.refresh()
 
     def show_check(self, report):
-        """Show a :class:`~core.stepping.GradientCheckReport` (``None``: clear it)."""
+        """Show a :class:`~core.stepping.GradientCheckReport` (``None``: clear it).
+
+        A report for another node than the one shown (the user stepped on while the
+        check ran) is dropped.
+        """
+        if report is not None and self._node_name() != report.node:
+            return
         self._check = report
         self._show_check()
 
@@ -270,6 +276,7 @@ class ChainRulePanel(QWidget):
             return
         if cur.node_id != self.node_id:
             self._check = None
+            self.check_label.setText("")  # a check still running was for the node left
         self.node_id = cur.node_id
         node = s.graph.nodes[cur.node_id]
         op = type(node.op)
@@ -476,6 +483,11 @@ class ChainRulePanel(QWidget):
         row.guess.clear()
         guesses[k] = score
         self.refresh()
+
+    def _node_name(self):
+        s = self.session
+        node = None if s is None or self.node_id is None else s.graph.nodes.get(self.node_id)
+        return None if node is None else node.name
 
     def _request_check(self):
         if self.node_id is None:

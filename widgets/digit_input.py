@@ -196,6 +196,7 @@ class DigitInput(QWidget):
         self.index_spin.setPrefix("digit ")
         self.index_spin.setToolTip(f"One of the {self.count} test digits of the embedded "
                                    "MNIST sample")
+        self.index_spin.setKeyboardTracking(False)  # typing "12" is one choice, not 1 then 12
         self.index_spin.valueChanged.connect(self.choose_sample)
         self.random_button = QPushButton("Random")
         self.random_button.setToolTip("A random digit of the sample")

@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from core.errors import GraphError
 from core.stepping.summary import format_number
 from widgets.theme import DARK, LIGHT, Theme
 
@@ -355,8 +356,8 @@ class TensorView(QWidget):
         node_id, port, weight = self.target
         try:
             node = s.graph.node(node_id)
-        except Exception:  # noqa: BLE001 - a node removed since: nothing to show
-            self._show_nothing("That node is gone")
+        except GraphError:  # removed since it was clicked
+            self._show_nothing("That node is no longer in the graph")
             return
         what = f"weight '{weight}'" if weight else (
             f"output {port}" if len(node.output_ports) > 1 else "output")
