@@ -371,3 +371,15 @@ def test_a_check_that_finishes_after_stepping_on_is_not_shown_on_the_next_node(q
     p.refresh()
     p.show_check(check_gradient(s, blocker.args[0]))
     assert p.title.text().startswith("c") and not p.check_label.isVisible()
+
+
+def test_statistics_of_a_batch_are_those_of_the_example_shown(qtbot):
+    """With two digits, min/max/mean and the histogram describe the digit drawn."""
+    s = lenet_session(batch=2)
+    v = tensor_view(qtbot, s)
+    v.show_tensor(s.graph.node("conv1").id)
+    v.example_spin.setValue(1)
+    second = s.value("conv1")[1].astype(np.float64)
+    assert v.stat_labels["mean"].text() == f"{second.mean():#.4g}"
+    assert v.stat_labels["max"].text() == f"{second.max():#.4g}"
+    assert v.view.counts.sum() == second.size

@@ -9,6 +9,7 @@ no numbers; the picture is built once per array and only rescaled on resize.
 
 from __future__ import annotations
 
+import dataclasses
 import weakref
 
 import numpy as np
@@ -29,6 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from core.errors import GraphError
+from core.stepping import histogram, summarize
 from core.stepping.summary import format_number
 from widgets.theme import DARK, LIGHT, Theme
 
@@ -385,6 +387,11 @@ class TensorView(QWidget):
             per_example = arr.size // (batch or 1)
             view = s.tensor(node.id, port, grad=self.grad, weight=weight,
                             example=example if batch else 0, full=per_example <= FULL_LIMIT)
+            if batch:
+                # the statistics of the example drawn, so the numbers match the picture
+                counts, edges = histogram(arr[example])
+                view = dataclasses.replace(view, summary=summarize(arr[example]),
+                                           counts=counts, edges=edges)
             image = None
             if view.thumbnail.kind in ("grid", "heatmap"):
                 image = indexed_image(view.thumbnail.data, *self._range(view.thumbnail),
@@ -431,7 +438,9 @@ class TensorView(QWidget):
         t, summ = view.thumbnail, view.summary
         self.hint.hide()
         count = "1 number" if summ.size == 1 else f"{summ.size:,} numbers"
-        self.shape_label.setText(f"shape {summ.shape} · {summ.dtype} · {count}")
+        shape = summ.shape if t.examples == 1 else (t.examples,) + summ.shape
+        self.shape_label.setText(f"shape {shape} · {summ.dtype} · {count}"
+                                 + (" per example" if t.examples > 1 else ""))
         self.shape_label.show()
         ink = gradient_colour(self.theme) if self.grad else self.theme.accent
         self.scalar_label.setVisible(t.kind == "none")
@@ -480,14 +489,14 @@ class TensorView(QWidget):
         self.nonfinite_label.setVisible(bool(bad))
         notes = []
         if t.kind == "grid":
-            what = "filters × channels" if kernel else "maps"
+            what = "filters × channels" if kernel else ("map" if t.total == 1 else "maps")
             notes.append(f"{t.shown} of {t.total} {what}" if t.shown < t.total
                          else f"{t.total} {what}" + (f" ({t.tiles[0]} × {t.tiles[1]})"
                                                      if kernel else ""))
         elif t.kind == "bars" and t.shown < t.total:
             notes.append(f"{t.total} values in {t.shown} bars (means)")
         if t.examples > 1:
-            notes.append(f"example {t.example} of a batch of {t.examples}")
+            notes.append(f"example {t.example} of a batch of {t.examples} (its statistics)")
         self.note.setText(" · ".join(notes))
         self.note.setVisible(bool(notes))
         self.shown.emit()
