@@ -422,7 +422,8 @@ class ChainRulePanel(QWidget):
             else:
                 for label, summ in ((row.upstream, term.upstream),
                                     (row.downstream, term.downstream)):
-                    label.setText(f"‖{format_number(summ.norm)}‖" if summ is not None else "—")
+                    label.setText("—" if summ is None else summ.text if summ.scalar
+                                  else f"‖{format_number(summ.norm)}‖")
                     label.setToolTip(_full(summ))
                 if hidden:
                     row.downstream.setText(f"‖{HIDDEN}‖")
@@ -437,7 +438,7 @@ class ChainRulePanel(QWidget):
                     row.local.setToolTip("the op's backward applies its whole Jacobian "
                                          "(no elementwise local derivative)")
                 up = term.upstream.shape if term.upstream is not None else "—"
-                row.shapes.setText(f"norms ‖·‖ of {up} → {term.downstream.shape}")
+                row.shapes.setText(f"shapes {up} → {term.downstream.shape}; ‖·‖ is a norm")
             if scalar:
                 row.times.setText("×")
             row.guess.setVisible(hidden)
