@@ -305,7 +305,8 @@ class MainWindow(QMainWindow):
         tm = m.addMenu("&Theme")
         tm.addActions([self.act_light, self.act_dark])
         m.addSeparator()
-        for d in (self.palette_dock, self.inspector_dock, self.history_dock, self.train_dock):
+        for d in (self.palette_dock, self.inspector_dock, self.history_dock, self.train_dock,
+                  self.steps_dock):
             m.addAction(d.toggleViewAction())
         m = mb.addMenu("&Arrange")
         m.addAction(self.act_layout)
@@ -346,6 +347,7 @@ class MainWindow(QMainWindow):
         tb.addSeparator()
         tb.addAction(self.act_train)
 
+        self.addToolBarBreak()  # its own row: beside the main one, it ran off the window
         tb = self.addToolBar("Step")
         tb.setObjectName("step_toolbar")
         self.step_toolbar = tb
@@ -497,8 +499,11 @@ class MainWindow(QMainWindow):
         else:
             # first start: room for the training plots and controls (docks can only be
             # sized once the window is laid out)
-            QTimer.singleShot(0, lambda: self.resizeDocks([self.train_dock], [350],
-                                                          Qt.Vertical))
+            QTimer.singleShot(0, self._first_dock_sizes)
+
+    def _first_dock_sizes(self):
+        self.resizeDocks([self.train_dock], [350], Qt.Vertical)
+        self.resizeDocks([self.palette_dock, self.steps_dock], [1, 1], Qt.Vertical)
 
     def _save_settings(self):
         self.settings.setValue("geometry", self.saveGeometry())

@@ -193,8 +193,8 @@ def test_a_nan_stops_continue_with_the_nan_message(window):
 
 
 def test_gradient_norm_above_the_threshold_stops(window):
-    """checking "Break when a gradient norm is above 100" stops Continue on the backward step
-    whose gradient is 1e4·√2, with the norm in the status bar"""
+    """typing 100 and checking "above" under "Break on a gradient norm" stops Continue on the
+    backward step whose gradient is 1e4·√2, with the norm in the status bar"""
     g = Graph(name="scaled")
     x = g.add("input", value=[1.0, 1.0], name="x", pos=(0, 0))
     k = g.add("constant", value=1e4, name="k", pos=(0, 140))
@@ -346,11 +346,17 @@ def test_animation_persists_and_predict_mode_reaches_the_panel(window, make_wind
     assert not make_window().act_animation.isChecked()
 
 
-def test_step_shortcuts_are_unique(window):
-    """every shortcut of the window is bound to one action only"""
+def test_step_shortcuts_are_unique_and_listed_in_help(window, dialogs):
+    """every shortcut of the window is bound to one action only, and Help ▸ Keyboard Shortcuts
+    lists the Step ones"""
     from PySide6.QtGui import QAction
     win = window("abc")
     keys = [s.toString() for a in win.findChildren(QAction) for s in a.shortcuts()]
     assert len(keys) == len(set(keys))
-    for a in win.step_actions:
-        assert a.shortcut().toString() or a is win.act_check_gradient
+    assert all(a.shortcut().toString() for a in win.step_actions)
+    win.act_shortcuts.trigger()
+    text = dialogs.calls[-1][2]
+    for label, key in (("Evaluate", "F5"), ("Step Forward", "F10"), ("Step Back", "Shift+F10"),
+                       ("Continue", "F8"), ("Toggle Breakpoint", "F9"), ("Play", "F7"),
+                       ("Run to Selected Node", "Ctrl+F10"), ("Reset Stepping", "Shift+F5")):
+        assert f"<tr><td>{label}</td><td><b>{key}</b></td></tr>" in text

@@ -482,7 +482,10 @@ class SteppingController(QObject):
             report, error = None, str(exc)
         except (ArithmeticError, ValueError, MemoryError) as exc:
             report, error = None, f"{type(exc).__name__}: {exc}"
-        self._check_done.emit(token, report, error)
+        try:
+            self._check_done.emit(token, report, error)
+        except RuntimeError:  # the window closed while it ran: nobody to tell
+            pass
 
     def _on_check_done(self, token, report, error):
         if token != self._check_token:
