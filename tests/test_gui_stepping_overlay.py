@@ -86,8 +86,10 @@ def test_tensor_wires_show_shape_and_a_statistic_and_hide_the_shape_pill(qtbot):
     s.evaluate()
     scene.stepping.show(s)
     lab = wire(scene, "x", "x·W1")
-    assert lab.value_text.startswith("1×2  μ ")
-    assert lab.grad_text.startswith("1×2  ‖·‖ ")
+    # shortened to the room between the cards; the tooltip has the whole statistics
+    assert lab.value_text.startswith(("1×2  μ ", "μ "))
+    assert lab.grad_text.startswith(("1×2  ‖·‖ ", "‖·‖ "))
+    assert "(1, 2) mean" in lab.toolTip()
     assert lab.edge_item.pill_hidden
     assert lab.zValue() > scene.nodes[by_name(scene, "x")].zValue()
 
@@ -129,6 +131,23 @@ def test_clear_restores_the_editor_look(qtbot):
     assert all(scene.stepping.node_state(n) is None for n in scene.nodes)
     assert not any(item.pill_hidden for item in scene.edges.values())
     assert not scene.stepping.shown
+
+
+def test_a_wire_with_little_room_shows_a_shorter_label(qtbot):
+    """Moving two cards close together shortens the tensor label to fit between them."""
+    scene, _view, s = stepped(qtbot, "net_222")
+    s.evaluate()
+    scene.stepping.show(s)
+    lab = wire(scene, "x·W1", "net_h")
+    src = scene.graph.layout[by_name(scene, "x·W1")]
+    w = scene.nodes[by_name(scene, "x·W1")].width
+    scene.graph.move(by_name(scene, "net_h"), (src[0] + w + 400, src[1]))
+    scene.flush_edges()
+    wide = lab.value_text
+    scene.graph.move(by_name(scene, "net_h"), (src[0] + w + 60, src[1]))
+    scene.flush_edges()
+    assert wide.startswith("1×2  μ ")
+    assert len(lab.value_text) < len(wide)
 
 
 def test_items_are_made_once_and_updated_per_step(qtbot):

@@ -69,6 +69,23 @@ def grad_label(s) -> str:
     return text if s.finite else f"⚠ {_shape_text(s.shape)}  {s.n_nan} NaN {s.n_inf} Inf"
 
 
+def short_labels(s, grad: bool) -> list:
+    """Shorter forms of a tensor's label, longest first, for wires with little room."""
+    if s is None or s.scalar or not s.finite:
+        return []
+    if grad:
+        return [f"‖·‖ {format_number(s.norm)}"]
+    return [f"μ {format_number(s.mean)}  σ {format_number(s.std)}", f"μ {format_number(s.mean)}"]
+
+
+def _fit(fm, room, texts) -> str:
+    """The first of ``texts`` that fits in ``room`` pixels (the last one if none does)."""
+    for text in texts:
+        if fm.horizontalAdvance(text) + 10 <= room:
+            return text
+    return texts[-1]
+
+
 def _tip(value, grad) -> str:
     lines = []
     if value is not None:
@@ -135,6 +152,7 @@ class WireLabel(QGraphicsItem):
         self.level = None
         self.pulse = None  # 0..1 along the wire while its gradient flows back
         self._sig = None
+        self._texts = None  # (value forms, gradient forms), longest first
         self._rect = QRectF()
         self._shape = None
         self.setZValue(OVERLAY_Z)
@@ -157,16 +175,23 @@ class WireLabel(QGraphicsItem):
             return False
         self._sig = sig
         self.state, self.level = wv.state, wv.level
-        self.labels.value_text = value_label(v)
-        self.labels.grad_text = grad_label(g)
+        self._texts = ([value_label(v)] + short_labels(v, False),
+                       [grad_label(g)] + short_labels(g, True))
         self.labels.bad = (v is not None and not v.finite) or (g is not None and not g.finite)
         self.setToolTip(_tip(v, g))
         self.relayout()
         return True
 
     def relayout(self):
+        """Place the labels at the wire's middle, shortened to the room between its cards."""
         self.prepareGeometryChange()
         path = self.edge_item.path
+        if self._texts is not None:
+            p1, p2 = self.edge_item.endpoints()
+            room = max(abs(p2.x() - p1.x()), abs(p2.y() - p1.y())) - 2 * PORT_R - 6
+            fm = QFontMetricsF(self.labels.fonts["body"])
+            self.labels.value_text = _fit(fm, room, self._texts[0])
+            self.labels.grad_text = _fit(fm, room, self._texts[1])
         self.labels.place(path.pointAtPercent(0.5), anchor_left=False)
         self._rect = path.boundingRect().adjusted(-14, -14, 14, 14).united(self.labels.rect())
         self._shape = None
@@ -429,14 +454,14 @@ class SteppingOverlay(QObject):
             lab = self._wires.pop(edge)
             if lab.scene() is sc:
                 sc.removeItem(lab)
-        read = {(e.src, e.src_port) for e in graph.edges}
+        # only a card nothing reads (the loss) gets its numbers beside it; an unread extra
+        # output (pooling's indices) would crowd the next wire
+        readers = {e.src for e in graph.edges}
         for nid, item in sc.nodes.items():
             node = graph.nodes.get(nid)
-            if node is None:
+            if node is None or nid in readers:
                 continue
             for k, port in enumerate(node.output_ports):
-                if (nid, port) in read:
-                    continue
                 v = session.value_summary(nid, k)
                 g = session.grad_summary(nid, k)
                 key = (nid, port)
