@@ -237,8 +237,9 @@ class WireLabel(QGraphicsItem):
             glow.setAlpha(70)
             painter.setPen(QPen(glow, pen.widthF() + 8, Qt.SolidLine, Qt.RoundCap))
             painter.drawPath(path)
-        painter.setPen(pen)
-        painter.drawPath(path)
+        if self.state != "pending":  # a pending wire stays the plain grey one, pill and all
+            painter.setPen(pen)
+            painter.drawPath(path)
         if self.pulse is not None:
             # from the reader back toward the input: the gradient flows against the wire
             c = path.pointAtPercent(max(0.0, min(1.0, 1.0 - self.pulse)))
