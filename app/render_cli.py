@@ -1,4 +1,5 @@
-"""``backprop-studio render FILE -o OUT.png``: draw a graph's canvas to a picture, headless."""
+"""``backprop-studio render FILE [--steps N|all] -o OUT.png|OUT.svg``: draw a graph's canvas,
+headless, optionally after stepping it (values on the wires, gradients below them)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import os
 import re
 import sys
 
-from core.errors import FileFormatError
+from core.errors import FileFormatError, StudioError
 from examples import resolve
 
 
@@ -20,9 +21,71 @@ def _size(text: str):
     return w, h
 
 
+def _steps(text: str | None):
+    """``None`` (no stepping), ``"all"`` or a count of steps (checked against the plan later)."""
+    if text is None or text.strip().lower() == "all":
+        return None if text is None else "all"
+    try:
+        n = int(text)
+    except ValueError:
+        raise ValueError(f"--steps must be a number of steps or 'all', not {text!r}") from None
+    if n < 0:
+        raise ValueError(f"--steps must be 0 or more, not {n}")
+    return n
+
+
+def _step(scene, steps, digit):
+    """A stepping session on the scene's graph after ``steps``, shown on the scene."""
+    from core.stepping import StepSession, digit_feeds, sample_digit  # noqa: PLC0415 - only here
+
+    feeds = None
+    if digit is not None:
+        feeds = digit_feeds(scene.graph, *sample_digit(digit))
+    session = StepSession(scene.graph, feeds=feeds)
+    total = len(session.steps)
+    if steps == "all":
+        session.evaluate()
+    elif steps > total:
+        raise ValueError(f"--steps {steps} is past the end: this graph has {total} steps")
+    else:
+        session.go_to(steps - 1)
+    scene.stepping.set_animation(False)  # a picture shows the state, not a pulse
+    scene.stepping.show(session)
+    return session
+
+
+def _write_svg(scene, path, width, height):
+    from PySide6.QtCore import QRect, QSize  # noqa: PLC0415 - Qt, after QT_QPA_PLATFORM
+    from PySide6.QtGui import QPainter  # noqa: PLC0415 - Qt, after QT_QPA_PLATFORM
+    from PySide6.QtSvg import QSvgGenerator  # noqa: PLC0415 - Qt, after QT_QPA_PLATFORM
+    from PySide6.QtWidgets import QGraphicsItem  # noqa: PLC0415 - Qt, after QT_QPA_PLATFORM
+
+    from widgets.canvas import paint_scene  # noqa: PLC0415 - Qt, after QT_QPA_PLATFORM
+
+    gen = QSvgGenerator()
+    gen.setFileName(path)
+    gen.setSize(QSize(width, height))
+    gen.setViewBox(QRect(0, 0, width, height))
+    gen.setTitle("Backprop Studio canvas")
+    # cards drawn from their cached pictures would be bitmaps: draw them afresh as text
+    modes = {item: item.cacheMode() for item in scene.nodes.values()}
+    for item in modes:
+        item.setCacheMode(QGraphicsItem.NoCache)
+    painter = QPainter(gen)
+    painter.fillRect(0, 0, width, height, scene.theme.color("canvas"))
+    paint_scene(scene, painter, width, height)
+    ok = painter.end()
+    for item, mode in modes.items():
+        item.setCacheMode(mode)
+    return ok
+
+
 def cmd_render(args) -> int:
     try:
         width, height = _size(args.size)
+        steps = _steps(args.steps)
+        if args.digit is not None and args.digit < 0:
+            raise ValueError(f"--digit must be 0 or more, not {args.digit}")
     except ValueError as exc:
         print(f"backprop-studio render: error: {exc}", file=sys.stderr)
         return 2
@@ -42,20 +105,37 @@ def cmd_render(args) -> int:
         print(f"backprop-studio render: error: {exc}", file=sys.stderr)
         return 2
     scene = preset_scene(path, get_theme(args.theme))
-    img = render_scene(scene, width, height, dpr=args.scale)
-    if not img.save(args.output):
+    stepped = ""
+    if steps is not None:
+        try:
+            session = _step(scene, steps, args.digit)
+        except (ValueError, StudioError) as exc:
+            print(f"backprop-studio render: error: {exc}", file=sys.stderr)
+            return 2
+        cur = session.current
+        stepped = f", after {session.position} steps ({cur.label if cur else 'none run'})"
+    if args.output.lower().endswith(".svg"):
+        ok = _write_svg(scene, args.output, width, height)
+    else:
+        ok = render_scene(scene, width, height, dpr=args.scale).save(args.output)
+    if not ok:
         print(f"backprop-studio render: error: cannot write {args.output}", file=sys.stderr)
         return 2
     print(f"wrote {args.output} ({int(width * args.scale)}×{int(height * args.scale)} px, "
-          f"{len(scene.nodes)} nodes, {args.theme} theme)")
+          f"{len(scene.nodes)} nodes, {args.theme} theme{stepped})")
     return 0
 
 
 def add_parser(subparsers):
     """Add the ``render`` subcommand."""
-    p = subparsers.add_parser("render", help="draw the canvas of a graph file to a PNG")
+    p = subparsers.add_parser("render", help="draw the canvas of a graph file to a PNG or SVG")
     p.add_argument("file", help="graph file, or the name of a preset (e.g. lenet5)")
-    p.add_argument("-o", "--output", required=True, help="picture to write (PNG)")
+    p.add_argument("-o", "--output", required=True,
+                   help="picture to write (.png, or .svg with text kept as text)")
+    p.add_argument("--steps", default=None, metavar="N|all",
+                   help="step the graph first: N steps, or all (forward and backward)")
+    p.add_argument("--digit", type=int, default=None, metavar="K",
+                   help="with --steps: feed test digit K of the embedded MNIST sample")
     p.add_argument("--size", default="1600x1000", help="W×H in pixels (default 1600x1000)")
     p.add_argument("--theme", choices=("light", "dark"), default="light")
     p.add_argument("--scale", type=float, default=1.0,

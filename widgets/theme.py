@@ -38,6 +38,13 @@ class Theme:
     alt_base: str
     accent: str
     categories: dict = field(default_factory=dict)
+    # stepping: values above the wires, gradients below in a contrasting colour; the
+    # gradient ramp runs from vanishing (faint) to exploding (glowing)
+    value: str = "#1f5fbf"
+    gradient: str = "#c2410c"
+    grad_faint: str = "#e9c9b4"
+    grad_hot: str = "#e0115f"
+    current: str = "#2f7cf6"
 
     def color(self, role: str) -> QColor:
         """The colour of ``role`` (an attribute name) as a :class:`QColor` (a copy)."""
@@ -81,6 +88,8 @@ DARK = Theme(
     accent="#4c9aff",
     categories={"inputs": "#3fb984", "math": "#5b8fec", "activations": "#eb9a34",
                 "layers": "#a07ae8", "losses": "#e8605a", "regularization": "#b7a25a"},
+    value="#7fb2ff", gradient="#ff9b5e", grad_faint="#5a4a40", grad_hot="#ff4f9a",
+    current="#4c9aff",
 )
 
 THEMES = {"light": LIGHT, "dark": DARK}

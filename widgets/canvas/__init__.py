@@ -3,8 +3,9 @@
 The package's face: the names the window, the palette, the examples dialog,
 the picture renderer and the tests import. The modules, lowest first:
 ``routing`` (wire curves), ``items`` (cards, ports, wires), ``overlays`` (the
-dragged wire), ``lod`` (level of detail), ``scene`` (model sync, gestures),
-``overview`` (the map panel) and ``view`` (zoom, pan, drops).
+dragged wire), ``stepping`` (values and gradients while stepping), ``lod`` (level
+of detail), ``scene`` (model sync, gestures), ``overview`` (the map panel) and
+``view`` (zoom, pan, drops).
 """
 
 from widgets.canvas.items import (
@@ -28,7 +29,8 @@ from widgets.canvas.lod import (
     OverviewItem,
 )
 from widgets.canvas.overview import Minimap
-from widgets.canvas.scene import GraphScene, render_scene
+from widgets.canvas.scene import GraphScene, paint_scene, render_scene
+from widgets.canvas.stepping import SteppingOverlay
 from widgets.canvas.view import GraphView
 
 __all__ = [
@@ -51,5 +53,7 @@ __all__ = [
     "NodeItem",
     "OverviewItem",
     "PortItem",
+    "SteppingOverlay",
+    "paint_scene",
     "render_scene",
 ]

@@ -164,7 +164,12 @@ class PortItem(QGraphicsItem):
         self.update()
 
     def mousePressEvent(self, event):
-        if event.button() == Qt.LeftButton:
+        sc = self.scene()
+        if event.button() == Qt.LeftButton and sc.stepping.shown:
+            # while stepping a click asks to see the port's tensor, not to connect
+            sc.port_clicked.emit(self.node_id, self.name, self.is_output)
+            event.accept()
+        elif event.button() == Qt.LeftButton:
             if not self.is_output and self.connected:
                 self.scene().begin_rewire(self, event.scenePos())  # pick the wire up
             else:
@@ -225,6 +230,7 @@ class NodeItem(QGraphicsItem):
             self.in_ports[p] = PortItem(self, p, False, op_cls.port_kind(p, False))
         for p in op_cls.outputs:
             self.out_ports[p] = PortItem(self, p, True, op_cls.port_kind(p, True))
+        self.breakpoint_dot = BreakpointDot(self)
         self.set_node(node, *info)
 
     # ------------------------------------------------------------ content
@@ -607,6 +613,76 @@ class NodeItem(QGraphicsItem):
     def mouseDoubleClickEvent(self, event):
         self.scene().node_activated.emit(self.node_id)
 
+    # no call to the base class: it repaints the whole cached card on every hover
+    def hoverEnterEvent(self, event):
+        self.breakpoint_dot.set_card_hover(True)
+
+    def hoverLeaveEvent(self, event):
+        self.breakpoint_dot.set_card_hover(False)
+
+
+class BreakpointDot(QGraphicsItem):
+    """A debugger-gutter dot left of a card's header: shown on hover or when set; a click
+    asks the scene to toggle the node's breakpoint."""
+
+    R = 5.0
+
+    def __init__(self, node_item: NodeItem):
+        super().__init__(node_item)
+        self.node_item = node_item
+        self.set = False
+        self.card_hover = False
+        self.hover = False
+        self.setPos(-PORT_R - 7, HEADER_H / 2)
+        self.setZValue(3)
+        self.setAcceptHoverEvents(True)
+        self.setCursor(Qt.PointingHandCursor)
+        self.setToolTip("toggle breakpoint")
+
+    def set_card_hover(self, on: bool):
+        if on != self.card_hover:
+            self.card_hover = on
+            self.update()
+
+    def set_breakpoint(self, on: bool):
+        if on != self.set:
+            self.set = on
+            self.update()
+
+    def boundingRect(self):
+        r = self.R + 3
+        return QRectF(-r, -r, 2 * r, 2 * r)
+
+    def paint(self, painter, option, widget=None):
+        if not (self.set or self.card_hover or self.hover):
+            return
+        t = self.node_item.theme
+        painter.setRenderHint(QPainter.Antialiasing)
+        red = t.color("error")
+        if self.set:
+            painter.setPen(QPen(t.color("node_body"), 1.2))
+            painter.setBrush(red)
+        else:
+            red.setAlpha(200 if self.hover else 110)
+            painter.setPen(QPen(red, 1.2))
+            painter.setBrush(Qt.NoBrush)
+        painter.drawEllipse(QPointF(0, 0), self.R, self.R)
+
+    def hoverEnterEvent(self, event):
+        self.hover = True
+        self.update()
+
+    def hoverLeaveEvent(self, event):
+        self.hover = False
+        self.update()
+
+    def mousePressEvent(self, event):
+        if event.button() == Qt.LeftButton:
+            self.scene().breakpoint_toggled.emit(self.node_item.node_id)
+            event.accept()
+        else:
+            event.ignore()
+
 
 
 # --------------------------------------------------------------------- edges
@@ -633,6 +709,7 @@ class EdgeItem(QGraphicsItem):
         self.setAcceptHoverEvents(True)
         self.hover = False
         self._long = False
+        self.pill_hidden = False  # the stepping overlay shows the value there instead
         src.edges.append(self)
         dst.edges.append(self)
 
@@ -645,6 +722,11 @@ class EdgeItem(QGraphicsItem):
         p1 = self.src.out_ports[self.edge.src_port].scenePos()
         p2 = self.dst.in_ports[self.edge.dst_port].scenePos()
         return p1, p2
+
+    def set_pill_hidden(self, hidden: bool):
+        if hidden != self.pill_hidden:
+            self.pill_hidden = hidden
+            self.update()
 
     def set_label(self, text: str, bad: bool = False):
         if text != self.label or bad != self.bad:
@@ -666,6 +748,7 @@ class EdgeItem(QGraphicsItem):
         self.label_pos = path.pointAtPercent(0.5)
         self._long = QLineF(p1, p2).length() >= 70  # short wires get no label
         self._update_rect()
+        self.scene().stepping.wire_moved(self)
 
     def _update_rect(self):
         r = self.path.boundingRect().adjusted(-6, -6, 6, 6)
@@ -716,7 +799,8 @@ class EdgeItem(QGraphicsItem):
             painter.setRenderHint(QPainter.Antialiasing, True)
         else:
             painter.drawPath(self.path)
-        if not self.label or not self._long or (sc is not None and sc.scaling) or \
+        if not self.label or not self._long or self.pill_hidden or \
+                (sc is not None and sc.scaling) or \
                 option.levelOfDetailFromTransform(painter.worldTransform()) < 0.55:
             return  # no label while the zoom changes: it returns when the view rests
         t = self.theme

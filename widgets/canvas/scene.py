@@ -33,6 +33,7 @@ from widgets.canvas.items import (
 )
 from widgets.canvas.lod import BOUNDS_STEP, LevelOfDetail
 from widgets.canvas.overlays import DragWire
+from widgets.canvas.stepping import SteppingOverlay
 from widgets.theme import LIGHT, Theme
 
 
@@ -56,6 +57,17 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
     connection_refused(str)
         Why a connection dropped on a port was refused.
     node_activated(str)
+    wire_clicked(Edge)
+        A wire was clicked while stepping is shown.
+    port_clicked(node_id, port, is_output)
+        A port was clicked while stepping is shown.
+    breakpoint_toggled(node_id)
+        The breakpoint dot of a card was clicked.
+
+    Attributes
+    ----------
+    stepping : SteppingOverlay
+        Values, gradients and node states while stepping (see ``show`` / ``clear``).
     """
 
     connect_requested = Signal(object)
@@ -67,6 +79,9 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
     connection_refused = Signal(str)
     node_activated = Signal(str)
     quick_fix_requested = Signal(str)
+    wire_clicked = Signal(object)
+    port_clicked = Signal(str, str, bool)
+    breakpoint_toggled = Signal(str)
 
     def __init__(self, graph: Graph | None = None, theme: Theme = LIGHT, parent=None,
                  analysis: GraphAnalysis | None = None):
@@ -101,6 +116,8 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
         self.shape_version = 0
         self.smooth_grid = False  # antialiased grid lines (for pictures, see render_scene)
         self._init_detail()
+        self.stepping = SteppingOverlay(self)
+        self._breakpoints: set = set()
         self.setItemIndexMethod(QGraphicsScene.BspTreeIndex)
         if graph is not None:
             self.set_graph(graph, analysis=analysis)
@@ -168,6 +185,7 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
         self.nodes[node.id] = item
         pos = self.graph.layout.get(node.id)
         item.sync_pos(pos if pos is not None else (0.0, 0.0))
+        item.breakpoint_dot.set_breakpoint(node.id in self._breakpoints)
         self.addItem(item)
 
     def _on_node_removed(self, node):
@@ -509,6 +527,21 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
             p += QPointF(0, GRID * 2)
         return p
 
+    # ------------------------------------------------------------ stepping
+    def set_breakpoints(self, node_ids):
+        """Show a breakpoint dot on exactly the cards of ``node_ids``."""
+        self._breakpoints = set(node_ids)
+        for nid, item in self.nodes.items():
+            item.breakpoint_dot.set_breakpoint(nid in self._breakpoints)
+
+    def update_legend(self):
+        """Repaint the views' foreground, where the stepping legend is pinned."""
+        for v in self.views():
+            v.viewport().update()
+
+    def drawForeground(self, painter, rect):  # noqa: N802 - Qt override
+        self.stepping.draw_legend(painter)
+
     # --------------------------------------------------------- appearance
     def set_theme(self, theme: Theme):
         self.theme = theme
@@ -561,13 +594,22 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
         return r
 
 
-
 def render_scene(scene: GraphScene, width: int, height: int, dpr: float = 1.0, margin=40):
     """The whole graph drawn into a :class:`QImage` of ``width`` × ``height`` logical pixels."""
     img = QImage(int(width * dpr), int(height * dpr), QImage.Format_ARGB32_Premultiplied)
     img.setDevicePixelRatio(dpr)
     img.fill(scene.theme.color("canvas"))
+    painter = QPainter(img)
+    paint_scene(scene, painter, width, height, margin)
+    painter.end()
+    return img
+
+
+def paint_scene(scene: GraphScene, painter: QPainter, width: int, height: int, margin=40):
+    """Draw the whole graph with ``painter`` onto ``width`` × ``height`` (a picture or an SVG)."""
     source = scene.content_rect().adjusted(-margin, -margin, margin, margin)
+    for lab in scene.stepping.visible_items():
+        source = source.united(lab.sceneBoundingRect())  # loose output labels stick out
     if source.isEmpty():
         source = QRectF(0, 0, width, height)
     # keep the aspect ratio and never blow small graphs up past 150 %
@@ -575,7 +617,6 @@ def render_scene(scene: GraphScene, width: int, height: int, dpr: float = 1.0, m
     # the scene area that fills the whole picture, centred on the graph
     full = QRectF(source.center().x() - width / s / 2, source.center().y() - height / s / 2,
                   width / s, height / s)
-    painter = QPainter(img)
     painter.setRenderHints(QPainter.Antialiasing | QPainter.TextAntialiasing)
     scene.finish_sharpening()  # a card still scaled from a zoom would come out soft
     detailed = scene.detailed
@@ -584,5 +625,3 @@ def render_scene(scene: GraphScene, width: int, height: int, dpr: float = 1.0, m
     scene.render(painter, QRectF(0, 0, width, height), full, Qt.KeepAspectRatio)
     scene.smooth_grid = False
     scene.set_detail(detailed)
-    painter.end()
-    return img

@@ -225,6 +225,8 @@ class GraphView(QGraphicsView):
         self._moving()
         super().scrollContentsBy(dx, dy)
         sc = self.scene()
+        if sc.stepping.shown:
+            self.viewport().update()  # the legend is pinned to the corner, not scrolled
         if sc._detail_pending:
             sc.switch_now(sc.cards_meeting(self.visible_rect()))  # cards that came into view
         if sc._sharpen_later and not sc.scaling:

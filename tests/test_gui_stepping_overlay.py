@@ -1,0 +1,263 @@
+"""The stepping overlay on the canvas: values above wires, gradients below, states, breakpoints."""
+
+from __future__ import annotations
+
+import pytest
+from PySide6.QtCore import QPointF, Qt
+
+from core.serialize import load_graph
+from core.stepping import StepSession
+from examples import example_path
+from widgets.canvas import GraphScene, GraphView
+
+pytestmark = pytest.mark.gui
+
+
+def stepped(qtbot, name):
+    graph = load_graph(example_path(name))
+    scene = GraphScene(graph)
+    view = GraphView(scene)
+    qtbot.addWidget(view)
+    view.resize(1000, 700)
+    session = StepSession(graph)
+    return scene, view, session
+
+
+def by_name(scene, name):
+    return next(nid for nid, n in scene.graph.nodes.items() if n.name == name)
+
+
+def wire(scene, src, dst):
+    s, d = by_name(scene, src), by_name(scene, dst)
+    edge = next(e for e in scene.graph.edges if e.src == s and e.dst == d)
+    return scene.stepping.wire_label(edge)
+
+
+def texts(scene):
+    return ({e: (lab.value_text, lab.grad_text) for e in scene.edges
+             if (lab := scene.stepping.wire_label(e)) is not None},
+            {k: (lab.value_text, lab.grad_text) for k, lab in scene.stepping._outs.items()
+             if lab.isVisible()})
+
+
+def test_after_evaluate_abc_reads_f_is_2_and_gradients_2_3_1(qtbot):
+    """After Evaluate on f = a·b + c the canvas reads f = 2 beside the loss, and the
+    gradients 2, 3 and 1 below the wires from a, b and c."""
+    scene, _view, s = stepped(qtbot, "abc")
+    s.evaluate()
+    scene.stepping.show(s)
+    f = scene.stepping.output_label(by_name(scene, "f"))
+    assert f.value_text == "f = 2.000"
+    assert f.grad_text == "1.000"
+    assert wire(scene, "a", "e").grad_text == "2.000"
+    assert wire(scene, "b", "e").grad_text == "3.000"
+    assert wire(scene, "c", "f").grad_text == "1.000"
+    assert wire(scene, "a", "e").value_text == "3.000"
+
+
+def test_the_sigmoid_neuron_shows_0_7311_after_its_forward_pass(qtbot):
+    """After the forward pass the sigmoid neuron's output reads f = 0.7311, and the
+    nodes are drawn as evaluated, none pending."""
+    scene, _view, s = stepped(qtbot, "sigmoid_neuron")
+    s.run_forward()
+    scene.stepping.show(s)
+    f = scene.stepping.output_label(by_name(scene, "f"))
+    assert f.value_text == "f = 0.7311"
+    assert f.grad_text == ""
+    assert "pending" not in {scene.stepping.node_state(n) for n in scene.nodes}
+
+
+def test_the_222_network_reads_e_to_4_digits_with_full_precision_on_hover(qtbot):
+    """The 2-2-2 network's loss reads E = 0.2984; hovering shows 0.298371109…"""
+    scene, _view, s = stepped(qtbot, "net_222")
+    s.evaluate()
+    scene.stepping.show(s)
+    e = scene.stepping.output_label(by_name(scene, "E"))
+    assert e.value_text == "E = 0.2984"
+    full = e.toolTip().splitlines()[0].removeprefix("value: ")
+    assert len(full) > 12  # every digit, not the 4 on the canvas
+    assert float(full) == pytest.approx(0.298371109, abs=5e-10)
+
+
+def test_tensor_wires_show_shape_and_a_statistic_and_hide_the_shape_pill(qtbot):
+    """A tensor wire reads its shape with mean and std (value) and norm (gradient);
+    the plain shape pill is hidden while the value is shown."""
+    scene, _view, s = stepped(qtbot, "net_222")
+    s.evaluate()
+    scene.stepping.show(s)
+    lab = wire(scene, "x", "x·W1")
+    # shortened to the room between the cards; the tooltip has the whole statistics
+    assert lab.value_text.startswith(("1×2  μ ", "μ "))
+    assert lab.grad_text.startswith(("1×2  ‖·‖ ", "‖·‖ "))
+    assert "(1, 2) mean" in lab.toolTip()
+    assert lab.edge_item.pill_hidden
+    assert lab.zValue() > scene.nodes[by_name(scene, "x")].zValue()
+
+
+def test_step_back_restores_the_previous_labels_exactly(qtbot):
+    """Step back after a backward step shows exactly the labels seen before it."""
+    scene, _view, s = stepped(qtbot, "sigmoid_neuron")
+    s.go_to(12)
+    scene.stepping.show(s)
+    before = texts(scene)
+    states = {n: scene.stepping.node_state(n) for n in scene.nodes}
+    s.step()
+    scene.stepping.show(s)
+    assert texts(scene) != before
+    s.step_back()
+    scene.stepping.show(s)
+    assert texts(scene) == before
+    assert {n: scene.stepping.node_state(n) for n in scene.nodes} == states
+
+
+def test_the_current_node_is_highlighted_and_pending_nodes_dimmed(qtbot):
+    """Mid-forward the node just run is current, those after it pending."""
+    scene, _view, s = stepped(qtbot, "abc")
+    s.go_to(1)
+    scene.stepping.show(s)
+    cur = s.current.node_id
+    assert scene.stepping.node_state(cur) == "current"
+    assert scene.stepping.node_state(by_name(scene, "f")) == "pending"
+
+
+def test_clear_restores_the_editor_look(qtbot):
+    """Clearing the stepping view hides every value, state and gradient and brings the
+    shape pills back."""
+    scene, _view, s = stepped(qtbot, "abc")
+    s.evaluate()
+    scene.stepping.show(s)
+    scene.stepping.clear()
+    assert texts(scene) == ({}, {})
+    assert all(scene.stepping.node_state(n) is None for n in scene.nodes)
+    assert not any(item.pill_hidden for item in scene.edges.values())
+    assert not scene.stepping.shown
+
+
+def test_a_wire_with_little_room_shows_a_shorter_label(qtbot):
+    """Moving two cards close together shortens the tensor label to fit between them."""
+    scene, _view, s = stepped(qtbot, "net_222")
+    s.evaluate()
+    scene.stepping.show(s)
+    lab = wire(scene, "x·W1", "net_h")
+    src = scene.graph.layout[by_name(scene, "x·W1")]
+    w = scene.nodes[by_name(scene, "x·W1")].width
+    scene.graph.move(by_name(scene, "net_h"), (src[0] + w + 400, src[1]))
+    scene.flush_edges()
+    wide = lab.value_text
+    scene.graph.move(by_name(scene, "net_h"), (src[0] + w + 60, src[1]))
+    scene.flush_edges()
+    assert wide.startswith("1×2  μ ")
+    assert len(lab.value_text) < len(wide)
+
+
+def test_items_are_made_once_and_updated_per_step(qtbot):
+    """Stepping on reuses the same label items (no rebuild per step)."""
+    scene, _view, s = stepped(qtbot, "abc")
+    s.step()
+    scene.stepping.show(s)
+    before = {e: scene.stepping.wire_label(e) for e in scene.edges}
+    s.evaluate()
+    scene.stepping.show(s)
+    assert {e: scene.stepping.wire_label(e) for e in scene.edges} == before
+
+
+def click(qtbot, view, scene_pos):
+    qtbot.mouseClick(view.viewport(), Qt.LeftButton,
+                     pos=view.mapFromScene(scene_pos))
+
+
+def test_clicking_the_breakpoint_dot_asks_to_toggle_the_breakpoint(qtbot):
+    """Clicking the dot left of a card's header emits breakpoint_toggled with the node;
+    a set breakpoint shows its dot."""
+    scene, view, _s = stepped(qtbot, "abc")
+    view.show()
+    nid = by_name(scene, "e")
+    dot = scene.nodes[nid].breakpoint_dot
+    view.centerOn(dot.scenePos())
+    with qtbot.waitSignal(scene.breakpoint_toggled) as sig:
+        click(qtbot, view, dot.scenePos())
+    assert sig.args == [nid]
+    scene.set_breakpoints({nid})
+    assert dot.set
+    scene.set_breakpoints(set())
+    assert not dot.set
+
+
+def test_a_wire_click_reports_the_edge_only_while_stepping_is_shown(qtbot):
+    """Clicking a wire while stepping emits wire_clicked with its edge; in the editor
+    the same click only selects the wire."""
+    scene, view, s = stepped(qtbot, "abc")
+    view.show()
+    edge = next(e for e in scene.graph.edges if e.src == by_name(scene, "c"))
+    at = scene.edges[edge].path.pointAtPercent(0.3)
+    view.centerOn(at)
+    got = []
+    scene.wire_clicked.connect(got.append)
+    click(qtbot, view, at)
+    assert got == []
+    s.evaluate()
+    scene.stepping.show(s)
+    click(qtbot, view, at)
+    assert got == [edge]
+
+
+def test_a_port_click_reports_the_port_while_stepping(qtbot):
+    """Clicking a card's output port while stepping emits port_clicked (no new wire)."""
+    scene, view, s = stepped(qtbot, "abc")
+    view.show()
+    s.evaluate()
+    scene.stepping.show(s)
+    nid = by_name(scene, "e")
+    port = scene.nodes[nid].out_ports["out"]
+    view.centerOn(port.scenePos())
+    with qtbot.waitSignal(scene.port_clicked) as sig:
+        click(qtbot, view, port.scenePos())
+    assert sig.args == [nid, "out", True]
+    assert not scene.connecting
+
+
+def test_a_backward_step_pulses_along_its_wires_and_can_be_turned_off(qtbot):
+    """A backward step sends a pulse along the wires its gradient just reached; with the
+    animation off, none runs."""
+    scene, view, s = stepped(qtbot, "abc")
+    view.show()
+    s.go_to(s.n_forward)  # the first backward step (the loss node)
+    scene.stepping.show(s)
+    s.step()
+    scene.stepping.show(s)
+    assert scene.stepping.animating
+    qtbot.waitUntil(lambda: not scene.stepping.animating, timeout=3000)
+    assert scene.stepping.frame_times
+    scene.stepping.set_animation(False)
+    s.step()
+    scene.stepping.show(s)
+    assert not scene.stepping.animating
+
+
+def test_nan_is_marked_on_the_wire(qtbot):
+    """A NaN value is shown with a warning mark in the error style."""
+    from core.graph import Graph  # noqa: PLC0415
+
+    g = Graph()
+    x = g.add("parameter", value=-1.0, name="x")
+    g.add("log", x, name="y")
+    scene = GraphScene(g)
+    s = StepSession(g, loss=None)
+    s.run_forward()
+    scene.stepping.show(s)
+    lab = scene.stepping.output_label(by_name(scene, "y"))
+    assert "NaN" in lab.value_text and lab.value_text.startswith("y = ⚠")
+    assert lab.labels.bad
+
+
+def test_legend_is_drawn_only_while_stepping(qtbot):
+    """The gradient legend appears in the picture's corner while stepping."""
+    from widgets.canvas import render_scene  # noqa: PLC0415
+
+    scene, _view, s = stepped(qtbot, "abc")
+    plain = render_scene(scene, 600, 400)
+    s.evaluate()
+    scene.stepping.show(s)
+    shown = render_scene(scene, 600, 400)
+    corner = QPointF(40, 380).toPoint()
+    assert plain.pixelColor(corner) != shown.pixelColor(corner)
