@@ -38,11 +38,14 @@ from core.train import OPTIMIZERS
 from core.train.recipe import DEFAULT_LR, training_problem
 from examples import example_path, list_examples
 from widgets.canvas import EdgeItem, GraphScene, GraphView, NodeItem
+from widgets.chain_rule_panel import ChainRulePanel
+from widgets.digit_input import DigitInput
 from widgets.icons import action_icon
 from widgets.inspector import Inspector
 from widgets.palette import Palette
 from widgets.quick_add import QuickAdd
 from widgets.step_list import StepList
+from widgets.tensor_view import TensorView
 from widgets.theme import get_theme, qpalette, style_sheet
 from widgets.train_panel import TrainPanel
 
@@ -96,6 +99,7 @@ class MainWindow(QMainWindow):
         self.stepping = SteppingController(self.document, self.step_list, self.settings, self)
 
         self._make_docks()
+        self._make_stepping_docks()
         self._make_actions()
         self._make_menus()
         self._make_toolbar()
@@ -132,6 +136,7 @@ class MainWindow(QMainWindow):
         self.history_dock.raise_()
         self.train_dock = dock("Training", self.train_panel, Qt.BottomDockWidgetArea, "training")
         self.steps_dock = dock("Steps", self.step_list, Qt.LeftDockWidgetArea, "steps")
+        self.tabifyDockWidget(self.palette_dock, self.steps_dock)
         self.resizeDocks([self.palette_dock], [240], Qt.Horizontal)
         self.resizeDocks([self.inspector_dock], [320], Qt.Horizontal)
         self.resizeDocks([self.inspector_dock, self.history_dock], [640, 170], Qt.Vertical)
@@ -306,7 +311,7 @@ class MainWindow(QMainWindow):
         tm.addActions([self.act_light, self.act_dark])
         m.addSeparator()
         for d in (self.palette_dock, self.inspector_dock, self.history_dock, self.train_dock,
-                  self.steps_dock):
+                  self.steps_dock, self.chain_dock, self.tensor_dock, self.digit_dock):
             m.addAction(d.toggleViewAction())
         m = mb.addMenu("&Arrange")
         m.addAction(self.act_layout)
@@ -326,7 +331,8 @@ class MainWindow(QMainWindow):
         m.addSeparator()
         m.addActions([self.act_check_gradient, self.act_animation, self.act_predict])
         m.addSeparator()
-        m.addAction(self.steps_dock.toggleViewAction())
+        for d in (self.steps_dock, self.chain_dock, self.tensor_dock, self.digit_dock):
+            m.addAction(d.toggleViewAction())
         m = mb.addMenu("&Train")
         m.addActions([self.act_train, self.act_stop_training])
         m.addSeparator()
@@ -445,11 +451,7 @@ class MainWindow(QMainWindow):
 
     def _make_stepping_docks(self):
         """The chain-rule panel, tensor view and digit input docks, and the canvas overlay's
-        signals (issue 12, G2/G3: enabled when their branches are merged)."""
-        from widgets.chain_rule_panel import ChainRulePanel
-        from widgets.digit_input import DigitInput
-        from widgets.tensor_view import TensorView
-
+        signals."""
         self.chain_panel = ChainRulePanel()
         self.tensor_view = TensorView()
         self.digit_input = DigitInput()
@@ -458,7 +460,13 @@ class MainWindow(QMainWindow):
         self.tensor_dock = self._dock("Tensor", self.tensor_view, Qt.BottomDockWidgetArea,
                                       "tensor")
         self.digit_dock = self._dock("Digit", self.digit_input, Qt.LeftDockWidgetArea, "digit")
+        # stepping panels share the editor's places and come forward when stepping starts
+        self.tabifyDockWidget(self.palette_dock, self.digit_dock)
+        self.tabifyDockWidget(self.inspector_dock, self.chain_dock)
         self.tabifyDockWidget(self.train_dock, self.tensor_dock)
+        for d in (self.palette_dock, self.inspector_dock, self.train_dock):
+            d.raise_()
+        self._stepping_docks_raised = False
         st, sc = self.stepping, self.scene
         st.attach_views(sc.stepping, self.chain_panel, self.tensor_view)
         self.digit_input.digit_chosen.connect(st.set_digit)
@@ -466,6 +474,14 @@ class MainWindow(QMainWindow):
         sc.port_clicked.connect(self._show_port)
         sc.breakpoint_toggled.connect(st.toggle_breakpoint)
         st.breakpoints_changed.connect(sc.set_breakpoints)
+        st.moved.connect(self._raise_stepping_docks)
+
+    def _raise_stepping_docks(self, _reason=None):
+        """The first move on a graph brings the step list and the chain rule forward."""
+        if not self._stepping_docks_raised:
+            self._stepping_docks_raised = True
+            self.steps_dock.raise_()
+            self.chain_dock.raise_()
 
     def _show_wire(self, edge):
         self.tensor_dock.show()
@@ -549,6 +565,8 @@ class MainWindow(QMainWindow):
         self.scene.set_theme(self.theme)
         self.palette.set_theme(self.theme)
         self.train_panel.set_theme(self.theme)
+        for panel in (self.chain_panel, self.tensor_view, self.digit_input):
+            panel.set_theme(self.theme)
         self.quick_add.theme = self.theme
         self.view.resetCachedContent()
         self.view.viewport().update()
@@ -672,6 +690,7 @@ class MainWindow(QMainWindow):
         Returns True when its cards overlapped and it was arranged again.
         """
         self.document.set_graph(graph, path)
+        self._stepping_docks_raised = False
         self.stepping.graph_replaced()
         # wires are routed once, below
         self.scene.set_graph(graph, route=False, analysis=self.document.analysis)
