@@ -459,11 +459,11 @@ class MainWindow(QMainWindow):
                                      "chain_rule")
         self.tensor_dock = self._dock("Tensor", self.tensor_view, Qt.BottomDockWidgetArea,
                                       "tensor")
-        self.digit_dock = self._dock("Digit", self.digit_input, Qt.LeftDockWidgetArea, "digit")
+        self.digit_dock = self._dock("Digit", self.digit_input, Qt.BottomDockWidgetArea, "digit")
         # stepping panels share the editor's places and come forward when stepping starts
-        self.tabifyDockWidget(self.palette_dock, self.digit_dock)
         self.tabifyDockWidget(self.inspector_dock, self.chain_dock)
         self.tabifyDockWidget(self.train_dock, self.tensor_dock)
+        self.tabifyDockWidget(self.tensor_dock, self.digit_dock)  # wide: beside the plots
         for d in (self.palette_dock, self.inspector_dock, self.train_dock):
             d.raise_()
         self._stepping_docks_raised = False
@@ -559,8 +559,12 @@ class MainWindow(QMainWindow):
             act.setIcon(action_icon(name, ink))
         app = QApplication.instance()
         if app is not None:
-            app.setPalette(qpalette(self.theme))
-            app.setStyleSheet(style_sheet(self.theme))
+            # both are application-wide: setting them again re-polishes every widget
+            palette, css = qpalette(self.theme), style_sheet(self.theme)
+            if app.palette() != palette:
+                app.setPalette(palette)
+            if app.styleSheet() != css:
+                app.setStyleSheet(css)
         self._fit_zoom_label()
         self.scene.set_theme(self.theme)
         self.palette.set_theme(self.theme)

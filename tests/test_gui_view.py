@@ -198,6 +198,7 @@ def test_zooming_with_many_cards_in_view_draws_the_overview_until_the_view_rests
     from widgets.canvas import DETAIL_LOD, ZOOMING_CARDS
 
     win = make_window()
+    win.resize(1400, 950)  # a canvas of a usual size, so many cards fit while still readable
     win.set_graph(wide_graph())
     QApplication.processEvents()
     view, scene = win.view, win.scene
