@@ -49,24 +49,25 @@ def _shape_text(shape) -> str:
     return "×".join(str(d) for d in shape)
 
 
-def value_label(s) -> str:
-    """A value as a wire shows it: the number, or the shape with mean and std."""
+def _label(s, stats) -> str:
+    """The number, or the shape with ``stats(s)``; non-finite tensors count their NaN/Inf."""
     if s is None:
         return ""
     if s.scalar:
         return ("⚠ " if not s.finite else "") + s.text
-    text = f"{_shape_text(s.shape)}  μ {format_number(s.mean)}  σ {format_number(s.std)}"
-    return text if s.finite else f"⚠ {_shape_text(s.shape)}  {s.n_nan} NaN {s.n_inf} Inf"
+    if not s.finite:
+        return f"⚠ {_shape_text(s.shape)}  {s.n_nan} NaN {s.n_inf} Inf"
+    return f"{_shape_text(s.shape)}  {stats(s)}"
+
+
+def value_label(s) -> str:
+    """A value as a wire shows it: the number, or the shape with mean and std."""
+    return _label(s, lambda t: f"μ {format_number(t.mean)}  σ {format_number(t.std)}")
 
 
 def grad_label(s) -> str:
     """A gradient as a wire shows it: the number, or the shape with its norm."""
-    if s is None:
-        return ""
-    if s.scalar:
-        return ("⚠ " if not s.finite else "") + s.text
-    text = f"{_shape_text(s.shape)}  ‖·‖ {format_number(s.norm)}"
-    return text if s.finite else f"⚠ {_shape_text(s.shape)}  {s.n_nan} NaN {s.n_inf} Inf"
+    return _label(s, lambda t: f"‖·‖ {format_number(t.norm)}")
 
 
 def short_labels(s, grad: bool) -> list:
