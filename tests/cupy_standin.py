@@ -22,6 +22,11 @@ _REFUSE = ("Implicit conversion to a NumPy array is not allowed. Please use `.ge
            "construct a NumPy array explicitly.")  # CuPy's own message
 
 
+_METADATA = (np.shape, np.ndim, np.size)
+# every copy between host and device: ("to_device" | "to_host", number of elements)
+TRANSFERS: list = []
+
+
 def _un(v):
     """The wrapped ndarray of a device array; host arrays are refused like CuPy does."""
     if isinstance(v, ndarray):
@@ -63,25 +68,33 @@ class ndarray:  # noqa: N801 - CuPy's name
         raise TypeError(_REFUSE)
 
     def __array_function__(self, func, types, args, kwargs):
+        if func in _METADATA:  # CuPy answers these through the same protocol; no data moves
+            return func(args[0]._a, *args[1:], **kwargs)
         return NotImplemented  # np.sum(x), np.where(x, …) and the like raise TypeError
 
     # what reads data back, explicitly
     def get(self, stream=None, out=None):
+        TRANSFERS.append(("to_host", self._a.size))
         return np.array(self._a, copy=True)
 
     def item(self):
+        TRANSFERS.append(("to_host", 1))
         return self._a.item()
 
     def tolist(self):
+        TRANSFERS.append(("to_host", self._a.size))
         return self._a.tolist()
 
     def __float__(self):
+        TRANSFERS.append(("to_host", 1))
         return float(self._a)
 
     def __int__(self):
+        TRANSFERS.append(("to_host", 1))
         return int(self._a)
 
     def __bool__(self):
+        TRANSFERS.append(("to_host", 1))
         return bool(self._a)
 
     def __len__(self):
@@ -171,13 +184,17 @@ def asarray(a, dtype=None, order=None):
     """Host data to the device (a copy, as a transfer is); a device array stays as it is."""
     if isinstance(a, ndarray):
         return a if dtype is None or a.dtype == np.dtype(dtype) else a.astype(dtype)
-    return ndarray(np.array(a, dtype=dtype, order=order or "K", copy=True))
+    out = np.array(a, dtype=dtype, order=order or "K", copy=True)
+    TRANSFERS.append(("to_device", out.size))
+    return ndarray(out)
 
 
 def array(a, dtype=None, copy=True, order="K"):
     if isinstance(a, ndarray):
         return ndarray(np.array(a._a, dtype=dtype, copy=copy, order=order))
-    return ndarray(np.array(a, dtype=dtype, copy=True, order=order))
+    out = np.array(a, dtype=dtype, copy=True, order=order)
+    TRANSFERS.append(("to_device", out.size))
+    return ndarray(out)
 
 
 def asnumpy(a, stream=None, order="C", out=None):
@@ -291,6 +308,7 @@ def install(monkeypatch, devices: int = 1):
 
     for name, mod in build(devices).items():
         monkeypatch.setitem(sys.modules, name, mod)
+    TRANSFERS.clear()
     monkeypatch.setattr(backend, "_probe", None)  # probed again now, and restored after
     return sys.modules["cupy"]
 
