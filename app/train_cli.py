@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from core.errors import DataError, FileFormatError, GraphError
+from core.kernels.backend import DEVICE_ENV, DEVICES, describe_device, device_status, resolve_device
 from core.serialize import load_graph
 from core.train import OPTIMIZERS, EarlyStopping, Trainer, parse_schedule
 from core.train.checkpoint import describe_augment, load_weights, read_checkpoint
@@ -133,6 +134,21 @@ def _check_writable(out) -> None:
     if not os.access(folder, os.W_OK):
         raise DataError(f"--out {out}: the folder {folder} is not writable; choose another "
                         "path")
+
+
+def _device(args, quiet: bool = False) -> str:
+    """The device of the run (``--device``, else ``$BACKPROP_STUDIO_DEVICE``, else the CPU).
+
+    CUDA that cannot run here is an error naming what is missing; ``auto`` falls back to
+    the CPU and says so on stderr, as does any run that goes to the GPU.
+    """
+    asked = args.device if args.device is not None else os.environ.get(DEVICE_ENV, "").strip()
+    device = resolve_device(args.device)
+    if not quiet and (device == "cuda" or asked.lower() == "auto"):
+        why = ("" if device == "cuda"
+               else f"; cuda is not available: {device_status()['cuda'].reason}")
+        print(f"device: {describe_device(device)}{why}", file=sys.stderr)
+    return device
 
 
 # --------------------------------------------------------------- train
@@ -323,6 +339,7 @@ def _metrics(args, graph, trainer, result, data_desc: str) -> dict:
 
 
 def cmd_train(args) -> int:
+    device = _device(args, args.quiet)  # before anything is loaded: a missing GPU fails fast
     graph = _load_trainable(args)
     if args.out:
         _check_writable(args.out)
@@ -346,7 +363,7 @@ def cmd_train(args) -> int:
     train, val, test = prepared.train, prepared.val, prepared.test
     augment = default_augment(prepared.extra) if args.augment else None
     trainer = Trainer(graph, optimizer, schedule, batch_size=args.batch_size, seed=args.seed,
-                      augment=augment, grad_norms=False)
+                      augment=augment, grad_norms=False, device=device)
     trainer.extra_meta = prepared.extra
     if args.resume:
         meta = trainer.load_checkpoint(args.resume)
@@ -363,6 +380,7 @@ def cmd_train(args) -> int:
     result = trainer.fit(train, val, args.epochs, on_batch=bar.batch, on_epoch=bar.epoch,
                          early_stopping=stopper, checkpoint=args.out)
     metrics = _metrics(args, graph, trainer, result, prepared.description)
+    metrics["device"] = trainer.device
     if test is not None:
         ev = trainer.evaluate(test)
         metrics.update(test_loss=_round(ev.loss), test_accuracy=_round(ev.accuracy),
@@ -378,9 +396,10 @@ def cmd_train(args) -> int:
 
 # ------------------------------------------------------------ evaluate
 def cmd_evaluate(args) -> int:
+    device = _device(args)
     graph = _load_graph_arg(args.file)
     meta = load_weights(graph, args.checkpoint)
-    trainer = Trainer(graph, seed=int(meta.get("seed", 0)))
+    trainer = Trainer(graph, seed=int(meta.get("seed", 0)), device=device)
     info = meta.get("data") or {}
     if not isinstance(info, dict):
         raise FileFormatError(args.checkpoint, "meta.json.data", "must be a JSON object")
@@ -409,7 +428,7 @@ def cmd_evaluate(args) -> int:
     for k, row in enumerate(ev.confusion):
         print(f"{k:>5} " + " ".join(f"{int(v):5d}" for v in row))
     out = {"checkpoint": str(args.checkpoint), "epoch": meta.get("epoch"), "samples": len(data),
-           **ev.to_dict()}
+           "device": trainer.device, **ev.to_dict()}
     print(json.dumps(out, allow_nan=False))
     return 0
 
@@ -424,6 +443,13 @@ def _data_options(p, sample_help: str):
                    help="which IDX data set (default mnist)")
     p.add_argument("--download", action="store_true",
                    help="download missing files from the public mirrors into the cache")
+
+
+def _device_option(p):
+    p.add_argument("--device", choices=DEVICES, default=None,
+                   help=f"where to compute: cpu, cuda (an NVIDIA GPU through CuPy; an error "
+                        f"when it is missing) or auto (cuda when available, else cpu); "
+                        f"default ${DEVICE_ENV}, else cpu")
 
 
 def add_parsers(subparsers):
@@ -459,6 +485,7 @@ def add_parsers(subparsers):
                    help="continue from a checkpoint (with its optimizer, schedule, seed, batch "
                         "size and data settings)")
     t.add_argument("--quiet", action="store_true", help="no progress output")
+    _device_option(t)
     t.set_defaults(func=_train_entry)
 
     e = subparsers.add_parser("evaluate", help="test-set metrics of a trained checkpoint")
@@ -466,6 +493,7 @@ def add_parsers(subparsers):
     e.add_argument("--checkpoint", required=True, metavar="CKPT")
     _data_options(e, "evaluate on the embedded sample's 1,000 test digits")
     e.add_argument("--batch-size", type=int, default=256)
+    _device_option(e)
     e.set_defaults(func=cmd_evaluate)
 
 

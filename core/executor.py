@@ -26,7 +26,7 @@ import numpy as np
 from core.errors import GraphError, MemoryLimitError, NonFiniteError, ShapeError
 from core.graph import Graph, Node
 from core.kernels import own_threads
-from core.kernels.backend import to_device, to_numpy
+from core.kernels.backend import array_module, make_rng, resolve_device, to_device, to_numpy
 from core.ops.base import Context, check_allocation, fmt_bytes, memory_limit, numel
 from core.ops.sources import feed_value
 
@@ -48,7 +48,7 @@ def _all_finite(a) -> bool:
         with np.errstate(all="ignore"):
             if np.isfinite(np.dot(flat, flat)):
                 return True
-    return bool(np.isfinite(a).all())
+    return bool(array_module(a).isfinite(a).all())
 
 
 _DOT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -62,14 +62,15 @@ class _NodeContext(Context):
     so replays stay identical.
     """
 
-    def __init__(self, seed_key, **kwargs):
+    def __init__(self, seed_key, device="cpu", **kwargs):
         self._seed_key = seed_key
+        self._device = device
         super().__init__(rng=_LAZY, **kwargs)
 
     @property
     def rng(self):
         if self._rng is _LAZY:
-            self._rng = np.random.default_rng(self._seed_key)
+            self._rng = make_rng(self._seed_key, self._device)  # draws on the run's device
         return self._rng
 
     @rng.setter
@@ -202,7 +203,10 @@ class Executor:
         no stored value. With ``check_finite`` every node runs as drawn, so a
         NaN is reported at the node that made it.
     device : str
-        ``"cpu"`` or ``"cuda"`` (CuPy).
+        ``"cpu"``, ``"cuda"`` (CuPy) or ``"auto"`` (CUDA when it can run here). On CUDA
+        the fed values and the weights are moved there (weights that already are stay:
+        the trainer keeps them there while it trains) and every value stays on the
+        device; :func:`~core.kernels.backend.to_numpy` brings one back.
     """
 
     # run by plan() in this order; each records one decision for the steps (see above)
@@ -217,7 +221,7 @@ class Executor:
         self.check_finite = check_finite
         self.input_grads = input_grads
         self.all_outputs = all_outputs
-        self.device = device
+        self.device = resolve_device(device)
         self.dtype = np.dtype(graph.dtype)
         self.iteration = 0
         self.feeds: dict = {}
@@ -340,7 +344,7 @@ class Executor:
 
     def _context(self, node: Node) -> _NodeContext:
         """A fresh context for one forward of ``node`` (seeded by node and run)."""
-        return _NodeContext([self.seed, self._index[node.id], self.iteration],
+        return _NodeContext([self.seed, self._index[node.id], self.iteration], self.device,
                             training=self.training, state=node.state,
                             outputs_wanted=self._wanted.get(node.id))
 
@@ -361,7 +365,10 @@ class Executor:
             else:
                 xs = self._node_inputs(node)
                 self._ensure_weights(node, xs)
-                xs = xs + [node.weights[w] for w in op.weights]
+                if self.device == "cpu":
+                    xs = xs + [node.weights[w] for w in op.weights]
+                else:
+                    xs = xs + [to_device(node.weights[w], self.device) for w in op.weights]
             ctx.needs_input_grad = self._input_needs(node)
             with np.errstate(all="ignore"):  # non-finite results are reported by name below
                 out = node.op.forward(ctx, *xs)
@@ -385,6 +392,8 @@ class Executor:
                 continue  # an output nothing reads, skipped by the op
             if isinstance(y, np.generic) or not hasattr(y, "dtype"):
                 y = np.asarray(y)  # 0-d ops give NumPy scalars; keep every value an array
+                if self.device != "cpu":
+                    y = to_device(y, self.device)
             if node.id in self._finite_checked and y.dtype.kind == "f" and not _all_finite(y):
                 raise NonFiniteError(node.name, "forward", self._bad_detail(y))
             result[(node.id, k)] = y
@@ -398,6 +407,10 @@ class Executor:
         flags = [port not in op.no_grad_inputs and bool(self._needs.get(src))
                  for port, (src, _) in zip(node.input_ports, self._inputs.get(node.id, ()))]
         return tuple(flags) + (True,) * len(op.weights)
+
+    def _array(self, g):
+        """A NumPy scalar an op returned, as an array on the run's device."""
+        return np.asarray(g) if self.device == "cpu" else to_device(np.asarray(g), self.device)
 
     @staticmethod
     def _bad_detail(arr) -> str:
@@ -432,14 +445,15 @@ class Executor:
             if y.size != 1:
                 raise GraphError(f"the loss node '{node.name}' must give a scalar; it gives shape "
                                  f"{tuple(y.shape)} (add a Sum or Mean)", nodes=(node.name,))
-            upstream[0] = np.ones_like(y)
+            upstream[0] = array_module(y).ones_like(y)
         if op.source or all(u is None for u in upstream):
             return [], {}, upstream
         grads_out = []
         for k, u in enumerate(upstream):
             if u is None:
                 y = self.values.get((node.id, k))  # None: a skipped output
-                u = np.zeros_like(y) if y is not None and y.dtype.kind == "f" else None
+                u = (array_module(y).zeros_like(y) if y is not None and y.dtype.kind == "f"
+                     else None)
             grads_out.append(u)
         ctx = self.ctxs[node.id]
         try:
@@ -451,7 +465,7 @@ class Executor:
         except (ValueError, IndexError, TypeError, OverflowError) as exc:
             raise GraphError(f"backward of node '{node.name}' ({node.op_id}) failed: {exc}",
                              nodes=(node.name,)) from None
-        gin = [np.asarray(g) if isinstance(g, np.generic) else g for g in gin]
+        gin = [self._array(g) if isinstance(g, np.generic) else g for g in gin]
         nin = len(node.input_ports)
         wgrads = {w: gin[nin + i] for i, w in enumerate(op.weights) if nin + i < len(gin)}
         gin = gin[:nin]
@@ -526,7 +540,7 @@ class Executor:
         y = self.values[(node.id, 0)]
         ctx = self.ctxs[node.id]
         try:
-            local = node.op.backward(ctx, np.ones_like(y))
+            local = node.op.backward(ctx, array_module(y).ones_like(y))
         except Exception:  # display only; never let it break a step
             return None
         return list(local)
@@ -581,7 +595,8 @@ class Executor:
         if g is None:
             if (n.id, port) not in self.values:
                 raise GraphError(f"node '{n.name}' has no value yet; run first", nodes=(n.name,))
-            return np.zeros_like(self.values[(n.id, port)])
+            y = self.values[(n.id, port)]
+            return array_module(y).zeros_like(y)
         return g
 
     def weight_grad(self, node, weight: str):

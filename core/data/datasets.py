@@ -15,6 +15,7 @@ import math
 import numpy as np
 
 from core.errors import DataError
+from core.kernels.backend import array_module, on_host, to_device
 
 
 class ArrayDataset:
@@ -23,13 +24,16 @@ class ArrayDataset:
     Parameters
     ----------
     x, y : numpy.ndarray
-        Same first dimension.
+        Same first dimension (device arrays too: see :meth:`to_device`).
     name : str
         Shown in reports.
     """
 
     def __init__(self, x, y, name: str = ""):
-        x, y = np.asarray(x), np.asarray(y)
+        if on_host(x):
+            x = np.asarray(x)
+        if on_host(y):
+            y = np.asarray(y)
         if len(x) != len(y):
             raise DataError(f"data set {name or ''}: {len(x)} samples but {len(y)} labels")
         self.x, self.y, self.name = x, y, name
@@ -44,6 +48,14 @@ class ArrayDataset:
     def n_classes(self) -> int:
         """1 + the largest integer label (labels are class indices)."""
         return int(self.y.max()) + 1 if len(self.y) and self.y.dtype.kind in "iu" else 0
+
+    def to_device(self, device: str, dtype=None) -> ArrayDataset:
+        """This data set on ``device`` (features as ``dtype``), copied there once.
+
+        Its batches are then cut on the device, in the same order as on the host.
+        """
+        x = self.x if dtype is None else self.x.astype(dtype, copy=False)
+        return ArrayDataset(to_device(x, device), to_device(self.y, device), self.name)
 
     def subset(self, index, name: str | None = None) -> ArrayDataset:
         return ArrayDataset(self.x[index], self.y[index], self.name if name is None else name)
@@ -64,6 +76,8 @@ class ArrayDataset:
         if shuffle:
             rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
             order = rng.permutation(n)
+            if not on_host(self.x):  # drawn on the host, as on the CPU; indexes on the device
+                order = array_module(self.x).asarray(order)
         else:
             order = None
         stop = n - n % batch_size if drop_last else n
@@ -203,18 +217,23 @@ class Normalizer:
 
 # ------------------------------------------------------------- augmentation
 def random_shift(images, max_shift: int, rng, fill=0.0) -> np.ndarray:
-    """Shift each image (…, H, W) by up to ``max_shift`` pixels in x and y; ``fill`` elsewhere."""
-    images = np.asarray(images)
+    """Shift each image (…, H, W) by up to ``max_shift`` pixels in x and y; ``fill`` elsewhere.
+
+    The shifts are drawn from the host generator ``rng``; device images stay on the device.
+    """
+    if on_host(images):
+        images = np.asarray(images)
+    xp = array_module(images)
     if max_shift <= 0:
         return images
     b = images.shape[0]
     h, w = images.shape[-2:]
     m = int(max_shift)
-    padded = np.full(images.shape[:-2] + (h + 2 * m, w + 2 * m), fill, dtype=images.dtype)
+    padded = xp.full(images.shape[:-2] + (h + 2 * m, w + 2 * m), fill, dtype=images.dtype)
     padded[..., m:m + h, m:m + w] = images
-    dy = rng.integers(-m, m + 1, b)
-    dx = rng.integers(-m, m + 1, b)
-    out = np.empty_like(images)
+    dy = rng.integers(-m, m + 1, b).tolist()
+    dx = rng.integers(-m, m + 1, b).tolist()
+    out = xp.empty_like(images)
     for i in range(b):
         out[i] = padded[i, ..., m - dy[i]:m - dy[i] + h, m - dx[i]:m - dx[i] + w]
     return out
@@ -223,9 +242,12 @@ def random_shift(images, max_shift: int, rng, fill=0.0) -> np.ndarray:
 def random_rotation(images, max_degrees: float, rng, fill=0.0) -> np.ndarray:
     """Rotate each image (…, H, W) about its centre by a uniform angle in ±``max_degrees``.
 
-    Bilinear interpolation; pixels that come from outside the image get ``fill``.
+    Bilinear interpolation; pixels that come from outside the image get ``fill``. The
+    angles are drawn from the host generator ``rng``; device images stay on the device.
     """
-    images = np.asarray(images)
+    if on_host(images):
+        images = np.asarray(images)
+    xp = array_module(images)
     if max_degrees <= 0:
         return images
     b = images.shape[0]
@@ -233,23 +255,25 @@ def random_rotation(images, max_degrees: float, rng, fill=0.0) -> np.ndarray:
     lead = images.shape[1:-2]
     theta = np.deg2rad(rng.uniform(-max_degrees, max_degrees, b))
     cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    yy, xx = xp.mgrid[0:h, 0:w].astype(np.float64)
     yy, xx = yy - cy, xx - cx
     cos, sin = np.cos(theta)[:, None, None], np.sin(theta)[:, None, None]
+    if xp is not np:  # b angles to the device, not b images to the host
+        cos, sin = xp.asarray(cos), xp.asarray(sin)
     # inverse mapping: for each output pixel, where it comes from in the input
     src_x = cos * xx + sin * yy + cx
     src_y = -sin * xx + cos * yy + cy
-    x0, y0 = np.floor(src_x).astype(np.int64), np.floor(src_y).astype(np.int64)
+    x0, y0 = xp.floor(src_x).astype(np.int64), xp.floor(src_y).astype(np.int64)
     fx, fy = src_x - x0, src_y - y0
     flat = images.reshape(b, -1, h * w).astype(np.float64)
-    out = np.zeros((b, flat.shape[1], h, w))
+    out = xp.zeros((b, flat.shape[1], h, w))
     for oy, ox, wt in ((0, 0, (1 - fy) * (1 - fx)), (0, 1, (1 - fy) * fx),
                        (1, 0, fy * (1 - fx)), (1, 1, fy * fx)):
         yi, xi = y0 + oy, x0 + ox
         inside = (yi >= 0) & (yi < h) & (xi >= 0) & (xi < w)
-        idx = np.where(inside, yi * w + xi, 0).reshape(b, 1, h * w)
-        vals = np.take_along_axis(flat, np.broadcast_to(idx, (b, flat.shape[1], h * w)), axis=2)
-        vals = np.where(inside.reshape(b, 1, h * w), vals, fill)
+        idx = xp.where(inside, yi * w + xi, 0).reshape(b, 1, h * w)
+        vals = xp.take_along_axis(flat, xp.broadcast_to(idx, (b, flat.shape[1], h * w)), axis=2)
+        vals = xp.where(inside.reshape(b, 1, h * w), vals, fill)
         out += (wt.reshape(b, 1, h * w) * vals).reshape(out.shape)
     return out.reshape((b,) + lead + (h, w)).astype(images.dtype, copy=False)
 

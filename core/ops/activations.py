@@ -7,11 +7,10 @@ import math
 import numpy as np
 
 from core.errors import ShapeError
+from core.kernels.backend import array_module, erf
 from core.kernels.layout import times_mask
 from core.ops.base import Op, Param, Sample, numel, register_op
 from core.ops.functional import log_softmax, sigmoid, softmax
-
-_erf = np.vectorize(math.erf, otypes=[np.float64])
 
 
 def _avoid_zero(rng, shape):
@@ -83,7 +82,7 @@ class Tanh(_Activation):
     derivative = "1 − tanh²(x)"
 
     def forward(self, ctx, x):
-        ctx.y = np.tanh(x)
+        ctx.y = array_module(x).tanh(x)
         return ctx.y
 
     def backward(self, ctx, g):
@@ -107,10 +106,11 @@ class ReLU(_Activation):
 
     def forward(self, ctx, x):
         ctx.mask = x > 0
-        return np.maximum(x, 0)
+        return array_module(x).maximum(x, 0)
 
     def backward(self, ctx, g):
-        return (times_mask(g, ctx.mask),)
+        # the CPU kernel multiplies in the mask's memory order; other modules as they are
+        return (times_mask(g, ctx.mask) if isinstance(g, np.ndarray) else g * ctx.mask,)
 
     @classmethod
     def torch_reference(cls, torch, params, x):
@@ -128,10 +128,10 @@ class LeakyReLU(_Activation):
 
     def forward(self, ctx, x):
         ctx.mask = x > 0
-        return np.where(ctx.mask, x, self.p["alpha"] * x)
+        return array_module(x).where(ctx.mask, x, self.p["alpha"] * x)
 
     def backward(self, ctx, g):
-        return (np.where(ctx.mask, g, self.p["alpha"] * g),)
+        return (array_module(g).where(ctx.mask, g, self.p["alpha"] * g),)
 
     @classmethod
     def torch_reference(cls, torch, params, x):
@@ -148,12 +148,13 @@ class ELU(_Activation):
     derivative = "1 if x > 0 else αeˣ"
 
     def forward(self, ctx, x):
+        xp = array_module(x)
         ctx.mask = x > 0
-        ctx.e = self.p["alpha"] * np.exp(np.minimum(x, 0.0))
-        return np.where(ctx.mask, x, ctx.e - self.p["alpha"])
+        ctx.e = self.p["alpha"] * xp.exp(xp.minimum(x, 0.0))
+        return xp.where(ctx.mask, x, ctx.e - self.p["alpha"])
 
     def backward(self, ctx, g):
-        return (np.where(ctx.mask, g, g * ctx.e),)
+        return (array_module(g).where(ctx.mask, g, g * ctx.e),)
 
     @classmethod
     def torch_reference(cls, torch, params, x):
@@ -175,10 +176,9 @@ class GELU(_Activation):
     def forward(self, ctx, x):
         ctx.x = x
         if self.p["approximate"] == "tanh":
-            ctx.t = np.tanh(self._K * (x + 0.044715 * x ** 3))
+            ctx.t = array_module(x).tanh(self._K * (x + 0.044715 * x ** 3))
             return 0.5 * x * (1.0 + ctx.t)
-        ctx.cdf = 0.5 * (1.0 + _erf(np.asarray(x, dtype=np.float64) / math.sqrt(2.0))).astype(
-            x.dtype)
+        ctx.cdf = 0.5 * (1.0 + erf(x.astype(np.float64) / math.sqrt(2.0))).astype(x.dtype)
         return x * ctx.cdf
 
     def backward(self, ctx, g):
@@ -187,7 +187,7 @@ class GELU(_Activation):
             t = ctx.t
             dt = (1.0 - t * t) * self._K * (1.0 + 3 * 0.044715 * x * x)
             return (g * (0.5 * (1.0 + t) + 0.5 * x * dt),)
-        pdf = np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+        pdf = array_module(x).exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
         return (g * (ctx.cdf + x * pdf),)
 
     @classmethod
@@ -212,7 +212,7 @@ class Softplus(_Activation):
     def forward(self, ctx, x):
         b = self.p["beta"]
         ctx.s = sigmoid(b * x)
-        return np.logaddexp(0.0, b * x) / b
+        return array_module(x).logaddexp(0.0, b * x) / b
 
     def backward(self, ctx, g):
         return (g * ctx.s,)
@@ -232,7 +232,7 @@ class Softsign(_Activation):
     derivative = "1/(1+|x|)²"
 
     def forward(self, ctx, x):
-        ctx.d = 1.0 + np.abs(x)
+        ctx.d = 1.0 + abs(x)
         return x / ctx.d
 
     def backward(self, ctx, g):
@@ -276,7 +276,8 @@ class Mish(_Activation):
 
     def forward(self, ctx, x):
         ctx.x = x
-        ctx.t = np.tanh(np.logaddexp(0.0, x))
+        xp = array_module(x)
+        ctx.t = xp.tanh(xp.logaddexp(0.0, x))
         return x * ctx.t
 
     def backward(self, ctx, g):
@@ -298,7 +299,7 @@ class LogSigmoid(_Activation):
 
     def forward(self, ctx, x):
         ctx.x = x
-        return -np.logaddexp(0.0, -x)
+        return -array_module(x).logaddexp(0.0, -x)
 
     def backward(self, ctx, g):
         return (g * sigmoid(-ctx.x),)
@@ -320,7 +321,7 @@ class Step(_Activation):
         return (x > 0).astype(x.dtype)
 
     def backward(self, ctx, g):
-        return (np.zeros_like(g),)
+        return (array_module(g).zeros_like(g),)
 
 
 class _SoftmaxBase(Op):
@@ -375,7 +376,7 @@ class LogSoftmax(_SoftmaxBase):
 
     def forward(self, ctx, x):
         y = log_softmax(x, self.p["axis"])
-        ctx.p = np.exp(y)
+        ctx.p = array_module(y).exp(y)
         return y
 
     def backward(self, ctx, g):

@@ -11,7 +11,7 @@ Example
 
 from __future__ import annotations
 
-import numpy as np
+from core.kernels.backend import array_module
 
 
 def sigmoid(x):
@@ -20,7 +20,8 @@ def sigmoid(x):
     Shape:
         any -> same
     """
-    return np.exp(-np.logaddexp(0.0, -x))
+    xp = array_module(x)
+    return xp.exp(-xp.logaddexp(0.0, -x))
 
 
 def softmax(x, axis=-1):
@@ -29,7 +30,7 @@ def softmax(x, axis=-1):
     Shape:
         any -> same
     """
-    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    e = array_module(x).exp(x - x.max(axis=axis, keepdims=True))
     return e / e.sum(axis=axis, keepdims=True)
 
 
@@ -39,5 +40,6 @@ def log_softmax(x, axis=-1):
     Shape:
         any -> same
     """
+    xp = array_module(x)
     m = x.max(axis=axis, keepdims=True)
-    return x - m - np.log(np.exp(x - m).sum(axis=axis, keepdims=True))
+    return x - m - xp.log(xp.exp(x - m).sum(axis=axis, keepdims=True))

@@ -19,7 +19,8 @@ import numpy as np
 
 from core.errors import ShapeError
 from core.init import INITIALIZERS
-from core.kernels import conv, pool
+from core.kernels import conv, device, pool
+from core.kernels.backend import array_module
 from core.kernels.matmul import dense_grads, matmul_small
 from core.kernels.scratch import scratch_for
 from core.ops.base import (
@@ -91,8 +92,8 @@ def _need_4d(op_name, x):
         raise ShapeError(f"{op_name} expects images (B, C, H, W); got {fmt_shape(x)}")
 
 
-def _empty_bias(dtype):
-    return np.zeros((0,), dtype=dtype)
+def _empty_bias(dtype, xp=np):
+    return xp.zeros((0,), dtype=dtype)
 
 
 # ----------------------------------------------------------------------- dense
@@ -145,14 +146,18 @@ class Dense(Op):
             raise ShapeError(f"dense: input has {x.shape[1]} features but W is "
                              f"{fmt_shape(w.shape)}")
         ctx.x, ctx.w, ctx.bias = x, w, b.size > 0
-        y = matmul_small(x, w)
+        # NumPy arrays take the CPU kernels; any other array module its own product
+        y = matmul_small(x, w) if isinstance(x, np.ndarray) else x @ w
         if ctx.bias:
             y += b
         return y
 
     def backward(self, ctx, g):
-        gx, gw = dense_grads(ctx.x, ctx.w, g, ctx.needs(0))
-        gb = g.sum(axis=0) if ctx.bias else np.zeros((0,), dtype=g.dtype)
+        if isinstance(g, np.ndarray):
+            gx, gw = dense_grads(ctx.x, ctx.w, g, ctx.needs(0))
+        else:
+            gx, gw = (g @ ctx.w.T if ctx.needs(0) else None), ctx.x.T @ g
+        gb = g.sum(axis=0) if ctx.bias else _empty_bias(g.dtype, array_module(g))
         return gx, gw, gb
 
     @classmethod
@@ -240,15 +245,23 @@ class Conv2d(Op):
                              f"{fmt_shape(w.shape)}")
         if p["mode"] == "convolution":
             w = w[:, :, ::-1, ::-1]
-        y, ctx.kernel_state = conv.conv2d_forward(scratch_for(self), x, w, b, p["stride"],
-                                                  p["padding"], p["dilation"], out_hw)
+        if isinstance(x, np.ndarray):
+            y, ctx.kernel_state = conv.conv2d_forward(scratch_for(self), x, w, b, p["stride"],
+                                                      p["padding"], p["dilation"], out_hw)
+        else:
+            y, ctx.kernel_state = device.conv2d_forward(x, w, b, p["stride"], p["padding"],
+                                                        p["dilation"], out_hw)
         return y
 
     def backward(self, ctx, g):
-        gx, gw, gb = conv.conv2d_backward(scratch_for(self), ctx.kernel_state, g, ctx.needs(0))
+        if isinstance(g, np.ndarray):
+            gx, gw, gb = conv.conv2d_backward(scratch_for(self), ctx.kernel_state, g,
+                                              ctx.needs(0))
+        else:
+            gx, gw, gb = device.conv2d_backward(ctx.kernel_state, g, ctx.needs(0))
         if self.p["mode"] == "convolution":
             gw = gw[:, :, ::-1, ::-1]
-        return gx, np.ascontiguousarray(gw), gb
+        return gx, array_module(gw).ascontiguousarray(gw), gb
 
     @classmethod
     def sample_inputs(cls, rng):
@@ -367,13 +380,15 @@ class ConvTranspose2d(Op):
         if w.shape[0] != x.shape[1]:
             raise ShapeError(f"conv_transpose2d: input has {x.shape[1]} channels but W is "
                              f"{fmt_shape(w.shape)}")
-        y, ctx.kernel_state = conv.conv_transpose2d_forward(
+        kernels = conv if isinstance(x, np.ndarray) else device
+        y, ctx.kernel_state = kernels.conv_transpose2d_forward(
             x, w, b, p["kernel"], p["stride"], p["padding"], p["dilation"],
             p["output_padding"], out_hw)
         return y
 
     def backward(self, ctx, g):
-        return conv.conv_transpose2d_backward(ctx.kernel_state, g, ctx.needs(0))
+        kernels = conv if isinstance(g, np.ndarray) else device
+        return kernels.conv_transpose2d_backward(ctx.kernel_state, g, ctx.needs(0))
 
     @classmethod
     def sample_inputs(cls, rng):
@@ -464,12 +479,19 @@ class MaxPool2d(_Pool):
 
     def forward(self, ctx, x):
         p = self.p
+        if not isinstance(x, np.ndarray):
+            out, idx, ctx.kernel_state = device.max_pool2d_forward(
+                x, p["kernel"], p["stride"], p["padding"], self._out_hw(x.shape),
+                want_indices=ctx.wants(1))
+            return out, idx
         out, idx, ctx.kernel_state = pool.max_pool2d_forward(
             scratch_for(self), x, p["kernel"], p["stride"], p["padding"], self._out_hw(x.shape),
             want_indices=ctx.wants(1), training=ctx.training)
         return out, idx
 
     def backward(self, ctx, g, g_indices=None):
+        if not isinstance(g, np.ndarray):
+            return (device.max_pool2d_backward(ctx.kernel_state, g),)
         return (pool.max_pool2d_backward(scratch_for(self), ctx.kernel_state, g),)
 
     @classmethod
@@ -520,12 +542,14 @@ class AvgPool2d(_Pool):
 
     def forward(self, ctx, x):
         p = self.p
-        y, ctx.kernel_state = pool.avg_pool2d_forward(x, p["kernel"], p["stride"], p["padding"],
-                                                      self._out_hw(x.shape))
+        kernels = pool if isinstance(x, np.ndarray) else device
+        y, ctx.kernel_state = kernels.avg_pool2d_forward(x, p["kernel"], p["stride"],
+                                                         p["padding"], self._out_hw(x.shape))
         return y
 
     def backward(self, ctx, g):
-        return (pool.avg_pool2d_backward(ctx.kernel_state, g),)
+        kernels = pool if isinstance(g, np.ndarray) else device
+        return (kernels.avg_pool2d_backward(ctx.kernel_state, g),)
 
     @classmethod
     def sample_inputs(cls, rng):
@@ -570,7 +594,7 @@ class GlobalAvgPool(Op):
 
     def backward(self, ctx, g):
         h, w = ctx.shape[2:]
-        gx = np.empty(ctx.shape, dtype=g.dtype)
+        gx = array_module(g).empty(ctx.shape, dtype=g.dtype)
         gx[...] = (g * g.dtype.type(1.0 / (h * w)))[:, :, None, None]
         return (gx,)
 
@@ -634,6 +658,10 @@ class MaxUnpool2d(_Pool):
         if flat.size and (flat.min() < 0 or flat.max() >= oh * ow):
             raise ShapeError(f"max_unpool2d: an index ({int(flat.max())}) lies outside the "
                              f"{oh}×{ow} output; the kernel/stride/padding must match the pool's")
+        if not isinstance(x, np.ndarray):
+            y, won = device.max_unpool2d(x, flat, oh * ow)
+            ctx.flat, ctx.x_shape, ctx.won = flat, x.shape, won
+            return y.reshape(b, c, oh, ow)
         y = np.zeros((b, c, oh * ow), dtype=x.dtype)
         np.put_along_axis(y, flat, x.reshape(b, c, -1), axis=2)
         # Overlapping pool windows can repeat an index: only one value lands there (the
@@ -648,7 +676,7 @@ class MaxUnpool2d(_Pool):
 
     def backward(self, ctx, g, *_):
         b, c = ctx.x_shape[:2]
-        gx = np.take_along_axis(g.reshape(b, c, -1), ctx.flat, axis=2)
+        gx = array_module(g).take_along_axis(g.reshape(b, c, -1), ctx.flat, axis=2)
         if ctx.won is not None:
             gx *= ctx.won
         return gx.reshape(ctx.x_shape), None

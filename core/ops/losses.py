@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from core.errors import ShapeError
+from core.kernels.backend import array_module, put_along_last
 from core.ops.base import (
     Op,
     Param,
@@ -95,11 +96,12 @@ class BinaryCrossEntropy(_Loss):
         ctx.y, ctx.t = y, t
         n = y.size if self.p["reduction"] == "mean" else 1
         ctx.n = n
+        xp = array_module(y)
         if self.p["from_logits"]:
             # ln(1+e^z) − t·z, written so neither term overflows
-            loss = np.logaddexp(0.0, y) - t * y
+            loss = xp.logaddexp(0.0, y) - t * y
         else:
-            loss = -(t * np.log(y) + (1.0 - t) * np.log1p(-y))
+            loss = -(t * xp.log(y) + (1.0 - t) * xp.log1p(-y))
         return loss.sum() / n
 
     def backward(self, ctx, g):
@@ -176,24 +178,26 @@ class SoftmaxCrossEntropy(_Loss):
         return 4 * numel(y)
 
     def forward(self, ctx, z, t):
+        xp = array_module(z)
         logp = log_softmax(z, -1)
         idx, onehot = _targets(t, z)
         n = int(np.prod(z.shape[:-1])) if self.p["reduction"] == "mean" else 1
-        ctx.p, ctx.idx, ctx.onehot, ctx.n = np.exp(logp), idx, onehot, n
+        ctx.p, ctx.idx, ctx.onehot, ctx.n = xp.exp(logp), idx, onehot, n
         if idx is not None:
             if z.ndim == 2:  # (B, C): plain indexing, cheaper than take_along_axis
-                return -logp[np.arange(len(idx)), idx].sum() / n
-            picked = np.take_along_axis(logp, idx[..., None], axis=-1)
+                return -logp[xp.arange(len(idx)), idx].sum() / n
+            picked = xp.take_along_axis(logp, idx[..., None], axis=-1)
             return -picked.sum() / n
         return -(onehot * logp).sum() / n
 
     def backward(self, ctx, g):
+        xp = array_module(ctx.p)
         gz = ctx.p.copy()
         if ctx.idx is not None and gz.ndim == 2:
-            gz[np.arange(len(ctx.idx)), ctx.idx] -= 1.0
+            gz[xp.arange(len(ctx.idx)), ctx.idx] -= 1.0
         elif ctx.idx is not None:
-            np.put_along_axis(gz, ctx.idx[..., None],
-                              np.take_along_axis(gz, ctx.idx[..., None], axis=-1) - 1.0, axis=-1)
+            put_along_last(gz, ctx.idx[..., None],
+                           xp.take_along_axis(gz, ctx.idx[..., None], axis=-1) - 1.0)
         else:
             gz = ctx.p * ctx.onehot.sum(axis=-1, keepdims=True) - ctx.onehot
         return gz * (g / ctx.n), None
@@ -237,13 +241,14 @@ class NegativeLogLikelihood(_Loss):
         n = int(np.prod(lp.shape[:-1])) if self.p["reduction"] == "mean" else 1
         ctx.shape, ctx.idx, ctx.onehot, ctx.n = lp.shape, idx, onehot, n
         if idx is not None:
-            return -np.take_along_axis(lp, idx[..., None], axis=-1).sum() / n
+            return -array_module(lp).take_along_axis(lp, idx[..., None], axis=-1).sum() / n
         return -(onehot * lp).sum() / n
 
     def backward(self, ctx, g):
         if ctx.idx is not None:
-            gl = np.zeros(ctx.shape, dtype=np.result_type(g, np.float32))
-            np.put_along_axis(gl, ctx.idx[..., None], -1.0, axis=-1)
+            xp = array_module(ctx.idx)
+            gl = xp.zeros(ctx.shape, dtype=np.result_type(getattr(g, "dtype", g), np.float32))
+            put_along_last(gl, ctx.idx[..., None], -1.0)
         else:
             gl = -ctx.onehot
         return gl * (g / ctx.n), None
@@ -278,18 +283,19 @@ class MulticlassHinge(_Loss):
 
     def forward(self, ctx, s, t):
         idx, onehot = _targets(t, s)
+        xp = array_module(s)
         if idx is None:
             idx = onehot.argmax(axis=-1)
-        correct = np.take_along_axis(s, idx[..., None], axis=-1)
-        margins = np.maximum(0.0, s - correct + self.p["margin"])
-        np.put_along_axis(margins, idx[..., None], 0.0, axis=-1)
+        correct = xp.take_along_axis(s, idx[..., None], axis=-1)
+        margins = xp.maximum(0.0, s - correct + self.p["margin"])
+        put_along_last(margins, idx[..., None], 0.0)
         n = int(np.prod(s.shape[:-1])) if self.p["reduction"] == "mean" else 1
         ctx.mask, ctx.idx, ctx.n = (margins > 0).astype(s.dtype), idx, n
         return margins.sum() / n
 
     def backward(self, ctx, g):
         gs = ctx.mask.copy()
-        np.put_along_axis(gs, ctx.idx[..., None], -ctx.mask.sum(axis=-1, keepdims=True), axis=-1)
+        put_along_last(gs, ctx.idx[..., None], -ctx.mask.sum(axis=-1, keepdims=True))
         return gs * (g / ctx.n), None
 
     @classmethod

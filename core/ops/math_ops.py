@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from core.errors import ShapeError
+from core.kernels.backend import array_module
 from core.ops.base import (
     Op,
     Param,
@@ -136,11 +137,12 @@ class _Select(_Binary):
     def forward(self, ctx, a, b):
         ctx.shapes = (a.shape, b.shape)
         ctx.mask = self.takes_a(a, b)
-        return np.where(ctx.mask, a, b)
+        return _module(a, b).where(ctx.mask, a, b)
 
     def backward(self, ctx, g):
-        return (unbroadcast(np.where(ctx.mask, g, 0.0), ctx.shapes[0]),
-                unbroadcast(np.where(ctx.mask, 0.0, g), ctx.shapes[1]))
+        xp = array_module(g)
+        return (unbroadcast(xp.where(ctx.mask, g, 0.0), ctx.shapes[0]),
+                unbroadcast(xp.where(ctx.mask, 0.0, g), ctx.shapes[1]))
 
 
 @register_op("maximum")
@@ -173,6 +175,12 @@ class Minimum(_Select):
     @classmethod
     def torch_reference(cls, torch, params, a, b):
         return torch.minimum(a, b)
+
+
+def _module(a, b):
+    """The array module of two operands (a host scalar takes the other's)."""
+    xp = array_module(a)
+    return xp if xp is not np else array_module(b)
 
 
 class _Unary(Op):
@@ -235,7 +243,7 @@ class Exp(_Unary):
     derivative = "∂/∂x = eˣ"
 
     def forward(self, ctx, x):
-        ctx.y = np.exp(x)
+        ctx.y = array_module(x).exp(x)
         return ctx.y
 
     def backward(self, ctx, g):
@@ -256,7 +264,7 @@ class Log(_Unary):
 
     def forward(self, ctx, x):
         ctx.x = x
-        return np.log(x)
+        return array_module(x).log(x)
 
     def backward(self, ctx, g):
         return (g / ctx.x,)
@@ -327,7 +335,7 @@ class Sqrt(_Unary):
     derivative = "∂/∂x = 1/(2√x)"
 
     def forward(self, ctx, x):
-        ctx.y = np.sqrt(x)
+        ctx.y = array_module(x).sqrt(x)
         return ctx.y
 
     def backward(self, ctx, g):
@@ -352,10 +360,10 @@ class Abs(_Unary):
 
     def forward(self, ctx, x):
         ctx.x = x
-        return np.abs(x)
+        return abs(x)
 
     def backward(self, ctx, g):
-        return (g * np.sign(ctx.x),)
+        return (g * array_module(ctx.x).sign(ctx.x),)
 
     @classmethod
     def torch_reference(cls, torch, params, x):
@@ -410,9 +418,9 @@ class MatMul(Op):
             g2 = g2[..., None, :]
         ga = gb = None
         if ctx.needs(0):
-            ga = unbroadcast(g2 @ np.swapaxes(b2, -1, -2), a2.shape).reshape(a.shape)
+            ga = unbroadcast(g2 @ b2.swapaxes(-1, -2), a2.shape).reshape(a.shape)
         if ctx.needs(1):
-            gb = unbroadcast(np.swapaxes(a2, -1, -2) @ g2, b2.shape).reshape(b.shape)
+            gb = unbroadcast(a2.swapaxes(-1, -2) @ g2, b2.shape).reshape(b.shape)
         return ga, gb
 
     @classmethod
@@ -457,10 +465,12 @@ class _Reduce(Op):
         return numel(x)
 
     def _expand(self, g, shape):
+        """``g`` broadcast back over the reduced axis, as a new array."""
+        xp = array_module(g)
         axis = self._axis(len(shape))
         if axis is not None and not self.p["keepdims"]:
-            g = np.expand_dims(g, axis)
-        return np.broadcast_to(g, shape)
+            g = xp.expand_dims(g, axis)
+        return xp.array(xp.broadcast_to(g, shape))
 
     @classmethod
     def sample_inputs(cls, rng):
@@ -480,10 +490,10 @@ class Sum(_Reduce):
 
     def forward(self, ctx, x):
         ctx.shape = x.shape
-        return np.sum(x, axis=self._axis(x.ndim), keepdims=self.p["keepdims"])
+        return x.sum(axis=self._axis(x.ndim), keepdims=self.p["keepdims"])
 
     def backward(self, ctx, g):
-        return (np.array(self._expand(g, ctx.shape)),)
+        return (self._expand(g, ctx.shape),)
 
     @classmethod
     def torch_reference(cls, torch, params, x):
@@ -506,10 +516,10 @@ class Mean(_Reduce):
         ctx.shape = x.shape
         axis = self._axis(x.ndim)
         ctx.n = x.size if axis is None else x.shape[axis]
-        return np.mean(x, axis=axis, keepdims=self.p["keepdims"])
+        return x.mean(axis=axis, keepdims=self.p["keepdims"])
 
     def backward(self, ctx, g):
-        return (np.array(self._expand(g / ctx.n, ctx.shape)),)
+        return (self._expand(g / ctx.n, ctx.shape),)
 
     @classmethod
     def torch_reference(cls, torch, params, x):
@@ -649,10 +659,10 @@ class Transpose(Op):
 
     def forward(self, ctx, x):
         ctx.perm = self._perm(x.ndim)
-        return np.transpose(x, ctx.perm)
+        return x.transpose(ctx.perm)
 
     def backward(self, ctx, g):
-        return (np.transpose(g, np.argsort(ctx.perm)),)
+        return (g.transpose(tuple(int(i) for i in np.argsort(ctx.perm))),)
 
     @classmethod
     def sample_inputs(cls, rng):

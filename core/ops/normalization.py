@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from core.errors import ShapeError
+from core.kernels.backend import array_module, like
 from core.ops.base import Op, Param, Sample, WeightSpec, fmt_shape, numel, register_op
 
 
@@ -72,9 +73,12 @@ class BatchNorm(Op):
         nf = x.shape[1]
         n = x.size // nf
         state = ctx.state
+        xp = array_module(x)
         rm, rv = state.get("running_mean"), state.get("running_var")
         if rm is None or rm.shape != (nf,):
-            rm, rv = np.zeros(nf, dtype=x.dtype), np.ones(nf, dtype=x.dtype)
+            rm, rv = xp.zeros(nf, dtype=x.dtype), xp.ones(nf, dtype=x.dtype)
+        elif xp is not np:  # statistics loaded on the host (a checkpoint) join the run's module
+            rm, rv = like(rm, x), like(rv, x)
         eps, m = self.p["eps"], self.p["momentum"]
         if ctx.training:
             if n < 2:
@@ -90,7 +94,7 @@ class BatchNorm(Op):
         else:
             mean, var = rm, rv
             xm = x - mean.reshape(bshape)
-        inv = (1.0 / np.sqrt(var + eps)).astype(x.dtype, copy=False)
+        inv = (1.0 / xp.sqrt(var + eps)).astype(x.dtype, copy=False)
         xhat = xm * inv.reshape(bshape)
         ctx.xhat, ctx.inv, ctx.gamma = xhat, inv, gamma
         ctx.axes, ctx.bshape, ctx.n, ctx.batch_stats = axes, bshape, n, ctx.training

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from core.init import INITIALIZERS
+from core.kernels.backend import on_host
 from core.ops.base import Op, Param, Sample, register_op
 
 
@@ -77,5 +78,6 @@ def feed_value(node, fed, dtype):
     value = fed if fed is not None else node.value
     if value is None:
         raise ValueError("has no value: type one in, or feed it from data")
-    return np.asarray(value, dtype=dtype) if not hasattr(value, "__cuda_array_interface__") \
-        else value.astype(dtype, copy=False)
+    if on_host(value):
+        return np.asarray(value, dtype=dtype)
+    return value.astype(dtype, copy=False)  # a device array stays where it is

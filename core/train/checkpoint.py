@@ -25,6 +25,7 @@ import numpy as np
 
 from core.errors import FileFormatError
 from core.graph import Graph
+from core.kernels.backend import to_numpy
 from core.serialize import atomic_write
 from core.train.optim import make_optimizer
 from core.train.schedules import make_schedule
@@ -105,15 +106,19 @@ def optimizer_from_checkpoint(graph: Graph, meta: dict, arrays: dict, path) -> t
 
 
 def graph_arrays(graph: Graph) -> dict:
-    """The arrays a checkpoint keeps: parameter values, layer weights and layer state."""
+    """The arrays a checkpoint keeps: parameter values, layer weights and layer state.
+
+    Host copies of arrays that live on a device, so a checkpoint saved on a GPU loads
+    on a CPU (and back).
+    """
     arrays = {}
     for node in graph.nodes.values():
         if node.op_id == "parameter" and node.value is not None:
-            arrays[f"value/{node.id}"] = node.value
+            arrays[f"value/{node.id}"] = to_numpy(node.value)
         for w, v in node.weights.items():
-            arrays[f"weights/{node.id}/{w}"] = np.asarray(v)
+            arrays[f"weights/{node.id}/{w}"] = to_numpy(v)
         for s, v in node.state.items():
-            arrays[f"state/{node.id}/{s}"] = np.asarray(v)
+            arrays[f"state/{node.id}/{s}"] = to_numpy(v)
     return arrays
 
 
@@ -127,7 +132,7 @@ def write_checkpoint(path, graph: Graph, optimizer, meta: dict):
     """
     arrays = graph_arrays(graph)
     for (slot, key), v in optimizer.state_arrays().items():
-        arrays[f"optim/{slot}/{key[0]}/{key[1] or '-'}"] = v
+        arrays[f"optim/{slot}/{key[0]}/{key[1] or '-'}"] = to_numpy(v)
     meta = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **meta}
     arrays["meta.json"] = np.array(json.dumps(meta, allow_nan=False))
     buf = io.BytesIO()

@@ -22,6 +22,8 @@ import math
 
 import numpy as np
 
+from core.kernels.backend import array_module, on_host, to_numpy
+
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam", "adagrad", "adadelta")
 
 
@@ -43,7 +45,8 @@ def _flush_denormals(buf, step: int = 0):
     tiny = _TINY.get(buf.dtype)
     if tiny is None:
         tiny = np.finfo(buf.dtype).tiny
-    np.putmask(buf, np.abs(buf) < tiny, 0)
+    xp = array_module(buf)
+    xp.putmask(buf, abs(buf) < tiny, buf.dtype.type(0))
 
 
 def global_norm(grads, per_tensor: list | None = None) -> float:
@@ -54,6 +57,9 @@ def global_norm(grads, per_tensor: list | None = None) -> float:
     scale and be reported as a non-finite loss. ``per_tensor``, a list, receives
     each array's own norm.
     """
+    grads = list(grads)
+    if grads and array_module(grads[0]) is not np:
+        return _device_norm(grads, per_tensor)
     total = 0.0
     for g in grads:
         flat = np.asarray(g).ravel().astype(np.float64, copy=False)
@@ -62,6 +68,19 @@ def global_norm(grads, per_tensor: list | None = None) -> float:
         if per_tensor is not None:
             per_tensor.append(math.sqrt(sq))
     return math.sqrt(total)
+
+
+def _device_norm(grads, per_tensor) -> float:
+    """:func:`global_norm` of device arrays: the squares summed there, read back once."""
+    xp = array_module(grads[0])
+    squares = []
+    for g in grads:
+        flat = g.ravel().astype(np.float64, copy=False)
+        squares.append(xp.vdot(flat, flat))
+    sq = to_numpy(xp.stack(squares))  # one small transfer per step, not one per tensor
+    if per_tensor is not None:
+        per_tensor.extend(math.sqrt(float(v)) for v in sq)
+    return math.sqrt(float(sq.sum()))
 
 
 class Optimizer:
@@ -131,7 +150,7 @@ class Optimizer:
     def _buffer(self, slot: str, key, like):
         buf = self.state[slot].get(key)
         if buf is None or buf.shape != like.shape:
-            buf = np.zeros_like(like)
+            buf = array_module(like).zeros_like(like)
             self.state[slot][key] = buf
         return buf
 
@@ -156,7 +175,7 @@ class Optimizer:
         for (slot, k), v in arrays.items():
             if slot not in self.state:
                 raise ValueError(f"optimizer {self.name} has no state slot '{slot}'")
-            self.state[slot][k] = np.array(v)
+            self.state[slot][k] = np.array(v) if on_host(v) else v.copy()
         self.steps = int(steps)
 
     def __repr__(self):
@@ -229,7 +248,7 @@ class RMSProp(Optimizer):
         s *= t(self.alpha)
         s += t(1.0 - self.alpha) * g * g
         _flush_denormals(s, self.steps)
-        step = g / (np.sqrt(s) + t(self.eps))
+        step = g / (array_module(s).sqrt(s) + t(self.eps))
         if self.momentum:
             b = self._buffer("momentum_buffer", key, p)
             b *= t(self.momentum)
@@ -269,7 +288,7 @@ class Adam(Optimizer):
         bc1 = 1.0 - self.beta1 ** self.steps
         bc2 = 1.0 - self.beta2 ** self.steps
         # the same arithmetic order as torch.optim.Adam (step size and denominator apart)
-        denom = np.sqrt(v) / t(math.sqrt(bc2)) + t(self.eps)
+        denom = array_module(v).sqrt(v) / t(math.sqrt(bc2)) + t(self.eps)
         p -= t(self.lr / bc1) * (m / denom)
 
 
@@ -288,7 +307,7 @@ class Adagrad(Optimizer):
         t = p.dtype.type
         s = self._buffer("sum", key, p)
         s += g * g
-        p -= t(self.lr) * g / (np.sqrt(s) + t(self.eps))
+        p -= t(self.lr) * g / (array_module(s).sqrt(s) + t(self.eps))
 
 
 class Adadelta(Optimizer):
@@ -308,7 +327,8 @@ class Adadelta(Optimizer):
         u = self._buffer("acc_delta", key, p)
         v *= t(self.rho)
         v += t(1.0 - self.rho) * g * g
-        delta = np.sqrt(u + t(self.eps)) / np.sqrt(v + t(self.eps)) * g
+        xp = array_module(v)
+        delta = xp.sqrt(u + t(self.eps)) / xp.sqrt(v + t(self.eps)) * g
         u *= t(self.rho)
         u += t(1.0 - self.rho) * delta * delta
         _flush_denormals(v, self.steps)

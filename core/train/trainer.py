@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,6 +42,7 @@ import numpy as np
 from core.errors import DataError, GraphError, NonFiniteError
 from core.executor import Executor
 from core.graph import Graph
+from core.kernels.backend import array_module, resolve_device, to_device, to_numpy
 from core.ops.functional import sigmoid, softmax
 from core.train.checkpoint import (
     apply_graph_arrays,
@@ -199,11 +201,18 @@ class Trainer:
         :class:`core.data.datasets.Augment`).
     grad_norms : bool
         Report per-tensor gradient norms to ``on_batch``.
+    device : str, optional
+        ``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when it can run here, else the CPU);
+        ``None`` reads ``$BACKPROP_STUDIO_DEVICE`` (default ``"cpu"``). Asking for CUDA
+        where it cannot run is a :class:`~core.kernels.backend.DeviceError`. On CUDA
+        the weights, layer state, optimizer buffers and data stay on the device while
+        :meth:`fit` or :meth:`evaluate` runs and come back to the host when it returns;
+        :attr:`device` is the device chosen.
     """
 
     def __init__(self, graph: Graph, optimizer: Optimizer | None = None,
                  schedule: Schedule | None = None, *, batch_size: int = 64, seed: int = 0,
-                 loss=None, augment=None, grad_norms: bool = True, device: str = "cpu"):
+                 loss=None, augment=None, grad_norms: bool = True, device: str | None = None):
         if batch_size < 1:
             raise ValueError(f"batch size must be ≥ 1; got {batch_size}")
         self.graph = graph
@@ -221,7 +230,9 @@ class Trainer:
         self.seed = int(seed)
         self.augment = augment
         self.report_grad_norms = grad_norms
-        self.device = device
+        self.device = device = resolve_device(device)
+        self._placed = False  # the graph's arrays are on the device (see _on_device)
+        self._device_sets: dict = {}  # id(data set) -> (data set, its copy on the device)
         self.epoch = 0        # completed epochs
         self.iteration = 0    # optimizer steps done
         self.history: list = []
@@ -285,11 +296,12 @@ class Trainer:
     def _probs(self, scores):
         """Per-class probabilities (N, C) or P(class 1) (N,) from the prediction input."""
         kind = self._scores[2]
-        s = np.asarray(scores, dtype=np.float64)
+        xp = array_module(scores)
+        s = np.asarray(scores, dtype=np.float64) if xp is np else scores.astype(np.float64)
         if kind == "logits":
             return softmax(s.reshape(len(s), -1))
         if kind == "log_probs":
-            return np.exp(s.reshape(len(s), -1))
+            return xp.exp(s.reshape(len(s), -1))
         if kind == "logit":
             return sigmoid(s.reshape(len(s)))
         s = s.reshape(len(s), -1)
@@ -297,17 +309,18 @@ class Trainer:
 
     @staticmethod
     def _labels(y):
-        y = np.asarray(y)
+        xp = array_module(y)
+        y = np.asarray(y) if xp is np else y
         if y.ndim >= 2 and y.shape[-1] > 1:  # one-hot targets
             return y.reshape(len(y), -1).argmax(axis=1)
-        return np.rint(y.reshape(len(y))).astype(np.int64)
+        return xp.rint(y.reshape(len(y))).astype(np.int64)
 
     def _batch_accuracy(self, scores, y):
         if self._scores is None or self.target is None:
             return float("nan")
         if self._scores[2] in ("logits", "log_probs"):
             # softmax and exp keep the order of the scores: the largest is the prediction
-            s = np.asarray(scores)
+            s = np.asarray(scores) if array_module(scores) is np else scores
             pred = s.reshape(len(s), -1).argmax(axis=1)
         else:
             p = self._probs(scores)
@@ -316,7 +329,9 @@ class Trainer:
 
     def _feeds(self, xb, yb):
         shape = self.features.params.get("shape") or ()
-        x = np.asarray(xb, dtype=self.graph.dtype)
+        on_cpu = array_module(xb) is np
+        x = np.asarray(xb, dtype=self.graph.dtype) if on_cpu else xb.astype(
+            self.graph.dtype, copy=False)
         if len(shape) > 1 and all(d is not None for d in shape[1:]):
             want = tuple(shape[1:])
             if x.shape[1:] != want:
@@ -327,7 +342,7 @@ class Trainer:
         feeds = {self.features.name: x}
         if self.target is not None:
             tshape = self.target.params.get("shape") or ()
-            y = np.asarray(yb)
+            y = np.asarray(yb) if array_module(yb) is np else yb
             if len(tshape) == 2 and tshape[1] == 1 and y.ndim == 1:
                 y = y.reshape(-1, 1)
             feeds[self.target.name] = y
@@ -341,6 +356,52 @@ class Trainer:
             if arr is not None:
                 out[(node.id, w)] = arr
         return out
+
+    # ------------------------------------------------------- device
+    def _move_arrays(self, move):
+        """Every array the run updates or reads each batch, replaced by ``move(array)``."""
+        for node in self.graph.nodes.values():
+            if node.value is not None and type(node.op).source and hasattr(node.value, "dtype"):
+                node.value = move(node.value)
+            node.weights.update({k: move(v) for k, v in node.weights.items()})
+            node.state.update({k: move(v) for k, v in node.state.items()})
+        for bufs in self.optimizer.state.values():
+            bufs.update({k: move(v) for k, v in bufs.items()})
+
+    def _place(self):
+        """Put the graph's arrays on the trainer's device (once; no-op on the CPU)."""
+        if self.device != "cpu" and not self._placed:
+            self._move_arrays(lambda a: to_device(a, self.device))
+            self._placed = True
+
+    def to_host(self):
+        """Bring the graph's arrays back to host memory after :meth:`train_step` on a device.
+
+        :meth:`fit`, :meth:`evaluate` and :meth:`predict` do this themselves when they end.
+        """
+        if self._placed:
+            self._move_arrays(to_numpy)
+            self._placed = False
+
+    @contextmanager
+    def _on_device(self):
+        """The arrays on the device while it lasts, back on the host after (if it moved them)."""
+        owner = not self._placed
+        self._place()
+        try:
+            yield
+        finally:
+            if owner:
+                self.to_host()
+
+    def _data_on_device(self, data):
+        """``data`` as the batches are cut from: on the device, copied there once per data set."""
+        if self.device == "cpu":
+            return data
+        key = id(data)
+        if key not in self._device_sets or self._device_sets[key][0] is not data:
+            self._device_sets[key] = (data, data.to_device(self.device, self.graph.dtype))
+        return self._device_sets[key][1]
 
     def _label(self, key) -> str:
         node = self.graph.nodes[key[0]]
@@ -357,10 +418,11 @@ class Trainer:
     # -------------------------------------------------------- steps
     def train_step(self, xb, yb, lr: float | None = None) -> BatchInfo:
         """One forward/backward pass and optimizer update on a batch; returns its report."""
+        self._place()
         ex = self._train_ex
         feeds = self._feeds(xb, yb)
         ex.run(feeds, loss=self.loss_node.id)
-        loss = float(np.asarray(ex.values[(self.loss_node.id, 0)]).reshape(-1)[0])
+        loss = float(to_numpy(ex.values[(self.loss_node.id, 0)]).reshape(-1)[0])
         grads = self._gradients(ex)
         per_tensor = [] if self.report_grad_norms else None
         gnorm = global_norm(grads.values(), per_tensor)
@@ -424,6 +486,12 @@ class Trainer:
             early_stopping.load_state(self._early_state)
         self._early_state = None
         self._stopper = early_stopping
+        with self._on_device():
+            return self._fit(train, val, epochs, on_batch, on_epoch, early_stopping, checkpoint,
+                             max_iterations)
+
+    def _fit(self, train, val, epochs, on_batch, on_epoch, early_stopping, checkpoint,
+             max_iterations) -> FitResult:
         start = time.perf_counter()
         status = "completed"
         while self.epoch < epochs and status == "completed":
@@ -465,7 +533,8 @@ class Trainer:
         aug_rng = np.random.default_rng([self.seed, self.epoch, 1])
         sum_loss = sum_correct = 0.0
         seen = 0
-        for b, (xb, yb) in enumerate(train.batches(self.batch_size, True, shuffle_rng)):
+        source = self._data_on_device(train)
+        for b, (xb, yb) in enumerate(source.batches(self.batch_size, True, shuffle_rng)):
             if not self._running.is_set():
                 self._running.wait()
             if self._cancel.is_set():
@@ -499,7 +568,7 @@ class Trainer:
         snap = {("t",) + k: v.copy() for k, v in self.tensors().items()}
         for node in self.graph.nodes.values():
             for s, v in node.state.items():
-                snap[("s", node.id, s)] = np.copy(v)
+                snap[("s", node.id, s)] = v.copy()
         return snap
 
     def restore(self, snap: dict):
@@ -509,18 +578,19 @@ class Trainer:
             if key[0] == "t":
                 live[key[1:]][...] = v
             else:
-                self.graph.nodes[key[1]].state[key[2]] = np.copy(v)
+                self.graph.nodes[key[1]].state[key[2]] = v.copy()
 
     # ------------------------------------------------------ evaluate
     def predict(self, x, batch_size: int = 256):
         """Per-class probabilities for ``x`` (evaluation mode: no dropout, running BN)."""
         nid, k, _ = self._score_source()
         out = []
-        for start in range(0, len(x), batch_size):
-            xb = x[start:start + batch_size]
-            feeds = self._feeds(xb, np.zeros(len(xb)))
-            self._eval_ex.forward(feeds)
-            out.append(self._probs(self._eval_ex.values[(nid, k)]))
+        with self._on_device():
+            for start in range(0, len(x), batch_size):
+                xb = x[start:start + batch_size]
+                feeds = self._feeds(xb, np.zeros(len(xb)))
+                self._eval_ex.forward(feeds)
+                out.append(self._probs(to_numpy(self._eval_ex.values[(nid, k)])))
         return np.concatenate(out)
 
     def evaluate(self, data, batch_size: int = 256) -> Evaluation:
@@ -530,16 +600,23 @@ class Trainer:
         grows with the batch (1,000 images made the Keras CNN peak near 2 GB).
         """
         nid, k, _ = self._score_source()
+        with self._on_device():
+            probs, total = self._evaluate_batches(data, batch_size, nid, k)
+        return classification_report(self._labels(data.y), np.concatenate(probs),
+                                     total / max(len(data), 1))
+
+    def _evaluate_batches(self, data, batch_size, nid, k) -> tuple:
+        """Predicted probabilities per batch (on the host, for the report) and the summed loss."""
         probs, total = [], 0.0
         ex = self._eval_ex
         done = 0
-        for xb, yb in data.batches(batch_size, shuffle=False):
+        for xb, yb in self._data_on_device(data).batches(batch_size, shuffle=False):
             ex.forward(self._feeds(xb, yb))
-            loss = float(np.asarray(ex.values[(self.loss_node.id, 0)]).reshape(-1)[0])
+            loss = float(to_numpy(ex.values[(self.loss_node.id, 0)]).reshape(-1)[0])
             if self.loss_node.params.get("reduction", "mean") != "mean":
                 loss /= len(xb)
             total += loss * len(xb)
-            p = self._probs(ex.values[(nid, k)])
+            p = self._probs(to_numpy(ex.values[(nid, k)]))
             if not np.all(np.isfinite(p)):
                 # NaN predictions would count as class 0: a wrong accuracy with no error
                 raise NonFiniteError(self.graph.nodes[nid].name, "forward",
@@ -547,8 +624,7 @@ class Trainer:
                                      f"{data.name or 'the data'}; the weights overflow")
             done += len(xb)
             probs.append(p)
-        return classification_report(self._labels(data.y), np.concatenate(probs),
-                                     total / max(len(data), 1))
+        return probs, total
 
     # --------------------------------------------------- checkpoints
     def save_checkpoint(self, path):
@@ -589,6 +665,7 @@ class Trainer:
         graph and the trainer as they were.
         """
         meta, arrays = read_checkpoint(path)
+        self.to_host()  # the checkpoint's host arrays replace the graph's; placed again on use
         if "augment" in meta and meta["augment"] != augment_record(self.augment):
             raise DataError(f"{path}: {describe_augment(meta['augment'])} in the checkpoint "
                             f"but {describe_augment(augment_record(self.augment))} in this run; "
