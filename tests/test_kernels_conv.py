@@ -119,7 +119,6 @@ def test_conv2d_paths_are_chosen_by_the_shapes():
 def test_conv2d_parts_give_the_same_bits_on_one_or_two_threads(case, monkeypatch):
     """Cut into many parts, the kernels give the same bits whether one thread or two run
     them, and still the reference's numbers."""
-    monkeypatch.setattr(threads, "_cores_busy", lambda: False)
     monkeypatch.setattr(threads, "_MIN_SPLIT_BYTES", 0)
     monkeypatch.setattr(threads, "_PART_BYTES", 256)
     results = []

@@ -28,7 +28,7 @@ def test_wide_matmul_blocking_is_exact():
 
 def test_large_products_are_split_exactly(monkeypatch):
     """Products too big for one core are cut into parts for the layer threads."""
-    monkeypatch.setattr(threads, "_cores_busy", lambda: False)
+    monkeypatch.setattr(threads, "_WORKERS", 2)  # the parts run on two threads
     rng = np.random.default_rng(16)
     for shape_a, shape_b in (((512, 1024), (1024, 96)), ((64, 1024), (1024, 600))):
         a = rng.normal(size=shape_a).astype(np.float32)
@@ -40,7 +40,7 @@ def test_large_products_are_split_exactly(monkeypatch):
 def test_dense_gradients_equal_the_plain_products(monkeypatch):
     """Both products of a dense backward (side by side in the pool, or one after the other)
     equal ``g·Wᵀ`` and ``xᵀ·g``; without the input gradient only ``xᵀ·g`` is made."""
-    monkeypatch.setattr(threads, "_cores_busy", lambda: False)
+    monkeypatch.setattr(threads, "_WORKERS", 2)  # the paired products run side by side
     rng = np.random.default_rng(21)
     for batch, features, units in ((8, 5, 3), (128, 400, 120)):  # small; paired products
         x = rng.normal(size=(batch, features)).astype(np.float32)

@@ -1,11 +1,23 @@
 """The pooling kernels (tiled maxima, the training mask, strided taps, average pooling)
-against plain NumPy references written as loops over the windows."""
+against plain NumPy references written as loops over the windows, on both paths: the
+NumPy kernels and the compiled ones."""
 
 import numpy as np
 import pytest
 
-from core.kernels import pool, threads
+from core.kernels import compiled, pool, threads
 from core.kernels.scratch import Scratch
+
+
+@pytest.fixture(params=["numpy", "compiled"], autouse=True)
+def kernel_path(request):
+    """Every test runs on the NumPy kernels and again on the compiled ones."""
+    old = compiled.set_enabled(request.param == "compiled")
+    if request.param == "compiled" and not compiled.enabled():
+        compiled.set_enabled(old)
+        pytest.skip("numba is not installed")
+    yield request.param
+    compiled.set_enabled(old)
 
 
 def _out_hw(hw, kernel, stride, padding):
@@ -110,7 +122,10 @@ def test_max_pool_without_indices_or_mask_gives_the_same_numbers():
         out, idx, state = pool.max_pool2d_forward(scratch, x, *case[1:4], out_hw,
                                                   want_indices=want_indices, training=training)
         assert (idx is None) == (not want_indices)
-        assert (state.mask is None) == (not training)
+        if state.compiled:  # the tap numbers are kept only for backward or the indices
+            assert (state.code is None) == (not training and not want_indices)
+        else:
+            assert (state.mask is None) == (not training)
         g = np.random.default_rng(3).normal(size=out.shape)
         results.append((out.copy(), pool.max_pool2d_backward(scratch, state, g).copy()))
     for out, gx in results[1:]:
@@ -121,7 +136,6 @@ def test_max_pool_without_indices_or_mask_gives_the_same_numbers():
 @pytest.mark.parametrize("case", POOL_CASES[:4], ids=[c[-1] for c in POOL_CASES[:4]])
 def test_max_pool_parts_give_the_same_bits_on_one_or_two_threads(case, monkeypatch):
     """Cut into one part per channel group, the pool gives the same bits on one or two threads."""
-    monkeypatch.setattr(threads, "_cores_busy", lambda: False)
     monkeypatch.setattr(threads, "_MIN_SPLIT_BYTES", 0)
     x = _ties(np.random.default_rng(4), (2, 6) + case[0][2:])
     results = []

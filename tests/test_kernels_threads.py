@@ -9,7 +9,6 @@ from core.kernels.scratch import Scratch, scratch_for, thread_blocks
 
 def test_parallel_parts_run_once_each_and_pass_errors_on(monkeypatch):
     """Every part runs exactly once across the threads; an error in one reaches the caller."""
-    monkeypatch.setattr(threads, "_cores_busy", lambda: False)
     monkeypatch.setattr(threads, "_WORKERS", 2)
     seen = []
     threads.run_parts(seen.append, range(50))
@@ -41,7 +40,6 @@ def test_a_job_that_needs_another_starts_after_all_its_parts(monkeypatch):
     import functools
     import time
 
-    monkeypatch.setattr(threads, "_cores_busy", lambda: False)
     monkeypatch.setattr(threads, "_WORKERS", 2)
 
     def slow(first, i):

@@ -413,7 +413,6 @@ def test_thread_count_does_not_change_results(monkeypatch):
     """Work is split by shapes, not by threads: one worker gives bit-identical numbers."""
     from core.kernels import threads
 
-    monkeypatch.setattr(threads, "_cores_busy", lambda: False)  # use the threads even if busy
     monkeypatch.setattr(threads, "_MIN_SPLIT_BYTES", 0)  # split even this small batch
     monkeypatch.setattr(threads, "_WORKERS", 2)
     g, feeds = _lenet(batch=16)

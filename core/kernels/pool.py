@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from core.kernels import compiled
 from core.kernels.layout import batch_first, batch_last, pad_batch_last, tap
-from core.kernels.threads import even_spans, run_parts
+from core.kernels.threads import COMPILED_PART_BYTES, even_spans, part_spans, run_parts
 
 
 class PoolState:
@@ -108,6 +109,13 @@ def max_pool2d_forward(scratch, x, kernel, stride, padding, out_hw, want_indices
     Shape:
         x (B, C, H, W) -> out (B, C, OH, OW), indices (B, C, OH, OW) int64 or ``None``
     """
+    nb = compiled.kernels()
+    if nb is not None:
+        try:
+            return _max_pool_forward_compiled(nb, scratch, x, kernel, stride, padding, out_hw,
+                                              want_indices, training)
+        except Exception as exc:  # noqa: BLE001 - a kernel that does not compile
+            compiled.failed("max_pool2d", exc)
     (ph, pw), (kh, kw) = padding, kernel
     oh, ow = out_hw
     h, w = x.shape[2:]
@@ -155,7 +163,7 @@ def max_pool2d_forward(scratch, x, kernel, stride, padding, out_hw, want_indices
 
     run_parts(part, even_spans(c, xp[0].nbytes + best[0].nbytes))
     state = PoolState(xp=xp, best=best, hw=(h, w), out_hw=out_hw, mask=mask, kernel=kernel,
-                      stride=stride, padding=padding)
+                      stride=stride, padding=padding, compiled=False)
     return batch_first(best), (batch_first(idx) if want_indices else None), state
 
 
@@ -166,6 +174,8 @@ def max_pool2d_backward(scratch, state, g):
     Shape:
         g (B, C, OH, OW) -> gx (B, C, H, W)
     """
+    if state.compiled:
+        return _max_pool_backward_compiled(scratch, state, g)
     (ph, pw), (kh, kw), stride = state.padding, state.kernel, state.stride
     # a batch-first gradient (from a Flatten, say) is made batch-last once, so that
     # the loops below read runs of B contiguous numbers
@@ -195,6 +205,70 @@ def max_pool2d_backward(scratch, state, g):
 
     run_parts(part, even_spans(gxp.shape[0], 2 * gxp[0].nbytes))
     return batch_first(gxp[:, ph:ph + h, pw:pw + w, :])
+
+
+def _code_dtype(kernel):
+    """The smallest type that holds a tap number and the "no maximum" code ``kh·kw``."""
+    return np.uint8 if kernel[0] * kernel[1] < 255 else np.int32
+
+
+def _max_pool_forward_compiled(nb, scratch, x, kernel, stride, padding, out_hw, want_indices,
+                               training):
+    """:func:`max_pool2d_forward` in one compiled pass per part: the maximum and (for
+    backward or the indices) the number of each window's first maximum's tap, with no
+    padded copy and no mask of the input's size."""
+    (ph, pw), (kh, kw), (sh, sw) = padding, kernel, stride
+    oh, ow = out_hw
+    xl = batch_last(x)
+    if not xl.flags.c_contiguous:  # a batch-first input: made batch-last once
+        buf = scratch.get("input", xl.shape, x.dtype)
+        np.copyto(buf, xl)
+        xl = buf
+    c, h, w, bsz = xl.shape
+    best = scratch.get("out", (c, oh, ow, bsz), x.dtype)
+    code = (scratch.get("code", best.shape, _code_dtype(kernel)) if training or want_indices
+            else np.empty((0, 0, 0, 0), _code_dtype(kernel)))
+    idx = scratch.get("indices", best.shape, np.int64) if want_indices else None
+    row_bytes = (kh * w + ow) * bsz * x.itemsize
+
+    def part(span):
+        nb.max_pool_rows(xl, span[0], span[1], kh, kw, sh, sw, ph, pw, best, code)
+        if idx is not None:
+            nb.pool_indices(code, span[0], span[1], kh, kw, sh, sw, ph, pw, w, idx)
+
+    run_parts(part, part_spans(c * oh, 1, row_bytes, COMPILED_PART_BYTES))
+    state = PoolState(x=xl, best=best, code=code if code.size else None, hw=(h, w),
+                      out_hw=out_hw, kernel=kernel, stride=stride, padding=padding,
+                      compiled=True, nb=nb)
+    return batch_first(best), (batch_first(idx) if want_indices else None), state
+
+
+def _max_pool_backward_compiled(scratch, state, g):
+    """:func:`max_pool2d_backward` from the tap numbers the compiled forward kept."""
+    nb = state.nb
+    (ph, pw), (kh, kw), (sh, sw) = state.padding, state.kernel, state.stride
+    oh, ow = state.out_hw
+    xl = state.x
+    c, h, w, bsz = xl.shape
+    code = state.code
+    if code is None:  # forward ran for inference: find the maxima again
+        code = scratch.get("code", (c, oh, ow, bsz), _code_dtype(state.kernel))
+        best = scratch.get("best", code.shape, xl.dtype)
+        run_parts(lambda s: nb.max_pool_rows(xl, s[0], s[1], kh, kw, sh, sw, ph, pw, best,
+                                             code),
+                  part_spans(c * oh, 1, (kh * w + ow) * bsz * xl.itemsize, COMPILED_PART_BYTES))
+    gl = np.ascontiguousarray(batch_last(g))
+    gx = scratch.get("grad", xl.shape, g.dtype)
+    if tiles(state.kernel, state.stride, state.padding, (h, w)):
+        # every input position lies in one window: written once, no zeroing
+        run_parts(lambda s: nb.max_pool_back_tiled(gl, code, s[0], s[1], kh, kw, gx),
+                  part_spans(c * oh, 1, 2 * kh * w * bsz * g.itemsize, COMPILED_PART_BYTES))
+    else:
+        # windows that overlap add into the same rows: parts are whole channels
+        run_parts(lambda s: nb.max_pool_back_add(gl, code, s[0], s[1], kh, kw, sh, sw, ph, pw,
+                                                 gx),
+                  part_spans(c, 1, 2 * h * w * bsz * g.itemsize, COMPILED_PART_BYTES))
+    return batch_first(gx)
 
 
 def avg_pool2d_forward(x, kernel, stride, padding, out_hw):

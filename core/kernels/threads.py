@@ -22,15 +22,24 @@ from __future__ import annotations
 import itertools
 import os
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 # parts of 1 MB: few enough hand-offs (each wakes the other core), small enough to balance
 _PART_BYTES = 1 << 20
+# parts of a compiled kernel: one call each without the GIL, so many small parts balance
+# two threads better at little cost
+COMPILED_PART_BYTES = 1 << 18
 # Work smaller than this is done in one part on the calling thread: waking a helper
 # thread costs more than it saves
 _MIN_SPLIT_BYTES = 1 << 21
-_WORKERS = max(1, min(4, os.cpu_count() or 1))
+
+
+def _default_workers() -> int:
+    """One thread per core, at most 4 (the parts are sized for few threads)."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+_WORKERS = _default_workers()
 _pool = None
 _pool_lock = threading.Lock()
 POOL_PREFIX = "kernel-pool"
@@ -74,27 +83,6 @@ class _Parts:
             _in_part.active = was_active
 
 
-_load = {"checked": -1.0, "busy": False}
-
-
-def _cores_busy() -> bool:
-    """Whether other processes keep the cores busy (load average above the core count).
-
-    A worker thread that is preempted in the middle of a part makes the caller
-    wait for it; when every core is already taken, the calling thread is better
-    off alone. Checked at most every quarter second; it decides only which
-    thread runs a part, never what the part computes.
-    """
-    now = time.monotonic()
-    if now - _load["checked"] > 0.25:
-        _load["checked"] = now
-        try:
-            _load["busy"] = os.getloadavg()[0] > (os.cpu_count() or 1) + 0.5
-        except OSError:  # no load average on this system
-            _load["busy"] = False
-    return _load["busy"]
-
-
 def run_parts(fn, parts):
     """Call ``fn(part)`` for every part, shared with the worker threads; wait for all.
 
@@ -103,19 +91,21 @@ def run_parts(fn, parts):
     """
     global _pool
     parts = list(parts)
-    if (_WORKERS == 1 or len(parts) < 2 or getattr(_in_part, "active", False)
-            or _cores_busy()):
+    if _WORKERS == 1 or len(parts) < 2 or getattr(_in_part, "active", False):
         for part in parts:
             fn(part)
         return
-    if _pool is None or _pool[0] != os.getpid():  # a forked child needs threads of its own
+    # a forked child needs threads of its own, and a larger count more of them
+    if _pool is None or _pool[0] != os.getpid() or _pool[1] < _WORKERS - 1:
         with _pool_lock:
-            if _pool is None or _pool[0] != os.getpid():
-                _pool = (os.getpid(),
+            if _pool is None or _pool[0] != os.getpid() or _pool[1] < _WORKERS - 1:
+                if _pool is not None and _pool[0] == os.getpid():
+                    _pool[2].shutdown(wait=False)  # its idle threads end; none is waited on
+                _pool = (os.getpid(), _WORKERS - 1,
                          ThreadPoolExecutor(_WORKERS - 1, thread_name_prefix=POOL_PREFIX))
     work = _Parts(fn, parts)
     for _ in range(min(_WORKERS, len(parts)) - 1):
-        _pool[1].submit(work.drain)
+        _pool[2].submit(work.drain)
     work.drain()
     work.all_done.wait()
     if work.error is not None:
@@ -127,14 +117,28 @@ def layer_threads() -> int:
     return _WORKERS
 
 
-def part_spans(n, unit, bytes_per_item):
-    """Split ``range(n)`` into ``(start, stop)`` spans of about :data:`_PART_BYTES`.
+def set_layer_threads(n: int | None = None) -> int:
+    """Let ``n`` threads share the layer ops' work (``None``: up to 4, one per core).
+
+    Only who runs a part changes, never what a part computes: results are the
+    same bits for any ``n``. Returns the previous count.
+    """
+    global _WORKERS
+    if n is not None and (not isinstance(n, int) or n < 1):
+        raise ValueError(f"layer threads must be a whole number ≥ 1, not {n!r}")
+    old = _WORKERS
+    _WORKERS = _default_workers() if n is None else n
+    return old
+
+
+def part_spans(n, unit, bytes_per_item, part_bytes=_PART_BYTES):
+    """Split ``range(n)`` into ``(start, stop)`` spans of about ``part_bytes``.
 
     Spans are whole multiples of ``unit`` items (a GEMM block, say), except the last.
     """
     if n * bytes_per_item < _MIN_SPLIT_BYTES:
         return [(0, n)]
-    per = unit * max(1, _PART_BYTES // max(1, bytes_per_item * unit))
+    per = unit * max(1, part_bytes // max(1, bytes_per_item * unit))
     return [(i, min(n, i + per)) for i in range(0, n, per)]
 
 

@@ -1,0 +1,142 @@
+"""The numba kernels behind :mod:`core.kernels.compiled` (imported only from there).
+
+Every kernel works on batch-last arrays (:mod:`core.kernels.layout`): the
+innermost loop runs over the batch, B contiguous numbers, which the compiler
+turns into vector instructions. A kernel does one part of an op (a span of rows
+or channels fixed by the shapes), writes only that part's share of its output,
+and runs without the GIL, so the thread pool's threads run parts side by side.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+_jit = numba.njit(nogil=True, cache=True)
+
+
+# ------------------------------------------------------------------ max pooling
+
+@_jit
+def max_pool_rows(x, r0, r1, kh, kw, sh, sw, ph, pw, best, code):
+    """The maximum of every window of output rows ``r0:r1`` (flat over C·OH) and, when
+    ``code`` is not empty, the number of its first maximum's tap (``kh·kw`` for a NaN).
+
+    ``x`` is the unpadded (C, H, W, B) input: taps in the padding are skipped, which
+    is what −∞ there means (a window always holds a real pixel).
+    """
+    _, h, w, nb = x.shape
+    oh, ow = best.shape[1], best.shape[2]
+    want = code.size > 0
+    none = kh * kw
+    for r in range(r0, r1):
+        c = r // oh
+        i = r - c * oh
+        for j in range(ow):
+            bo = best[c, i, j]
+            first = True
+            for ki in range(kh):
+                y = i * sh - ph + ki
+                if y < 0 or y >= h:
+                    continue
+                for kj in range(kw):
+                    xx = j * sw - pw + kj
+                    if xx < 0 or xx >= w:
+                        continue
+                    src = x[c, y, xx]
+                    t = ki * kw + kj
+                    if first:
+                        first = False
+                        for b in range(nb):
+                            bo[b] = src[b]
+                        if want:
+                            co = code[c, i, j]
+                            for b in range(nb):
+                                co[b] = t
+                        continue
+                    if want:
+                        co = code[c, i, j]
+                        for b in range(nb):
+                            v = src[b]
+                            m = bo[b]
+                            # NaN wins once and stays, as np.maximum propagates it
+                            up = (v > m) | ((v != v) & (m == m))
+                            bo[b] = v if up else m
+                            co[b] = t if up else co[b]
+                    else:
+                        for b in range(nb):
+                            v = src[b]
+                            m = bo[b]
+                            up = (v > m) | ((v != v) & (m == m))
+                            bo[b] = v if up else m
+            if want:
+                co = code[c, i, j]
+                for b in range(nb):
+                    if bo[b] != bo[b]:  # a NaN maximum sits nowhere: no gradient goes back
+                        co[b] = none
+
+
+@_jit
+def pool_indices(code, r0, r1, kh, kw, sh, sw, ph, pw, w, idx):
+    """Flat input positions (row · W + col) of the taps ``code`` names, rows ``r0:r1``;
+    a window without a maximum (NaN) points at its first tap."""
+    oh, ow, nb = code.shape[1], code.shape[2], code.shape[3]
+    none = kh * kw
+    for r in range(r0, r1):
+        c = r // oh
+        i = r - c * oh
+        for j in range(ow):
+            origin = (i * sh - ph) * w + (j * sw - pw)
+            co = code[c, i, j]
+            out = idx[c, i, j]
+            for b in range(nb):
+                t = np.int64(co[b])
+                t = 0 if t == none else t
+                ki = t // kw
+                out[b] = origin + ki * w + (t - ki * kw)
+
+
+@_jit
+def max_pool_back_tiled(g, code, r0, r1, kh, kw, gx):
+    """Windows that tile the input: every position of input rows ``r0·kh:r1·kh`` (flat
+    over C·H) gets its window's gradient at the marked tap and zero elsewhere."""
+    oh, ow, nb = g.shape[1], g.shape[2], g.shape[3]
+    for r in range(r0, r1):
+        c = r // oh
+        i = r - c * oh
+        for j in range(ow):
+            gs = g[c, i, j]
+            co = code[c, i, j]
+            for ki in range(kh):
+                for kj in range(kw):
+                    t = ki * kw + kj
+                    dst = gx[c, i * kh + ki, j * kw + kj]
+                    for b in range(nb):
+                        dst[b] = gs[b] if co[b] == t else 0
+
+
+@_jit
+def max_pool_back_add(g, code, c0, c1, kh, kw, sh, sw, ph, pw, gx):
+    """Overlapping (or gapped) windows, channels ``c0:c1``: zero the input gradient, then
+    add each window's gradient at its marked tap, window by window in row-major order."""
+    _, h, w, nb = gx.shape
+    oh, ow = g.shape[1], g.shape[2]
+    for c in range(c0, c1):
+        gx[c] = 0
+        for i in range(oh):
+            for j in range(ow):
+                gs = g[c, i, j]
+                co = code[c, i, j]
+                for ki in range(kh):
+                    y = i * sh - ph + ki
+                    if y < 0 or y >= h:
+                        continue
+                    for kj in range(kw):
+                        xx = j * sw - pw + kj
+                        if xx < 0 or xx >= w:
+                            continue
+                        t = ki * kw + kj
+                        dst = gx[c, y, xx]
+                        for b in range(nb):
+                            if co[b] == t:
+                                dst[b] += gs[b]
