@@ -360,3 +360,28 @@ def test_step_shortcuts_are_unique_and_listed_in_help(window, dialogs):
                        ("Continue", "F8"), ("Toggle Breakpoint", "F9"), ("Play", "F7"),
                        ("Run to Selected Node", "Ctrl+F10"), ("Reset Stepping", "Shift+F5")):
         assert f"<tr><td>{label}</td><td><b>{key}</b></td></tr>" in text
+
+
+def _menu(win, title):
+    return next(a.menu() for a in win.menuBar().actions() if a.text().replace("&", "") == title)
+
+
+def test_the_step_menu_and_toolbar_run_steps_and_show_the_stepping_docks(window):
+    """Step ▸ Step Forward in the menu bar runs the first step; the Step toolbar carries the
+    same action and the play speed; Step ▸ Digit opens the Digit panel"""
+    win = window("abc")
+    menu = _menu(win, "Step")
+    by_text = {a.text().replace("&", ""): a for a in menu.actions() if a.text()}
+    assert {"Evaluate", "Step Forward", "Step Back", "Run Forward Pass", "Run Backward Pass",
+            "Continue", "Reset Stepping", "Play", "Toggle Breakpoint", "Check Gradient",
+            "Animation", "Predict Mode", "Steps", "Chain Rule", "Tensor", "Digit"} <= set(by_text)
+    by_text["Step Forward"].trigger()
+    assert win.stepping.session.position == 1 and win.step_list.row_state(0) == "current"
+    assert status(win).startswith("Step 1 of 10")
+    toolbar_texts = [a.text().replace("&", "") for a in win.step_toolbar.actions()]
+    assert "Step Forward" in toolbar_texts and win.speed_slider.value() == 4
+    win.digit_dock.hide()
+    by_text["Digit"].trigger()
+    assert win.digit_dock.isVisible()
+    assert [d.windowTitle() for d in win.step_ui.docks()] == ["Steps", "Chain Rule", "Tensor",
+                                                              "Digit"]
