@@ -115,6 +115,10 @@ class SteppingUI(QObject):
         w.act_animation = act("&Animation", st.set_animation, checkable=True,
                               tip="Animate gradients flowing back along the wires")
         w.act_animation.setChecked(st.animation)
+        w.act_wire_pictures = act("&Heat Maps on Wires", st.set_wire_pictures, checkable=True,
+                                  tip="Show a small heat map (feature maps, matrices) or bars "
+                                      "(vectors) on each tensor wire")
+        w.act_wire_pictures.setChecked(st.wire_pictures)
         w.act_predict = act("Predict &Mode", st.set_predict_mode, checkable=True,
                             tip="Guess each gradient before it is shown")
         w.step_actions = [w.act_evaluate, w.act_step, w.act_step_back, w.act_run_forward,
@@ -135,7 +139,8 @@ class SteppingUI(QObject):
         m.addSeparator()
         m.addActions([w.act_breakpoint, w.act_break_nan])
         m.addSeparator()
-        m.addActions([w.act_check_gradient, w.act_animation, w.act_predict])
+        m.addActions([w.act_check_gradient, w.act_animation, w.act_wire_pictures,
+                      w.act_predict])
         m.addSeparator()
         for d in self.docks():
             m.addAction(d.toggleViewAction())

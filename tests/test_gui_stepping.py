@@ -26,6 +26,7 @@ class FakeOverlay:
 
     def __init__(self):
         self.shown, self.cleared, self.animation_enabled = [], 0, None
+        self.pictures_enabled = None
 
     def show(self, session):
         self.shown.append(session.position)
@@ -35,6 +36,9 @@ class FakeOverlay:
 
     def set_animation(self, enabled):
         self.animation_enabled = enabled
+
+    def set_pictures(self, enabled):
+        self.pictures_enabled = enabled
 
 
 class FakeChainPanel(QWidget):

@@ -133,6 +133,7 @@ class SteppingController(QObject):
         self._check_token = 0
         self._check_thread: threading.Thread | None = None
         self.animation = settings.value("stepping/animation", True, type=bool)
+        self.wire_pictures = settings.value("stepping/wire_pictures", True, type=bool)
         self.timer = QTimer(self)
         self.timer.timeout.connect(self._on_tick)
         self.set_speed(DEFAULT_SPEED)
@@ -145,6 +146,7 @@ class SteppingController(QObject):
         self.overlay, self.chain_panel, self.tensor_view = overlay, chain_panel, tensor_view
         if overlay is not None:
             overlay.set_animation(self.animation)
+            overlay.set_pictures(self.wire_pictures)
         if chain_panel is not None:
             chain_panel.set_predict_mode(self._predict)
             chain_panel.check_gradient_requested.connect(self.check_gradient_of)
@@ -397,6 +399,13 @@ class SteppingController(QObject):
         self.settings.setValue("stepping/animation", self.animation)
         if self.overlay is not None:
             self.overlay.set_animation(self.animation)
+
+    def set_wire_pictures(self, on: bool):
+        """Show heat maps and bars on the tensor wires (or only their numbers)."""
+        self.wire_pictures = bool(on)
+        self.settings.setValue("stepping/wire_pictures", self.wire_pictures)
+        if self.overlay is not None:
+            self.overlay.set_pictures(self.wire_pictures)
 
     def set_predict_mode(self, on: bool):
         self._predict = bool(on)
