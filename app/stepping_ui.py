@@ -9,12 +9,14 @@ order as the editor's and a saved window layout restores the same way.
 
 from __future__ import annotations
 
-from PySide6.QtCore import QObject, Qt
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Qt, QTimer
 from PySide6.QtWidgets import QLabel, QSlider
 
 from app.controllers.stepping import DEFAULT_SPEED, MAX_SPEED, SteppingController
 from widgets.chain_rule_panel import ChainRulePanel
-from widgets.digit_input import DigitInput
+from widgets.digit_input import DigitInput, mnist_sets
 from widgets.step_list import StepList
 from widgets.tensor_view import TensorView
 
@@ -66,12 +68,44 @@ class SteppingUI(QObject):
         self._docks_raised = False
         st, sc = w.stepping, w.scene
         st.attach_views(sc.stepping, w.chain_panel, w.tensor_view)
-        w.digit_input.digit_chosen.connect(st.set_digit)
+        w.digit_input.digit_chosen.connect(self._feed_digit)
+        self._connect_digit_sets()
         sc.wire_clicked.connect(self.show_wire)
         sc.port_clicked.connect(self.show_port)
         sc.breakpoint_toggled.connect(st.toggle_breakpoint)
         st.breakpoints_changed.connect(sc.set_breakpoints)
         st.moved.connect(self._raise_docks)
+
+    # ======================================================== digit sets
+    def _connect_digit_sets(self):
+        """The Digit panel offers the MNIST folder the Training panel has chosen."""
+        w, panel = self.win, self.win.train_panel
+        # the panel sets its folder after these signals (the dialog closes first): look later
+        later = lambda *_a: QTimer.singleShot(0, self.offer_training_data)  # noqa: E731
+        panel.source.currentIndexChanged.connect(later)
+        panel.dialog_closed.connect(later)
+        panel.start_requested.connect(later)
+        w.digit_dock.visibilityChanged.connect(lambda on: on and later())
+        w.stepping.digit_data_loaded.connect(self._on_digit_data)
+        self._digit_sets_folder = None
+
+    def offer_training_data(self):
+        """Read the Training panel's folder for the Digit panel, if not read yet."""
+        folder = self.win.train_panel.folder
+        if folder and folder != self._digit_sets_folder:
+            if self.win.stepping.load_digit_folder(folder):
+                self.win.digit_input.set_note_text(f"Reading the MNIST files in {folder}…")
+
+    def _on_digit_data(self, folder, data, error):
+        d = self.win.digit_input
+        if data is None:
+            d.set_note_text("The Training panel's folder cannot be offered: " + error)
+            return
+        self._digit_sets_folder = folder
+        d.set_data_sets(mnist_sets(data, "folder", f"MNIST folder ‘{Path(folder).name}’"))
+
+    def _feed_digit(self, image, label):
+        self.win.stepping.set_digit(image, label, self.win.digit_input.description())
 
     def docks(self) -> list:
         """The stepping docks, for the View and Step menus."""
