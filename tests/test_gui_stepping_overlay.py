@@ -406,3 +406,68 @@ def test_the_picture_goes_when_the_wire_has_no_room_for_it(qtbot):
     scene.graph.move(by_name(scene, "relu1"), (src[0] + w + 30, src[1]))
     scene.flush_edges()
     assert lab.pictures["value"] is None and lab.value_text
+
+
+# ------------------------------------------------------------------ themes
+def _luminance(c: QColor) -> float:
+    def f(v):
+        return v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4
+    return 0.2126 * f(c.redF()) + 0.7152 * f(c.greenF()) + 0.0722 * f(c.blueF())
+
+
+def contrast(a: QColor, b: QColor) -> float:
+    hi, lo = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def distance(a: QColor, b: QColor) -> int:
+    return max(abs(a.red() - b.red()), abs(a.green() - b.green()), abs(a.blue() - b.blue()))
+
+
+def pill_colours(scene, view, rect):
+    scene.finish_sharpening()
+    image = view.viewport().grab().toImage()
+    box = view.mapFromScene(rect).boundingRect()
+    return [image.pixelColor(x, y) for x in range(box.left(), box.right())
+            for y in range(box.top(), box.bottom())]
+
+
+@pytest.mark.parametrize("name", ["light", "dark"])
+def test_overlay_colours_follow_the_theme_and_stay_readable(qtbot, name):
+    """In the light and in the dark theme the value is written in that theme's value colour
+    and the gradient in its gradient colour, each clearly readable on the canvas; the two
+    themes draw them differently."""
+    from widgets.theme import get_theme  # noqa: PLC0415
+
+    theme = get_theme(name)
+    other = get_theme("dark" if name == "light" else "light")
+    scene, view, s = stepped(qtbot, "abc")
+    scene.set_theme(theme)
+    view.show()
+    qtbot.waitExposed(view)
+    s.evaluate()
+    scene.stepping.show(s)
+    lab = wire(scene, "a", "e")
+    view.centerOn(lab.labels.value_rect.center())
+    canvas = theme.color("canvas")
+    for rect, role in ((lab.labels.text_rect("value"), "value"),
+                       (lab.labels.text_rect("grad"), None)):
+        ink = max(pill_colours(scene, view, rect), key=lambda c: contrast(c, canvas))
+        assert contrast(ink, canvas) >= 3.0  # the text reads on the canvas
+        if role == "value":  # antialiased glyphs: their darkest pixels near the colour
+            assert distance(ink, theme.color("value")) < 40
+            assert distance(ink, other.color("value")) > 60
+    assert theme.heat_table(True).tolist() != other.heat_table(True).tolist()
+
+
+def test_a_vanishing_gradients_number_stays_readable_though_its_wire_is_faint(qtbot):
+    """A gradient at the bottom of the magnitude scale has a faint wire but its number is
+    drawn at least in the plain gradient colour, in both themes."""
+    from widgets.canvas.stepping import ramp, text_ramp  # noqa: PLC0415
+    from widgets.theme import DARK, LIGHT  # noqa: PLC0415
+
+    for theme in (LIGHT, DARK):
+        canvas = theme.color("canvas")
+        assert contrast(ramp(theme, 0.0), canvas) < 2.5  # the wire: faint on purpose
+        assert contrast(text_ramp(theme, 0.0), canvas) >= 4.5
+        assert text_ramp(theme, 1.0).rgb() == ramp(theme, 1.0).rgb()  # exploding still glows

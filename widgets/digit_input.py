@@ -236,6 +236,7 @@ class DigitInput(QWidget):
         self.set_combo.setToolTip("Which images to pick from: the embedded MNIST sample, or "
                                   "the MNIST folder chosen in the Training panel")
         self.set_combo.currentIndexChanged.connect(self._on_set_chosen)
+        self.set_combo.setSizeAdjustPolicy(QComboBox.AdjustToContents)
         self.index_spin = QSpinBox()
         self.index_spin.setPrefix("image ")
         self.index_spin.setKeyboardTracking(False)  # typing "12" is one choice, not 1 then 12
@@ -267,7 +268,7 @@ class DigitInput(QWidget):
         sl.addWidget(self.where_label, 4, 0, 1, 2)
         sl.addWidget(self.set_note, 5, 0, 1, 2)
         sl.setRowStretch(6, 1)
-        sample.setMinimumWidth(260)
+        sample.setMinimumWidth(300)
         lay.addWidget(sample)
 
         draw = QGroupBox("Draw a digit")

@@ -46,6 +46,7 @@ from widgets.theme import Theme
 PULSE_MS = 350
 LABEL_LOD = 0.55  # below this zoom the numbers are unreadable: colours only
 GAP = 3.0  # between the wire and its labels
+TEXT_LEVEL = 0.6  # gradient texts start at the ramp's plain gradient colour (see ramp)
 PIC_H = 24.0  # a wire picture's height in scene units (stacked on its label's text)
 PIC_MAX_W = 40.0  # ... and its widest (a wide matrix or a long vector is squeezed)
 PIC_SIDE = 28  # a heat map has at most this many pixels a side (block means beyond)
@@ -62,6 +63,12 @@ def ramp(theme: Theme, level: float | None) -> QColor:
     return QColor.fromRgbF(a.redF() + (b.redF() - a.redF()) * u,
                            a.greenF() + (b.greenF() - a.greenF()) * u,
                            a.blueF() + (b.blueF() - a.blueF()) * u)
+
+
+def text_ramp(theme: Theme, level: float | None) -> QColor:
+    """A gradient label's text colour: the ramp, but never fainter than the plain gradient
+    colour (the faint end is for wires; faint text could not be read)."""
+    return ramp(theme, None if level is None else max(float(level), TEXT_LEVEL))
 
 
 def _shape_text(shape) -> str:
@@ -511,7 +518,7 @@ class WireLabel(QGraphicsItem):
         sc = self.overlay.scene
         if sc.scaling or option.levelOfDetailFromTransform(painter.worldTransform()) < LABEL_LOD:
             return
-        self.labels.paint(painter, t, ramp(t, self.level) if not self.labels.bad
+        self.labels.paint(painter, t, text_ramp(t, self.level) if not self.labels.bad
                           else t.color("error"))
 
     def mousePressEvent(self, event):
@@ -574,7 +581,7 @@ class OutputLabel(QGraphicsItem):
             return
         painter.setRenderHint(QPainter.Antialiasing)
         t = sc.theme
-        self.labels.paint(painter, t, ramp(t, self.level))
+        self.labels.paint(painter, t, text_ramp(t, self.level))
 
     def mousePressEvent(self, event):
         if event.button() == Qt.LeftButton:
