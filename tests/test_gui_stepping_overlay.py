@@ -20,6 +20,7 @@ def stepped(qtbot, name):
     graph = load_graph(example_path(name))
     scene = GraphScene(graph)
     view = GraphView(scene)
+    scene.setParent(view)  # the view's settle timer may fire after the test: scene and all
     qtbot.addWidget(view)
     view.resize(1000, 700)
     session = StepSession(graph)
@@ -280,6 +281,7 @@ def lenet(qtbot, zoom=1.0):
         graph.move(nid, p)
     scene.flush_edges()
     view = GraphView(scene)
+    scene.setParent(view)  # the view's settle timer may fire after the test: scene and all
     qtbot.addWidget(view)
     view.resize(1000, 700)
     view.show()
