@@ -463,6 +463,14 @@ class SteppingController(QObject):
         except StudioError as exc:
             self.message.emit("Cannot feed this digit: " + str(exc), 8000)
             return
+        what = source or (f"digit {label}" if label is not None and label >= 0
+                          else "the drawn digit")
+        self.set_feeds(feeds, what)
+
+    def set_feeds(self, feeds: dict, what: str = "new inputs"):
+        """Feed these input values (by node name) from now on, keeping the other feeds;
+        stepping is reset. ``what`` names them in the status bar."""
+        graph = self.document.graph
         s = self.session if self.session is not None and self.session.graph is graph else None
         old = dict(s.feeds) if s is not None else dict(self._feeds or default_feeds(graph))
         old.update(feeds)
@@ -472,11 +480,9 @@ class SteppingController(QObject):
         self.pause()
         reason = s.set_feeds(old)
         if reason.kind == "error":
-            self.message.emit("Cannot step with this digit: " + reason.message, 10000)
+            self.message.emit(f"Cannot step with {what}: " + reason.message, 10000)
             return
         self._after_rebuild()
-        what = source or (f"digit {label}" if label is not None and label >= 0
-                          else "the drawn digit")
         self._show(reason, f"Feeding {what}: stepping was reset")
 
     # ============================================================= views
