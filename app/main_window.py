@@ -22,30 +22,25 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMenu,
     QMessageBox,
-    QSlider,
     QUndoView,
 )
 
 from app import __version__
 from app.controllers.editing import EditingController
 from app.controllers.files import FilesController
-from app.controllers.stepping import DEFAULT_SPEED, MAX_SPEED, SteppingController
 from app.controllers.training import TrainingController
 from app.document import APP_NAME, Document
 from app.qt_preflight import check_gui_libraries
+from app.stepping_ui import SteppingUI
 from core.graph import Graph
 from core.train import OPTIMIZERS
 from core.train.recipe import DEFAULT_LR, training_problem
 from examples import example_path, list_examples
 from widgets.canvas import EdgeItem, GraphScene, GraphView, NodeItem
-from widgets.chain_rule_panel import ChainRulePanel
-from widgets.digit_input import DigitInput
 from widgets.icons import action_icon
 from widgets.inspector import Inspector
 from widgets.palette import Palette
 from widgets.quick_add import QuickAdd
-from widgets.step_list import StepList
-from widgets.tensor_view import TensorView
 from widgets.theme import get_theme, qpalette, style_sheet
 from widgets.train_panel import TrainPanel
 
@@ -69,6 +64,8 @@ class MainWindow(QMainWindow):
         The graph, its file, history and autosave.
     editing, training, files, stepping
         The controllers (:mod:`app.controllers`), children of the window.
+    step_ui : SteppingUI
+        Builds and wires the Step menu, toolbar and docks (:mod:`app.stepping_ui`).
     """
 
     def __init__(self, settings: QSettings | None = None, recovery_dir=None, pid=None):
@@ -95,11 +92,10 @@ class MainWindow(QMainWindow):
         self.files = FilesController(self, self.document, self.scene, self.view,
                                      self.set_graph, lambda: self.theme)
         self.train_panel.dialog_closed.connect(self.files.take_focus_back)
-        self.step_list = StepList()
-        self.stepping = SteppingController(self.document, self.step_list, self.settings, self)
+        self.step_ui = SteppingUI(self)  # the step list and the stepping controller
 
         self._make_docks()
-        self._make_stepping_docks()
+        self.step_ui.make_docks()
         self._make_actions()
         self._make_menus()
         self._make_toolbar()
@@ -135,8 +131,7 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(self.history_dock, self.overview_dock)
         self.history_dock.raise_()
         self.train_dock = dock("Training", self.train_panel, Qt.BottomDockWidgetArea, "training")
-        self.steps_dock = dock("Steps", self.step_list, Qt.LeftDockWidgetArea, "steps")
-        self.tabifyDockWidget(self.palette_dock, self.steps_dock)
+        self.step_ui.make_steps_dock()
         self.resizeDocks([self.palette_dock], [240], Qt.Horizontal)
         self.resizeDocks([self.inspector_dock], [320], Qt.Horizontal)
         self.resizeDocks([self.inspector_dock, self.history_dock], [640, 170], Qt.Vertical)
@@ -232,58 +227,10 @@ class MainWindow(QMainWindow):
                                               lambda: self.training.stop_training(),
                                               "Ctrl+Shift+T")
         self.act_stop_training.setEnabled(False)
-        self._make_step_actions()
+        self.step_ui.make_actions()
         self.act_about = self._action("&About Backprop Studio", self.about)
         self.act_shortcuts = self._action("&Keyboard Shortcuts", self.show_shortcuts,
                                           K.HelpContents)
-
-    def _selected_node(self):
-        ids = self.editing.selected_node_ids()
-        return ids[0] if len(ids) == 1 else None
-
-    def _make_step_actions(self):
-        st = self.stepping
-        self.act_evaluate = self._action("&Evaluate", st.evaluate, "F5",
-                                         tip="Run the forward and the backward pass at once")
-        self.act_step = self._action("Step &Forward", st.step, "F10",
-                                     tip="Run the next step (one node)")
-        self.act_step_back = self._action("Step &Back", st.step_back, "Shift+F10",
-                                          tip="Undo the last step exactly")
-        self.act_run_forward = self._action("Run Forward &Pass", st.run_forward, "F6",
-                                            tip="Run to the end of the forward pass")
-        self.act_run_backward = self._action("Run Bac&kward Pass", st.run_backward,
-                                             "Shift+F6", tip="Run to the end of the backward "
-                                             "pass")
-        self.act_run_to = self._action("Run to &Selected Node",
-                                       lambda: st.run_to(self._selected_node()), "Ctrl+F10",
-                                       tip="Run to the selected node's forward step, or its "
-                                           "backward step once forward passed it")
-        self.act_continue = self._action("&Continue", st.continue_, "F8",
-                                         tip="Run to the next breakpoint or condition")
-        self.act_reset_steps = self._action("&Reset Stepping", st.reset, "Shift+F5",
-                                            tip="Back to before the first step")
-        self.act_play = self._action("P&lay", st.play, "F7", checkable=True,
-                                     tip="Step on its own at the speed on the Step toolbar")
-        self.act_breakpoint = self._action("Toggle &Breakpoint",
-                                           lambda: st.toggle_breakpoint(self._selected_node()),
-                                           "F9", tip="Stop at the selected node's steps")
-        self.act_break_nan = self._action("Break on &NaN/Inf", st.set_break_on_nonfinite,
-                                          checkable=True,
-                                          tip="Stop on the step that makes a NaN or Inf")
-        self.act_break_nan.setChecked(True)
-        self.act_check_gradient = self._action(
-            "Check &Gradient", lambda: st.check_gradient_of(self._selected_node()), "Ctrl+G",
-            tip="Compare the selected node's gradients with finite differences")
-        self.act_animation = self._action("&Animation", st.set_animation, checkable=True,
-                                          tip="Animate gradients flowing back along the wires")
-        self.act_animation.setChecked(st.animation)
-        self.act_predict = self._action("Predict &Mode", st.set_predict_mode, checkable=True,
-                                        tip="Guess each gradient before it is shown")
-        self.step_actions = [self.act_evaluate, self.act_step, self.act_step_back,
-                             self.act_run_forward, self.act_run_backward, self.act_run_to,
-                             self.act_continue, self.act_reset_steps, self.act_play,
-                             self.act_check_gradient]
-        self._step_tips = {a: a.toolTip() for a in self.step_actions}
 
     def _make_menus(self):
         mb = self.menuBar()
@@ -310,8 +257,8 @@ class MainWindow(QMainWindow):
         tm = m.addMenu("&Theme")
         tm.addActions([self.act_light, self.act_dark])
         m.addSeparator()
-        for d in (self.palette_dock, self.inspector_dock, self.history_dock, self.train_dock,
-                  self.steps_dock, self.chain_dock, self.tensor_dock, self.digit_dock):
+        for d in [self.palette_dock, self.inspector_dock, self.history_dock,
+                  self.train_dock] + self.step_ui.docks():
             m.addAction(d.toggleViewAction())
         m = mb.addMenu("&Arrange")
         m.addAction(self.act_layout)
@@ -319,20 +266,7 @@ class MainWindow(QMainWindow):
         m.addActions(self.align_actions)
         m.addSeparator()
         m.addActions(self.distribute_actions)
-        m = mb.addMenu("&Step")
-        m.addActions([self.act_evaluate, self.act_step, self.act_step_back])
-        m.addSeparator()
-        m.addActions([self.act_run_forward, self.act_run_backward, self.act_run_to,
-                      self.act_continue, self.act_reset_steps])
-        m.addSeparator()
-        m.addAction(self.act_play)
-        m.addSeparator()
-        m.addActions([self.act_breakpoint, self.act_break_nan])
-        m.addSeparator()
-        m.addActions([self.act_check_gradient, self.act_animation, self.act_predict])
-        m.addSeparator()
-        for d in (self.steps_dock, self.chain_dock, self.tensor_dock, self.digit_dock):
-            m.addAction(d.toggleViewAction())
+        self.step_ui.make_menu(mb)
         m = mb.addMenu("&Train")
         m.addActions([self.act_train, self.act_stop_training])
         m.addSeparator()
@@ -352,33 +286,7 @@ class MainWindow(QMainWindow):
         tb.addActions([self.act_fit, self.act_layout, self.act_examples])
         tb.addSeparator()
         tb.addAction(self.act_train)
-
-        self.addToolBarBreak()  # its own row: beside the main one, it ran off the window
-        tb = self.addToolBar("Step")
-        tb.setObjectName("step_toolbar")
-        self.step_toolbar = tb
-        tb.addActions([self.act_evaluate, self.act_reset_steps])
-        tb.addSeparator()
-        tb.addActions([self.act_step_back, self.act_step, self.act_run_to, self.act_continue])
-        tb.addSeparator()
-        tb.addAction(self.act_play)
-        self.speed_slider = QSlider(Qt.Horizontal)
-        self.speed_slider.setObjectName("step_speed")
-        self.speed_slider.setRange(1, MAX_SPEED)
-        self.speed_slider.setValue(DEFAULT_SPEED)
-        self.speed_slider.setMaximumWidth(120)
-        self.speed_slider.setToolTip("Play speed (steps per second)")
-        self.speed_label = QLabel()
-        self.speed_slider.valueChanged.connect(self._on_speed)
-        tb.addWidget(self.speed_slider)
-        tb.addWidget(self.speed_label)
-        self._on_speed(self.speed_slider.value())
-        tb.addSeparator()
-        tb.addActions([self.act_breakpoint, self.act_break_nan, self.act_animation])
-
-    def _on_speed(self, value: int):
-        self.stepping.set_speed(value)
-        self.speed_label.setText(f" {value}/s ")
+        self.step_ui.make_toolbar()
 
     def _make_status_bar(self):
         sb = self.statusBar()
@@ -442,67 +350,8 @@ class MainWindow(QMainWindow):
             source.message.connect(show)
         self.editing.inspector_refresh.connect(self._refresh_inspector)
         self.training.running_changed.connect(self._on_training_running)
-        self.training.running_changed.connect(self.stepping.set_training)
+        self.step_ui.connect_signals()
         self.training.show_node.connect(self._show_node)
-        st = self.stepping
-        st.show_node.connect(self._show_node)
-        st.enabled_changed.connect(self._on_stepping_enabled)
-        st.playing_changed.connect(self._on_playing)
-
-    def _make_stepping_docks(self):
-        """The chain-rule panel, tensor view and digit input docks, and the canvas overlay's
-        signals."""
-        self.chain_panel = ChainRulePanel()
-        self.tensor_view = TensorView()
-        self.digit_input = DigitInput()
-        self.chain_dock = self._dock("Chain Rule", self.chain_panel, Qt.RightDockWidgetArea,
-                                     "chain_rule")
-        self.tensor_dock = self._dock("Tensor", self.tensor_view, Qt.BottomDockWidgetArea,
-                                      "tensor")
-        self.digit_dock = self._dock("Digit", self.digit_input, Qt.BottomDockWidgetArea, "digit")
-        # stepping panels share the editor's places and come forward when stepping starts
-        self.tabifyDockWidget(self.inspector_dock, self.chain_dock)
-        self.tabifyDockWidget(self.train_dock, self.tensor_dock)
-        self.tabifyDockWidget(self.tensor_dock, self.digit_dock)  # wide: beside the plots
-        for d in (self.palette_dock, self.inspector_dock, self.train_dock):
-            d.raise_()
-        self._stepping_docks_raised = False
-        st, sc = self.stepping, self.scene
-        st.attach_views(sc.stepping, self.chain_panel, self.tensor_view)
-        self.digit_input.digit_chosen.connect(st.set_digit)
-        sc.wire_clicked.connect(self._show_wire)
-        sc.port_clicked.connect(self._show_port)
-        sc.breakpoint_toggled.connect(st.toggle_breakpoint)
-        st.breakpoints_changed.connect(sc.set_breakpoints)
-        st.moved.connect(self._raise_stepping_docks)
-
-    def _raise_stepping_docks(self, _reason=None):
-        """The first move on a graph brings the step list and the chain rule forward."""
-        if not self._stepping_docks_raised:
-            self._stepping_docks_raised = True
-            self.steps_dock.raise_()
-            self.chain_dock.raise_()
-
-    def _show_wire(self, edge):
-        self.tensor_dock.show()
-        self.tensor_dock.raise_()
-        self.stepping.show_wire(edge)
-
-    def _show_port(self, node_id, port, is_output):
-        self.tensor_dock.show()
-        self.tensor_dock.raise_()
-        self.stepping.show_port(node_id, port, is_output)
-
-    def _on_stepping_enabled(self, enabled: bool, reason: str):
-        for a in self.step_actions:
-            a.setEnabled(enabled)
-            a.setToolTip(self._step_tips[a] if enabled else reason)
-        self.step_list.setEnabled(enabled)
-        self.step_list.setToolTip("" if enabled else reason)
-
-    def _on_playing(self, playing: bool):
-        self.act_play.setChecked(playing)
-        self.act_play.setText("Pa&use" if playing else "P&lay")
 
     # =========================================================== settings
     def _restore_settings(self):
@@ -569,8 +418,7 @@ class MainWindow(QMainWindow):
         self.scene.set_theme(self.theme)
         self.palette.set_theme(self.theme)
         self.train_panel.set_theme(self.theme)
-        for panel in (self.chain_panel, self.tensor_view, self.digit_input):
-            panel.set_theme(self.theme)
+        self.step_ui.set_theme(self.theme)
         self.quick_add.theme = self.theme
         self.view.resetCachedContent()
         self.view.viewport().update()
@@ -694,8 +542,7 @@ class MainWindow(QMainWindow):
         Returns True when its cards overlapped and it was arranged again.
         """
         self.document.set_graph(graph, path)
-        self._stepping_docks_raised = False
-        self.stepping.graph_replaced()
+        self.step_ui.graph_replaced()
         # wires are routed once, below
         self.scene.set_graph(graph, route=False, analysis=self.document.analysis)
         missing = [nid for nid in graph.nodes if nid not in graph.layout]

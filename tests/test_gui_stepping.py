@@ -13,6 +13,7 @@ import threading
 
 import numpy as np
 import pytest
+from conftest import SHARED_MNIST
 from gui_helpers import dialogs, make_window  # noqa: F401
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QWidget
@@ -26,6 +27,7 @@ class FakeOverlay:
 
     def __init__(self):
         self.shown, self.cleared, self.animation_enabled = [], 0, None
+        self.pictures_enabled = None
 
     def show(self, session):
         self.shown.append(session.position)
@@ -35,6 +37,9 @@ class FakeOverlay:
 
     def set_animation(self, enabled):
         self.animation_enabled = enabled
+
+    def set_pictures(self, enabled):
+        self.pictures_enabled = enabled
 
 
 class FakeChainPanel(QWidget):
@@ -360,3 +365,66 @@ def test_step_shortcuts_are_unique_and_listed_in_help(window, dialogs):
                        ("Continue", "F8"), ("Toggle Breakpoint", "F9"), ("Play", "F7"),
                        ("Run to Selected Node", "Ctrl+F10"), ("Reset Stepping", "Shift+F5")):
         assert f"<tr><td>{label}</td><td><b>{key}</b></td></tr>" in text
+
+
+def _menu(win, title):
+    return next(a.menu() for a in win.menuBar().actions() if a.text().replace("&", "") == title)
+
+
+def test_the_step_menu_and_toolbar_run_steps_and_show_the_stepping_docks(window):
+    """Step ▸ Step Forward in the menu bar runs the first step; the Step toolbar carries the
+    same action and the play speed; Step ▸ Digit opens the Digit panel"""
+    win = window("abc")
+    menu = _menu(win, "Step")
+    by_text = {a.text().replace("&", ""): a for a in menu.actions() if a.text()}
+    assert {"Evaluate", "Step Forward", "Step Back", "Run Forward Pass", "Run Backward Pass",
+            "Continue", "Reset Stepping", "Play", "Toggle Breakpoint", "Check Gradient",
+            "Animation", "Predict Mode", "Steps", "Chain Rule", "Tensor", "Digit"} <= set(by_text)
+    by_text["Step Forward"].trigger()
+    assert win.stepping.session.position == 1 and win.step_list.row_state(0) == "current"
+    assert status(win).startswith("Step 1 of 10")
+    toolbar_texts = [a.text().replace("&", "") for a in win.step_toolbar.actions()]
+    assert "Step Forward" in toolbar_texts and win.speed_slider.value() == 4
+    win.digit_dock.hide()
+    by_text["Digit"].trigger()
+    assert win.digit_dock.isVisible()
+    assert [d.windowTitle() for d in win.step_ui.docks()] == ["Steps", "Chain Rule", "Tensor",
+                                                              "Digit"]
+
+
+@pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="no MNIST files in ../shared")
+def test_the_training_panels_mnist_folder_feeds_image_5_of_its_test_set(window, qtbot):
+    """with an MNIST folder chosen in the Training panel, the Digit panel offers its test and
+    training sets; choosing the test set and image 5 feeds that very image, and the status
+    bar names the set, the image and its label"""
+    from core.data.mnist import load_mnist  # noqa: PLC0415
+    from core.stepping import digit_feeds  # noqa: PLC0415
+
+    win = window("lenet5")
+    win.act_step.trigger()
+    win.train_panel.set_folder(str(SHARED_MNIST))
+    d = win.digit_input
+    qtbot.waitUntil(lambda: d.set_combo.count() == 4, timeout=20000)
+    title = f"MNIST folder ‘{SHARED_MNIST.name}’ · test set"
+    assert d.set_combo.itemText(2) == title + " (10,000)"
+    d.choose_set(title)
+    d.index_spin.setValue(5)
+    data = load_mnist(data_dir=SHARED_MNIST)
+    want = digit_feeds(win.document.graph, data.test_x[5], int(data.test_y[5]))
+    s = win.stepping.session
+    np.testing.assert_array_equal(s.feeds["image"], want["image"])
+    assert int(s.feeds["label"][0]) == int(data.test_y[5])
+    assert d.where_label.text() == title + " · image 5 of 10,000"
+    assert status(win) == (f"Feeding image 5 of the {title} (label {int(data.test_y[5])}): "
+                           "stepping was reset")
+
+
+def test_a_folder_without_mnist_files_is_explained_in_the_digit_panel(window, qtbot, tmp_path):
+    """a Training panel folder that holds no MNIST files leaves the Digit panel on the sample
+    with a line saying why"""
+    win = window("lenet5")
+    win.train_panel.set_folder(str(tmp_path))
+    d = win.digit_input
+    qtbot.waitUntil(lambda: "cannot be offered" in d.set_note.text(), timeout=10000)
+    assert str(tmp_path) in d.set_note.text() and "missing" in d.set_note.text()
+    assert d.set_combo.count() == 2 and d.current_set().key == "sample/test:sample"

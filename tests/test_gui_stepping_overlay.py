@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from PySide6.QtCore import QPointF, Qt
+from PySide6.QtGui import QColor
 
+from core.layout import layered_layout
 from core.serialize import load_graph
 from core.stepping import StepSession
 from examples import example_path
@@ -17,6 +20,7 @@ def stepped(qtbot, name):
     graph = load_graph(example_path(name))
     scene = GraphScene(graph)
     view = GraphView(scene)
+    scene.setParent(view)  # the view's settle timer may fire after the test: scene and all
     qtbot.addWidget(view)
     view.resize(1000, 700)
     session = StepSession(graph)
@@ -261,3 +265,211 @@ def test_legend_is_drawn_only_while_stepping(qtbot):
     shown = render_scene(scene, 600, 400)
     corner = QPointF(40, 380).toPoint()
     assert plain.pixelColor(corner) != shown.pixelColor(corner)
+
+
+# ------------------------------------------------------------ wire pictures
+def lenet(qtbot, zoom=1.0):
+    from core.stepping import digit_feeds, sample_digit  # noqa: PLC0415
+
+    graph = load_graph(example_path("lenet5"))
+    scene = GraphScene(graph)
+    # as the window opens it: laid out for the cards' real sizes
+    items = scene.nodes
+    placed = layered_layout(graph, {nid: (it.width, it.height) for nid, it in items.items()},
+                            lambda nid, port, out: items[nid].port_y(port, out))
+    for nid, p in placed.items():
+        graph.move(nid, p)
+    scene.flush_edges()
+    view = GraphView(scene)
+    scene.setParent(view)  # the view's settle timer may fire after the test: scene and all
+    qtbot.addWidget(view)
+    view.resize(1000, 700)
+    view.show()
+    qtbot.waitExposed(view)
+    view.set_zoom(zoom)
+    s = StepSession(graph, feeds=digit_feeds(graph, *sample_digit(0)))
+    return scene, view, s
+
+
+def picture_pixels(scene, view, lab, name):
+    """The colours drawn where ``lab``'s ``name`` picture sits, as the user sees them."""
+    view.centerOn(lab.labels.picture_rect(name).center())
+    scene.finish_sharpening()
+    image = view.viewport().grab().toImage()
+    box = view.mapFromScene(lab.labels.picture_rect(name)).boundingRect().adjusted(2, 2, -2, -2)
+    return {image.pixelColor(x, y).rgb() for x in range(box.left(), box.right())
+            for y in range(box.top(), box.bottom())}
+
+
+def test_a_forward_step_puts_a_heat_map_of_the_feature_maps_on_the_wire(qtbot):
+    """After the forward step of conv1 the wire out of it reads μ and σ under a small heat
+    map of its 6 feature maps (their mean, 28×28) in the value colour map; hovering says so."""
+    scene, view, s = lenet(qtbot)
+    s.run_to("conv1", "forward")
+    scene.stepping.show(s)
+    lab = wire(scene, "conv1", "relu1")
+    pic = lab.pictures["value"]
+    assert pic is not None and pic.kind == "map" and pic.data.shape == (28, 28)
+    assert lab.pictures["grad"] is None  # no gradient has flowed yet
+    value = s.value("conv1")[0].mean(axis=0)
+    np.testing.assert_allclose(pic.data, value, rtol=1e-5, atol=1e-6)
+    assert "heat map of mean over the 6 channels" in lab.toolTip()
+    seen = picture_pixels(scene, view, lab, "value")
+    table = {QColor(int(r), int(g), int(b)).rgb() for r, g, b in scene.theme.heat_table(False)}
+    assert len(seen & table) > 20  # many shades of the map, not a flat box
+    assert wire(scene, "relu1", "pool1") is not None
+    assert wire(scene, "relu1", "pool1").pictures["value"] is None  # not computed yet
+
+
+def test_scalars_get_no_picture_and_vectors_get_bars(qtbot):
+    """On f = a·b + c every wire carries a number only; on LeNet-5 the logits wire shows
+    bars of its 10 values, and after backward a diverging heat map of the gradient below."""
+    scene, _view, s = stepped(qtbot, "abc")
+    s.evaluate()
+    scene.stepping.show(s)
+    assert all(lab.pictures == {"value": None, "grad": None}
+               for e in scene.edges if (lab := scene.stepping.wire_label(e)) is not None)
+    scene, _view, s = lenet(qtbot)
+    s.evaluate()
+    scene.stepping.show(s)
+    logits = wire(scene, "fc3", "loss").pictures["value"]
+    assert logits.kind == "bars" and logits.data.shape == (10,)
+    grad = wire(scene, "pool1", "conv2").pictures["grad"]
+    assert grad.kind == "map" and grad.signed and grad.lo == -grad.hi
+
+
+def test_a_wire_picture_is_made_once_per_step_and_not_on_repaint(qtbot, monkeypatch):
+    """Repainting and stepping on elsewhere reuse a wire's picture and its image; step back
+    and forward again computes it once more."""
+    import widgets.canvas.stepping as overlay_module  # noqa: PLC0415
+
+    made = []
+    real = overlay_module.heat_image
+    monkeypatch.setattr(overlay_module, "heat_image", lambda *a: made.append(a[0]) or real(*a))
+    scene, view, s = lenet(qtbot)
+    s.run_to("conv1", "forward")
+    scene.stepping.show(s)
+    lab = wire(scene, "conv1", "relu1")
+    first = lab.pictures["value"]
+    for _ in range(3):
+        picture_pixels(scene, view, lab, "value")
+    assert made.count(first) == 1
+    s.step()
+    scene.stepping.show(s)
+    picture_pixels(scene, view, lab, "value")
+    assert lab.pictures["value"] is first and made.count(first) == 1
+    s.step_back()
+    s.step_back()
+    s.step()
+    scene.stepping.show(s)
+    again = lab.pictures["value"]
+    picture_pixels(scene, view, lab, "value")
+    assert again is not first and made.count(again) == 1
+
+
+def test_wire_pictures_hide_when_zoomed_out_and_can_be_turned_off(qtbot, monkeypatch):
+    """Far out (where the numbers go too) no picture is painted; turned off, the labels
+    are numbers only and shrink back to one line."""
+    from widgets.canvas.stepping import LABEL_LOD, _Labels  # noqa: PLC0415
+
+    painted = []
+    real = _Labels._paint_picture
+    monkeypatch.setattr(_Labels, "_paint_picture",
+                        lambda self, *a: painted.append(1) or real(self, *a))
+    scene, view, s = lenet(qtbot, zoom=LABEL_LOD * 0.8)
+    s.run_forward()
+    scene.stepping.show(s)
+    scene.finish_sharpening()
+    view.viewport().grab()
+    assert not painted
+    lab = wire(scene, "conv1", "relu1")
+    view.set_zoom(1.0)
+    view.centerOn(lab.labels.value_rect.center())
+    qtbot.waitUntil(lambda: not scene.scaling)
+    scene.finish_sharpening()
+    view.viewport().grab()
+    assert painted
+    tall = lab.labels.value_rect.height()
+    scene.stepping.set_pictures(False)
+    assert lab.pictures["value"] is None and lab.labels.value_rect.height() < tall / 2
+    scene.stepping.set_pictures(True)
+    assert lab.pictures["value"] is not None
+
+
+def test_the_picture_goes_when_the_wire_has_no_room_for_it(qtbot):
+    """Two cards pushed together leave a wire too short for a picture: only its number."""
+    scene, _view, s = lenet(qtbot)
+    s.run_to("relu1", "forward")
+    scene.stepping.show(s)
+    lab = wire(scene, "conv1", "relu1")
+    assert lab.pictures["value"] is not None
+    src = scene.graph.layout[by_name(scene, "conv1")]
+    w = scene.nodes[by_name(scene, "conv1")].width
+    scene.graph.move(by_name(scene, "relu1"), (src[0] + w + 30, src[1]))
+    scene.flush_edges()
+    assert lab.pictures["value"] is None and lab.value_text
+
+
+# ------------------------------------------------------------------ themes
+def _luminance(c: QColor) -> float:
+    def f(v):
+        return v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4
+    return 0.2126 * f(c.redF()) + 0.7152 * f(c.greenF()) + 0.0722 * f(c.blueF())
+
+
+def contrast(a: QColor, b: QColor) -> float:
+    hi, lo = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def distance(a: QColor, b: QColor) -> int:
+    return max(abs(a.red() - b.red()), abs(a.green() - b.green()), abs(a.blue() - b.blue()))
+
+
+def pill_colours(scene, view, rect):
+    scene.finish_sharpening()
+    image = view.viewport().grab().toImage()
+    box = view.mapFromScene(rect).boundingRect()
+    return [image.pixelColor(x, y) for x in range(box.left(), box.right())
+            for y in range(box.top(), box.bottom())]
+
+
+@pytest.mark.parametrize("name", ["light", "dark"])
+def test_overlay_colours_follow_the_theme_and_stay_readable(qtbot, name):
+    """In the light and in the dark theme the value is written in that theme's value colour
+    and the gradient in its gradient colour, each clearly readable on the canvas; the two
+    themes draw them differently."""
+    from widgets.theme import get_theme  # noqa: PLC0415
+
+    theme = get_theme(name)
+    other = get_theme("dark" if name == "light" else "light")
+    scene, view, s = stepped(qtbot, "abc")
+    scene.set_theme(theme)
+    view.show()
+    qtbot.waitExposed(view)
+    s.evaluate()
+    scene.stepping.show(s)
+    lab = wire(scene, "a", "e")
+    view.centerOn(lab.labels.value_rect.center())
+    canvas = theme.color("canvas")
+    for rect, role in ((lab.labels.text_rect("value"), "value"),
+                       (lab.labels.text_rect("grad"), None)):
+        ink = max(pill_colours(scene, view, rect), key=lambda c: contrast(c, canvas))
+        assert contrast(ink, canvas) >= 3.0  # the text reads on the canvas
+        if role == "value":  # antialiased glyphs: their darkest pixels near the colour
+            assert distance(ink, theme.color("value")) < 40
+            assert distance(ink, other.color("value")) > 60
+    assert theme.heat_table(True).tolist() != other.heat_table(True).tolist()
+
+
+def test_a_vanishing_gradients_number_stays_readable_though_its_wire_is_faint(qtbot):
+    """A gradient at the bottom of the magnitude scale has a faint wire but its number is
+    drawn at least in the plain gradient colour, in both themes."""
+    from widgets.canvas.stepping import ramp, text_ramp  # noqa: PLC0415
+    from widgets.theme import DARK, LIGHT  # noqa: PLC0415
+
+    for theme in (LIGHT, DARK):
+        canvas = theme.color("canvas")
+        assert contrast(ramp(theme, 0.0), canvas) < 2.5  # the wire: faint on purpose
+        assert contrast(text_ramp(theme, 0.0), canvas) >= 4.5
+        assert text_ramp(theme, 1.0).rgb() == ramp(theme, 1.0).rgb()  # exploding still glows

@@ -383,3 +383,30 @@ def test_statistics_of_a_batch_are_those_of_the_example_shown(qtbot):
     assert v.stat_labels["mean"].text() == f"{second.mean():#.4g}"
     assert v.stat_labels["max"].text() == f"{second.max():#.4g}"
     assert v.view.counts.sum() == second.size
+
+
+def test_a_loaded_data_set_is_offered_with_its_name_index_and_label(qtbot):
+    """A set offered beside the sample appears in "Pick a digit"; choosing it and image 5
+    emits that image with its label, and the panel says which set, image and label it is."""
+    from widgets.digit_input import DigitSet  # noqa: PLC0415
+
+    d = digit_input(qtbot)
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, size=(8, 28, 28), dtype=np.uint8)
+    labels = np.array([3, 1, 4, 1, 5, 9, 2, 6], np.uint8)
+    d.set_data_sets([DigitSet("folder/test:x", "MNIST folder ‘x’ · test set", images, labels,
+                              tuple(str(i) for i in range(10)))])
+    titles = [d.set_combo.itemText(i) for i in range(d.set_combo.count())]
+    assert titles[:2] == ["embedded sample · test set (1,000)",
+                          "embedded sample · train set (5,000)"]
+    assert titles[2] == "MNIST folder ‘x’ · test set (8)"
+    d.set_combo.setCurrentIndex(2)
+    assert d.index_spin.maximum() == 7
+    with qtbot.waitSignal(d.digit_chosen) as blocker:
+        d.index_spin.setValue(5)
+    np.testing.assert_array_equal(blocker.args[0], images[5] / 255.0)
+    assert blocker.args[1] == 9 and d.label_shown.text() == "label 9"
+    assert d.where_label.text() == "MNIST folder ‘x’ · test set · image 5 of 8"
+    assert d.description() == "image 5 of the MNIST folder ‘x’ · test set (label 9)"
+    d.set_data_sets([])  # the set is gone: back to the sample
+    assert d.current_set().key == "sample/test:sample"

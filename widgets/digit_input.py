@@ -1,17 +1,23 @@
-"""A digit for an image graph: one of the embedded sample, or one drawn on a 28×28 pad.
+"""A digit for an image graph: one of a data set, or one drawn on a 28×28 pad.
 
+The data sets are the embedded sample's test and training digits and, once the
+Training panel has a folder of MNIST files, that folder's (:meth:`DigitInput.set_data_sets`).
 Emits ``digit_chosen(image, label)``: a 28×28 float array in 0..1 and the digit's
-label (−1 when a drawing's label is not given). The controller turns it into feeds
-with :func:`core.stepping.digit_feeds` (after :func:`core.stepping.drawn_digit`).
+label (−1 when a drawing's label is not given); :meth:`DigitInput.description`
+says which set and image it was. The controller turns it into feeds with
+:func:`core.stepping.digit_feeds` (after :func:`core.stepping.drawn_digit`).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QPainter, QPen
 from PySide6.QtWidgets import (
     QApplication,
+    QComboBox,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
@@ -24,7 +30,6 @@ from PySide6.QtWidgets import (
 
 from core.data.mnist import load_sample
 from core.errors import StudioError
-from core.stepping import sample_digit
 from widgets.theme import DARK, LIGHT, Theme
 
 SIDE = 28
@@ -34,6 +39,40 @@ BRUSH_CORE = 0.9
 BRUSH_EDGE = 2.0
 STEP = 0.3  # pad pixels between brush dabs along a drag, so a fast stroke has no gaps
 BOX = 20  # MNIST digits fit a 20×20 box centred in the 28×28 image
+
+
+@dataclass(frozen=True, eq=False)
+class DigitSet:
+    """Images to pick a digit from.
+
+    Attributes
+    ----------
+    key : str
+        Tells sets apart across refreshes (``"sample/test"``, ``"folder/test:PATH"``).
+    title : str
+        As the user reads it: "MNIST test set (folder mnist)".
+    images : numpy.ndarray
+        uint8, shape (N, 28, 28), pixels 0..255.
+    labels : numpy.ndarray
+        (N,) class indices.
+    classes : tuple of str
+    """
+
+    key: str
+    title: str
+    images: np.ndarray = field(repr=False)
+    labels: np.ndarray = field(repr=False)
+    classes: tuple = ()
+
+    def __len__(self):
+        return len(self.labels)
+
+
+def mnist_sets(data, key: str, where: str) -> list:
+    """The test and training :class:`DigitSet` of a :class:`core.data.mnist.MnistData`."""
+    return [DigitSet(f"{key}/{split}:{data.source}", f"{where} · {split} set",
+                     getattr(data, f"{split}_x"), getattr(data, f"{split}_y"), data.classes)
+            for split in ("test", "train")]
 
 
 def default_theme() -> Theme:
@@ -181,25 +220,29 @@ class DigitInput(QWidget):
         self.theme = theme or default_theme()
         self._rng = np.random.default_rng(seed)
         try:
-            self.count = len(load_sample().test_y)
+            self.builtin = mnist_sets(load_sample(), "sample", "embedded sample")
         except StudioError as exc:  # a missing sample: drawing still works
-            self.count, self.sample_error = 0, str(exc)
+            self.builtin, self.sample_error = [], str(exc)
         else:
             self.sample_error = ""
+        self.sets: list = list(self.builtin)
+        self._from_set = False  # the last digit emitted came from a set (not the pad)
 
         lay = QHBoxLayout(self)
         lay.setContentsMargins(6, 6, 6, 6)
-        sample = QGroupBox("Sample digit")
+        self.sample_box = sample = QGroupBox("Pick a digit")
         sl = QGridLayout(sample)
+        self.set_combo = QComboBox()
+        self.set_combo.setToolTip("Which images to pick from: the embedded MNIST sample, or "
+                                  "the MNIST folder chosen in the Training panel")
+        self.set_combo.currentIndexChanged.connect(self._on_set_chosen)
+        self.set_combo.setSizeAdjustPolicy(QComboBox.AdjustToContents)
         self.index_spin = QSpinBox()
-        self.index_spin.setRange(0, max(0, self.count - 1))
-        self.index_spin.setPrefix("digit ")
-        self.index_spin.setToolTip(f"One of the {self.count} test digits of the embedded "
-                                   "MNIST sample")
+        self.index_spin.setPrefix("image ")
         self.index_spin.setKeyboardTracking(False)  # typing "12" is one choice, not 1 then 12
         self.index_spin.valueChanged.connect(self.choose_sample)
         self.random_button = QPushButton("Random")
-        self.random_button.setToolTip("A random digit of the sample")
+        self.random_button.setToolTip("A random digit of the chosen set")
         self.random_button.clicked.connect(self._random)
         self.use_button = QPushButton("Use")
         self.use_button.setToolTip("Feed this digit to the graph")
@@ -207,15 +250,25 @@ class DigitInput(QWidget):
         self.preview = DigitPreview()
         self.label_shown = QLabel()
         self.label_shown.setObjectName("digitLabel")
-        sl.addWidget(self.preview, 0, 0, 3, 1)
-        sl.addWidget(self.index_spin, 0, 1)
-        sl.addWidget(self.label_shown, 1, 1)
+        self.where_label = QLabel()  # which set and image, in words
+        self.where_label.setObjectName("muted")
+        self.where_label.setWordWrap(True)
+        self.set_note = QLabel()  # a folder being read, or why it could not be
+        self.set_note.setObjectName("muted")
+        self.set_note.setWordWrap(True)
+        self.set_note.hide()
+        sl.addWidget(self.set_combo, 0, 0, 1, 2)
+        sl.addWidget(self.preview, 1, 0, 3, 1)
+        sl.addWidget(self.index_spin, 1, 1)
+        sl.addWidget(self.label_shown, 2, 1)
         buttons = QHBoxLayout()
         buttons.addWidget(self.random_button)
         buttons.addWidget(self.use_button)
-        sl.addLayout(buttons, 2, 1)
-        sl.setRowStretch(3, 1)
-        sample.setEnabled(self.count > 0)
+        sl.addLayout(buttons, 3, 1)
+        sl.addWidget(self.where_label, 4, 0, 1, 2)
+        sl.addWidget(self.set_note, 5, 0, 1, 2)
+        sl.setRowStretch(6, 1)
+        sample.setMinimumWidth(300)
         lay.addWidget(sample)
 
         draw = QGroupBox("Draw a digit")
@@ -240,24 +293,65 @@ class DigitInput(QWidget):
         lay.addWidget(draw, 1)
 
         self.set_theme(self.theme)
-        if self.count:
-            self._show_sample(0)
-        else:
+        self._fill_sets()
+        if not self.sets:
             self.label_shown.setText(self.sample_error)
 
     # -------------------------------------------------------------- API
+    @property
+    def count(self) -> int:
+        """How many digits the chosen set has."""
+        s = self.current_set()
+        return len(s) if s is not None else 0
+
+    def current_set(self) -> DigitSet | None:
+        i = self.set_combo.currentIndex()
+        return self.sets[i] if 0 <= i < len(self.sets) else None
+
+    def set_data_sets(self, extra):
+        """Offer the built-in sets and ``extra`` (:class:`DigitSet` list); the chosen set
+        stays chosen if it is still offered."""
+        self.sets = list(self.builtin) + list(extra)
+        self.set_note.hide()
+        self._fill_sets()
+
+    def set_note_text(self, text: str):
+        """A line under the picker: a folder being read, or why it could not be ("": none)."""
+        self.set_note.setText(text)
+        self.set_note.setVisible(bool(text))
+
+    def choose_set(self, key_or_title: str):
+        """Make the set with this key or title the chosen one (shows its image 0)."""
+        for i, s in enumerate(self.sets):
+            if key_or_title in (s.key, s.title):
+                self.set_combo.setCurrentIndex(i)
+                return
+        raise KeyError(f"no digit set {key_or_title!r}")
+
     def sample_pixels(self, index: int) -> tuple:
-        """``(28×28 float array 0..1, label)`` of sample digit ``index``."""
-        image, label = sample_digit(index)
-        return np.asarray(image, np.float64) / 255.0, label
+        """``(28×28 float array 0..1, label)`` of digit ``index`` of the chosen set."""
+        s = self.current_set()
+        return np.asarray(s.images[index], np.float64) / 255.0, int(s.labels[index])
 
     def choose_sample(self, index: int):
-        """Show sample digit ``index`` and emit it."""
+        """Show digit ``index`` of the chosen set and emit it."""
         if self.index_spin.value() != index:
             self.index_spin.setValue(index)  # its valueChanged comes back here
             return
+        if self.current_set() is None:
+            return
         pixels, label = self._show_sample(index)
+        self._from_set = True
         self.digit_chosen.emit(pixels, label)
+
+    def description(self) -> str:
+        """The digit last emitted in words: "image 5 of the embedded sample · test set
+        (label 1)"; "" for a drawing."""
+        s = self.current_set()
+        if s is None or not self._from_set:
+            return ""
+        i = self.index_spin.value()
+        return f"image {i} of the {s.title} (label {self._class_text(s, int(s.labels[i]))})"
 
     def drawing(self) -> np.ndarray:
         """A copy of the drawing (28×28, 0..1)."""
@@ -269,16 +363,58 @@ class DigitInput(QWidget):
         self._drawn()
 
     # ---------------------------------------------------------- helpers
+    def _fill_sets(self):
+        keep = self.current_set()
+        keep_key = keep.key if keep is not None else None
+        index = self.index_spin.value()
+        self.set_combo.blockSignals(True)
+        self.set_combo.clear()
+        for s in self.sets:
+            self.set_combo.addItem(f"{s.title} ({len(s):,})", s.key)
+        at = self.set_combo.findData(keep_key) if keep_key is not None else -1
+        self.set_combo.setCurrentIndex(at if at >= 0 else 0 if self.sets else -1)
+        self.set_combo.blockSignals(False)
+        self.sample_box.setEnabled(bool(self.sets))
+        self._set_range()
+        if self.sets:
+            self._show_sample(min(index, self.count - 1) if at >= 0 else 0)
+
+    def _set_range(self):
+        s = self.current_set()
+        self.index_spin.blockSignals(True)
+        self.index_spin.setRange(0, max(0, self.count - 1))
+        self.index_spin.blockSignals(False)
+        if s is not None:
+            self.index_spin.setToolTip(f"One of the {len(s):,} digits of the {s.title}")
+
+    def _on_set_chosen(self, _i):
+        """Another set: show its first digit (fed only when the user picks one)."""
+        self._set_range()
+        self.index_spin.blockSignals(True)
+        self.index_spin.setValue(0)
+        self.index_spin.blockSignals(False)
+        if self.current_set() is not None:
+            self._show_sample(0)
+
+    @staticmethod
+    def _class_text(s: DigitSet, label: int) -> str:
+        name = s.classes[label] if 0 <= label < len(s.classes) else str(label)
+        return str(label) if name == str(label) else f"{label} ({name})"
+
     def _show_sample(self, index):
+        s = self.current_set()
         pixels, label = self.sample_pixels(index)
         self.preview.set_pixels(pixels)
-        self.label_shown.setText(f"label {label}")
+        self.label_shown.setText(f"label {self._class_text(s, label)}")
+        self.where_label.setText(f"{s.title} · image {index} of {len(s):,}")
         return pixels, label
 
     def _random(self):
-        self.choose_sample(int(self._rng.integers(self.count)))
+        if self.count:
+            self.choose_sample(int(self._rng.integers(self.count)))
 
     def _drawn(self):
+        self._from_set = False
         self.digit_chosen.emit(self.drawing(), int(self.draw_label.value()))
 
     # ------------------------------------------------------------ theme

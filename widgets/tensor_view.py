@@ -37,15 +37,6 @@ from widgets.theme import DARK, LIGHT, Theme
 # more elements than this per example: the core's thumbnail (64 tiles, 32 px) is drawn
 FULL_LIMIT = 250_000
 
-# colour maps as control points, interpolated into 255-entry tables
-_VIRIDIS = ["#440154", "#472c7a", "#3b518b", "#2c718e", "#21908d", "#27ad81", "#5cc863",
-            "#aadc32", "#fde725"]
-_DIVERGING_LIGHT = ["#2166ac", "#4393c3", "#92c5de", "#d1e5f0", "#f7f7f7", "#fddbc7",
-                    "#f4a582", "#d6604d", "#b2182b"]
-# a dark centre on a dark panel: zero is quiet, both signs glow
-_DIVERGING_DARK = ["#67a9e8", "#3f7fc0", "#2a5786", "#1f3650", "#202226", "#4d2a26",
-                   "#84392f", "#c4513c", "#f2785c"]
-
 
 def default_theme() -> Theme:
     """The theme matching the application's palette (dark window: the dark theme)."""
@@ -55,23 +46,13 @@ def default_theme() -> Theme:
 
 
 def gradient_colour(theme: Theme) -> str:
-    """The colour gradients are drawn in (values use the accent)."""
-    return "#f08c2e" if theme.dark else "#d9590b"
-
-
-def colour_table(stops, n: int = 255) -> np.ndarray:
-    """``n`` RGB rows interpolated through the colour ``stops`` (uint8, shape (n, 3))."""
-    rgb = np.array([[int(c[i:i + 2], 16) for i in (1, 3, 5)] for c in stops], np.float64)
-    x = np.linspace(0, 1, len(stops))
-    t = np.linspace(0, 1, n)
-    return np.stack([np.interp(t, x, rgb[:, k]) for k in range(3)], axis=1).round().astype(
-        np.uint8)
+    """The colour gradients are drawn in, as on the canvas (values use the accent)."""
+    return theme.gradient
 
 
 def colour_map(theme: Theme, diverging: bool) -> np.ndarray:
-    if diverging:
-        return colour_table(_DIVERGING_DARK if theme.dark else _DIVERGING_LIGHT)
-    return colour_table(_VIRIDIS)
+    """The theme's heat map: diverging (centred on zero) for gradients, else sequential."""
+    return theme.heat_table(diverging)
 
 
 def indexed_image(data, lo, hi, table, background) -> QImage:

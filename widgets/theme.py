@@ -8,7 +8,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 from PySide6.QtGui import QColor, QPalette
+
+# heat-map colour maps as control points (interpolated by :meth:`Theme.heat_table`)
+VIRIDIS = ("#440154", "#472c7a", "#3b518b", "#2c718e", "#21908d", "#27ad81", "#5cc863",
+           "#aadc32", "#fde725")
+DIVERGING_LIGHT = ("#2166ac", "#4393c3", "#92c5de", "#d1e5f0", "#f7f7f7", "#fddbc7",
+                   "#f4a582", "#d6604d", "#b2182b")
+# a dark centre on a dark panel: zero is quiet, both signs glow
+DIVERGING_DARK = ("#67a9e8", "#3f7fc0", "#2a5786", "#1f3650", "#202226", "#4d2a26",
+                  "#84392f", "#c4513c", "#f2785c")
 
 
 @dataclass(frozen=True)
@@ -45,6 +55,9 @@ class Theme:
     grad_faint: str = "#e9c9b4"
     grad_hot: str = "#e0115f"
     current: str = "#2f7cf6"
+    # heat maps: values on a sequential map, gradients on a diverging one centred on zero
+    heat_values: tuple = VIRIDIS
+    heat_signed: tuple = DIVERGING_LIGHT
 
     def color(self, role: str) -> QColor:
         """The colour of ``role`` (an attribute name) as a :class:`QColor` (a copy)."""
@@ -61,6 +74,28 @@ class Theme:
         if c is None:
             c = _COLORS[key] = QColor(self.categories.get(category, self.accent))
         return QColor(c)
+
+
+    def heat_table(self, signed: bool, n: int = 255) -> np.ndarray:
+        """The heat map's ``n`` RGB rows (uint8, shape (n, 3)): :attr:`heat_signed` for
+        gradients (``signed``), :attr:`heat_values` for values."""
+        key = (self.name, "heat", signed, n)
+        table = _COLORS.get(key)
+        if table is None:
+            table = _COLORS[key] = colour_table(self.heat_signed if signed
+                                                else self.heat_values, n)
+        return table
+
+
+def colour_table(stops, n: int = 255) -> np.ndarray:
+    """``n`` RGB rows interpolated through the colour ``stops`` (uint8, shape (n, 3))."""
+    rgb = np.array([[int(c[i:i + 2], 16) for i in (1, 3, 5)] for c in stops], np.float64)
+    x = np.linspace(0, 1, len(stops))
+    t = np.linspace(0, 1, n)
+    table = np.stack([np.interp(t, x, rgb[:, k]) for k in range(3)], axis=1)
+    table = table.round().astype(np.uint8)
+    table.flags.writeable = False  # shared by every caller
+    return table
 
 
 _COLORS: dict = {}
@@ -89,7 +124,7 @@ DARK = Theme(
     categories={"inputs": "#3fb984", "math": "#5b8fec", "activations": "#eb9a34",
                 "layers": "#a07ae8", "losses": "#e8605a", "regularization": "#b7a25a"},
     value="#7fb2ff", gradient="#ff9b5e", grad_faint="#5a4a40", grad_hot="#ff4f9a",
-    current="#4c9aff",
+    current="#4c9aff", heat_signed=DIVERGING_DARK,
 )
 
 THEMES = {"light": LIGHT, "dark": DARK}

@@ -27,6 +27,7 @@ from core.stepping import (
     sample_digit,
 )
 from core.train import find_role
+from core.train.recipe import check_folder, load_images
 
 DIGIT_PIXELS = 28 * 28
 DEFAULT_SPEED = 4  # steps per second while playing
@@ -105,6 +106,10 @@ class SteppingController(QObject):
         The set of node ids with a breakpoint.
     check_finished : Signal(object)
         The :class:`GradientCheckReport` (or ``None`` after a failure), on the GUI thread.
+    digit_data_loaded : Signal(str, object, str)
+        A folder asked for by :meth:`load_digit_folder`, its
+        :class:`~core.data.mnist.MnistData` (``None`` on failure) and the error, on the
+        GUI thread.
     """
 
     message = Signal(str, int)
@@ -114,7 +119,9 @@ class SteppingController(QObject):
     enabled_changed = Signal(bool, str)
     breakpoints_changed = Signal(object)
     check_finished = Signal(object)
+    digit_data_loaded = Signal(str, object, str)
     _check_done = Signal(int, object, str)  # emitted on the check's thread, queued here
+    _folder_done = Signal(str, object, str)  # emitted on the reading thread, queued here
 
     def __init__(self, document: Document, step_list, settings, parent=None):
         super().__init__(parent)
@@ -133,10 +140,13 @@ class SteppingController(QObject):
         self._check_token = 0
         self._check_thread: threading.Thread | None = None
         self.animation = settings.value("stepping/animation", True, type=bool)
+        self.wire_pictures = settings.value("stepping/wire_pictures", True, type=bool)
         self.timer = QTimer(self)
         self.timer.timeout.connect(self._on_tick)
         self.set_speed(DEFAULT_SPEED)
         self._check_done.connect(self._on_check_done, Qt.QueuedConnection)
+        self._folder_done.connect(self._on_folder_done, Qt.QueuedConnection)
+        self._digit_folder: str | None = None  # read, or being read, for the Digit panel
         step_list.step_chosen.connect(self.go_to)
         step_list.grad_norm_changed.connect(self.set_grad_norm_breaks)
 
@@ -145,6 +155,7 @@ class SteppingController(QObject):
         self.overlay, self.chain_panel, self.tensor_view = overlay, chain_panel, tensor_view
         if overlay is not None:
             overlay.set_animation(self.animation)
+            overlay.set_pictures(self.wire_pictures)
         if chain_panel is not None:
             chain_panel.set_predict_mode(self._predict)
             chain_panel.check_gradient_requested.connect(self.check_gradient_of)
@@ -398,14 +409,53 @@ class SteppingController(QObject):
         if self.overlay is not None:
             self.overlay.set_animation(self.animation)
 
+    def set_wire_pictures(self, on: bool):
+        """Show heat maps and bars on the tensor wires (or only their numbers)."""
+        self.wire_pictures = bool(on)
+        self.settings.setValue("stepping/wire_pictures", self.wire_pictures)
+        if self.overlay is not None:
+            self.overlay.set_pictures(self.wire_pictures)
+
     def set_predict_mode(self, on: bool):
         self._predict = bool(on)
         if self.chain_panel is not None:
             self.chain_panel.set_predict_mode(self._predict)
 
     # ============================================================ feeds
-    def set_digit(self, image, label: int = -1):
-        """Feed a digit (28×28, 0..1 or 0..255) and its label (``-1``: keep the target's)."""
+    def load_digit_folder(self, folder: str | None) -> bool:
+        """Read the MNIST files of ``folder`` off the GUI thread for the Digit panel;
+        :attr:`digit_data_loaded` brings them. False when it is already read or asked for."""
+        if not folder or folder == self._digit_folder:
+            return False
+        self._digit_folder = folder
+        threading.Thread(target=self._folder_worker, args=(folder,), name="digit-folder",
+                         daemon=True).start()
+        return True
+
+    def _folder_worker(self, folder):
+        # a plain thread: it reads the files and emits one signal, queued to the GUI thread
+        try:
+            check_folder(folder)
+            data, error = load_images(data_dir=folder)[0], ""
+        except StudioError as exc:
+            data, error = None, str(exc)
+        except (OSError, ValueError, MemoryError) as exc:
+            data, error = None, f"{folder}: {exc}"
+        try:
+            self._folder_done.emit(folder, data, error)
+        except RuntimeError:  # the window closed while it read
+            pass
+
+    def _on_folder_done(self, folder, data, error):
+        if folder != self._digit_folder:
+            return  # another folder was chosen meanwhile
+        if data is None:
+            self._digit_folder = None  # asking again tries again
+        self.digit_data_loaded.emit(folder, data, error)
+
+    def set_digit(self, image, label: int = -1, source: str = ""):
+        """Feed a digit (28×28, 0..1 or 0..255) and its label (``-1``: keep the target's);
+        ``source`` says in words where it came from, for the status bar."""
         graph = self.document.graph
         try:
             pixels = drawn_digit(image)
@@ -413,6 +463,14 @@ class SteppingController(QObject):
         except StudioError as exc:
             self.message.emit("Cannot feed this digit: " + str(exc), 8000)
             return
+        what = source or (f"digit {label}" if label is not None and label >= 0
+                          else "the drawn digit")
+        self.set_feeds(feeds, what)
+
+    def set_feeds(self, feeds: dict, what: str = "new inputs"):
+        """Feed these input values (by node name) from now on, keeping the other feeds;
+        stepping is reset. ``what`` names them in the status bar."""
+        graph = self.document.graph
         s = self.session if self.session is not None and self.session.graph is graph else None
         old = dict(s.feeds) if s is not None else dict(self._feeds or default_feeds(graph))
         old.update(feeds)
@@ -422,10 +480,9 @@ class SteppingController(QObject):
         self.pause()
         reason = s.set_feeds(old)
         if reason.kind == "error":
-            self.message.emit("Cannot step with this digit: " + reason.message, 10000)
+            self.message.emit(f"Cannot step with {what}: " + reason.message, 10000)
             return
         self._after_rebuild()
-        what = f"digit {label}" if label is not None and label >= 0 else "the drawn digit"
         self._show(reason, f"Feeding {what}: stepping was reset")
 
     # ============================================================= views
