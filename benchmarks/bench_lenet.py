@@ -37,6 +37,7 @@ Run from the repository root::
     python benchmarks/bench_lenet.py --model both --memory
     python benchmarks/bench_lenet.py --mnist DIR         # the folder with the IDX files
     python benchmarks/bench_lenet.py --synthetic         # random images, no files needed
+    python benchmarks/bench_lenet.py --sample            # the embedded 5,000-image sample
 
 MNIST is found by the project's loader (``core.data.mnist.load_mnist``): the folder
 ``--mnist`` names, else ``../shared/data/mnist`` beside the repository when it exists,
@@ -92,6 +93,11 @@ def find_mnist(args):
     """
     if args.synthetic:
         return None, None, "SYNTHETIC random images (not MNIST)", None
+    if args.sample:
+        data = load_mnist(source="sample")
+        return (data.train_x, data.train_y,
+                f"the embedded MNIST SAMPLE ({len(data.train_x):,} images, NOT the full set)",
+                None)
     folder = args.mnist if args.mnist is not None else (
         SHARED_MNIST if SHARED_MNIST.is_dir() else None)
     try:
@@ -99,7 +105,7 @@ def find_mnist(args):
     except DataError as exc:
         if args.mnist is not None:
             raise
-        print(f"full MNIST not reachable: {exc}")
+        print(f"full MNIST not reachable, using the embedded sample instead: {exc}")
         data = load_mnist(source="sample")
         return (data.train_x, data.train_y,
                 f"the embedded MNIST SAMPLE ({len(data.train_x):,} images, NOT the full set)",
@@ -444,7 +450,9 @@ def _parse_args(argv):
     ap.add_argument("--threads", type=_thread_counts, default=[1, 2], metavar="N[,N]",
                     help="thread counts to run, each for both sides (default 1,2)")
     ap.add_argument("--synthetic", action="store_true", help="random images instead of MNIST")
-    ap.add_argument("--mnist", type=Path, default=None, metavar="DIR",
+    ap.add_argument("--sample", action="store_true",
+                    help="the embedded 5,000-image MNIST sample instead of the full set")
+    ap.add_argument("--mnist", "--data", dest="mnist", type=Path, default=None, metavar="DIR",
                     help="folder with the four MNIST IDX files (default: ../shared/data/mnist "
                          "when it exists, then $BACKPROP_STUDIO_DATA and the cache)")
     ap.add_argument("--download", action="store_true",

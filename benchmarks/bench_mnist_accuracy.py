@@ -81,6 +81,9 @@ def main(argv=None) -> int:
     p.add_argument("--mnist", "--data", dest="data", type=Path, default=None, metavar="DIR",
                    help="folder with the four MNIST IDX files (default: ../shared/data/mnist "
                         "when it exists, then $BACKPROP_STUDIO_DATA and the cache)")
+    p.add_argument("--sample", action="store_true",
+                   help="the embedded 5,000-image sample (a quick check; the target is not "
+                        "judged)")
     p.add_argument("--download", action="store_true",
                    help="download missing MNIST files into the cache (checked)")
     p.add_argument("--epochs", type=int, default=10)
@@ -109,6 +112,11 @@ def main(argv=None) -> int:
 def find_mnist(args):
     """``(MnistData, description, full)``: full MNIST through the project's loader, or the
     embedded sample when none is reachable and no folder was named."""
+    sample = "the target is not judged)"
+    if args.sample:
+        data = load_mnist(source="sample")
+        return (data, f"the embedded MNIST SAMPLE ({len(data.train_x):,} training images, "
+                      f"NOT the full set; {sample}", False)
     folder = args.data if args.data is not None else (
         SHARED_MNIST if SHARED_MNIST.is_dir() else None)
     try:
@@ -116,10 +124,10 @@ def find_mnist(args):
     except DataError as exc:
         if args.data is not None:
             raise
-        print(f"full MNIST not reachable: {exc}")
+        print(f"full MNIST not reachable, using the embedded sample instead: {exc}")
         data = load_mnist(source="sample")
         return (data, f"the embedded MNIST SAMPLE ({len(data.train_x):,} training images, "
-                      "NOT the full set; the target is not judged)", False)
+                      f"NOT the full set; {sample}", False)
     return data, f"full MNIST from {data.source}", True
 
 
