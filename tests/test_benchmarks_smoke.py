@@ -68,22 +68,25 @@ def test_one_thread_means_our_layer_pool_stays_on_the_calling_thread(monkeypatch
     monkeypatch.setattr(threads, "_cores_busy", lambda: False)
     monkeypatch.setattr(threads, "_WORKERS", 2)
 
-    def names():
-        seen = set()
+    def names(wait_for_helper):
+        seen, helper = set(), threading.Event()
 
         def part(_):
-            seen.add(threading.current_thread().name)
-            threading.Event().wait(0.002)  # long enough for the helper thread to take a part
+            name = threading.current_thread().name
+            seen.add(name)
+            if name.startswith(threads.POOL_PREFIX):
+                helper.set()
+            elif wait_for_helper:
+                helper.wait(5)  # gives the helper thread time to take a part, however busy
 
         threads.run_parts(part, range(40))
         return seen
 
     with bench_lenet.our_threads(1) as n:
         assert n == 1
-        assert names() == {threading.current_thread().name}
+        assert names(False) == {threading.current_thread().name}
     assert threads._WORKERS == 2
-    assert any(name.startswith(threads.POOL_PREFIX) for name in names())
-
+    assert any(name.startswith(threads.POOL_PREFIX) for name in names(True))
 
 def test_torch_equivalent_of_the_keras_preset_matches_its_shapes_and_weights():
     """The PyTorch network built from the Keras preset has its layers, and starts from its
