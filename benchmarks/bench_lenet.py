@@ -12,6 +12,9 @@ and sets ``torch.set_num_threads(1)``.
 Prints, in order:
 
 * the load average before the run;
+* with ``--memory``, first (while this process is small: a child's ``ru_maxrss`` starts
+  at its parent's size): the peak RSS of a child process that runs one real epoch of
+  ``backprop-studio train`` on full MNIST, with its test accuracy;
 * per model: the preset, its parameters, the data (full MNIST, or clearly labelled the
   embedded sample / synthetic images), the BLAS and layer threads;
 * per model and thread count: ms per batch and s per 60,000-image epoch for each side,
@@ -23,12 +26,10 @@ Prints, in order:
 * the share of 2-thread batches in which our layer pool ran alone because the load
   average was above the core count;
 * where our time goes (forward and backward per op type, 2 threads);
-* with ``--memory``: the peak RSS (``ru_maxrss``) of a child process that runs one real
-  epoch of ``backprop-studio train`` on full MNIST, with its epoch time and test accuracy;
 * the load line (machine.LoadCheck: load average before/after, the CPU share other
-  processes took) and then the ratios ours/torch per thread count and each side's
-  1→2-thread speed-up, each tagged ``[UNRELIABLE: machine busy]`` unless the machine
-  was quiet;
+  processes took) and then the ratios ours/torch per thread count, each side's
+  1→2-thread speed-up and the ``--memory`` epoch's time, each tagged
+  ``[UNRELIABLE: machine busy]`` unless the machine was quiet;
 * the peak RSS of this process.
 
 Run from the repository root::
@@ -86,33 +87,28 @@ LR, MOMENTUM = 0.05, 0.9
 # ------------------------------------------------------------------- data
 
 def find_mnist(args):
-    """``(images uint8 (N, 28, 28) or None, labels, description, full-data folder or None)``.
+    """``(images uint8 (N, 28, 28) or None, labels, description)``.
 
     ``None`` images mean synthetic data. A folder the user named must hold the files;
     otherwise a missing full set falls back to the embedded sample, labelled as such.
     """
     if args.synthetic:
-        return None, None, "SYNTHETIC random images (not MNIST)", None
+        return None, None, "SYNTHETIC random images (not MNIST)"
     if args.sample:
         data = load_mnist(source="sample")
         return (data.train_x, data.train_y,
-                f"the embedded MNIST SAMPLE ({len(data.train_x):,} images, NOT the full set)",
-                None)
-    folder = args.mnist if args.mnist is not None else (
-        SHARED_MNIST if SHARED_MNIST.is_dir() else None)
+                f"the embedded MNIST SAMPLE ({len(data.train_x):,} images, NOT the full set)")
     try:
-        data = load_mnist(data_dir=folder, download_missing=args.download)
+        data = load_mnist(data_dir=_mnist_folder(args), download_missing=args.download)
     except DataError as exc:
         if args.mnist is not None:
             raise
         print(f"full MNIST not reachable, using the embedded sample instead: {exc}")
         data = load_mnist(source="sample")
         return (data.train_x, data.train_y,
-                f"the embedded MNIST SAMPLE ({len(data.train_x):,} images, NOT the full set)",
-                None)
+                f"the embedded MNIST SAMPLE ({len(data.train_x):,} images, NOT the full set)")
     return (data.train_x, data.train_y,
-            f"full MNIST ({len(data.train_x):,} training images from {data.source})",
-            Path(data.source))
+            f"full MNIST ({len(data.train_x):,} training images from {data.source})")
 
 
 def make_batches(images, labels, n_batches, bs, rng):
@@ -395,22 +391,32 @@ def child_peak(cmd):
                 out.read().decode(errors="replace"), err.read().decode(errors="replace"))
 
 
-def measure_memory(model, folder: Path | None):
+def _mnist_folder(args):
+    """The folder the user named, else ``../shared/data/mnist`` when it exists, else ``None``
+    (the loader then looks in ``$BACKPROP_STUDIO_DATA`` and the cache)."""
+    if args.mnist is not None:
+        return args.mnist
+    return SHARED_MNIST if SHARED_MNIST.is_dir() else None
+
+
+def measure_memory(model, args):
     """One real epoch of ``backprop-studio train`` on full MNIST in a child; print its peak RSS.
 
+    Run before this process loads any data or torch: a child's ``ru_maxrss`` starts at the
+    size of the process that spawned it. The child finds MNIST itself through the loader.
     Returns the epoch's seconds (or ``None``), printed with the other load-sensitive figures.
     """
-    if folder is None:
-        print(f"\npeak memory of {PRESETS[model]}: SKIPPED — it is measured on full MNIST "
-              "only, and none was found (pass --mnist DIR or --download)")
-        return None
-    cmd = [sys.executable, "-m", "app", "train", PRESETS[model], "--data", str(folder),
-           "--epochs", "1", "--quiet"]
-    print(f"\npeak memory: {' '.join(['backprop-studio'] + cmd[3:])} (one epoch, "
-          "in a child process) …", flush=True)
+    folder = _mnist_folder(args)
+    cmd = [sys.executable, "-m", "app", "train", PRESETS[model], "--epochs", "1", "--quiet"]
+    cmd += ["--data", str(folder)] if folder is not None else []
+    cmd += ["--download"] if args.download else []
+    parent = _maxrss_mib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    print(f"\npeak memory: {' '.join(['backprop-studio'] + cmd[3:])} (one epoch on full "
+          f"MNIST, in a child process; this process is at {parent:.0f} MiB) …", flush=True)
     rc, mib, out, err = child_peak(cmd)
     if rc != 0:
-        print(f"  the child failed (exit {rc}):\n{err[-2000:]}")
+        last = err.strip().splitlines()[-1:] or [f"exit {rc}"]
+        print(f"  SKIPPED — the child could not train on full MNIST: {last[0]}")
         return None
     try:
         metrics = json.loads(out.strip().splitlines()[-1])
@@ -418,7 +424,7 @@ def measure_memory(model, folder: Path | None):
         metrics = {}
     acc = metrics.get("test_accuracy")
     print(f"  {PRESETS[model]}: peak RSS {mib:.0f} MiB (ru_maxrss of the child) for one epoch "
-          f"on {metrics.get('data', 'full MNIST')}; test accuracy "
+          f"on {metrics.get('data', '?')}; test accuracy "
           f"{'?' if acc is None else f'{100 * acc:.2f} %'}")
     return (metrics.get("epoch_seconds") or [None])[0]
 
@@ -497,8 +503,11 @@ def main(argv=None) -> int:
     args = _parse_args(argv)
     with LoadCheck() as load:  # first: its load average must not count our own work
         print(load.before(), flush=True)
+        models = ["lenet", "keras"] if args.model == "both" else [args.model]
+        # first, while this process is small: a child's peak RSS starts at its parent's
+        epochs = {m: measure_memory(m, args) for m in models} if args.memory else {}
         try:
-            images, labels, data_desc, folder = find_mnist(args)
+            images, labels, data_desc = find_mnist(args)
         except DataError as exc:
             print(f"bench_lenet: error: {exc}", file=sys.stderr)
             return 2
@@ -508,9 +517,7 @@ def main(argv=None) -> int:
                 import torch  # noqa: PLC0415 - optional comparison
             except ImportError:
                 print("PyTorch is not installed: skipping the comparison")
-        models = ["lenet", "keras"] if args.model == "both" else [args.model]
         results = {m: bench_model(m, args, images, labels, data_desc, torch) for m in models}
-        epochs = {m: measure_memory(m, folder) for m in models} if args.memory else {}
     print()
     print(load.report())
     _print_ratios(results, args.threads, epochs, load)
