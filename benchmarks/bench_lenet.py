@@ -1,130 +1,218 @@
-"""LeNet-5 training speed: the generic graph executor against PyTorch's CPU build.
+"""Training speed of the MNIST presets users train, against PyTorch's CPU build.
 
-Builds LeNet-5 as a float32 :class:`core.graph.Graph` (conv 6@5×5 pad 2, ReLU,
-max pool 2, conv 16@5×5, ReLU, max pool 2, flatten, dense 120, ReLU, dense 84,
-ReLU, dense 10, softmax cross-entropy), trains it with SGD + momentum on
-batches of real MNIST through ``Trainer.train_step`` (the path
-``backprop-studio train`` takes), and trains the same model in PyTorch on the same batches
-with the same thread count. Rounds alternate between the two so that a busy
-machine slows both alike; the medians are compared.
+Loads the presets themselves (``examples/lenet5.json``, ``examples/keras_mnist_cnn.json``;
+``--model lenet|keras|both``), trains each through ``Trainer.train_step`` (the path
+``backprop-studio train`` takes) with SGD + momentum, and trains the same network in
+PyTorch, built layer for layer from the graph and starting from its weights, on the
+same batches. Every round runs on 1 thread and on 2 threads (``--threads``), ours
+then torch's within each thread count, so a busy machine slows all four alike; the
+medians are compared. "1 thread" holds our layer pool and BLAS to the calling thread
+and sets ``torch.set_num_threads(1)``.
 
-Prints seconds per 60,000-image epoch for both, the ratio ours/torch (≤ 1.0
-means we are at least as fast), the peak RSS, and where our time goes (forward
-and backward per op type).
+Prints, in order:
+
+* the load average before the run;
+* with ``--memory``, first (while this process is small: a child's ``ru_maxrss`` starts
+  at its parent's size): the peak RSS of a child process that runs one real epoch of
+  ``backprop-studio train`` on full MNIST, with its test accuracy;
+* per model: the preset, its parameters, the data (full MNIST, or clearly labelled the
+  embedded sample / synthetic images), the BLAS and layer threads;
+* per model and thread count: ms per batch and s per 60,000-image epoch for each side,
+  and how many cores it kept busy (its CPU time over its wall time: torch's count
+  includes threads spinning while they wait);
+* whether our losses (every step) and final weights are bit-identical between 1 and 2
+  threads, and how far torch's losses are from ours (LeNet-5: same start, same batches;
+  networks with dropout draw different masks on each side, so they are not compared);
+* the share of 2-thread batches in which our layer pool ran alone because the load
+  average was above the core count;
+* where our time goes (forward and backward per op type, 2 threads);
+* the load line (machine.LoadCheck: load average before/after, the CPU share other
+  processes took) and then the ratios ours/torch per thread count, each side's
+  1→2-thread speed-up and the ``--memory`` epoch's time, each tagged
+  ``[UNRELIABLE: machine busy]`` unless the machine was quiet;
+* the peak RSS of this process.
 
 Run from the repository root::
 
-    python benchmarks/bench_lenet.py                # real MNIST from ../shared/data/mnist
-    python benchmarks/bench_lenet.py --synthetic    # random images, no files needed
+    python benchmarks/bench_lenet.py                     # LeNet-5, full MNIST if found
+    python benchmarks/bench_lenet.py --model both --memory
+    python benchmarks/bench_lenet.py --mnist DIR         # the folder with the IDX files
+    python benchmarks/bench_lenet.py --synthetic         # random images, no files needed
+    python benchmarks/bench_lenet.py --sample            # the embedded 5,000-image sample
+
+MNIST is found by the project's loader (``core.data.mnist.load_mnist``): the folder
+``--mnist`` names, else ``../shared/data/mnist`` beside the repository when it exists,
+else ``$BACKPROP_STUDIO_DATA`` and the cache (``--download`` fetches and checks the files).
+Without full MNIST the embedded 5,000-image sample is used and says so.
 """
 
 from __future__ import annotations
 
 import argparse
-import gzip
+import contextlib
+import json
 import os
 import resource
-import struct
+import subprocess
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 # isort: off
 import core  # noqa: E402, F401 - before NumPy, as the app does: sets up BLAS threading
 import numpy as np  # noqa: E402
 # isort: on
 
-from core.graph import Graph  # noqa: E402
-from core.kernels import blas_threads, layer_threads  # noqa: E402
-from core.serialize import copy_graph  # noqa: E402
+from benchmarks.machine import LoadCheck  # noqa: E402
+from core.data.mnist import load_mnist  # noqa: E402
+from core.errors import DataError  # noqa: E402
+from core.kernels import blas_threads, layer_threads, threads  # noqa: E402
+from core.serialize import copy_graph, load_graph  # noqa: E402
 from core.train.optim import make_optimizer  # noqa: E402
 from core.train.trainer import Trainer  # noqa: E402
+from examples import example_path  # noqa: E402
 
 EPOCH = 60_000
-MNIST = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist"
+SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
+PRESETS = {"lenet": "lenet5", "keras": "keras_mnist_cnn"}
+# a Keras CNN batch costs many LeNet-5 batches: fewer of them keep a run to minutes
+DEFAULT_BATCHES = {"lenet": 40, "keras": 8}
+LR, MOMENTUM = 0.05, 0.9
 
 
 # ------------------------------------------------------------------- data
 
-def read_idx(path: Path) -> np.ndarray:
-    """One IDX file (gzip-compressed) as an array; the header gives dtype and shape."""
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
-    if zero != 0 or dtype_code != 0x08:
-        raise ValueError(f"{path}: not an unsigned-byte IDX file")
-    shape = struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+def find_mnist(args):
+    """``(images uint8 (N, 28, 28) or None, labels, description)``.
+
+    ``None`` images mean synthetic data. A folder the user named must hold the files;
+    otherwise a missing full set falls back to the embedded sample, labelled as such.
+    """
+    if args.synthetic:
+        return None, None, "SYNTHETIC random images (not MNIST)"
+    if args.sample:
+        data = load_mnist(source="sample")
+        return (data.train_x, data.train_y,
+                f"the embedded MNIST SAMPLE ({len(data.train_x):,} images, NOT the full set)")
+    try:
+        data = load_mnist(data_dir=_mnist_folder(args), download_missing=args.download)
+    except DataError as exc:
+        if args.mnist is not None:
+            raise
+        print(f"full MNIST not reachable, using the embedded sample instead: {exc}")
+        data = load_mnist(source="sample")
+        return (data.train_x, data.train_y,
+                f"the embedded MNIST SAMPLE ({len(data.train_x):,} images, NOT the full set)")
+    return (data.train_x, data.train_y,
+            f"full MNIST ({len(data.train_x):,} training images from {data.source})")
 
 
-def load_mnist(root: Path, synthetic: bool, n: int, rng):
-    """``n`` training images (float32 in [0, 1], shape (n, 1, 28, 28)) and labels."""
-    if synthetic:
-        return (rng.random((n, 1, 28, 28), dtype=np.float32),
-                rng.integers(0, 10, n).astype(np.int64))
-    images = read_idx(root / "train-images-idx3-ubyte.gz")
-    labels = read_idx(root / "train-labels-idx1-ubyte.gz")
-    pick = rng.permutation(len(images))[:n]
-    x = images[pick].astype(np.float32)[:, None] / np.float32(255.0)
-    return x, labels[pick].astype(np.int64)
+def make_batches(images, labels, n_batches, bs, rng):
+    """``n_batches`` batches of float32 images in [0, 1], shape (bs, 1, 28, 28), and labels."""
+    n = n_batches * bs
+    if images is None:
+        x = rng.random((n, 1, 28, 28), dtype=np.float32)
+        t = rng.integers(0, 10, n).astype(np.int64)
+    else:
+        # the sample has fewer images than a long run needs: go round it again
+        pick = np.concatenate([rng.permutation(len(images))
+                               for _ in range(-(-n // len(images)))])[:n]
+        x = images[pick].astype(np.float32)[:, None] / np.float32(255.0)
+        t = labels[pick].astype(np.int64)
+    return [(np.ascontiguousarray(x[i * bs:(i + 1) * bs]), t[i * bs:(i + 1) * bs])
+            for i in range(n_batches)]
 
 
 # ------------------------------------------------------------------ models
 
-def lenet_graph() -> Graph:
-    g = Graph(dtype="float32", name="LeNet-5")
-    x = g.add("input", name="x", shape=(None, 1, 28, 28), role="features")
-    t = g.add("input", name="t", shape=(None,), role="target")
-    h = g.add("conv2d", x, out_channels=6, kernel=5, padding=2, name="conv1")
-    h = g.add("max_pool2d", g.add("relu", h, name="relu1"), name="pool1")
-    h = g.add("conv2d", h, out_channels=16, kernel=5, name="conv2")
-    h = g.add("max_pool2d", g.add("relu", h, name="relu2"), name="pool2")
-    h = g.add("flatten", h, name="flatten")
-    h = g.add("relu", g.add("dense", h, units=120, name="fc1"), name="relu3")
-    h = g.add("relu", g.add("dense", h, units=84, name="fc2"), name="relu4")
-    h = g.add("dense", h, units=10, name="fc3")
-    g.set_loss(g.add("softmax_cross_entropy", h, t, name="loss"))
-    return g
+def preset_graph(model: str):
+    """The preset users open from the Examples menu, initialized as a training run does."""
+    graph = load_graph(example_path(PRESETS[model]))
+    graph.initialize(seed=0)
+    return graph
 
 
-def torch_lenet(torch, graph=None):
-    """The same network in PyTorch; with ``graph``, starting from the graph's weights."""
+def torch_model(torch, graph):
+    """The graph's chain of layers in PyTorch, starting from the graph's weights.
+
+    Raises ``ValueError`` for an op with no PyTorch equivalent here.
+    """
     nn = torch.nn
-    model = nn.Sequential(
-        nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-        nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
-    if graph is not None:
-        layers = [m for m in model if isinstance(m, (nn.Conv2d, nn.Linear))]
-        names = ["conv1", "conv2", "fc1", "fc2", "fc3"]
-        with torch.no_grad():
-            for layer, name in zip(layers, names):
-                node = graph.node(name)
-                w = node.weights["W"]
-                # dense stores W as (in, out) for y = x·W; torch's Linear keeps (out, in)
-                layer.weight.copy_(torch.from_numpy(w if w.ndim == 4 else w.T.copy()))
-                layer.bias.copy_(torch.from_numpy(node.weights["b"]))
-    return model
+    layers = []
+    for node in graph.order():
+        op, p = node.op_id, node.params
+        if op == "input" or op == "softmax_cross_entropy":
+            continue  # the loss is torch's CrossEntropyLoss
+        if op == "conv2d":
+            w = node.weights["W"]
+            m = nn.Conv2d(w.shape[1], w.shape[0], tuple(w.shape[2:]),
+                          stride=tuple(p.get("stride", (1, 1))),
+                          padding=tuple(p.get("padding", (0, 0))),
+                          dilation=tuple(p.get("dilation", (1, 1))), bias=p.get("bias", True))
+        elif op == "dense":
+            w = node.weights["W"]
+            m = nn.Linear(w.shape[0], w.shape[1], bias=p.get("bias", True))
+            w = w.T  # dense stores W as (in, out) for y = x·W; torch's Linear keeps (out, in)
+        elif op == "max_pool2d":
+            m = nn.MaxPool2d(tuple(p["kernel"]), tuple(p.get("stride") or p["kernel"]),
+                             tuple(p.get("padding", (0, 0))))
+        elif op == "relu":
+            m = nn.ReLU()
+        elif op == "dropout":
+            m = nn.Dropout(p["p"])
+        elif op == "flatten":
+            m = nn.Flatten()
+        else:
+            raise ValueError(f"node '{node.name}' ({op}) has no PyTorch equivalent here")
+        if op in ("conv2d", "dense"):
+            with torch.no_grad():
+                m.weight.copy_(torch.from_numpy(np.ascontiguousarray(w)))
+                if m.bias is not None:
+                    m.bias.copy_(torch.from_numpy(node.weights["b"]))
+        layers.append(m)
+    return nn.Sequential(*layers)
+
+
+@contextlib.contextmanager
+def our_threads(n: int):
+    """Our layer pool limited to ``n`` threads (the caller counts as one) while the block runs.
+
+    core.kernels has no switch for this; the pool reads its thread count per call, as the
+    kernel tests' monkeypatch relies on. BLAS is held to one thread by ``import core``.
+    """
+    saved = threads._WORKERS
+    threads._WORKERS = max(1, min(n, saved))
+    try:
+        yield threads._WORKERS
+    finally:
+        threads._WORKERS = saved
 
 
 # ------------------------------------------------------------------ timing
 
 def time_ours(trainer, batches):
-    """``Trainer.train_step`` per batch: the path ``backprop-studio train`` takes."""
-    times, losses = [], []
+    """``Trainer.train_step`` per batch: (seconds, losses, CPU seconds of all our threads,
+    batches in which the pool ran alone because the cores were busy)."""
+    times, losses, alone = [], [], 0
+    cpu0 = time.process_time()
     for x, t in batches:
         t0 = time.perf_counter()
         info = trainer.train_step(x, t)
         times.append(time.perf_counter() - t0)
         losses.append(info.loss)
-    return times, losses
+        alone += threads._cores_busy()
+    return times, losses, time.process_time() - cpu0, alone
 
 
 def time_torch(torch, model, opt, batches):
+    """One SGD step per batch: (seconds, losses, CPU seconds of all threads, spinning included)."""
     loss_fn = torch.nn.CrossEntropyLoss()
     times, losses = [], []
+    cpu0 = time.process_time()
     for x, t in batches:
         xt, tt = torch.from_numpy(x), torch.from_numpy(t)
         t0 = time.perf_counter()
@@ -134,15 +222,16 @@ def time_torch(torch, model, opt, batches):
         opt.step()
         times.append(time.perf_counter() - t0)
         losses.append(float(loss.detach()))
-    return times, losses
+    return times, losses, time.process_time() - cpu0
 
 
-def breakdown(ex, batches):
+def breakdown(trainer, batches):
     """Median seconds per batch by (phase, op), stepping the same plan ``run`` executes."""
+    ex = trainer._train_ex
     spent = defaultdict(lambda: np.zeros(len(batches)))
-    steps = ex.plan(ex.graph.loss)
+    steps = ex.plan(trainer.loss_node.id)
     for i, (x, t) in enumerate(batches):
-        ex.feeds = {"x": x, "t": t}
+        ex.feeds = trainer._feeds(x, t)
         ex.reset()
         for st in steps:
             t0 = time.perf_counter()
@@ -152,128 +241,289 @@ def breakdown(ex, batches):
     return {k: float(np.median(v)) for k, v in spent.items()}
 
 
-def _load_average():
-    try:
-        return os.getloadavg()[0]
-    except OSError:  # no load average on this system
+def _print_breakdown(trainer, batches, n_threads):
+    """Where our time goes per op and phase, over the first (up to) 10 ``batches``."""
+    batches = batches[:min(10, len(batches))]
+    with our_threads(n_threads):
+        spent = breakdown(trainer, batches)
+    total = sum(spent.values())
+    print(f"  where our time goes ({n_threads} threads; median ms per batch over {len(batches)} "
+          f"batches; {total * 1e3:.2f} in executor steps, the optimizer step is the rest):")
+    for (phase, op_id), s in sorted(spent.items(), key=lambda kv: -kv[1]):
+        if s * 1e3 >= 0.005:
+            print(f"    {phase:8s} {op_id:22s} {s * 1e3:8.2f}  {100 * s / total:5.1f} %")
+
+
+def same_weights(a: Trainer, b: Trainer) -> bool:
+    """Every trainable tensor of the two trainers' graphs equal bit for bit."""
+    ta, tb = a.tensors(), b.tensors()
+    return ta.keys() == tb.keys() and all(
+        np.array_equal(ta[k].view(np.uint8), tb[k].view(np.uint8)) for k in ta)
+
+
+def bench_model(model, args, images, labels, data_desc, torch, device="cpu"):
+    """Time one preset on each thread count, alternating with torch; print its figures.
+
+    Returns ``{n_threads: (ours s/batch, torch s/batch or None)}`` for the ratios.
+    """
+    rng = np.random.default_rng(0)
+    n_batch = args.batches or DEFAULT_BATCHES[model]
+    bs = args.batch_size
+    batches = make_batches(images, labels, args.warmup + n_batch * args.rounds, bs, rng)
+    warm, timed = batches[:args.warmup], batches[args.warmup:]
+    rounds = [timed[r * n_batch:(r + 1) * n_batch] for r in range(args.rounds)]
+
+    start = preset_graph(model)
+    counts = args.threads
+    trainers, models, opts = {}, {}, {}
+    for n in counts:  # every thread count starts from the same weights
+        trainers[n] = Trainer(copy_graph(start), make_optimizer("momentum", lr=LR,
+                                                                momentum=MOMENTUM),
+                              batch_size=bs, seed=0, grad_norms=False, device=device)
+        if torch is not None:
+            models[n] = torch_model(torch, start)
+            opts[n] = torch.optim.SGD(models[n].parameters(), lr=LR, momentum=MOMENTUM)
+    has_dropout = any(nd.op_id == "dropout" for nd in start.order())
+    print(f"\n{start.name} (preset {PRESETS[model]}), {start.dtype}, "
+          f"{start.parameter_count():,} parameters, batch {bs}; {data_desc}; "
+          f"{args.rounds} round{'s' if args.rounds > 1 else ''} × {n_batch} batches per side "
+          "and thread count, "
+          f"{args.warmup} warm-up; momentum (lr {LR}, μ {MOMENTUM}); "
+          f"BLAS threads {blas_threads()}, layer threads up to {layer_threads()}", flush=True)
+
+    for n in counts:
+        with our_threads(n):
+            time_ours(trainers[n], warm)
+        if torch is not None:
+            torch.set_num_threads(n)
+            time_torch(torch, models[n], opts[n], warm)
+
+    ours = {n: [] for n in counts}
+    theirs = {n: [] for n in counts}
+    our_losses = {n: [] for n in counts}
+    their_losses = {n: [] for n in counts}
+    alone = {n: 0 for n in counts}
+    cpu = {(side, n): 0.0 for side in ("ours", "torch") for n in counts}
+    for r, rb in enumerate(rounds):
+        # the thread counts swap order every round, so neither always follows the other
+        for n in (counts if r % 2 == 0 else counts[::-1]):
+            with our_threads(n):
+                t, lo, c, a = time_ours(trainers[n], rb)
+            cpu["ours", n] += c
+            ours[n] += t
+            our_losses[n] += lo
+            alone[n] += a
+            if torch is not None:
+                # idle BLAS/OpenMP threads of one side spin for a while after their last
+                # call; a pause keeps them from eating into the other side's time
+                time.sleep(args.pause)
+                torch.set_num_threads(n)
+                t, lo, c = time_torch(torch, models[n], opts[n], rb)
+                cpu["torch", n] += c
+                theirs[n] += t
+                their_losses[n] += lo
+                time.sleep(args.pause)
+
+    result = {}
+    for n in counts:
+        ob = float(np.median(ours[n]))
+        print(f"  {n} thread{'s' if n > 1 else ' '}  ours : {ob * 1e3:8.2f} ms/batch (median; "
+              f"mean {np.mean(ours[n]) * 1e3:.2f}) -> {ob * EPOCH / bs:7.2f} s/epoch; "
+              f"loss {our_losses[n][0]:.3f} -> {our_losses[n][-1]:.3f}; "
+              f"{cpu['ours', n] / sum(ours[n]):.2f} cores busy")
+        tb = None
+        if torch is not None:
+            tb = float(np.median(theirs[n]))
+            print(f"            torch: {tb * 1e3:8.2f} ms/batch (median; mean "
+                  f"{np.mean(theirs[n]) * 1e3:.2f}) -> {tb * EPOCH / bs:7.2f} s/epoch; "
+                  f"loss {their_losses[n][0]:.3f} -> {their_losses[n][-1]:.3f}; "
+                  f"{cpu['torch', n] / sum(theirs[n]):.2f} cores busy")
+        result[n] = (ob, tb)
+
+    if len(counts) > 1:
+        lo, hi = counts[0], counts[-1]
+        steps = len(our_losses[lo])
+        same = our_losses[lo] == our_losses[hi]
+        weights = same_weights(trainers[lo], trainers[hi])
+        print(f"  ours on {lo} vs {hi} threads: losses of all {steps} steps "
+              f"{'bit-identical' if same else 'DIFFER'}, final weights "
+              f"{'bit-identical' if weights else 'DIFFER'}")
+    if torch is not None:
+        n = counts[-1]
+        if has_dropout:
+            print("  losses not compared with torch: dropout draws different masks on each "
+                  "side")
+        else:
+            gaps = [abs(a - b) for a, b in zip(our_losses[n], their_losses[n])]
+            print(f"  same start, same batches: our losses and torch's differ by at most "
+                  f"{max(gaps[:5]):.1e} over the first 5 timed steps and {max(gaps):.1e} over "
+                  f"all {len(gaps)} (float32 rounding differences grow as training goes on)")
+    for n in counts:
+        if n > 1:
+            share = alone[n] / max(1, len(ours[n]))
+            print(f"  {n} threads: our layer pool ran alone in {100 * share:.0f} % of the "
+                  f"batches (it does while the load average is above "
+                  f"{(os.cpu_count() or 1) + 0.5:.1f})")
+    _print_breakdown(trainers[counts[-1]], rounds[0], counts[-1])
+    return result
+
+
+# ------------------------------------------------------------------ memory
+
+def _maxrss_mib(kib_or_bytes: int) -> float:
+    """``ru_maxrss`` in MiB (Linux reports KiB, macOS bytes)."""
+    return kib_or_bytes / (2**20 if sys.platform == "darwin" else 1024)
+
+
+def child_peak(cmd):
+    """Run ``cmd`` from the repository root; ``(exit code, its peak RSS in MiB, stdout, stderr)``.
+
+    ``os.wait4`` gives this child's own ``ru_maxrss``; ``RUSAGE_CHILDREN`` would be the
+    largest of every child waited for so far.
+    """
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return (proc.returncode, _maxrss_mib(usage.ru_maxrss),
+                out.read().decode(errors="replace"), err.read().decode(errors="replace"))
+
+
+def _mnist_folder(args):
+    """The folder the user named, else ``../shared/data/mnist`` when it exists, else ``None``
+    (the loader then looks in ``$BACKPROP_STUDIO_DATA`` and the cache)."""
+    if args.mnist is not None:
+        return args.mnist
+    return SHARED_MNIST if SHARED_MNIST.is_dir() else None
+
+
+def measure_memory(model, args):
+    """One real epoch of ``backprop-studio train`` on full MNIST in a child; print its peak RSS.
+
+    Run before this process loads any data or torch: a child's ``ru_maxrss`` starts at the
+    size of the process that spawned it. The child finds MNIST itself through the loader.
+    Returns the epoch's seconds (or ``None``), printed with the other load-sensitive figures.
+    """
+    folder = _mnist_folder(args)
+    cmd = [sys.executable, "-m", "app", "train", PRESETS[model], "--epochs", "1", "--quiet"]
+    cmd += ["--data", str(folder)] if folder is not None else []
+    cmd += ["--download"] if args.download else []
+    parent = _maxrss_mib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    print(f"\npeak memory: {' '.join(['backprop-studio'] + cmd[3:])} (one epoch on full "
+          f"MNIST, in a child process; this process is at {parent:.0f} MiB) …", flush=True)
+    rc, mib, out, err = child_peak(cmd)
+    if rc != 0:
+        last = err.strip().splitlines()[-1:] or [f"exit {rc}"]
+        print(f"  SKIPPED — the child could not train on full MNIST: {last[0]}")
         return None
+    try:
+        metrics = json.loads(out.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        metrics = {}
+    acc = metrics.get("test_accuracy")
+    print(f"  {PRESETS[model]}: peak RSS {mib:.0f} MiB (ru_maxrss of the child) for one epoch "
+          f"on {metrics.get('data', '?')}; test accuracy "
+          f"{'?' if acc is None else f'{100 * acc:.2f} %'}")
+    return (metrics.get("epoch_seconds") or [None])[0]
 
 
-def _report_load(before, after):
-    """Print the 1-minute load average; other jobs distort the ratio (PyTorch's threads suffer
-    far more than our code from a busy core), so only quiet-machine figures compare fairly."""
-    if before is None:
-        return
-    print(f"load average (1 min): {before:.2f} before, {after:.2f} after the run (this run's own "
-          "work adds up to ~1)")
-    if before > 0.5:
-        print("WARNING: the machine was busy before the run started; the ratio is not a "
-              "quiet-machine figure")
+# ------------------------------------------------------------------ main
 
-
-def rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+def _thread_counts(text: str) -> list:
+    try:
+        counts = sorted({int(v) for v in text.split(",")})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}': thread counts are whole numbers, "
+                                         "e.g. 1,2") from None
+    if not counts or counts[0] < 1:
+        raise argparse.ArgumentTypeError(f"'{text}': thread counts are at least 1")
+    return counts
 
 
 def _parse_args(argv):
     """The command line (see ``--help``)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--batches", type=int, default=40, help="timed batches per round and side")
-    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds (ours, torch)")
+    ap.add_argument("--model", choices=("lenet", "keras", "both"), default="lenet",
+                    help="which preset: LeNet-5, the Keras MNIST CNN, or both (default lenet)")
+    ap.add_argument("--batches", type=int, default=None,
+                    help="timed batches per round, side and thread count (default 40 for "
+                         "LeNet-5, 8 for the Keras CNN)")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--warmup", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    ap.add_argument("--threads", type=_thread_counts, default=[1, 2], metavar="N[,N]",
+                    help="thread counts to run, each for both sides (default 1,2)")
     ap.add_argument("--synthetic", action="store_true", help="random images instead of MNIST")
-    ap.add_argument("--mnist", type=Path, default=MNIST, help="folder with the IDX .gz files")
+    ap.add_argument("--sample", action="store_true",
+                    help="the embedded 5,000-image MNIST sample instead of the full set")
+    ap.add_argument("--mnist", "--data", dest="mnist", type=Path, default=None, metavar="DIR",
+                    help="folder with the four MNIST IDX files (default: ../shared/data/mnist "
+                         "when it exists, then $BACKPROP_STUDIO_DATA and the cache)")
+    ap.add_argument("--download", action="store_true",
+                    help="download missing MNIST files into the cache (checked)")
+    ap.add_argument("--memory", action="store_true",
+                    help="also measure the peak RSS of one real training epoch on full MNIST "
+                         "in a child process (about a minute for LeNet-5, several for Keras)")
     ap.add_argument("--no-torch", action="store_true", help="time only our executor")
     ap.add_argument("--pause", type=float, default=0.3,
                     help="seconds between the two sides' rounds (not timed)")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    for name in ("batches", "rounds", "batch_size"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            ap.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.warmup < 0:
+        ap.error("--warmup must be 0 or more")
+    return args
 
 
-def _print_breakdown(trainer, batches):
-    """Where our time goes per op and phase, over the first (up to) 10 ``batches``."""
-    spent = breakdown(trainer._train_ex, batches[:min(10, len(batches))])
-    total = sum(spent.values())
-    print(f"\nwhere our time goes (median ms per batch over {min(10, len(batches))} batches; "
-          f"{total * 1e3:.2f} in executor steps, the optimizer step is the rest):")
-    for (phase, op_id), s in sorted(spent.items(), key=lambda kv: -kv[1]):
-        if s * 1e3 >= 0.005:
-            print(f"  {phase:8s} {op_id:22s} {s * 1e3:7.2f}  {100 * s / total:5.1f} %")
+def _print_ratios(results, counts, epochs, load):
+    """The load-sensitive figures, after the load line: ratios, 1→2-thread speed-ups and the
+    memory run's epoch time."""
+    for model, res in results.items():
+        print(f"{PRESETS[model]}:")
+        for n in counts:
+            ob, tb = res[n]
+            if tb is not None:
+                print(f"  ratio ours/torch, {n} thread{'s' if n > 1 else ''}: {ob / tb:.3f} "
+                      f"(≤ 1 means we are at least as fast){load.mark()}")
+        if len(counts) > 1:
+            lo, hi = counts[0], counts[-1]
+            line = f"  speed-up {lo}→{hi} threads: ours {res[lo][0] / res[hi][0]:.2f}×"
+            if res[lo][1] is not None:
+                line += f", torch {res[lo][1] / res[hi][1]:.2f}×"
+            print(line + load.mark())
+        if epochs.get(model) is not None:
+            print(f"  one `backprop-studio train` epoch on full MNIST (--memory): "
+                  f"{epochs[model]:.1f} s{load.mark()}")
 
 
 def main(argv=None) -> int:
     args = _parse_args(argv)
-
-    load_before = _load_average()
-    rng = np.random.default_rng(0)
-    n_batches = args.warmup + args.batches * args.rounds
-    bs = args.batch_size
-    x_all, t_all = load_mnist(args.mnist, args.synthetic, n_batches * bs, rng)
-    batches = [(np.ascontiguousarray(x_all[i * bs:(i + 1) * bs]), t_all[i * bs:(i + 1) * bs])
-               for i in range(n_batches)]
-    warm, timed = batches[:args.warmup], batches[args.warmup:]
-    rounds = [timed[r * args.batches:(r + 1) * args.batches] for r in range(args.rounds)]
-
-    graph = lenet_graph()
-    graph.initialize(seed=0, feeds={"x": batches[0][0], "t": batches[0][1]})
-    trainer = Trainer(graph, make_optimizer("momentum", lr=0.05, momentum=0.9),
-                      batch_size=bs, seed=0)
-    print(f"LeNet-5, float32, batch {bs}, {'synthetic' if args.synthetic else 'MNIST'} data, "
-          f"{args.rounds} rounds × {args.batches} batches; Trainer.train_step with "
-          "momentum (lr 0.05, μ 0.9), as `backprop-studio train` runs it; "
-          f"BLAS threads: {blas_threads()}, layer threads: {layer_threads()}")
-    print(f"parameters: {graph.parameter_count():,}")
-    start = copy_graph(graph)  # torch starts from these weights
-    time_ours(trainer, warm)
-    rss_ours = rss_mib()  # before torch is imported: our own footprint
-
-    torch = None
-    if not args.no_torch:
+    with LoadCheck() as load:  # first: its load average must not count our own work
+        print(load.before(), flush=True)
+        models = ["lenet", "keras"] if args.model == "both" else [args.model]
+        # first, while this process is small: a child's peak RSS starts at its parent's
+        epochs = {m: measure_memory(m, args) for m in models} if args.memory else {}
         try:
-            import torch  # noqa: PLC0415 - optional comparison
-        except ImportError:
-            print("PyTorch is not installed: skipping the comparison")
-    if torch is not None:
-        torch.set_num_threads(args.threads)
-        model = torch_lenet(torch, start)  # same starting weights, same batches
-        topt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-        time_torch(torch, model, topt, warm)
-
-    ours, theirs, our_losses, their_losses = [], [], [], []
-    for rb in rounds:
-        t, lo = time_ours(trainer, rb)
-        ours += t
-        our_losses += lo
-        if torch is not None:
-            # idle BLAS/OpenMP threads of one side spin for a while after their last
-            # call; a pause keeps them from eating into the other side's time
-            time.sleep(args.pause)
-            t, lo = time_torch(torch, model, topt, rb)
-            theirs += t
-            their_losses += lo
-            time.sleep(args.pause)
-
-    per_batch = float(np.median(ours))
-    ours_epoch = per_batch * EPOCH / bs
-    print(f"\nours : {per_batch * 1e3:7.2f} ms/batch (median; mean {np.mean(ours) * 1e3:.2f}) "
-          f"-> {ours_epoch:6.2f} s/epoch; loss {our_losses[0]:.3f} -> {our_losses[-1]:.3f}")
-    if torch is not None:
-        tb = float(np.median(theirs))
-        torch_epoch = tb * EPOCH / bs
-        print(f"torch: {tb * 1e3:7.2f} ms/batch (median; mean {np.mean(theirs) * 1e3:.2f}) "
-              f"-> {torch_epoch:6.2f} s/epoch; loss {their_losses[0]:.3f} -> "
-              f"{their_losses[-1]:.3f} ({args.threads} threads)")
-        print(f"ratio ours/torch: {ours_epoch / torch_epoch:.3f}")
-        gaps = [abs(a - b) for a, b in zip(our_losses, their_losses)]
-        print(f"same start, same batches: losses differ by at most {max(gaps[:5]):.1e} over "
-              f"the first 5 timed steps and {max(gaps):.1e} over all {len(gaps)} (float32 "
-              "rounding differences grow as training goes on)")
-    _report_load(load_before, _load_average())
-    print(f"peak RSS: {rss_ours:.0f} MiB after our warm-up (data included, before torch is "
-          f"imported), {rss_mib():.0f} MiB at the end (torch included)")
-
-    _print_breakdown(trainer, rounds[0])
+            images, labels, data_desc = find_mnist(args)
+        except DataError as exc:
+            print(f"bench_lenet: error: {exc}", file=sys.stderr)
+            return 2
+        torch = None
+        if not args.no_torch:
+            try:
+                import torch  # noqa: PLC0415 - optional comparison
+            except ImportError:
+                print("PyTorch is not installed: skipping the comparison")
+        results = {m: bench_model(m, args, images, labels, data_desc, torch) for m in models}
+    print()
+    print(load.report())
+    _print_ratios(results, args.threads, epochs, load)
+    peak = _maxrss_mib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    print(f"peak RSS of this process: {peak:.0f} MiB (data, every thread count's models"
+          f"{' and torch' if torch is not None else ''} included)")
     return 0
 
 

@@ -7,6 +7,11 @@ entry) to a temporary folder, then in a fresh process each: ``backprop-studio
 eval`` on the first, ``load_graph`` on the second. Prints wall time and the
 child's peak resident memory (``ru_maxrss``, as ``/usr/bin/time -v`` reports it).
 Loading and evaluating should grow linearly with the node count; asserts nothing.
+
+Prints the load average before the run, one line per child (wall time tagged
+``[UNRELIABLE: machine busy]`` unless the machine was quiet, peak RSS, exit
+code), then the load line (machine.LoadCheck: load average before/after, the
+CPU share other processes took). Peak memory does not depend on the load.
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+from benchmarks.machine import LoadCheck  # noqa: E402
 
 
 def write_chain(path: Path, n: int):
@@ -58,6 +66,18 @@ def main(argv=None) -> int:
     p.add_argument("--eval-nodes", type=int, default=100_000)
     p.add_argument("--load-nodes", type=int, default=1_000_001)
     args = p.parse_args(argv)
+    with LoadCheck() as load:  # first: its load average must not count our own work
+        print(load.before(), flush=True)
+        lines = _run(args)
+    for timed, rest in lines:
+        print(timed + load.mark() + rest)
+    print(load.report())
+    return 0
+
+
+def _run(args) -> list:
+    """Write both files, run both children; their result lines, cut after the time."""
+    out = []
     with tempfile.TemporaryDirectory() as tmp:
         chain = Path(tmp) / "chain.json"
         big = Path(tmp) / "big.json"
@@ -66,13 +86,14 @@ def main(argv=None) -> int:
             subprocess.run([sys.executable, __file__, "--write", str(path), str(n)], check=True)
         s, mib, rc = measure("import sys; from app.cli import main; main(['eval', sys.argv[1]])",
                              str(chain))
-        print(f"eval {args.eval_nodes}-node chain: {s:.2f} s, peak RSS {mib:.0f} MiB "
-              f"(exit {rc})")
+        out.append((f"eval {args.eval_nodes}-node chain: {s:.2f} s",
+                    f", peak RSS {mib:.0f} MiB (exit {rc})"))
         s, mib, rc = measure("import sys; from core.serialize import load_graph; "
                              "load_graph(sys.argv[1])", str(big))
-        print(f"load {args.load_nodes}-node file: {s:.2f} s, peak RSS {mib:.0f} MiB "
-              f"(exit {rc}; file {big.stat().st_size / 2**20:.0f} MiB)")
-    return 0
+        out.append((f"load {args.load_nodes}-node file: {s:.2f} s",
+                    f", peak RSS {mib:.0f} MiB (exit {rc}; file "
+                    f"{big.stat().st_size / 2**20:.0f} MiB)"))
+    return out
 
 
 if __name__ == "__main__":

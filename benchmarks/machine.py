@@ -10,7 +10,7 @@ from ``/proc/stat`` minus this process's own (and its waited-for children's).
     with LoadCheck() as load:
         ...                              # the timed work
     print(load.report())                 # load average before/after, others' CPU share
-    if not load.quiet: ...               # mark ratios unreliable
+    print(f"ratio {r:.2f}{load.mark()}")  # tagged "[UNRELIABLE: machine busy]" unless quiet
 
 Off Linux (no ``/proc/stat``) only the load average is reported and ``quiet``
 is decided by it.
@@ -84,6 +84,17 @@ class LoadCheck:
             return False
         return self.others_share is None or self.others_share <= OTHERS_LIMIT
 
+    def before(self) -> str:
+        """The load average as the run starts, printed first so a busy start shows at once."""
+        v = self.load_before
+        return (f"load average (1 min) before the run: {'n/a' if v is None else f'{v:.2f}'}"
+                + ("" if v is None or v <= LOAD_BEFORE_LIMIT else
+                   f" (above {LOAD_BEFORE_LIMIT}: someone else is working)"))
+
+    def mark(self) -> str:
+        """Nothing on a quiet machine; otherwise a tag for every load-sensitive figure."""
+        return "" if self.quiet else "  [UNRELIABLE: machine busy]"
+
     def report(self) -> str:
         """One line: load average before and after, the other processes' share, the verdict."""
         def fmt(v):
@@ -93,7 +104,7 @@ class LoadCheck:
         if self.others_share is not None:
             parts.append(f"other processes used {100 * self.others_share:.1f} % of the "
                          f"{self.cores} cores during the run")
-        verdict = ("machine quiet: ratios can be quoted" if self.quiet else
-                   "MACHINE BUSY: ratios against PyTorch are unreliable "
-                   "(its threads spin under load)")
+        verdict = ("machine quiet: timings and ratios can be quoted" if self.quiet else
+                   "MACHINE BUSY: timings and ratios are unreliable (and PyTorch's threads "
+                   "spin under load)")
         return "; ".join(parts) + f" — {verdict}"
