@@ -23,8 +23,6 @@ Prints, in order:
 * whether our losses (every step) and final weights are bit-identical between 1 and 2
   threads, and how far torch's losses are from ours (LeNet-5: same start, same batches;
   networks with dropout draw different masks on each side, so they are not compared);
-* the share of 2-thread batches in which our layer pool ran alone because the load
-  average was above the core count;
 * where our time goes (forward and backward per op type, 2 threads);
 * the load line (machine.LoadCheck: load average before/after, the CPU share other
   processes took) and then the ratios ours/torch per thread count, each side's
@@ -181,31 +179,27 @@ def torch_model(torch, graph):
 def our_threads(n: int):
     """Our layer pool limited to ``n`` threads (the caller counts as one) while the block runs.
 
-    core.kernels has no switch for this; the pool reads its thread count per call, as the
-    kernel tests' monkeypatch relies on. BLAS is held to one thread by ``import core``.
+    BLAS is held to one thread by ``import core``.
     """
-    saved = threads._WORKERS
-    threads._WORKERS = max(1, min(n, saved))
+    saved = threads.set_layer_threads(n)
     try:
-        yield threads._WORKERS
+        yield n
     finally:
-        threads._WORKERS = saved
+        threads.set_layer_threads(saved)
 
 
 # ------------------------------------------------------------------ timing
 
 def time_ours(trainer, batches):
-    """``Trainer.train_step`` per batch: (seconds, losses, CPU seconds of all our threads,
-    batches in which the pool ran alone because the cores were busy)."""
-    times, losses, alone = [], [], 0
+    """``Trainer.train_step`` per batch: (seconds, losses, CPU seconds of all our threads)."""
+    times, losses = [], []
     cpu0 = time.process_time()
     for x, t in batches:
         t0 = time.perf_counter()
         info = trainer.train_step(x, t)
         times.append(time.perf_counter() - t0)
         losses.append(info.loss)
-        alone += threads._cores_busy()
-    return times, losses, time.process_time() - cpu0, alone
+    return times, losses, time.process_time() - cpu0
 
 
 def time_torch(torch, model, opt, batches):
@@ -302,17 +296,15 @@ def bench_model(model, args, images, labels, data_desc, torch, device="cpu"):
     theirs = {n: [] for n in counts}
     our_losses = {n: [] for n in counts}
     their_losses = {n: [] for n in counts}
-    alone = {n: 0 for n in counts}
     cpu = {(side, n): 0.0 for side in ("ours", "torch") for n in counts}
     for r, rb in enumerate(rounds):
         # the thread counts swap order every round, so neither always follows the other
         for n in (counts if r % 2 == 0 else counts[::-1]):
             with our_threads(n):
-                t, lo, c, a = time_ours(trainers[n], rb)
+                t, lo, c = time_ours(trainers[n], rb)
             cpu["ours", n] += c
             ours[n] += t
             our_losses[n] += lo
-            alone[n] += a
             if torch is not None:
                 # idle BLAS/OpenMP threads of one side spin for a while after their last
                 # call; a pause keeps them from eating into the other side's time
@@ -358,12 +350,6 @@ def bench_model(model, args, images, labels, data_desc, torch, device="cpu"):
             print(f"  same start, same batches: our losses and torch's differ by at most "
                   f"{max(gaps[:5]):.1e} over the first 5 timed steps and {max(gaps):.1e} over "
                   f"all {len(gaps)} (float32 rounding differences grow as training goes on)")
-    for n in counts:
-        if n > 1:
-            share = alone[n] / max(1, len(ours[n]))
-            print(f"  {n} threads: our layer pool ran alone in {100 * share:.0f} % of the "
-                  f"batches (it does while the load average is above "
-                  f"{(os.cpu_count() or 1) + 0.5:.1f})")
     _print_breakdown(trainers[counts[-1]], rounds[0], counts[-1])
     return result
 

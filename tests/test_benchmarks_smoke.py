@@ -66,7 +66,6 @@ def test_one_thread_means_our_layer_pool_stays_on_the_calling_thread(monkeypatch
     shares parts again."""
     import threading
 
-    monkeypatch.setattr(threads, "_cores_busy", lambda: False)
     monkeypatch.setattr(threads, "_WORKERS", 2)
 
     def names(wait_for_helper):
