@@ -13,8 +13,8 @@ from widgets.canvas import GraphScene
 
 CANVAS = Path(__file__).resolve().parents[1] / "widgets" / "canvas"
 # lowest first; a module may import only from modules of a lower rank
-RANKS = {"routing": 0, "items": 1, "overlays": 2, "lod": 2, "overview": 2, "stepping": 2.5,
-         "scene": 3, "view": 4}
+RANKS = {"routing": 0, "spatial": 0, "wires": 1, "items": 1.5, "overlays": 2, "lod": 2,
+         "overview": 2, "stepping": 2.5, "scene": 3, "view": 4}
 
 
 def counting_inference(g: Graph) -> list:

@@ -20,20 +20,12 @@ from PySide6.QtWidgets import QGraphicsItem, QGraphicsScene
 from core.analysis import GraphAnalysis
 from core.graph import Edge, Graph, ShapeReport
 from core.ops.base import fmt_shape
-from widgets.canvas.items import (
-    FOOTER_H,
-    GRID,
-    HEADER_H,
-    NODE_MIN_W,
-    ROW_H,
-    EdgeItem,
-    NodeItem,
-    PortItem,
-    _fonts,
-)
+from widgets.canvas.items import FOOTER_H, GRID, HEADER_H, NODE_MIN_W, ROW_H, NodeItem, _fonts
 from widgets.canvas.lod import BOUNDS_STEP, LevelOfDetail
 from widgets.canvas.overlays import DragWire
+from widgets.canvas.spatial import CardIndex
 from widgets.canvas.stepping import SteppingOverlay
+from widgets.canvas.wires import EdgeItem, PortItem
 from widgets.theme import LIGHT, Theme
 
 
@@ -259,26 +251,39 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
         if item is not None and self._cards is not None:
             row = self._cards[2].get(item)
             if row is not None:
-                self._cards[1][row] = (item.x(), item.y(), item.x() + item.width,
-                                       item.y() + item.height)
+                self._cards[3].move(row, (item.x(), item.y(), item.x() + item.width,
+                                          item.y() + item.height))
                 return
         self._cards = None
 
-    def obstacles(self, x0, x1, y0, y1, exclude=(), margin=8.0):
-        """Card rectangles (grown by ``margin``) meeting the box, as rows of l, t, r, b."""
+    def _card_map(self):
+        """(items, array of left, top, right, bottom, row of each item, grid index)."""
         if self._cards is None:
             items = list(self.nodes.values())
             arr = np.array([(it.x(), it.y(), it.x() + it.width, it.y() + it.height)
                             for it in items], dtype=float).reshape(-1, 4)
-            self._cards = (items, arr, {it: i for i, it in enumerate(items)})
-        items, arr, rows = self._cards
-        keep = (arr[:, 2] + margin > x0) & (arr[:, 0] - margin < x1) & \
-               (arr[:, 3] + margin > y0) & (arr[:, 1] - margin < y1)
+            self._cards = (items, arr, {it: i for i, it in enumerate(items)}, CardIndex(arr))
+        return self._cards
+
+    def obstacles(self, x0, x1, y0, y1, exclude=(), margin=8.0):
+        """Card rectangles (grown by ``margin``) meeting the box, as rows of l, t, r, b.
+
+        Only the cards filed near the box are tested (see :class:`CardIndex`); the
+        result is the same as testing every card, in the same order.
+        """
+        _items, arr, rows_of, index = self._card_map()
+        rows = index.rows(x0 - margin, x1 + margin, y0 - margin, y1 + margin)
+        sub = arr if rows is None else arr[rows]
+        keep = (sub[:, 2] + margin > x0) & (sub[:, 0] - margin < x1) & \
+               (sub[:, 3] + margin > y0) & (sub[:, 1] - margin < y1)
         for it in exclude:
-            row = rows.get(it)
+            row = rows_of.get(it)
             if row is not None:
-                keep[row] = False
-        out = arr[keep].copy()
+                if rows is None:
+                    keep[row] = False
+                else:
+                    keep &= rows != row
+        out = sub[keep]
         out[:, :2] -= margin
         out[:, 2:] += margin
         return out
@@ -307,8 +312,7 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
 
     def cards_meeting(self, rect: QRectF) -> list:
         """The cards meeting ``rect``, left to right (neighbours come one after another)."""
-        self.obstacles(0, 0, 0, 0)  # builds the map when stale
-        items, arr, _rows = self._cards
+        items, arr, _rows, _index = self._card_map()
         keep = np.flatnonzero((arr[:, 2] > rect.left()) & (arr[:, 0] < rect.right())
                               & (arr[:, 3] > rect.top()) & (arr[:, 1] < rect.bottom()))
         keep = keep[np.lexsort((arr[keep, 1], arr[keep, 0]))]
@@ -316,12 +320,16 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
 
     def overlapping_cards(self) -> int:
         """How many pairs of cards overlap (a file laid out for other card sizes has some)."""
-        arr = self.obstacles(-1e9, 1e9, -1e9, 1e9, margin=0.0)
-        if len(arr) < 2:
-            return 0
-        l, t, r, b = (arr[:, i:i + 1] for i in range(4))
-        hit = (l < r.T) & (l.T < r) & (t < b.T) & (t.T < b)
-        return int((hit.sum() - len(arr)) // 2)
+        _items, arr, _rows, index = self._card_map()
+        pairs = 0
+        for i, (l, t, r, b) in enumerate(arr.tolist()):
+            near = index.rows(l, r, t, b)
+            other = arr if near is None else arr[near]
+            ids = np.arange(len(arr)) if near is None else near
+            hit = ((other[:, 0] < r) & (l < other[:, 2]) & (other[:, 1] < b)
+                   & (t < other[:, 3]) & (ids > i))
+            pairs += int(hit.sum())
+        return pairs
 
     def mark_edge_dirty(self, item):
         """Re-route ``item`` soon (once, however many of its ends moved)."""
@@ -484,6 +492,11 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
                 self.connection_refused.emit(drag["msg"])
         elif QLineF(origin.scenePos(), pos).length() > 30:
             self.quick_add_requested.emit(pos, (origin.node_id, origin.name, origin.is_output))
+
+    def mouseMoveEvent(self, event):  # noqa: N802 - Qt override
+        super().mouseMoveEvent(event)
+        if self._dirty_edges and self.mouseGrabberItem() is not None:
+            self.flush_edges()  # the dragged cards' wires, before this frame is painted
 
     @property
     def connecting(self) -> bool:
