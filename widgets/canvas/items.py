@@ -73,6 +73,10 @@ def fmt_value(v) -> str:
 _POS_CHANGE = QGraphicsItem.ItemPositionChange
 _POS_CHANGED = QGraphicsItem.ItemPositionHasChanged
 _SELECTED_CHANGED = QGraphicsItem.ItemSelectedHasChanged
+_CARD_FLAGS = (QGraphicsItem.ItemIsMovable | QGraphicsItem.ItemIsSelectable
+               | QGraphicsItem.ItemSendsGeometryChanges)
+_NO_CACHE = QGraphicsItem.NoCache
+_DEVICE_CACHE = QGraphicsItem.DeviceCoordinateCache
 
 
 class NodeItem(QGraphicsItem):
@@ -84,8 +88,7 @@ class NodeItem(QGraphicsItem):
         self.theme = scene.theme
         self.fonts = scene.fonts
         self.category = type(node.op).category
-        self.setFlags(QGraphicsItem.ItemIsMovable | QGraphicsItem.ItemIsSelectable
-                      | QGraphicsItem.ItemSendsGeometryChanges)
+        self.setFlags(_CARD_FLAGS)
         self.setAcceptHoverEvents(True)
         self.setZValue(1)
         self.width = 0.0  # set by set_node
@@ -107,15 +110,24 @@ class NodeItem(QGraphicsItem):
         self.warm = False  # drawn in full since the zoom started changing (see set_scaling)
         self.scaled = scene.scaling  # drawn for a changing zoom, not cached per pixel
         # while the zoom changes a card is first a block drawn directly (no cache)
-        self.setCacheMode(QGraphicsItem.NoCache if scene.scaling
-                          else QGraphicsItem.DeviceCoordinateCache)
+        self.setCacheMode(_NO_CACHE if scene.scaling else _DEVICE_CACHE)
         op_cls = type(node.op)
         for p in op_cls.inputs:
             self.in_ports[p] = PortItem(self, p, False, op_cls.port_kind(p, False))
         for p in op_cls.outputs:
             self.out_ports[p] = PortItem(self, p, True, op_cls.port_kind(p, True))
-        self.breakpoint_dot = BreakpointDot(self)
+        self._dot = None  # the breakpoint dot, made when first needed (see breakpoint_dot)
         self.set_node(node, *info)
+
+    @property
+    def breakpoint_dot(self) -> BreakpointDot:
+        """The dot left of the header, made on first use: most cards never show one."""
+        if self._dot is None:
+            self._dot = BreakpointDot(self)
+        return self._dot
+
+    def has_breakpoint_dot(self) -> bool:
+        return self._dot is not None
 
     # ------------------------------------------------------------ content
     def set_node(self, node, shapes=None, error=None, blocked=False, params=0):

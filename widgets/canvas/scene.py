@@ -126,6 +126,8 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
         """
         self.detach()
         self.clearSelection()
+        # thousands of items leave and arrive: index them once at the end, not one by one
+        self.setItemIndexMethod(QGraphicsScene.NoIndex)
         for item in list(self.nodes.values()) + list(self.edges.values()):
             self.removeItem(item)
         self.nodes.clear()
@@ -152,10 +154,12 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
         for edge in graph.edges:
             self._on_edge_added(edge)
         self._on_meta_changed()
-        self.refresh_shapes(self.report)  # nothing changed since it was computed above
+        # the cards were built from this report just above: only the wire labels are new
+        self.refresh_shapes(self.report, cards=False)
         if route:
             self.flush_edges()
         self.fit_bounds()
+        self.setItemIndexMethod(QGraphicsScene.BspTreeIndex)
         # cells fine enough that a frame asks only the items near the view for their
         # bounds (Qt kept 5 levels, 32 cells, for a 500-node graph)
         self.setBspTreeDepth(max(8, min(14, round(math.log2(len(self.items()) + 2)))))
@@ -177,7 +181,8 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
         self.nodes[node.id] = item
         pos = self.graph.layout.get(node.id)
         item.sync_pos(pos if pos is not None else (0.0, 0.0))
-        item.breakpoint_dot.set_breakpoint(node.id in self._breakpoints)
+        if node.id in self._breakpoints:
+            item.breakpoint_dot.set_breakpoint(True)
         self.addItem(item)
 
     def _on_node_removed(self, node):
@@ -359,13 +364,16 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
         return (r.shapes.get(node_id), r.errors.get(node_id), node_id in r.blocked,
                 r.params_of(node_id))
 
-    def refresh_shapes(self, report: ShapeReport | None = None):
-        """Show the current shape report (or ``report``) on every card and wire label."""
+    def refresh_shapes(self, report: ShapeReport | None = None, cards: bool = True):
+        """Show the current shape report (or ``report``) on every card and wire label.
+
+        ``cards=False`` leaves the cards as they are (they were just made from ``report``).
+        """
         self._shape_timer.stop()
         if self.graph is None:
             return
         self.report = report if report is not None else self.analysis.report
-        for nid, item in self.nodes.items():
+        for nid, item in self.nodes.items() if cards else ():
             item.set_node(self.graph.nodes[nid], *self._info(nid))
         for edge, item in self.edges.items():
             shapes = self.report.shapes.get(edge.src)
@@ -545,7 +553,8 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
         """Show a breakpoint dot on exactly the cards of ``node_ids``."""
         self._breakpoints = set(node_ids)
         for nid, item in self.nodes.items():
-            item.breakpoint_dot.set_breakpoint(nid in self._breakpoints)
+            if nid in self._breakpoints or item.has_breakpoint_dot():
+                item.breakpoint_dot.set_breakpoint(nid in self._breakpoints)
 
     def update_legend(self):
         """Repaint the views' foreground, where the stepping legend is pinned."""

@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 CELL = 400.0  # about two cards wide: a card sits in at most 2 × 2 cells
+MAX_CELLS = 48  # a box over more cells than this is tested against every card (quicker)
 
 
 class CardIndex:
@@ -74,16 +75,16 @@ class CardIndex:
             self.examined += len(self.rects)
             return None
         cx0, cx1, cy0, cy1 = span[0] - 1, span[1] + 1, span[2] - 1, span[3] + 1
-        if (cx1 - cx0 + 1) * (cy1 - cy0 + 1) > len(self.cells):
+        if (cx1 - cx0 + 1) * (cy1 - cy0 + 1) > min(MAX_CELLS, len(self.cells)):
             self.examined += len(self.rects)
-            return None  # the box covers most of the graph: a scan is quicker
-        found = []
+            return None  # a long wire's box: one vectorised test of every card is quicker
+        found = set()
         cells = self.cells
         for cx in range(cx0, cx1 + 1):
             for cy in range(cy0, cy1 + 1):
                 rows = cells.get((cx, cy))
                 if rows:
-                    found.extend(rows)
-        out = np.unique(np.array(found, dtype=np.intp))
+                    found.update(rows)
+        out = np.array(sorted(found), dtype=np.intp)
         self.examined += len(out)
         return out

@@ -32,6 +32,10 @@ if TYPE_CHECKING:
     from widgets.canvas.scene import GraphScene
 
 PORT_R = 5.0
+# Qt's enum members looked up once: each lookup costs microseconds, times thousands of items
+_CROSS = Qt.CrossCursor
+_NO_CONTENTS = QGraphicsItem.ItemHasNoContents
+_SELECTABLE = QGraphicsItem.ItemIsSelectable
 
 _ADVANCES: dict = {}
 _METRICS: dict = {}
@@ -74,10 +78,10 @@ class PortItem(QGraphicsItem):
         self.hover = False
         self.highlight = None  # None, "ok" or "bad" while a connection is dragged
         self.setAcceptHoverEvents(True)
-        self.setCursor(Qt.CrossCursor)
+        self.setCursor(_CROSS)
         self.setZValue(2)
         # a hit area only: Qt never calls paint, which matters with thousands of ports
-        self.setFlag(QGraphicsItem.ItemHasNoContents)
+        self.setFlag(_NO_CONTENTS)
 
     @property
     def node_id(self) -> str:
@@ -173,7 +177,7 @@ class EdgeItem(QGraphicsItem):
         self._label_box = QRectF()  # where the label's pill goes (see _update_rect)
         self._label_text = None  # the label laid out once (QStaticText), made when first drawn
         self._shape = None  # the stroked hit area, made when first asked for (see shape)
-        self.setFlag(QGraphicsItem.ItemIsSelectable)
+        self.setFlag(_SELECTABLE)
         self.setZValue(0)
         self.setAcceptHoverEvents(True)
         self.hover = False
