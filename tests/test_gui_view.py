@@ -595,3 +595,22 @@ def test_dragging_two_connected_cards_routes_each_of_their_wires_once_per_move(m
     per_wire = Counter(moves[0])
     assert set(per_wire) == touched
     assert set(per_wire.values()) == {4}  # 4 moves
+
+
+def test_while_a_card_is_dragged_wires_are_drawn_the_fast_way_until_it_rests(make_window,
+                                                                               qtbot):
+    """during a card drag the canvas draws plain lines (as while panning), and smooth
+    ones again once the mouse has stopped"""
+    win = make_window()
+    win.set_graph(lenet5())
+    scene = win.scene
+    card = scene.nodes[win.document.graph.node("conv2").id]
+    win.view.set_zoom(1.0)
+    win.view.centerOn(card)
+    qtbot.waitUntil(lambda: not scene.interacting)
+    during = []
+    grab = card.scenePos() + QPointF(card.width / 2, 8)
+    mouse_drag(win, grab, grab + QPointF(80, 40), steps=3,
+               after_move=lambda: during.append(scene.interacting))
+    assert during == [True]
+    qtbot.waitUntil(lambda: not scene.interacting)

@@ -252,6 +252,9 @@ class GraphView(QGraphicsView):
             event.accept()
             return
         super().mouseMoveEvent(event)
+        if isinstance(self.scene().mouseGrabberItem(), NodeItem):
+            # a card is dragged: its wires are drawn the fast way, like a pan, until it rests
+            self._moving()
 
     def mouseReleaseEvent(self, event):
         if self._pan is not None:
