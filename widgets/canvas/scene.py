@@ -278,17 +278,21 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
         """
         _items, arr, rows_of, index = self._card_map()
         rows = index.rows(x0 - margin, x1 + margin, y0 - margin, y1 + margin)
-        sub = arr if rows is None else arr[rows]
-        keep = (sub[:, 2] + margin > x0) & (sub[:, 0] - margin < x1) & \
-               (sub[:, 3] + margin > y0) & (sub[:, 1] - margin < y1)
+        if rows is not None:
+            # the few cards near the box, one by one (the same float arithmetic as below)
+            skip = {rows_of.get(it) for it in exclude}
+            boxes = index.boxes
+            out = [(l - margin, t - margin, r + margin, b + margin)
+                   for l, t, r, b in (boxes[i] for i in rows if i not in skip)
+                   if r + margin > x0 and l - margin < x1 and b + margin > y0 and t - margin < y1]
+            return np.array(out, dtype=float).reshape(-1, 4)
+        keep = (arr[:, 2] + margin > x0) & (arr[:, 0] - margin < x1) & \
+               (arr[:, 3] + margin > y0) & (arr[:, 1] - margin < y1)
         for it in exclude:
             row = rows_of.get(it)
             if row is not None:
-                if rows is None:
-                    keep[row] = False
-                else:
-                    keep &= rows != row
-        out = sub[keep]
+                keep[row] = False
+        out = arr[keep]
         out[:, :2] -= margin
         out[:, 2:] += margin
         return out
@@ -325,14 +329,15 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
 
     def overlapping_cards(self) -> int:
         """How many pairs of cards overlap (a file laid out for other card sizes has some)."""
-        _items, arr, _rows, index = self._card_map()
+        arr = self._card_map()[1]
+        l, t, r, b = (arr[:, i] for i in range(4))
         pairs = 0
-        for i, (l, t, r, b) in enumerate(arr.tolist()):
-            near = index.rows(l, r, t, b)
-            other = arr if near is None else arr[near]
-            ids = np.arange(len(arr)) if near is None else near
-            hit = ((other[:, 0] < r) & (l < other[:, 2]) & (other[:, 1] < b)
-                   & (t < other[:, 3]) & (ids > i))
+        # a block of cards against all others at a time: a 5,000-card matrix is 25 M cells
+        for start in range(0, len(arr), 512):
+            part = arr[start:start + 512]
+            hit = ((part[:, :1] < r) & (l < part[:, 2:3]) & (part[:, 1:2] < b)
+                   & (t < part[:, 3:4]))
+            hit &= np.arange(len(arr)) > np.arange(start, start + len(part))[:, None]
             pairs += int(hit.sum())
         return pairs
 

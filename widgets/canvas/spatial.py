@@ -27,6 +27,9 @@ class CardIndex:
 
     def __init__(self, rects: np.ndarray):
         self.rects = rects
+        # the same rectangles as Python floats: a few near a short wire are quicker tested
+        # one by one than through NumPy's per-call overhead
+        self.boxes: list = [tuple(r) for r in rects.tolist()]
         self.cells: dict = {}
         self.spans: list = [None] * len(rects)
         self.examined = 0
@@ -53,6 +56,7 @@ class CardIndex:
     def move(self, row: int, rect):
         """Row ``row`` now holds ``rect`` (left, top, right, bottom)."""
         self.rects[row] = rect
+        self.boxes[row] = tuple(float(v) for v in rect)
         span = self._span(*rect)
         if span == self.spans[row]:
             return  # still in the same cells (most frames of a drag)
@@ -65,7 +69,7 @@ class CardIndex:
         self._file(row)
 
     def rows(self, x0, x1, y0, y1):
-        """Rows of the cards that may meet the box, ascending; ``None`` means every row.
+        """Rows of the cards that may meet the box, ascending (a list); ``None``: every row.
 
         The box is grown by a cell on each side, so a card whose edge the caller's
         own test (with its margin and rounding) puts just inside is never missed.
@@ -85,6 +89,6 @@ class CardIndex:
                 rows = cells.get((cx, cy))
                 if rows:
                     found.update(rows)
-        out = np.array(sorted(found), dtype=np.intp)
+        out = sorted(found)
         self.examined += len(out)
         return out
