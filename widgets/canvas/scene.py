@@ -28,6 +28,8 @@ from widgets.canvas.stepping import SteppingOverlay
 from widgets.canvas.wires import EdgeItem, PortItem
 from widgets.theme import LIGHT, Theme
 
+FEW_CARDS = 64  # up to this many cards near a box are tested one by one, more as an array
+
 
 class GraphScene(LevelOfDetail, QGraphicsScene):
     """Items mirroring a :class:`Graph`; gestures become request signals.
@@ -278,7 +280,7 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
         """
         _items, arr, rows_of, index = self._card_map()
         rows = index.rows(x0 - margin, x1 + margin, y0 - margin, y1 + margin)
-        if rows is not None:
+        if rows is not None and len(rows) <= FEW_CARDS:
             # the few cards near the box, one by one (the same float arithmetic as below)
             skip = {rows_of.get(it) for it in exclude}
             boxes = index.boxes
@@ -286,12 +288,18 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
                    for l, t, r, b in (boxes[i] for i in rows if i not in skip)
                    if r + margin > x0 and l - margin < x1 and b + margin > y0 and t - margin < y1]
             return np.array(out, dtype=float).reshape(-1, 4)
+        if rows is not None:
+            rows = np.array(rows, dtype=np.intp)
+            arr = arr[rows]
         keep = (arr[:, 2] + margin > x0) & (arr[:, 0] - margin < x1) & \
                (arr[:, 3] + margin > y0) & (arr[:, 1] - margin < y1)
         for it in exclude:
             row = rows_of.get(it)
             if row is not None:
-                keep[row] = False
+                if rows is None:
+                    keep[row] = False
+                else:
+                    keep &= rows != row
         out = arr[keep]
         out[:, :2] -= margin
         out[:, 2:] += margin
