@@ -13,8 +13,8 @@ from widgets.canvas import GraphScene
 
 CANVAS = Path(__file__).resolve().parents[1] / "widgets" / "canvas"
 # lowest first; a module may import only from modules of a lower rank
-RANKS = {"routing": 0, "items": 1, "overlays": 2, "lod": 2, "overview": 2, "stepping": 2.5,
-         "scene": 3, "view": 4}
+RANKS = {"routing": 0, "spatial": 0, "wires": 1, "items": 1.5, "overlays": 2, "lod": 2,
+         "overview": 2, "stepping": 2.5, "scene": 3, "view": 4}
 
 
 def counting_inference(g: Graph) -> list:
@@ -100,3 +100,42 @@ def test_canvas_modules_import_downwards_only_and_at_the_top():
         local = [n for f in ast.walk(tree) if isinstance(f, ast.FunctionDef)
                  for n in ast.walk(f) if isinstance(n, (ast.Import, ast.ImportFrom))]
         assert not local, f"{name} imports inside a function"
+
+
+def test_showing_a_graph_works_out_each_cards_texts_once(qtbot, chain, monkeypatch):
+    """opening a graph writes each card's title, parameters and shape once, not twice"""
+    from widgets.canvas import NodeItem
+
+    g, x, r = chain
+    g.add("sigmoid", r, name="s")
+    made = []
+    texts = NodeItem._card_texts
+
+    def counted(*args):
+        made.append(args[0].id)
+        return texts(*args)
+
+    monkeypatch.setattr(NodeItem, "_card_texts", staticmethod(counted))
+    scene = GraphScene(g)
+    assert sorted(made) == sorted(g.nodes)
+    assert scene.nodes[r.id].footer == "→ (B, 3)"
+    scene.detach()
+
+
+def test_a_cards_breakpoint_dot_is_made_when_it_is_first_shown(qtbot, chain):
+    """cards carry no breakpoint dot until one is set (or the card is hovered)"""
+    from widgets.canvas.items import BreakpointDot
+
+    g, x, r = chain
+    scene = GraphScene(g)
+
+    def dots(nid):
+        return [c for c in scene.nodes[nid].childItems() if isinstance(c, BreakpointDot)]
+
+    assert dots(x.id) == [] and dots(r.id) == []
+    scene.set_breakpoints([r.id])
+    assert dots(x.id) == []
+    assert [d.set for d in dots(r.id)] == [True]
+    scene.set_breakpoints([])
+    assert [d.set for d in dots(r.id)] == [False]
+    scene.detach()

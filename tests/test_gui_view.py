@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from gui_graphs import abc_graph, lenet5
 from gui_helpers import dialogs, make_window, mouse_drag, port_pos  # noqa: F401
 from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
@@ -476,3 +478,139 @@ def test_a_long_graph_opens_with_its_first_cards_readable(make_window, tmp_path)
     assert view.visible_rect().contains(first.scene_card_rect())
     win.act_fit.trigger()
     assert view.zoom < READABLE_ZOOM  # the whole chain does not fit at a readable zoom
+
+
+def _wide_graph(n=240, seed=4):
+    """A graph of small ops whose wires skip cards (so some need detours)."""
+    import numpy as np
+
+    from core.graph import Graph
+
+    rng = np.random.default_rng(seed)
+    g = Graph()
+    made = [g.add("input", shape=(None, 4), name="x0")]
+    while len(g.nodes) < n:
+        k = len(made)
+        a = made[max(0, k - 1 - int(rng.integers(0, 3)))]
+        if rng.random() < 0.3:
+            b = made[int(rng.integers(0, k))]
+            made.append(g.add("add", a, b if b is not a else made[0]))
+        else:
+            made.append(g.add("tanh", a))
+    return g
+
+
+class _EveryCard:
+    """Obstacles found by testing every card (what the router saw before the index)."""
+
+    def __init__(self, scene):
+        self.rects = [(it, it.x(), it.y(), it.x() + it.width, it.y() + it.height)
+                      for it in scene.nodes.values()]
+
+    def obstacles(self, x0, x1, y0, y1, exclude=(), margin=8.0):
+        import numpy as np
+
+        rows = [(l - margin, t - margin, r + margin, b + margin)
+                for it, l, t, r, b in self.rects
+                if it not in exclude and r + margin > x0 and l - margin < x1
+                and b + margin > y0 and t - margin < y1]
+        return np.array(rows, dtype=float).reshape(-1, 4)
+
+
+def _elements(path):
+    return [(e.type, e.x, e.y) for e in (path.elementAt(i) for i in range(path.elementCount()))]
+
+
+def test_after_a_drag_every_wire_runs_as_routing_past_every_card_would_run_it(make_window):
+    """wires routed with the card index come out as if every card had been tested"""
+    from widgets.canvas.routing import route
+
+    win = make_window()
+    win.set_graph(_wide_graph())
+    scene = win.scene
+    card = scene.nodes[win.document.graph.node("x0").id]
+    win.view.set_zoom(1.0)
+    win.view.centerOn(card)
+    QApplication.processEvents()
+    grab = card.scenePos() + QPointF(card.width / 2, 8)
+    mouse_drag(win, grab, grab + QPointF(260, 170), steps=5)
+    scene.flush_edges()
+    every = _EveryCard(scene)
+    detours = 0
+    for wire in scene.edges.values():
+        p1, p2 = wire.endpoints()
+        want = route(every, p1, p2, exclude=(wire.src, wire.dst))
+        assert _elements(wire.path) == _elements(want)
+        detours += want.elementCount() > 4  # more than one curve: it went round cards
+    assert detours > 0
+
+
+def test_a_short_wire_is_routed_looking_only_at_the_cards_near_it(make_window):
+    """routing one wire asks the card index for the cards around it, not all of them"""
+    win = make_window()
+    win.set_graph(_wide_graph())
+    scene = win.scene
+    index = scene._card_map()[3]
+    wire = next(w for w in scene.edges.values() if len(w.src.edges) == 2)
+    before = index.examined
+    wire.update_path()
+    assert 0 < index.examined - before < len(scene.nodes) / 4
+
+
+def test_dragging_two_connected_cards_routes_each_of_their_wires_once_per_move(make_window,
+                                                                               monkeypatch):
+    """while two selected cards are dragged, each wire they touch is re-routed once per
+    mouse move (not once per moved end) and no other wire is"""
+    from widgets.canvas import EdgeItem
+
+    win = make_window()
+    win.set_graph(lenet5())
+    scene = win.scene
+    g = win.document.graph
+    a, b = scene.nodes[g.node("conv2").id], scene.nodes[g.node("relu2").id]
+    a.setSelected(True)
+    b.setSelected(True)
+    win.view.set_zoom(1.0)
+    win.view.centerOn(a)
+    QApplication.processEvents()
+    routed = []
+    original = EdgeItem.update_path
+
+    def counted(self):
+        routed.append(self)
+        original(self)
+
+    monkeypatch.setattr(EdgeItem, "update_path", counted)
+    moves = []
+    grab = a.scenePos() + QPointF(a.width / 2, 8)
+    start = a.pos()
+
+    def look():
+        moves.append(list(routed))
+
+    mouse_drag(win, grab, grab + QPointF(0, 120), steps=4, after_move=look)
+    assert a.pos() != start
+    touched = set(a.edges) | set(b.edges)
+    assert len(touched) < len(a.edges) + len(b.edges)  # one wire joins them
+    per_wire = Counter(moves[0])
+    assert set(per_wire) == touched
+    assert set(per_wire.values()) == {4}  # 4 moves
+
+
+def test_while_a_card_is_dragged_wires_are_drawn_the_fast_way_until_it_rests(make_window,
+                                                                               qtbot):
+    """during a card drag the canvas draws plain lines (as while panning), and smooth
+    ones again once the mouse has stopped"""
+    win = make_window()
+    win.set_graph(lenet5())
+    scene = win.scene
+    card = scene.nodes[win.document.graph.node("conv2").id]
+    win.view.set_zoom(1.0)
+    win.view.centerOn(card)
+    qtbot.waitUntil(lambda: not scene.interacting)
+    during = []
+    grab = card.scenePos() + QPointF(card.width / 2, 8)
+    mouse_drag(win, grab, grab + QPointF(80, 40), steps=3,
+               after_move=lambda: during.append(scene.interacting))
+    assert during == [True]
+    qtbot.waitUntil(lambda: not scene.interacting)

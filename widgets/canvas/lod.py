@@ -15,7 +15,8 @@ from PySide6.QtCore import QRectF, Qt, QTimer
 from PySide6.QtGui import QPainter, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsItem
 
-from widgets.canvas.items import HEADER_H, EdgeItem, NodeItem, _tint
+from widgets.canvas.items import HEADER_H, NodeItem, _tint
+from widgets.canvas.wires import EdgeItem
 
 if TYPE_CHECKING:
     from widgets.canvas.scene import GraphScene

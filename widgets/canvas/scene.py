@@ -20,21 +20,15 @@ from PySide6.QtWidgets import QGraphicsItem, QGraphicsScene
 from core.analysis import GraphAnalysis
 from core.graph import Edge, Graph, ShapeReport
 from core.ops.base import fmt_shape
-from widgets.canvas.items import (
-    FOOTER_H,
-    GRID,
-    HEADER_H,
-    NODE_MIN_W,
-    ROW_H,
-    EdgeItem,
-    NodeItem,
-    PortItem,
-    _fonts,
-)
+from widgets.canvas.items import FOOTER_H, GRID, HEADER_H, NODE_MIN_W, ROW_H, NodeItem, _fonts
 from widgets.canvas.lod import BOUNDS_STEP, LevelOfDetail
 from widgets.canvas.overlays import DragWire
+from widgets.canvas.spatial import CardIndex
 from widgets.canvas.stepping import SteppingOverlay
+from widgets.canvas.wires import EdgeItem, PortItem
 from widgets.theme import LIGHT, Theme
+
+FEW_CARDS = 64  # up to this many cards near a box are tested one by one, more as an array
 
 
 class GraphScene(LevelOfDetail, QGraphicsScene):
@@ -134,6 +128,8 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
         """
         self.detach()
         self.clearSelection()
+        # thousands of items leave and arrive: index them once at the end, not one by one
+        self.setItemIndexMethod(QGraphicsScene.NoIndex)
         for item in list(self.nodes.values()) + list(self.edges.values()):
             self.removeItem(item)
         self.nodes.clear()
@@ -160,10 +156,12 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
         for edge in graph.edges:
             self._on_edge_added(edge)
         self._on_meta_changed()
-        self.refresh_shapes(self.report)  # nothing changed since it was computed above
+        # the cards were built from this report just above: only the wire labels are new
+        self.refresh_shapes(self.report, cards=False)
         if route:
             self.flush_edges()
         self.fit_bounds()
+        self.setItemIndexMethod(QGraphicsScene.BspTreeIndex)
         # cells fine enough that a frame asks only the items near the view for their
         # bounds (Qt kept 5 levels, 32 cells, for a 500-node graph)
         self.setBspTreeDepth(max(8, min(14, round(math.log2(len(self.items()) + 2)))))
@@ -185,7 +183,8 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
         self.nodes[node.id] = item
         pos = self.graph.layout.get(node.id)
         item.sync_pos(pos if pos is not None else (0.0, 0.0))
-        item.breakpoint_dot.set_breakpoint(node.id in self._breakpoints)
+        if node.id in self._breakpoints:
+            item.breakpoint_dot.set_breakpoint(True)
         self.addItem(item)
 
     def _on_node_removed(self, node):
@@ -259,26 +258,49 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
         if item is not None and self._cards is not None:
             row = self._cards[2].get(item)
             if row is not None:
-                self._cards[1][row] = (item.x(), item.y(), item.x() + item.width,
-                                       item.y() + item.height)
+                self._cards[3].move(row, (item.x(), item.y(), item.x() + item.width,
+                                          item.y() + item.height))
                 return
         self._cards = None
 
-    def obstacles(self, x0, x1, y0, y1, exclude=(), margin=8.0):
-        """Card rectangles (grown by ``margin``) meeting the box, as rows of l, t, r, b."""
+    def _card_map(self):
+        """(items, array of left, top, right, bottom, row of each item, grid index)."""
         if self._cards is None:
             items = list(self.nodes.values())
             arr = np.array([(it.x(), it.y(), it.x() + it.width, it.y() + it.height)
                             for it in items], dtype=float).reshape(-1, 4)
-            self._cards = (items, arr, {it: i for i, it in enumerate(items)})
-        items, arr, rows = self._cards
+            self._cards = (items, arr, {it: i for i, it in enumerate(items)}, CardIndex(arr))
+        return self._cards
+
+    def obstacles(self, x0, x1, y0, y1, exclude=(), margin=8.0):
+        """Card rectangles (grown by ``margin``) meeting the box, as rows of l, t, r, b.
+
+        Only the cards filed near the box are tested (see :class:`CardIndex`); the
+        result is the same as testing every card, in the same order.
+        """
+        _items, arr, rows_of, index = self._card_map()
+        rows = index.rows(x0 - margin, x1 + margin, y0 - margin, y1 + margin)
+        if rows is not None and len(rows) <= FEW_CARDS:
+            # the few cards near the box, one by one (the same float arithmetic as below)
+            skip = {rows_of.get(it) for it in exclude}
+            boxes = index.boxes
+            out = [(l - margin, t - margin, r + margin, b + margin)
+                   for l, t, r, b in (boxes[i] for i in rows if i not in skip)
+                   if r + margin > x0 and l - margin < x1 and b + margin > y0 and t - margin < y1]
+            return np.array(out, dtype=float).reshape(-1, 4)
+        if rows is not None:
+            rows = np.array(rows, dtype=np.intp)
+            arr = arr[rows]
         keep = (arr[:, 2] + margin > x0) & (arr[:, 0] - margin < x1) & \
                (arr[:, 3] + margin > y0) & (arr[:, 1] - margin < y1)
         for it in exclude:
-            row = rows.get(it)
+            row = rows_of.get(it)
             if row is not None:
-                keep[row] = False
-        out = arr[keep].copy()
+                if rows is None:
+                    keep[row] = False
+                else:
+                    keep &= rows != row
+        out = arr[keep]
         out[:, :2] -= margin
         out[:, 2:] += margin
         return out
@@ -307,8 +329,7 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
 
     def cards_meeting(self, rect: QRectF) -> list:
         """The cards meeting ``rect``, left to right (neighbours come one after another)."""
-        self.obstacles(0, 0, 0, 0)  # builds the map when stale
-        items, arr, _rows = self._cards
+        items, arr, _rows, _index = self._card_map()
         keep = np.flatnonzero((arr[:, 2] > rect.left()) & (arr[:, 0] < rect.right())
                               & (arr[:, 3] > rect.top()) & (arr[:, 1] < rect.bottom()))
         keep = keep[np.lexsort((arr[keep, 1], arr[keep, 0]))]
@@ -316,12 +337,17 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
 
     def overlapping_cards(self) -> int:
         """How many pairs of cards overlap (a file laid out for other card sizes has some)."""
-        arr = self.obstacles(-1e9, 1e9, -1e9, 1e9, margin=0.0)
-        if len(arr) < 2:
-            return 0
-        l, t, r, b = (arr[:, i:i + 1] for i in range(4))
-        hit = (l < r.T) & (l.T < r) & (t < b.T) & (t.T < b)
-        return int((hit.sum() - len(arr)) // 2)
+        arr = self._card_map()[1]
+        l, t, r, b = (arr[:, i] for i in range(4))
+        pairs = 0
+        # a block of cards against all others at a time: a 5,000-card matrix is 25 M cells
+        for start in range(0, len(arr), 512):
+            part = arr[start:start + 512]
+            hit = ((part[:, :1] < r) & (l < part[:, 2:3]) & (part[:, 1:2] < b)
+                   & (t < part[:, 3:4]))
+            hit &= np.arange(len(arr)) > np.arange(start, start + len(part))[:, None]
+            pairs += int(hit.sum())
+        return pairs
 
     def mark_edge_dirty(self, item):
         """Re-route ``item`` soon (once, however many of its ends moved)."""
@@ -351,13 +377,16 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
         return (r.shapes.get(node_id), r.errors.get(node_id), node_id in r.blocked,
                 r.params_of(node_id))
 
-    def refresh_shapes(self, report: ShapeReport | None = None):
-        """Show the current shape report (or ``report``) on every card and wire label."""
+    def refresh_shapes(self, report: ShapeReport | None = None, cards: bool = True):
+        """Show the current shape report (or ``report``) on every card and wire label.
+
+        ``cards=False`` leaves the cards as they are (they were just made from ``report``).
+        """
         self._shape_timer.stop()
         if self.graph is None:
             return
         self.report = report if report is not None else self.analysis.report
-        for nid, item in self.nodes.items():
+        for nid, item in self.nodes.items() if cards else ():
             item.set_node(self.graph.nodes[nid], *self._info(nid))
         for edge, item in self.edges.items():
             shapes = self.report.shapes.get(edge.src)
@@ -485,6 +514,11 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
         elif QLineF(origin.scenePos(), pos).length() > 30:
             self.quick_add_requested.emit(pos, (origin.node_id, origin.name, origin.is_output))
 
+    def mouseMoveEvent(self, event):  # noqa: N802 - Qt override
+        super().mouseMoveEvent(event)
+        if self._dirty_edges and self.mouseGrabberItem() is not None:
+            self.flush_edges()  # the dragged cards' wires, before this frame is painted
+
     @property
     def connecting(self) -> bool:
         return self._drag is not None
@@ -532,7 +566,8 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
         """Show a breakpoint dot on exactly the cards of ``node_ids``."""
         self._breakpoints = set(node_ids)
         for nid, item in self.nodes.items():
-            item.breakpoint_dot.set_breakpoint(nid in self._breakpoints)
+            if nid in self._breakpoints or item.has_breakpoint_dot():
+                item.breakpoint_dot.set_breakpoint(nid in self._breakpoints)
 
     def update_legend(self):
         """Repaint the views' foreground, where the stepping legend is pinned."""

@@ -6,10 +6,11 @@ from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QCursor, QPainter, QPixmapCache
 from PySide6.QtWidgets import QGraphicsView
 
-from widgets.canvas.items import OP_MIME, EdgeItem, NodeItem, PortItem
+from widgets.canvas.items import OP_MIME, NodeItem
 from widgets.canvas.lod import DETAIL_LOD, PIXMAP_CACHE_KB, READABLE_ZOOM, ZOOMING_CARDS
 from widgets.canvas.overview import Minimap
 from widgets.canvas.scene import GraphScene
+from widgets.canvas.wires import EdgeItem, PortItem
 
 
 class GraphView(QGraphicsView):
@@ -251,6 +252,9 @@ class GraphView(QGraphicsView):
             event.accept()
             return
         super().mouseMoveEvent(event)
+        if isinstance(self.scene().mouseGrabberItem(), NodeItem):
+            # a card is dragged: its wires are drawn the fast way, like a pan, until it rests
+            self._moving()
 
     def mouseReleaseEvent(self, event):
         if self._pan is not None:
