@@ -614,3 +614,26 @@ def test_while_a_card_is_dragged_wires_are_drawn_the_fast_way_until_it_rests(mak
                after_move=lambda: during.append(scene.interacting))
     assert during == [True]
     qtbot.waitUntil(lambda: not scene.interacting)
+
+
+def test_a_scene_that_outlives_its_view_goes_on_changing_without_errors(qtbot):
+    """closing a canvas whose scene lives on (a second view, a test) leaves no timer or
+    callback of the closed view behind: the scene can still change and its items move"""
+    from shiboken6 import isValid
+
+    from widgets.canvas import GraphScene, GraphView
+
+    scene = GraphScene(abc_graph())
+    view = GraphView(scene)
+    view.resize(600, 400)
+    view.show()
+    qtbot.waitExposed(view)
+    view.set_zoom(1.5)  # starts the settle timer
+    view.horizontalScrollBar().setValue(view.horizontalScrollBar().value() + 5)
+    view.deleteLater()
+    qtbot.waitUntil(lambda: not isValid(view))
+    card = next(iter(scene.nodes.values()))
+    card.setPos(card.pos() + QPointF(40, 0))  # scene.changed fires with no view
+    scene.update()
+    qtbot.wait(250)  # past the settle and minimap timers
+    assert scene.items()

@@ -69,11 +69,12 @@ class GraphView(QGraphicsView):
         self._minimap_timer.setSingleShot(True)
         self._minimap_timer.setInterval(30)
         self._minimap_timer.timeout.connect(self._update_minimap)
-        scene.changed.connect(lambda _r: self._minimap_timer.start())
+        # bound methods, not lambdas: Qt drops the connection when the view is deleted, while
+        # a scene that outlives its view goes on emitting
+        scene.changed.connect(self._schedule_minimap)
         for bar in (self.horizontalScrollBar(), self.verticalScrollBar()):
             bar.sliderPressed.connect(self.keep_view)
-        self.horizontalScrollBar().valueChanged.connect(lambda _v: self._minimap_timer.start())
-        self.verticalScrollBar().valueChanged.connect(lambda _v: self._minimap_timer.start())
+            bar.valueChanged.connect(self._schedule_minimap)
 
     # ---------------------------------------------------------------- zoom
     @property
@@ -183,6 +184,9 @@ class GraphView(QGraphicsView):
         return self.mapToScene(self.viewport().rect()).boundingRect()
 
     # ------------------------------------------------------------- minimap
+    def _schedule_minimap(self, *_):
+        self._minimap_timer.start()
+
     def _update_minimap(self):
         if self.minimap.isVisible():
             self.minimap.update()
@@ -206,6 +210,8 @@ class GraphView(QGraphicsView):
 
     def _settled(self):
         sc = self.scene()
+        if sc is None:  # the scene went before the view's timer fired
+            return
         sc.interacting = False
         self._hold_scroll_bars(False)
         if sc.scaling:
