@@ -818,13 +818,21 @@ def default_preset():
     return example_path(stems[0]) if stems else None
 
 
-def run_app(path=None) -> int:
-    """Open the editor on ``path`` (or a preset) and run the event loop; the exit code."""
+def run_app(path=None, startup_time=False) -> int:
+    """Open the editor on ``path`` (or a preset) and run the event loop; the exit code.
+
+    ``startup_time``: print the time to the canvas's first paint and quit
+    (:mod:`app.startup_time`).
+    """
     code = check_gui_libraries()  # before Qt would abort on a missing X11 library
     if code is not None:
         return code
     app = make_app()
     win = MainWindow()
+    if startup_time:
+        from app.startup_time import report_first_paint  # noqa: PLC0415 - benchmarks only
+
+        report_first_paint(win)
     win.show()
     restored = win.files.offer_recovery()
     if not restored:
