@@ -12,7 +12,6 @@ import gc
 import sys
 from pathlib import Path
 
-from pyqtgraph.util.garbage_collector import GarbageCollector
 from PySide6.QtCore import QByteArray, QPointF, QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QActionGroup, QCursor, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
@@ -763,6 +762,28 @@ class MainWindow(QMainWindow):
 GC_INTERVAL_S = 1.0
 
 
+class GuiThreadCollector:
+    """Python's cyclic garbage collection on a timer of the GUI thread (automatic GC off).
+
+    Each tick collects the generations whose counts passed the thresholds Python
+    itself would use, youngest first, so a full collection stays as rare as usual.
+    """
+
+    def __init__(self, interval: float = GC_INTERVAL_S):
+        self.threshold = gc.get_threshold()
+        gc.disable()
+        self.timer = QTimer()
+        self.timer.timeout.connect(self.check)
+        self.timer.start(int(interval * 1000))
+
+    def check(self):
+        counts = gc.get_count()
+        for generation in range(3):
+            if counts[generation] <= self.threshold[generation]:
+                break
+            gc.collect(generation)
+
+
 def collect_garbage_on_gui_thread(app: QApplication):
     """Turn off Python's automatic cyclic GC; collect on a timer of the GUI thread instead.
 
@@ -773,7 +794,7 @@ def collect_garbage_on_gui_thread(app: QApplication):
     """
     collector = getattr(app, "_gui_thread_gc", None)
     if collector is None:
-        collector = GarbageCollector(interval=GC_INTERVAL_S)
+        collector = GuiThreadCollector(GC_INTERVAL_S)
         app._gui_thread_gc = collector
     return collector
 
