@@ -9,6 +9,11 @@ recovery folders, and prints the median and the worst of two figures:
 * ``process→paint``: the same as the process itself measures it from its
   creation (see :mod:`app.startup_time`).
 
+Python's compiled bytecode is cached between the starts, as an installed app
+has it (in a temporary ``PYTHONPYCACHEPREFIX``, so no tree gets ``__pycache__``
+folders), even where ``PYTHONDONTWRITEBYTECODE`` is set; ``--no-pyc`` compiles
+the project's modules at every start instead.
+
 With ``--compare TREE`` it alternates runs of this tree and of another checkout
 (for example ``git worktree add /tmp/base main``), so both see the same load.
 The load line (:class:`benchmarks.machine.LoadCheck`) says whether the machine
@@ -39,13 +44,22 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.machine import LoadCheck  # noqa: E402
 
 
-def start_once(tree: Path, extra_env=None) -> dict:
+def child_env(tree: Path, home: str, pycache: str | None) -> dict:
+    """The environment of one start: offscreen, fresh settings, bytecode in ``pycache``."""
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(tree),
+               XDG_CONFIG_HOME=str(Path(home, "config")), XDG_DATA_HOME=str(Path(home, "data")))
+    if pycache is None:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+    else:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = pycache
+    return env
+
+
+def start_once(tree: Path, pycache: str | None) -> dict:
     """One start of the app in ``tree``: its figures in seconds (and any error text)."""
     with tempfile.TemporaryDirectory(prefix="bps-start-") as tmp:
-        env = dict(os.environ, QT_QPA_PLATFORM="offscreen",
-                   XDG_CONFIG_HOME=str(Path(tmp, "config")),
-                   XDG_DATA_HOME=str(Path(tmp, "data")),
-                   PYTHONPATH=str(tree), **(extra_env or {}))
+        env = child_env(tree, tmp, pycache)
         t0 = time.time()
         proc = subprocess.run([sys.executable, "-m", "app", "--startup-time"], cwd=tree,
                               env=env, capture_output=True, text=True, timeout=120)
@@ -53,7 +67,7 @@ def start_once(tree: Path, extra_env=None) -> dict:
         if line.startswith("{"):
             got = json.loads(line)
             return {"launch": got["wall_time"] - t0, "process": got["first_paint_s"],
-                    "stderr": proc.stderr}
+                    "not_loaded": got.get("not_loaded"), "stderr": proc.stderr}
     raise RuntimeError(f"{tree}: no start-up time printed (exit code {proc.returncode})\n"
                        f"{proc.stdout}\n{proc.stderr}")
 
@@ -61,17 +75,21 @@ def start_once(tree: Path, extra_env=None) -> dict:
 def summary(name: str, runs: list) -> str:
     launch = [r["launch"] * 1e3 for r in runs]
     process = [r["process"] * 1e3 for r in runs]
-    return (f"{name:<8} launch→paint median {statistics.median(launch):6.0f} ms, "
-            f"worst {max(launch):6.0f} ms   process→paint median "
-            f"{statistics.median(process):6.0f} ms, worst {max(process):6.0f} ms   "
-            f"({len(runs)} starts)")
+    waited = runs[-1]["not_loaded"]
+    waited = "unknown" if waited is None else (", ".join(waited) or "none")
+    return (f"{name:<6} launch→paint median {statistics.median(launch):5.0f} ms, "
+            f"worst {max(launch):5.0f} ms   process→paint median "
+            f"{statistics.median(process):5.0f} ms, worst {max(process):5.0f} ms   "
+            f"({len(runs)} starts; not imported by the first paint: {waited})")
 
 
-def importtime(tree: Path, top: int):
-    """The ``top`` slowest imports (cumulative) of one start, from ``python -X importtime``."""
+def importtime(tree: Path, top: int, pycache: str | None):
+    """The ``top`` slowest imports (cumulative) of one start, from ``python -X importtime``
+    (until the process quit: imports made after the first paint are listed too)."""
+    if pycache is not None:
+        start_once(tree, pycache)  # compile first, as for the timed starts
     with tempfile.TemporaryDirectory(prefix="bps-start-") as tmp:
-        env = dict(os.environ, QT_QPA_PLATFORM="offscreen", XDG_CONFIG_HOME=tmp,
-                   XDG_DATA_HOME=tmp, PYTHONPATH=str(tree))
+        env = child_env(tree, tmp, pycache)
         proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "app",
                                "--startup-time"], cwd=tree, env=env, capture_output=True,
                               text=True, timeout=120)
@@ -83,10 +101,6 @@ def importtime(tree: Path, top: int):
     print(f"slowest imports (cumulative, {tree}):")
     for cum, name in sorted(rows, reverse=True)[:top]:
         print(f"  {cum / 1e3:7.1f} ms  {name}")
-    loaded = {name.strip() for _, name in rows}
-    for heavy in ("pyqtgraph", "networkx"):
-        print(f"  {heavy}: {'imported' if heavy in loaded else 'not imported'} before the "
-              "first paint")
 
 
 def main(argv=None) -> int:
@@ -95,20 +109,30 @@ def main(argv=None) -> int:
     p.add_argument("--compare", type=Path, help="another checkout, started in alternation")
     p.add_argument("--importtime", action="store_true", help="list the slowest imports")
     p.add_argument("--top", type=int, default=25)
+    p.add_argument("--no-pyc", action="store_true",
+                   help="no bytecode cache: compile the project's modules at every start")
     args = p.parse_args(argv)
-    if args.importtime:
-        importtime(ROOT, args.top)
-        return 0
+    with tempfile.TemporaryDirectory(prefix="bps-pyc-") as cache_root:
+        return measure(args, cache_root)
+
+
+def measure(args, cache_root: str) -> int:
     trees = {"this": ROOT}
     if args.compare is not None:
         trees["other"] = args.compare.resolve()
+    caches = {name: None if args.no_pyc else str(Path(cache_root, name)) for name in trees}
+    if args.importtime:
+        importtime(ROOT, args.top, caches["this"])
+        return 0
     runs = {name: [] for name in trees}
-    for tree in trees.values():  # a first start fills the disk cache: not counted
-        start_once(tree)
+    for name, tree in trees.items():  # a first start compiles and fills the disk cache
+        start_once(tree, caches[name])
     with LoadCheck() as load:
         for _ in range(args.starts):
             for name, tree in trees.items():
-                runs[name].append(start_once(tree))
+                runs[name].append(start_once(tree, caches[name]))
+    print("bytecode: " + ("compiled at every start (--no-pyc)" if args.no_pyc
+                          else "cached between starts, as installed"))
     for name, tree in trees.items():
         print(summary(name, runs[name]) + f"   {tree}")
     if "other" in runs:
