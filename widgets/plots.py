@@ -112,6 +112,7 @@ class TrainingPlots(QWidget):
         self.theme = theme
         self._dirty = False
         self._lr_top = None
+        self._epochs = None
         self._redraw = QTimer(self)
         self._redraw.setSingleShot(True)
         self._redraw.setInterval(REDRAW_MS)
@@ -132,6 +133,7 @@ class TrainingPlots(QWidget):
             self._parts = _Plots(layout)
             self._apply_theme()
             self._clear_curves()
+            self._show_extent()
             self._dirty = bool(self._bx)
             self.flush()
             self._draw_epochs()
@@ -174,6 +176,24 @@ class TrainingPlots(QWidget):
         for c in (p.train_loss, p.val_loss, p.train_acc, p.val_acc, p.lr_curve):
             c.setData([], [])
         p.acc_plot.setXRange(0, 1, padding=0.05)
+
+    def set_epochs(self, epochs: int | None):
+        """The run's length: the per-batch plots span it from the start, so their x axes
+        stay put while the curves grow (``None``: follow the points)."""
+        self._epochs = epochs
+        if self._parts is not None:
+            self._show_extent()
+
+    def _show_extent(self):
+        p = self._parts
+        for plot in (p.loss_plot, p.lr_plot):
+            item = plot.getPlotItem()
+            if self._epochs:
+                # a fixed range: the axes are not re-ticked and repainted at every redraw
+                item.enableAutoRange(x=False)
+                plot.setXRange(0, self._epochs, padding=0.02)
+            else:
+                item.enableAutoRange(x=True)
 
     def add_batches(self, points):
         """Append :class:`app.training.BatchPoint` s; the curves follow within REDRAW_MS."""
