@@ -163,13 +163,15 @@ def _open_app(argv) -> int:
                                 description="Open Backprop Studio (on FILE, or a preset).",
                                 epilog="Headless subcommands: " + ", ".join(SUBCOMMANDS))
     p.add_argument("file", nargs="?", help="graph file to open")
+    # for benchmarks/bench_start.py: print the time to the first painted canvas, then quit
+    p.add_argument("--startup-time", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     try:
         from app.main_window import run_app  # noqa: PLC0415 - Qt only on the GUI path
     except ImportError as exc:
         print(f"backprop-studio: the window cannot start: {exc}", file=sys.stderr)
         return 1
-    return run_app(args.file)
+    return run_app(args.file, startup_time=args.startup_time)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ import gc
 import sys
 from pathlib import Path
 
-from pyqtgraph.util.garbage_collector import GarbageCollector
 from PySide6.QtCore import QByteArray, QPointF, QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QActionGroup, QCursor, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
@@ -610,6 +609,28 @@ class MainWindow(QMainWindow):
 GC_INTERVAL_S = 1.0
 
 
+class GuiThreadCollector:
+    """Python's cyclic garbage collection on a timer of the GUI thread (automatic GC off).
+
+    Each tick collects the generations whose counts passed the thresholds Python
+    itself would use, youngest first, so a full collection stays as rare as usual.
+    """
+
+    def __init__(self, interval: float = GC_INTERVAL_S):
+        self.threshold = gc.get_threshold()
+        gc.disable()
+        self.timer = QTimer()
+        self.timer.timeout.connect(self.check)
+        self.timer.start(int(interval * 1000))
+
+    def check(self):
+        counts = gc.get_count()
+        for generation in range(3):
+            if counts[generation] <= self.threshold[generation]:
+                break
+            gc.collect(generation)
+
+
 def collect_garbage_on_gui_thread(app: QApplication):
     """Turn off Python's automatic cyclic GC; collect on a timer of the GUI thread instead.
 
@@ -620,7 +641,7 @@ def collect_garbage_on_gui_thread(app: QApplication):
     """
     collector = getattr(app, "_gui_thread_gc", None)
     if collector is None:
-        collector = GarbageCollector(interval=GC_INTERVAL_S)
+        collector = GuiThreadCollector(GC_INTERVAL_S)
         app._gui_thread_gc = collector
     return collector
 
@@ -665,13 +686,21 @@ def default_preset():
     return example_path(stems[0]) if stems else None
 
 
-def run_app(path=None) -> int:
-    """Open the editor on ``path`` (or a preset) and run the event loop; the exit code."""
+def run_app(path=None, startup_time=False) -> int:
+    """Open the editor on ``path`` (or a preset) and run the event loop; the exit code.
+
+    ``startup_time``: print the time to the canvas's first paint and quit
+    (:mod:`app.startup_time`).
+    """
     code = check_gui_libraries()  # before Qt would abort on a missing X11 library
     if code is not None:
         return code
     app = make_app()
     win = MainWindow()
+    if startup_time:
+        from app.startup_time import report_first_paint  # noqa: PLC0415 - benchmarks only
+
+        report_first_paint(win)
     win.show()
     restored = win.files.offer_recovery()
     if not restored:

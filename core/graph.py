@@ -23,8 +23,8 @@ from __future__ import annotations
 import heapq
 import itertools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import networkx as nx
 import numpy as np
 
 from core.errors import GraphError, ParamError, ShapeError
@@ -32,6 +32,9 @@ from core.events import Event
 from core.init import initialize
 from core.ops import get_op
 from core.ops.base import WeightSpec, check_allocation, fmt_shape, numel
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 DTYPES = ("float64", "float32")
 
@@ -198,6 +201,8 @@ class Graph:
     def digraph(self) -> nx.DiGraph:
         """The node-level networkx view (cached until the next edit)."""
         if self._dg is None:
+            import networkx as nx  # noqa: PLC0415 - a slow import, needed only from here on
+
             dg = nx.DiGraph()
             for i, nid in enumerate(self.nodes):
                 dg.add_node(nid, index=i)
@@ -359,6 +364,8 @@ class Graph:
             other = self.nodes[self.in_edges(dst)[dp].src].name
             raise GraphError(f"input '{dp}' of '{dst.name}' is already connected to "
                              f"'{other}'; disconnect it first", nodes=(dst.name, other))
+        import networkx as nx  # noqa: PLC0415 - a slow import: not before the first edit
+
         if nx.has_path(self.digraph(), dst.id, src.id):
             raise GraphError(f"connecting '{src.name}' → '{dst.name}' would create a cycle: "
                              f"'{dst.name}' already feeds '{src.name}'",

@@ -29,7 +29,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import networkx as nx
 import numpy as np
 
 from core.errors import FileFormatError, GraphError, StudioError
@@ -394,6 +393,8 @@ def _check_acyclic(g: Graph, r: _Reader):
     try:
         g.order()
     except GraphError:
+        import networkx as nx  # noqa: PLC0415 - a slow import, for a broken file only
+
         cycle = nx.find_cycle(g.digraph())
         names = [g.nodes[u].name for u, _ in cycle] + [g.nodes[cycle[0][0]].name]
         u, v = cycle[-1]

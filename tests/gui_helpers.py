@@ -47,6 +47,10 @@ def make_window(qtbot, tmp_path, dialogs):
         if show:
             win.show()
             qtbot.waitExposed(win)
+            # the window has finished starting: the plots it shows after its first frame
+            # are in, and the docks have their sizes
+            qtbot.waitUntil(win.train_panel.plots.is_made, timeout=5000)
+            QApplication.processEvents()
         return win
 
     return make

@@ -113,6 +113,21 @@ def test_the_window_keeps_handling_events_while_it_trains(window, qtbot):
     assert max(np.diff(busy)) < max(0.5, run / 3)
 
 
+def test_the_loss_plot_spans_the_whole_run_from_its_first_batch(window, qtbot):
+    """during a 3-epoch run the loss and learning-rate plots run from epoch 0 to 3 at once,
+    so their axes stay put while the curves grow"""
+    win = window("logistic_regression_mnist", epochs=3, limit=2000)
+    panel = win.train_panel
+    win.act_train.trigger()
+    qtbot.waitUntil(lambda: panel.plots.batch_count() > 0, timeout=RUN_TIMEOUT_MS)
+    panel.plots.flush()
+    for plot in (panel.plots.loss_plot, panel.plots.lr_plot):
+        (x0, x1), _ = plot.getPlotItem().viewRange()
+        assert -0.2 < x0 <= 0.0 and 3.0 <= x1 < 3.2
+    panel.stop_button.click()
+    _finish(win, qtbot)
+
+
 def test_pause_holds_training_and_resume_continues(window, qtbot):
     """Pause stops the steps (the plot stops growing), Resume carries on to the end"""
     win = window("lenet5", epochs=1, limit=1000)

@@ -5,22 +5,37 @@ stored when they arrive; a timer redraws at most :data:`REDRAW_MS` apart,
 because a redraw costs tens of milliseconds of the GUI thread and the
 training thread competes for the same interpreter lock. The x axis counts
 epochs, so per-batch and per-epoch curves share it.
+
+pyqtgraph is imported when the plots are first needed: after the panel's
+first paint (the rest of the window is on screen by then), or when a curve or
+plot is asked for.
 """
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
-import pyqtgraph as pg
-from PySide6.QtCore import QRectF, Qt, QTimer
+from PySide6.QtCore import QRectF, QSize, Qt, QTimer
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPainter
-from PySide6.QtWidgets import QHBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QSizePolicy, QWidget
 
 from widgets.theme import Theme
 
-pg.setConfigOptions(antialias=True)
-
 SYMBOL_LIMIT = 40  # epochs drawn with a marker each
 REDRAW_MS = 150  # ≤ 7 redraws a second: smooth enough for a curve that grows
+PLOT_MIN_SIZE = (160, 120)
+PLOT_HINT = (600, 480)  # the size a pyqtgraph plot asks for: the dock is laid out for it
+PLOT_SPACING = 6
+
+
+@functools.cache
+def pyqtgraph():
+    """The pyqtgraph module, imported (and configured) at the first call."""
+    import pyqtgraph as pg  # noqa: PLC0415 - a slow import, deferred until a plot is shown
+
+    pg.setConfigOptions(antialias=True)
+    return pg
 
 
 def _series_colours(theme: Theme) -> dict:
@@ -29,19 +44,16 @@ def _series_colours(theme: Theme) -> dict:
             "acc_val": theme.ok, "lr": theme.categories.get("layers", theme.accent)}
 
 
-class TrainingPlots(QWidget):
-    """Three plots side by side: loss, accuracy and learning rate."""
+class _Plots:
+    """The pyqtgraph widgets and curves of :class:`TrainingPlots` (made once)."""
 
-    def __init__(self, theme: Theme, parent=None):
-        super().__init__(parent)
-        lay = QHBoxLayout(self)
-        lay.setContentsMargins(0, 0, 0, 0)
-        lay.setSpacing(6)
-        self.loss_plot = self._plot("Loss")
-        self.acc_plot = self._plot("Accuracy")
-        self.lr_plot = self._plot("Learning rate")
+    def __init__(self, layout: QHBoxLayout):
+        pg = pyqtgraph()
+        self.loss_plot = self._plot(pg, "Loss")
+        self.acc_plot = self._plot(pg, "Accuracy")
+        self.lr_plot = self._plot(pg, "Learning rate")
         for p in (self.loss_plot, self.acc_plot, self.lr_plot):
-            lay.addWidget(p, 1)
+            layout.addWidget(p, 1)
         self.acc_plot.setYRange(0, 1, padding=0.05)
         # x from epoch 0 to the last one: autorange centres a single point in ±5 epochs
         self.acc_plot.getPlotItem().enableAutoRange(enable=False)
@@ -56,27 +68,96 @@ class TrainingPlots(QWidget):
         for c in (self.train_loss, self.lr_curve):
             c.setClipToView(True)
             c.setDownsampling(auto=True, method="peak")
-        self._dirty = False
-        self._lr_top = None
-        self._redraw = QTimer(self)
-        self._redraw.setSingleShot(True)
-        self._redraw.setInterval(REDRAW_MS)
-        self._redraw.timeout.connect(self.flush)
-        self.clear()
-        self.set_theme(theme)
 
     @staticmethod
-    def _plot(title: str) -> pg.PlotWidget:
+    def _plot(pg, title: str):
         p = pg.PlotWidget()
         p.setTitle(title)
         p.setLabel("bottom", "epoch")
         p.setMenuEnabled(False)
         p.showGrid(x=True, y=True, alpha=0.25)
-        p.setMinimumSize(160, 120)
+        p.setMinimumSize(*PLOT_MIN_SIZE)
         for name in ("left", "bottom"):
             # "epoch (x0.001)" mid-run reads badly: plain numbers only
             p.getPlotItem().getAxis(name).enableAutoSIPrefix(False)
         return p
+
+
+def _part(name: str):
+    """A property that makes the plots on first access and returns one of their parts."""
+    return property(lambda self: getattr(self.parts(), name),
+                    doc=f"The ``{name}`` of the plots (made on first access).")
+
+
+class TrainingPlots(QWidget):
+    """Three plots side by side: loss, accuracy and learning rate.
+
+    The points are kept here; the pyqtgraph curves show them once they exist.
+    """
+
+    loss_plot = _part("loss_plot")
+    acc_plot = _part("acc_plot")
+    lr_plot = _part("lr_plot")
+    train_loss = _part("train_loss")
+    val_loss = _part("val_loss")
+    train_acc = _part("train_acc")
+    val_acc = _part("val_acc")
+    lr_curve = _part("lr_curve")
+
+    def __init__(self, theme: Theme, parent=None):
+        super().__init__(parent)
+        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)  # as the plots are
+        self._parts: _Plots | None = None
+        self._make_soon = False
+        self.theme = theme
+        self._dirty = False
+        self._lr_top = None
+        self._epochs = None
+        self._redraw = QTimer(self)
+        self._redraw.setSingleShot(True)
+        self._redraw.setInterval(REDRAW_MS)
+        self._redraw.timeout.connect(self.flush)
+        self.clear()
+
+    # ------------------------------------------------------------ making
+    def is_made(self) -> bool:
+        """Whether the pyqtgraph plots exist yet."""
+        return self._parts is not None
+
+    def parts(self) -> _Plots:
+        """The plots and curves, made (and filled with the points so far) at the first call."""
+        if self._parts is None:
+            layout = QHBoxLayout(self)
+            layout.setContentsMargins(0, 0, 0, 0)
+            layout.setSpacing(PLOT_SPACING)
+            self._parts = _Plots(layout)
+            self._apply_theme()
+            self._clear_curves()
+            self._show_extent()
+            self._dirty = bool(self._bx)
+            self.flush()
+            self._draw_epochs()
+        return self._parts
+
+    # the plots' sizes from the start, so the panel does not change when they appear
+    def sizeHint(self):  # noqa: N802 - Qt override
+        if self._parts is not None:
+            return super().sizeHint()
+        w, h = PLOT_HINT
+        return QSize(3 * w + 2 * PLOT_SPACING, h)
+
+    def minimumSizeHint(self):  # noqa: N802 - Qt override
+        if self._parts is not None:
+            return super().minimumSizeHint()
+        w, h = PLOT_MIN_SIZE
+        return QSize(3 * w + 2 * PLOT_SPACING, h)
+
+    def paintEvent(self, event):  # noqa: N802 - Qt override
+        # the window's first frame goes out without waiting for pyqtgraph; the plots follow
+        if self._parts is None and not self._make_soon:
+            self._make_soon = True
+            QTimer.singleShot(0, self.parts)
+        super().paintEvent(event)
 
     # ------------------------------------------------------------- data
     def clear(self):
@@ -84,12 +165,35 @@ class TrainingPlots(QWidget):
         self._bx, self._bloss, self._blr = [], [], []
         self._ex, self._eval_loss, self._etrain_acc, self._eval_acc = [], [], [], []
         self._dirty, self._lr_top = False, None
-        for curve, size in ((self.val_loss, 6), (self.train_acc, 5), (self.val_acc, 6)):
+        if self._parts is not None:
+            self._clear_curves()
+
+    def _clear_curves(self):
+        p = self._parts
+        for curve, size in ((p.val_loss, 6), (p.train_acc, 5), (p.val_acc, 6)):
             curve.setSymbol("o")
             curve.setSymbolSize(size)
-        for c in (self.train_loss, self.val_loss, self.train_acc, self.val_acc, self.lr_curve):
+        for c in (p.train_loss, p.val_loss, p.train_acc, p.val_acc, p.lr_curve):
             c.setData([], [])
-        self.acc_plot.setXRange(0, 1, padding=0.05)
+        p.acc_plot.setXRange(0, 1, padding=0.05)
+
+    def set_epochs(self, epochs: int | None):
+        """The run's length: the per-batch plots span it from the start, so their x axes
+        stay put while the curves grow (``None``: follow the points)."""
+        self._epochs = epochs
+        if self._parts is not None:
+            self._show_extent()
+
+    def _show_extent(self):
+        p = self._parts
+        for plot in (p.loss_plot, p.lr_plot):
+            item = plot.getPlotItem()
+            if self._epochs:
+                # a fixed range: the axes are not re-ticked and repainted at every redraw
+                item.enableAutoRange(x=False)
+                plot.setXRange(0, self._epochs, padding=0.02)
+            else:
+                item.enableAutoRange(x=True)
 
     def add_batches(self, points):
         """Append :class:`app.training.BatchPoint` s; the curves follow within REDRAW_MS."""
@@ -105,20 +209,20 @@ class TrainingPlots(QWidget):
     def flush(self):
         """Draw the per-batch points received so far (now, not at the next tick)."""
         self._redraw.stop()
-        if not self._dirty:
+        p = self._parts
+        if not self._dirty or p is None:
             return
         self._dirty = False
         x = np.asarray(self._bx)
         # a NaN or Inf would break the autoscale; the run stops on it anyway
-        self.train_loss.setData(x, np.nan_to_num(self._bloss, nan=0.0, posinf=0.0,
-                                                 neginf=0.0))
+        p.train_loss.setData(x, np.nan_to_num(self._bloss, nan=0.0, posinf=0.0, neginf=0.0))
         lr = np.asarray(self._blr)
-        self.lr_curve.setData(x, lr)
+        p.lr_curve.setData(x, lr)
         # from zero up, so a constant rate is a flat line near the top, not mid-plot
         top = float(np.nanmax(lr)) if np.isfinite(lr).any() else 1.0
         if top != self._lr_top:
             self._lr_top = top
-            self.lr_plot.setYRange(0.0, top * 1.1 if top > 0 else 1.0, padding=0)
+            p.lr_plot.setYRange(0.0, top * 1.1 if top > 0 else 1.0, padding=0)
 
     def add_epoch(self, epoch: int, val_loss: float, train_acc: float, val_acc: float):
         """Append one epoch's figures (NaN where there is no validation data)."""
@@ -127,17 +231,24 @@ class TrainingPlots(QWidget):
         self._eval_loss.append(val_loss)
         self._etrain_acc.append(train_acc)
         self._eval_acc.append(val_acc)
+        self._draw_epochs()
+
+    def _draw_epochs(self):
+        p = self._parts
+        if p is None or not self._ex:
+            return
         x = np.asarray(self._ex)
-        if len(x) == SYMBOL_LIMIT + 1:
+        if len(x) > SYMBOL_LIMIT:
             # hundreds of markers would merge into a thick bar: lines only from here on
-            for curve in (self.val_loss, self.train_acc, self.val_acc):
-                curve.setSymbol(None)
-        for curve, ys in ((self.val_loss, self._eval_loss), (self.train_acc, self._etrain_acc),
-                          (self.val_acc, self._eval_acc)):
+            for curve in (p.val_loss, p.train_acc, p.val_acc):
+                if curve.opts["symbol"] is not None:
+                    curve.setSymbol(None)
+        for curve, ys in ((p.val_loss, self._eval_loss), (p.train_acc, self._etrain_acc),
+                          (p.val_acc, self._eval_acc)):
             y = np.asarray(ys, dtype=float)
             ok = np.isfinite(y)
             curve.setData(x[ok], y[ok])
-        self.acc_plot.setXRange(0, max(1.0, float(x[-1])), padding=0.05)  # room for markers
+        p.acc_plot.setXRange(0, max(1.0, float(x[-1])), padding=0.05)  # room for markers
 
     def batch_count(self) -> int:
         return len(self._bx)
@@ -147,11 +258,18 @@ class TrainingPlots(QWidget):
 
     # ------------------------------------------------------------ theme
     def set_theme(self, theme: Theme):
+        self.theme = theme
+        if self._parts is not None:
+            self._apply_theme()
+
+    def _apply_theme(self):
+        pg = pyqtgraph()
+        theme, p = self.theme, self._parts
         bg, ink, muted = theme.base, theme.text, theme.muted
         col = _series_colours(theme)
-        for p in (self.loss_plot, self.acc_plot, self.lr_plot):
-            p.setBackground(bg)
-            item = p.getPlotItem()
+        for plot in (p.loss_plot, p.acc_plot, p.lr_plot):
+            plot.setBackground(bg)
+            item = plot.getPlotItem()
             item.titleLabel.setText(item.titleLabel.text, color=ink, size="9pt")
             for name in ("left", "bottom"):
                 ax = item.getAxis(name)
@@ -162,20 +280,20 @@ class TrainingPlots(QWidget):
                 legend.setBrush(pg.mkBrush(theme.base + "cc"))
                 legend.setPen(pg.mkPen(theme.node_border))
                 legend.setLabelTextColor(ink)
-        self.train_loss.setPen(pg.mkPen(col["train"], width=1.2))
-        self.val_loss.setPen(pg.mkPen(col["val"], width=2))
-        self.val_loss.setSymbolBrush(pg.mkBrush(col["val"]))
-        self.val_loss.setSymbolPen(pg.mkPen(bg))
-        self.train_acc.setPen(pg.mkPen(col["acc_train"], width=1.5, style=Qt.DashLine))
-        self.train_acc.setSymbolBrush(pg.mkBrush(col["acc_train"]))
-        self.train_acc.setSymbolPen(pg.mkPen(bg))
-        self.val_acc.setPen(pg.mkPen(col["acc_val"], width=2))
-        self.val_acc.setSymbolBrush(pg.mkBrush(col["acc_val"]))
-        self.val_acc.setSymbolPen(pg.mkPen(bg))
-        self.lr_curve.setPen(pg.mkPen(col["lr"], width=1.5))
+        p.train_loss.setPen(pg.mkPen(col["train"], width=1.2))
+        p.val_loss.setPen(pg.mkPen(col["val"], width=2))
+        p.val_loss.setSymbolBrush(pg.mkBrush(col["val"]))
+        p.val_loss.setSymbolPen(pg.mkPen(bg))
+        p.train_acc.setPen(pg.mkPen(col["acc_train"], width=1.5, style=Qt.DashLine))
+        p.train_acc.setSymbolBrush(pg.mkBrush(col["acc_train"]))
+        p.train_acc.setSymbolPen(pg.mkPen(bg))
+        p.val_acc.setPen(pg.mkPen(col["acc_val"], width=2))
+        p.val_acc.setSymbolBrush(pg.mkBrush(col["acc_val"]))
+        p.val_acc.setSymbolPen(pg.mkPen(bg))
+        p.lr_curve.setPen(pg.mkPen(col["lr"], width=1.5))
         # legends copy the pen when items are added: refresh their samples
-        for p in (self.loss_plot, self.acc_plot):
-            legend = p.getPlotItem().legend
+        for plot in (p.loss_plot, p.acc_plot):
+            legend = plot.getPlotItem().legend
             if legend is not None:
                 legend.update()
 

@@ -13,7 +13,6 @@ import dataclasses
 import weakref
 
 import numpy as np
-import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (
@@ -32,6 +31,7 @@ from PySide6.QtWidgets import (
 from core.errors import GraphError
 from core.stepping import histogram, summarize
 from core.stepping.summary import format_number
+from widgets.plots import pyqtgraph
 from widgets.theme import DARK, LIGHT, Theme
 
 # more elements than this per example: the core's thumbnail (64 tiles, 32 px) is drawn
@@ -261,24 +261,11 @@ class TensorView(QWidget):
 
         self.picture = TensorPicture()
         lay.addWidget(self.picture, 3)
-        self.bars = pg.PlotWidget()
-        self.bars.setMenuEnabled(False)
-        self.bars.setMinimumHeight(120)
-        self.bars.showGrid(y=True, alpha=0.25)
-        self.bar_item = pg.BarGraphItem(x=[], height=[], width=0.8)
-        self.bars.addItem(self.bar_item)
-        lay.addWidget(self.bars, 3)
         self.colour_bar = ColourBar()
         lay.addWidget(self.colour_bar)
-
-        self.hist = pg.PlotWidget()
-        self.hist.setMenuEnabled(False)
-        self.hist.setFixedHeight(110)
-        self.hist.setMouseEnabled(x=False, y=False)
-        self.hist_curve = self.hist.plot([0, 1], [0], stepMode="center", fillLevel=0)
-        for ax in ("left", "bottom"):
-            self.hist.getPlotItem().getAxis(ax).enableAutoSIPrefix(False)
-        lay.addWidget(self.hist)
+        # the bar chart and the histogram (pyqtgraph) go in when the first tensor is drawn
+        self._layout = lay
+        self.bars = self.bar_item = self.hist = self.hist_curve = None
 
         self.stats = QWidget()
         stats = QGridLayout(self.stats)
@@ -304,6 +291,29 @@ class TensorView(QWidget):
         lay.addWidget(self.note)
         self.set_theme(self.theme)
         self._show_nothing("Click a wire or a port to see its tensor")
+
+    def _make_plots(self):
+        """The bar chart (under the picture) and the histogram (under the colour bar)."""
+        if self.bars is not None:
+            return
+        pg = pyqtgraph()
+        lay = self._layout
+        self.bars = pg.PlotWidget()
+        self.bars.setMenuEnabled(False)
+        self.bars.setMinimumHeight(120)
+        self.bars.showGrid(y=True, alpha=0.25)
+        self.bar_item = pg.BarGraphItem(x=[], height=[], width=0.8)
+        self.bars.addItem(self.bar_item)
+        lay.insertWidget(lay.indexOf(self.picture) + 1, self.bars, 3)
+        self.hist = pg.PlotWidget()
+        self.hist.setMenuEnabled(False)
+        self.hist.setFixedHeight(110)
+        self.hist.setMouseEnabled(x=False, y=False)
+        self.hist_curve = self.hist.plot([0, 1], [0], stepMode="center", fillLevel=0)
+        for ax in ("left", "bottom"):
+            self.hist.getPlotItem().getAxis(ax).enableAutoSIPrefix(False)
+        lay.insertWidget(lay.indexOf(self.colour_bar) + 1, self.hist)
+        self._theme_plots()
 
     # -------------------------------------------------------------- API
     def set_session(self, session):
@@ -409,12 +419,14 @@ class TensorView(QWidget):
         self.hint.show()
         for w in (self.shape_label, self.scalar_label, self.picture, self.bars, self.colour_bar,
                   self.hist, self.stats, self.note):
-            w.hide()
+            if w is not None:  # the plots, before the first tensor
+                w.hide()
         for v in self.stat_labels.values():
             v.setText("—")
             v.setToolTip("")
 
     def _draw(self, view, image, kernel):
+        self._make_plots()
         self.view = view
         t, summ = view.thumbnail, view.summary
         self.hint.hide()
@@ -438,6 +450,7 @@ class TensorView(QWidget):
             self.scalar_label.setToolTip(summ.full_text)
         elif t.kind == "bars":
             y = np.nan_to_num(t.data.astype(np.float64))
+            pg = pyqtgraph()
             brushes = [pg.mkBrush(ink if v >= 0 or not self.grad else self.theme.accent)
                        for v in y]
             self.bar_item.setOpts(x=np.arange(y.size), height=y, width=0.8, brushes=brushes,
@@ -452,6 +465,7 @@ class TensorView(QWidget):
             lo, hi = self._range(t)
             self.colour_bar.set_range(self._table(), lo, hi, self.theme.text)
         counts, edges = view.counts, view.edges
+        pg = pyqtgraph()
         self.hist_curve.setData(edges, counts, stepMode="center", fillLevel=0,
                                 brush=pg.mkBrush(QColor(ink).lighter(100).name() + "aa"),
                                 pen=pg.mkPen(ink, width=1))
@@ -499,12 +513,18 @@ QToolButton {{ border: 1px solid {t.node_border}; border-radius: 4px; padding: 3
     color: {t.text}; background: {t.base}; }}
 QToolButton:checked {{ background: {t.accent}; color: white; border-color: {t.accent}; }}
 """)
+        self._theme_plots()
+        self._cache.clear()  # the colour tables changed
+        if self.target is not None:
+            self.refresh()
+
+    def _theme_plots(self):
+        if self.bars is None:
+            return
+        pg, t = pyqtgraph(), self.theme
         for p in (self.bars, self.hist):
             p.setBackground(t.base)
             for name in ("left", "bottom"):
                 ax = p.getPlotItem().getAxis(name)
                 ax.setPen(pg.mkPen(t.muted))
                 ax.setTextPen(pg.mkPen(t.text))
-        self._cache.clear()  # the colour tables changed
-        if self.target is not None:
-            self.refresh()

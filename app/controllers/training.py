@@ -96,6 +96,7 @@ class TrainingController(QObject):
         self._worker = worker
         self.running_changed.emit(True)
         self.panel.begin_run()
+        self.panel.plots.set_epochs(settings.epochs)
         self.panel.set_status("Preparing…")
         worker.start()
         return True

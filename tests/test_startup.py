@@ -1,0 +1,78 @@
+"""Start-up: the slow imports wait until what needs them is shown or asked for."""
+# The fixtures come from gui_helpers; pytest passes them by name, which ruff reads as F811.
+# ruff: noqa: F811
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from gui_helpers import dialogs, make_window  # noqa: F401
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(args, tmp_path, code=None):
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(ROOT),
+               XDG_CONFIG_HOME=str(tmp_path / "config"), XDG_DATA_HOME=str(tmp_path / "data"))
+    cmd = [sys.executable] + (["-c", code] if code else ["-m", "app", *args])
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_the_window_paints_its_canvas_before_pyqtgraph_is_imported(tmp_path):
+    """backprop-studio --startup-time shows LeNet-5 and reports its first painted canvas; by
+    then the plotting library has not been imported (it waits for the plots)"""
+    lines = [json.loads(s) for s in _run(["--startup-time"], tmp_path).splitlines()
+             if s.startswith("{")]
+    assert len(lines) == 1
+    assert 0 < lines[0]["first_paint_s"] < 120
+    assert "pyqtgraph" in lines[0]["not_loaded"]
+
+
+def test_reading_and_running_a_graph_file_does_not_import_networkx(tmp_path):
+    """loading LeNet-5, ordering it and writing it back, and running f = a·b + c, need no
+    networkx"""
+    code = """
+import sys
+from core.executor import Executor
+from core.serialize import graph_to_dict, load_graph
+from examples import example_path
+g = load_graph(example_path("lenet5"))
+g.order()
+graph_to_dict(g)
+g = load_graph(example_path("abc"))
+Executor(g).run(loss=g.loss)
+print("networkx" in sys.modules)
+"""
+    assert _run([], tmp_path, code).strip() == "False"
+
+
+def test_the_training_plots_appear_once_the_window_has_painted(make_window, qtbot):
+    """the Training panel's loss, accuracy and learning-rate plots are there right after the
+    window's first frame"""
+    win = make_window()
+    plots = win.train_panel.plots
+    qtbot.waitUntil(plots.is_made, timeout=5000)
+    qtbot.waitUntil(lambda: all(p.isVisible() for p in (plots.loss_plot, plots.acc_plot,
+                                                        plots.lr_plot)), timeout=5000)
+
+
+def test_points_received_before_the_plots_exist_are_drawn_when_they_appear(qtbot):
+    """batches that arrive while the Training panel is hidden show on its plots later"""
+    from app.training import BatchPoint
+    from widgets.plots import TrainingPlots
+    from widgets.theme import get_theme
+
+    plots = TrainingPlots(get_theme("light"))
+    qtbot.addWidget(plots)
+    plots.add_batches([BatchPoint(0.5, 2.0, 0.01), BatchPoint(1.0, 1.5, 0.01)])
+    plots.add_epoch(0, 1.4, 0.6, 0.65)
+    assert not plots.is_made()
+    x, y = plots.train_loss.getData()
+    assert list(x) == [0.5, 1.0] and list(y) == [2.0, 1.5]
+    assert list(plots.val_acc.getData()[1]) == [0.65]
