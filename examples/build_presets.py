@@ -21,8 +21,8 @@ if str(HERE.parent) not in sys.path:
 from core.graph import Graph  # noqa: E402
 from core.serialize import save_graph  # noqa: E402
 
-STEP_X = 190.0  # horizontal distance between consecutive nodes on the canvas
-TARGET_Y = 150.0
+STEP_X = 300.0  # horizontal distance between consecutive nodes: the widest cards (conv) are ~290 px
+TARGET_Y = 190.0  # below the tallest cards (~150 px)
 
 
 class Chain:

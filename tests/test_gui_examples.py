@@ -54,3 +54,16 @@ def test_the_preset_opened_at_start_is_lenet5(presets):
     from app.main_window import default_preset
 
     assert default_preset() == presets / "lenet5.json"
+
+
+@pytest.mark.parametrize("name", [stem for stem, _, _ in examples.list_examples()])
+def test_every_preset_opens_where_it_was_placed_without_being_arranged_again(qtbot, name):
+    """a preset's cards do not overlap at today's card sizes, so opening it (LeNet-5 at every
+    start) shows the positions in the file and lays nothing out"""
+    from core.serialize import load_graph
+    from widgets.canvas import GraphScene
+
+    graph = load_graph(examples.example_path(name))
+    scene = GraphScene(graph)
+    assert all(nid in graph.layout for nid in graph.nodes)
+    assert scene.overlapping_cards() == 0

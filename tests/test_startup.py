@@ -26,12 +26,14 @@ def _run(args, tmp_path, code=None):
 
 def test_the_window_paints_its_canvas_before_pyqtgraph_is_imported(tmp_path):
     """backprop-studio --startup-time shows LeNet-5 and reports its first painted canvas; by
-    then the plotting library has not been imported (it waits for the plots)"""
+    then neither the plotting library (it waits for the plots) nor the graph library (the
+    preset opens at its stored positions, nothing is laid out) has been imported"""
     lines = [json.loads(s) for s in _run(["--startup-time"], tmp_path).splitlines()
              if s.startswith("{")]
     assert len(lines) == 1
     assert 0 < lines[0]["first_paint_s"] < 120
     assert "pyqtgraph" in lines[0]["not_loaded"]
+    assert "networkx" in lines[0]["not_loaded"]
 
 
 def test_reading_and_running_a_graph_file_does_not_import_networkx(tmp_path):
