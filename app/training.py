@@ -51,6 +51,7 @@ class TrainOutcome:
     evaluated_on: str  # "test set (1,000 images)" or "stored data (4 samples)"
     data_description: str
     final_loss: float | None = None  # mean training loss of the last epoch
+    device: str = "cpu"  # where it ran: cpu | cuda
 
 
 def training_copy(graph: Graph) -> Graph:
@@ -169,10 +170,11 @@ class TrainingWorker(QThread):
         if s.reset_weights:
             self.graph.initialize(s.seed, reinit=True)
         self.status.emit(f"Training on {data.description}: {len(data.train):,} samples"
-                         + (f", {len(data.val):,} for validation" if data.val else ""))
+                         + (f", {len(data.val):,} for validation" if data.val else "")
+                         + (" (on the GPU)" if s.device == "cuda" else ""))
         with self._lock:
             self.trainer = Trainer(self.graph, optimizer, schedule, batch_size=s.batch_size,
-                                   seed=s.seed, grad_norms=False)
+                                   seed=s.seed, grad_norms=False, device=s.device)
             if self._cancel.is_set():
                 self.trainer.cancel()
             if self._paused:
@@ -196,7 +198,8 @@ class TrainingWorker(QThread):
         self.done.emit(TrainOutcome(result.status, result.epochs, result.iterations,
                                     time.perf_counter() - self._start_time,
                                     trained_arrays(self.graph), evaluation, on,
-                                    data.description, last.get("train_loss")))
+                                    data.description, last.get("train_loss"),
+                                    self.trainer.device))
 
     # ---------------------------------------------------------- callbacks
     def _on_batch(self, info):

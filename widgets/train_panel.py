@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from core.train.recipe import TrainSettings
+from widgets.device_choice import DeviceCombo
 from widgets.plots import REDRAW_MS, ConfusionMatrix, TrainingPlots
 from widgets.theme import Theme
 from widgets.wheel import guard_wheel_in
@@ -133,6 +134,7 @@ class TrainPanel(QWidget):
         self.seed = QSpinBox()
         self.seed.setRange(0, 2**31 - 1)
         self.seed.setMaximumWidth(90)
+        self.device = DeviceCombo("Where training runs: the CPU, or an NVIDIA GPU through CuPy")
         self.reset = QCheckBox("re-init")
         self.reset.setToolTip("Draw new initial weights (with the seed) instead of continuing "
                               "from the weights the graph holds")
@@ -184,6 +186,7 @@ class TrainPanel(QWidget):
         row.addWidget(self.seed, 1)
         row.addWidget(self.reset)
         form.addRow("Seed", row)
+        form.addRow("Device", self.device)
 
         controls = QVBoxLayout()
         controls.addLayout(form)
@@ -291,7 +294,11 @@ class TrainPanel(QWidget):
                              optimizer=self.optimizer.currentText(), lr=lr,
                              schedule=self.schedule.currentText(), seed=self.seed.value(),
                              limit=self.limit.value() or None,
-                             reset_weights=self.reset.isChecked())
+                             reset_weights=self.reset.isChecked(), device=self.device.device())
+
+    def set_devices(self, status: dict):
+        """Which devices can train here (:func:`core.kernels.backend.device_status`)."""
+        self.device.set_status(status)
 
     def request_start(self):
         """Start with the settings shown (what the Start button does)."""
@@ -323,7 +330,7 @@ class TrainPanel(QWidget):
 
     def set_running(self, running: bool):
         for w in (self.source, self.limit, self.epochs, self.batch_size, self.optimizer,
-                  self.lr, self.schedule, self.seed, self.reset):
+                  self.lr, self.schedule, self.seed, self.reset, self.device):
             w.setEnabled(not running)
         if not running:
             self.limit.setEnabled(self.current_source() != "graph")

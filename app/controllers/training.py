@@ -143,6 +143,8 @@ class TrainingController(QObject):
                           outcome.seconds, outcome.final_loss)
         what = {"completed": "Training finished", "cancelled": "Training stopped",
                 "early_stopped": "Training stopped early"}.get(outcome.status, outcome.status)
+        if outcome.device == "cuda":
+            what += " on the GPU"
         what += f" after {outcome.iterations:,} steps ({outcome.epochs} epoch"
         what += "s)" if outcome.epochs != 1 else ")"
         graph = self.document.graph

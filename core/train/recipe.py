@@ -47,7 +47,8 @@ class TrainSettings:
 
     ``source`` is ``"sample"`` (the embedded MNIST sample), ``"folder"`` (the
     four IDX files in ``folder``) or ``"graph"`` (the values stored in the
-    graph's features/target inputs). Defaults are :data:`TRAIN_DEFAULTS`.
+    graph's features/target inputs). ``device`` is ``"cpu"`` or ``"cuda"``. Defaults
+    are :data:`TRAIN_DEFAULTS`.
     """
 
     source: str = "sample"
@@ -61,6 +62,7 @@ class TrainSettings:
     limit: int | None = None
     val_split: float = TRAIN_DEFAULTS["val_split"]
     reset_weights: bool = False
+    device: str = "cpu"
 
 
 @dataclass

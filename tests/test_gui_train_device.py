@@ -1,0 +1,54 @@
+"""The Training panel's device choice: CPU, or CUDA through CuPy where it can run."""
+# The fixtures come from gui_helpers; pytest passes them by name, which ruff reads as F811.
+# ruff: noqa: F811
+
+from __future__ import annotations
+
+import numpy as np
+from cupy_standin import install, uninstall_cupy
+from gui_helpers import dialogs, make_window  # noqa: F401
+
+from core.kernels.backend import device_status
+from examples import example_path
+
+
+def _cuda_item(panel):
+    combo = panel.device
+    return combo.model().item(combo.findData("cuda"))
+
+
+def test_without_cupy_cuda_is_greyed_out_with_the_reason_and_training_runs_on_the_cpu(
+        make_window, monkeypatch):
+    """on a machine without CuPy the Device field offers CUDA greyed out, its tooltip says
+    what is missing, and a run asks for the CPU"""
+    uninstall_cupy(monkeypatch)
+    win = make_window()
+    panel = win.train_panel
+    panel.set_devices(device_status())
+    item = _cuda_item(panel)
+    assert not item.isEnabled()
+    assert "CuPy is not installed" in item.toolTip()
+    assert panel.device.device() == "cpu"
+    assert panel.settings().device == "cpu"
+
+
+def test_training_on_cuda_runs_there_and_puts_host_weights_into_the_graph(make_window,
+                                                                           monkeypatch, qtbot):
+    """with CuPy and a GPU (here the NumPy-backed stand-in), choosing CUDA and pressing
+    Train runs on the device; the trained weights come back into the graph as NumPy arrays"""
+    install(monkeypatch)
+    win = make_window()
+    assert win.files.open_example(example_path("logistic_regression_mnist"))
+    panel = win.train_panel
+    panel.set_devices(device_status())
+    assert _cuda_item(panel).isEnabled()
+    panel.device.setCurrentIndex(panel.device.findData("cuda"))
+    panel.epochs.setValue(1)
+    panel.limit.setValue(500)
+    win.act_train.trigger()
+    assert not panel.device.isEnabled()  # fixed while the run goes on
+    qtbot.waitUntil(lambda: not win.training.is_training(), timeout=30_000)
+    assert "Training finished on the GPU" in panel.status_label.text()
+    weights = [w for n in win.document.graph.nodes.values() for w in n.weights.values()]
+    assert weights and all(type(w) is np.ndarray for w in weights)
+    assert panel.accuracy_label.text().endswith("%")
