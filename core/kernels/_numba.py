@@ -140,3 +140,55 @@ def max_pool_back_add(g, code, c0, c1, kh, kw, sh, sw, ph, pw, gx):
                         for b in range(nb):
                             if co[b] == t:
                                 dst[b] += gs[b]
+
+
+# ------------------------------------------------------------------ convolution
+
+_conv_rows = {}
+
+
+def conv_rows(kh, kw):
+    """The direct-convolution kernel for ``kh × kw`` kernels (made once per size).
+
+    The kernel size is a constant of the compiled code, so the taps' loops unroll and
+    the batch loop, innermost, becomes vector instructions that keep the sum in a
+    register; a loop over a run-time tap count stays scalar.
+    """
+    fn = _conv_rows.get((kh, kw))
+    if fn is None:
+        fn = _conv_rows.setdefault((kh, kw), _make_conv_rows(kh, kw))
+    return fn
+
+
+def _make_conv_rows(kh, kw):
+    # FMA contraction only: each output's sum keeps its order, so any thread gives its bits
+    @numba.njit(nogil=True, cache=True, fastmath={"contract"})
+    def rows(xp, w, bias, y, r0, r1, sh, sw, dh, dw):
+        """``y[o, i, j] = bias[o] + Σ_c Σ_taps w[o, c, ki, kj] · xp[c, i·sh + ki·dh,
+        j·sw + kj·dw]`` for output rows ``r0:r1``, summed channel by channel, taps in
+        row-major order; ``xp`` is the padded (C, H', W', B) input, ``y`` (O, OH, OW, B)."""
+        o_n, c_n = w.shape[0], w.shape[1]
+        ow, nb = y.shape[2], y.shape[3]
+        with_bias = bias.size > 0
+        for i in range(r0, r1):
+            for j in range(ow):
+                for o in range(o_n):
+                    dst = y[o, i, j]
+                    start = bias[o] if with_bias else 0
+                    for b in range(nb):
+                        dst[b] = start
+                y0, x0 = i * sh, j * sw
+                # channel outermost: its windows stay in L1 while every output adds them
+                for c in range(c_n):
+                    xc = xp[c]
+                    for o in range(o_n):
+                        dst = y[o, i, j]
+                        wc = w[o, c]
+                        for b in range(nb):
+                            s = dst[b]
+                            for ki in range(kh):
+                                for kj in range(kw):
+                                    s += wc[ki, kj] * xc[y0 + ki * dh, x0 + kj * dw, b]
+                            dst[b] = s
+
+    return rows

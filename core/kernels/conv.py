@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from core.kernels import compiled
 from core.kernels.col2im import col2im_matmul, col2im_shifted
 from core.kernels.layout import batch_first, batch_last, col2im, im2col, pad_batch_last, windows
 from core.kernels.matmul import matmul_wide_nt
 from core.kernels.scratch import thread_blocks
-from core.kernels.threads import part_spans, run_jobs, run_parts
+from core.kernels.threads import COMPILED_PART_BYTES, part_spans, run_jobs, run_parts
 
 
 def _row_spans(win, rows_bytes):
@@ -112,6 +113,9 @@ _FOLD_MAX_OUT = 8  # output channels up to which columns are paired (2·O ≤ th
 # The kernel gradient pairs columns for more channels: its product's other side is the
 # block, and a paired block holds fewer numbers than two plain ones (a smaller im2col)
 _KGRAD_FOLD_MAX_OUT = 16
+# Im2col sums up to this many products per output (C·kh·kw) run as a direct convolution
+# when numba is there: BLAS runs such short, thin products far from its peak, after a copy
+_DIRECT_MAX_K = 160
 
 
 def _folds(o, kernel, stride, dilation, out_hw, most=None) -> bool:
@@ -197,26 +201,56 @@ def conv2d_forward(scratch, x, w, b, stride, padding, dilation, out_hw):
         w2 = np.concatenate([w2, b[:, None]], axis=1)
     y = scratch.get("out", (o, oh * ow * bsz), x.dtype)
     fold = _folds(o, (kh, kw), stride, dilation, out_hw)
+    direct = _direct_forward(xp, w, b, y.reshape(o, oh, ow, bsz), stride, dilation)
     if fold:
         win, spans, block_for = _paired(scratch, xp, (kh, kw), out_hw, bias)
-        _im2col_matmul_folded(_fold_kernel(w, b if bias else None), win,
-                              y.reshape(o, oh, ow, bsz), bias, spans, block_for)
+        if not direct:
+            _im2col_matmul_folded(_fold_kernel(w, b if bias else None), win,
+                                  y.reshape(o, oh, ow, bsz), bias, spans, block_for)
     else:
         win = windows(xp, (kh, kw), stride, dilation, out_hw)
         spans = _row_spans(win, (k + bias) * ow * bsz * x.itemsize)
         block_for = thread_blocks(scratch, k + bias, ow * bsz, x.dtype)
-        _im2col_matmul(w2, win, y, bias, spans, block_for)
+        if not direct:
+            _im2col_matmul(w2, win, y, bias, spans, block_for)
     # the kernel gradient may pair the columns of a layer whose forward does not
     kfold = fold or _folds(o, (kh, kw), stride, dilation, out_hw, _KGRAD_FOLD_MAX_OUT)
     if kfold and not fold:
         kwin, kspans, kblock_for = _paired(scratch, xp, (kh, kw), out_hw, bias, tag="kcols")
     else:
         kwin, kspans, kblock_for = win, spans, block_for
-    state = ConvState(w2=w2[:, :k], fold=fold, kfold=kfold, kwin=kwin, kspans=kspans,
+    state = ConvState(w2=w2[:, :k], fold=fold, kfold=kfold, direct=direct, kwin=kwin, kspans=kspans,
                       kblock_for=kblock_for, xp_shape=xp.shape, x_shape=x.shape,
                       out_hw=out_hw, w_shape=w.shape, bias=bias, stride=stride,
                       padding=padding, dilation=dilation)
     return batch_first(y.reshape(o, oh, ow, bsz)), state
+
+
+def _direct_forward(xp, w, b, y4, stride, dilation) -> bool:
+    """``y4 = conv(xp)`` by the compiled direct convolution, row span by row span, when
+    the layer is thin enough for it (see :data:`_DIRECT_MAX_K`); ``False`` if it did not run.
+
+    ``xp`` is the C-contiguous padded (C, H', W', B) input, ``y4`` the (O, OH, OW, B) output.
+    """
+    o, c, kh, kw = w.shape
+    if c * kh * kw > _DIRECT_MAX_K:
+        return False
+    nb = compiled.kernels()
+    if nb is None:
+        return False
+    try:
+        rows = nb.conv_rows(kh, kw)
+        wc = np.ascontiguousarray(w, dtype=y4.dtype)
+        bc = np.ascontiguousarray(b, dtype=y4.dtype)
+        (sh, sw), (dh, dw) = stride, dilation
+        # a span's cost is its rows' outputs times the taps each one sums
+        row_work = y4[:, 0].nbytes * max(1, c * kh * kw // 16)
+        run_parts(lambda span: rows(xp, wc, bc, y4, span[0], span[1], sh, sw, dh, dw),
+                  part_spans(y4.shape[1], 1, row_work, COMPILED_PART_BYTES))
+    except Exception as exc:  # noqa: BLE001 - a kernel that does not compile
+        compiled.failed("conv2d", exc)
+        return False
+    return True
 
 
 def _paired(scratch, xp, kernel, out_hw, bias, tag="cols"):
