@@ -281,3 +281,46 @@ def test_direct_convolution_gives_the_same_bits_on_one_or_two_threads(case, monk
     np.testing.assert_array_equal(y2, y1)
     for a, b in zip(g2, g1):
         np.testing.assert_array_equal(a, b)
+
+
+@needs_numba_direct
+@pytest.mark.parametrize("case", DIRECT_CASES, ids=[c[-1] for c in DIRECT_CASES])
+def test_compiled_kernel_gradient_gives_the_same_bits_on_one_or_two_threads(case, monkeypatch):
+    """A thin layer's kernel gradient runs compiled, in parts of kernel blocks and row
+    spans whose sums are added in a fixed order: the same bits whether one thread runs
+    every part or two share them."""
+    real = compiled.kernels().conv_kernel_grad
+    ran_on, both = [], threading.Event()
+
+    def spy(*args):  # on two threads, a part waits (a while at most) until both have one
+        ran_on.append(threading.current_thread().name)
+        if len(set(ran_on)) > 1:
+            both.set()
+        if threads._WORKERS > 1:
+            both.wait(2.0)
+        return real(*args)
+
+    monkeypatch.setattr(compiled.kernels(), "conv_kernel_grad", spy)
+    results = []
+    for workers in (2, 1):
+        monkeypatch.setattr(threads, "_WORKERS", workers)
+        results.append(_conv_on(case, np.float32, True))
+    assert any(name.startswith(threads.POOL_PREFIX) for name in ran_on)
+    (_, y2, g2), (_, y1, g1) = results
+    for a, b in zip(g2, g1):
+        np.testing.assert_array_equal(a, b)
+
+
+@needs_numba_direct
+def test_column_strides_keep_the_im2col_kernel_gradient(monkeypatch):
+    """With a column stride a window row is no contiguous run: the kernel gradient stays
+    on the im2col products (and still gives the reference's numbers)."""
+    calls = []
+    real = compiled.kernels().conv_kernel_grad
+    monkeypatch.setattr(compiled.kernels(), "conv_kernel_grad",
+                        lambda *args: calls.append(1) or real(*args))
+    case = ((2, 2, 9, 9), 4, (3, 3), (1, 2), (1, 1), (1, 1), True, "column stride 2")
+    _, _, (gx, gw, gb) = _conv_on(case, np.float64, True)
+    _, _, (rx, rw, rb) = _conv_on(case, np.float64, False)
+    assert not calls
+    np.testing.assert_allclose(gw, rw, rtol=1e-12, atol=1e-12)

@@ -192,3 +192,68 @@ def _make_conv_rows(kh, kw):
                             dst[b] = s
 
     return rows
+
+
+_KGRAD_CHUNK = 1024  # numbers of a window row summed at a time: four kernels' share stays in L1
+
+
+# FMA and reassociation (vector partial sums): the order is fixed by this code alone,
+# so any thread gives the same bits
+@numba.njit(nogil=True, cache=True, fastmath={"contract", "reassoc"})
+def conv_kernel_grad(g, xp, acc, o0, o1, r0, r1, sh, dh, dw):
+    """``acc[o − o0, c, ki, kj] = Σ_{i ∈ r0:r1, j, b} g[o, i, j, b] · xp[c, i·sh + ki·dh,
+    j + kj·dw, b]`` for kernels ``o0:o1`` (at most 4) of a convolution with column stride 1.
+
+    ``g`` is the (O, OH, OW, B) output gradient, ``xp`` the padded (C, H', W', B) input:
+    with column stride 1 the numbers a kernel tap meets in an output row are one
+    contiguous run of OW·B, so every sum is a dot product along it, taken a chunk at a
+    time so that the chunk's gradient rows stay in cache for all taps; four kernels
+    share each load of the input.
+    """
+    _, c_n, kh, kw = acc.shape
+    _, oh, ow, nb = g.shape
+    run = ow * nb
+    zero = np.zeros(1, dtype=acc.dtype)[0]
+    m = o1 - o0
+    acc[:] = 0
+    for i in range(r0, r1):
+        for n0 in range(0, run, _KGRAD_CHUNK):
+            n1 = min(run, n0 + _KGRAD_CHUNK)
+            if m == 4:
+                g0 = g[o0, i].ravel()[n0:n1]
+                g1 = g[o0 + 1, i].ravel()[n0:n1]
+                g2 = g[o0 + 2, i].ravel()[n0:n1]
+                g3 = g[o0 + 3, i].ravel()[n0:n1]
+                for c in range(c_n):
+                    for ki in range(kh):
+                        xrow = xp[c, i * sh + ki * dh].ravel()
+                        for kj in range(kw):
+                            q = kj * dw * nb + n0
+                            xr = xrow[q:q + n1 - n0]
+                            s0 = zero
+                            s1 = zero
+                            s2 = zero
+                            s3 = zero
+                            for n in range(n1 - n0):
+                                v = xr[n]
+                                s0 += g0[n] * v
+                                s1 += g1[n] * v
+                                s2 += g2[n] * v
+                                s3 += g3[n] * v
+                            acc[0, c, ki, kj] += s0
+                            acc[1, c, ki, kj] += s1
+                            acc[2, c, ki, kj] += s2
+                            acc[3, c, ki, kj] += s3
+            else:
+                for q_o in range(m):
+                    g0 = g[o0 + q_o, i].ravel()[n0:n1]
+                    for c in range(c_n):
+                        for ki in range(kh):
+                            xrow = xp[c, i * sh + ki * dh].ravel()
+                            for kj in range(kw):
+                                q = kj * dw * nb + n0
+                                xr = xrow[q:q + n1 - n0]
+                                s0 = zero
+                                for n in range(n1 - n0):
+                                    s0 += g0[n] * xr[n]
+                                acc[q_o, c, ki, kj] += s0

@@ -219,8 +219,8 @@ def conv2d_forward(scratch, x, w, b, stride, padding, dilation, out_hw):
         kwin, kspans, kblock_for = _paired(scratch, xp, (kh, kw), out_hw, bias, tag="kcols")
     else:
         kwin, kspans, kblock_for = win, spans, block_for
-    state = ConvState(w2=w2[:, :k], fold=fold, kfold=kfold, direct=direct, kwin=kwin, kspans=kspans,
-                      kblock_for=kblock_for, xp_shape=xp.shape, x_shape=x.shape,
+    state = ConvState(w2=w2[:, :k], fold=fold, kfold=kfold, direct=direct, xp=xp, kwin=kwin,
+                      kspans=kspans, kblock_for=kblock_for, xp_shape=xp.shape, x_shape=x.shape,
                       out_hw=out_hw, w_shape=w.shape, bias=bias, stride=stride,
                       padding=padding, dilation=dilation)
     return batch_first(y.reshape(o, oh, ow, bsz)), state
@@ -275,10 +275,33 @@ def conv2d_backward(scratch, state, g, need_x=True):
     """
     o, c, kh, kw = state.w_shape
     gc = np.ascontiguousarray(batch_last(g)).reshape(o, -1)
+    nb = compiled.kernels() if _direct_kernel_grad(state) else None
+    if nb is not None:
+        try:
+            return _conv2d_backward(scratch, state, g, gc, need_x, nb)
+        except Exception as exc:  # noqa: BLE001 - a kernel that does not compile
+            compiled.failed("conv2d kernel gradient", exc)
+    return _conv2d_backward(scratch, state, g, gc, need_x, None)
+
+
+def _direct_kernel_grad(state) -> bool:
+    """Whether the kernel gradient may run compiled: a thin layer (as for the direct
+    forward) with column stride 1, whose window rows are contiguous runs."""
+    o, c, kh, kw = state.w_shape
+    return c * kh * kw <= _DIRECT_MAX_K and state.stride[1] == 1
+
+
+def _conv2d_backward(scratch, state, g, gc, need_x, nb):
+    """:func:`conv2d_backward` with the compiled kernel gradient of ``nb`` or, for
+    ``None``, the im2col products."""
+    o, c, kh, kw = state.w_shape
     k = c * kh * kw
-    weight_job, weight_grad = _im2col_weight_grad(
-        _grad_rows(state, gc, g.shape[0]), state.kwin, state.bias, state.kspans,
-        state.kblock_for, block_first=not state.fold)
+    if nb is not None:
+        weight_job, weight_grad = _compiled_weight_grad(nb, state, gc)
+    else:
+        weight_job, weight_grad = _im2col_weight_grad(
+            _grad_rows(state, gc, g.shape[0]), state.kwin, state.bias, state.kspans,
+            state.kblock_for, block_first=not state.fold)
     jobs = [weight_job]
     gx = None
     if need_x:
@@ -289,7 +312,9 @@ def conv2d_backward(scratch, state, g, need_x=True):
         h, w = state.x_shape[2:]
         gx = batch_first(gxp[:, ph:ph + h, pw:pw + w, :])
     run_jobs(*jobs)
-    if state.kfold:
+    if nb is not None:
+        gw, gb = weight_grad()
+    elif state.kfold:
         gw, gb = _unfold_kernel_grad(weight_grad(), state.w_shape, state.bias)
     else:
         gwb = weight_grad()
@@ -298,6 +323,40 @@ def conv2d_backward(scratch, state, g, need_x=True):
     if gb is None:
         gb = np.zeros((0,), dtype=g.dtype)
     return gx, gw, gb
+
+
+def _compiled_weight_grad(nb, state, gc):
+    """The compiled kernel gradient's job ``(part, parts)`` and ``finish()`` giving ``(gw, gb)``.
+
+    A part sums a block of up to four kernels over a span of output rows; the spans'
+    partial sums are added in span order, so parts and order are fixed by the shapes.
+    """
+    o, c, kh, kw = state.w_shape
+    oh, ow = state.out_hw
+    g4 = gc.reshape(o, oh, ow, -1)
+    sh = state.stride[0]
+    dh, dw = state.dilation
+    blocks = [(o0, min(o, o0 + 4)) for o0 in range(0, o, 4)]
+    # about eight parts, so two threads balance even with one or two kernel blocks
+    per = max(1, -(-oh * len(blocks) // 8))
+    spans = [(r, min(oh, r + per)) for r in range(0, oh, per)]
+    partial = {(bi, si): np.empty((o1 - o0, c, kh, kw), dtype=gc.dtype)
+               for bi, (o0, o1) in enumerate(blocks) for si in range(len(spans))}
+
+    def part(key):
+        (o0, o1), (r0, r1) = blocks[key[0]], spans[key[1]]
+        nb.conv_kernel_grad(g4, state.xp, partial[key], o0, o1, r0, r1, sh, dh, dw)
+
+    def finish():
+        gw = np.empty(state.w_shape, dtype=gc.dtype)
+        for bi, (o0, o1) in enumerate(blocks):
+            total = partial[bi, 0]
+            for si in range(1, len(spans)):
+                total = total + partial[bi, si]
+            gw[o0:o1] = total
+        return gw, (gc.sum(axis=1) if state.bias else None)
+
+    return (part, list(partial)), finish
 
 
 def _grad_rows(state, gc, bsz):
