@@ -5,6 +5,8 @@ innermost loop runs over the batch, B contiguous numbers, which the compiler
 turns into vector instructions. A kernel does one part of an op (a span of rows
 or channels fixed by the shapes), writes only that part's share of its output,
 and runs without the GIL, so the thread pool's threads run parts side by side.
+Kernels: max pooling (forward with the tap of each maximum, backward), the direct
+convolution of thin layers and their kernel gradient.
 """
 
 from __future__ import annotations

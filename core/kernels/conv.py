@@ -1,10 +1,14 @@
 """Convolution kernels: im2col products made span by span, paired output columns for thin
-layers, the kernel gradient, and the transposed convolution.
+layers, compiled direct convolutions for thin layers, the kernel gradient, and the
+transposed convolution.
 
-:func:`conv2d_forward` picks the path (paired columns or plain im2col) and the
-per-thread block buffers; :func:`conv2d_backward` runs the kernel gradient and the
-input gradient (:mod:`core.kernels.col2im`) as one hand-out of parts. Every path
-gives the numbers of the plain definition; which one runs depends on the shapes only.
+:func:`conv2d_forward` picks the path (the compiled direct convolution of
+:mod:`core.kernels._numba` for thin layers when numba is there, else paired columns or
+plain im2col) and the per-thread block buffers; :func:`conv2d_backward` runs the kernel
+gradient (compiled for thin layers with column stride 1) and the input gradient
+(:mod:`core.kernels.col2im`) as one hand-out of parts. Every path gives the numbers of
+the plain definition; which one runs depends on the shapes (and on numba being there)
+only, never on the thread count, and the im2col products stay as reference and fallback.
 """
 
 from __future__ import annotations
