@@ -172,16 +172,25 @@ def _make_conv_rows(kh, kw):
         o_n, c_n = w.shape[0], w.shape[1]
         ow, nb = y.shape[2], y.shape[3]
         with_bias = bias.size > 0
+        zero = np.zeros(1, dtype=y.dtype)[0]  # a literal 0 would make the sums float64
         for i in range(r0, r1):
+            y0 = i * sh
             for j in range(ow):
+                x0 = j * sw
+                # channel outermost: its windows stay in L1 while every output adds them;
+                # the first channel starts each sum from the bias (no pass to set it)
+                xc = xp[0]
                 for o in range(o_n):
                     dst = y[o, i, j]
-                    start = bias[o] if with_bias else 0
+                    wc = w[o, 0]
+                    start = bias[o] if with_bias else zero
                     for b in range(nb):
-                        dst[b] = start
-                y0, x0 = i * sh, j * sw
-                # channel outermost: its windows stay in L1 while every output adds them
-                for c in range(c_n):
+                        s = start
+                        for ki in range(kh):
+                            for kj in range(kw):
+                                s += wc[ki, kj] * xc[y0 + ki * dh, x0 + kj * dw, b]
+                        dst[b] = s
+                for c in range(1, c_n):
                     xc = xp[c]
                     for o in range(o_n):
                         dst = y[o, i, j]
