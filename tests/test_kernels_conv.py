@@ -1,10 +1,12 @@
 """The convolution kernels (paired columns, plain im2col, shifted col2im, col2im products,
 transposed convolution) against plain NumPy references written as loops over kernel taps."""
 
+import threading
+
 import numpy as np
 import pytest
 
-from core.kernels import conv, threads
+from core.kernels import compiled, conv, threads
 from core.kernels.scratch import Scratch
 
 RTOL = ATOL = 1e-10
@@ -193,3 +195,132 @@ def test_conv_transpose2d_kernels_match_the_scatter_reference(geometry):
     np.testing.assert_allclose(np.vdot(g, lin_x), np.vdot(gx, dx), rtol=1e-10)
     np.testing.assert_allclose(np.vdot(g, lin_w), np.vdot(gw, dw), rtol=1e-10)
     np.testing.assert_allclose(gb, g.sum(axis=(0, 2, 3)), rtol=RTOL, atol=ATOL)
+
+
+needs_numba_direct = pytest.mark.skipif(not compiled.enabled(), reason="numba is not installed")
+
+DIRECT_CASES = [
+    # x shape, out channels, kernel, stride, padding, dilation, bias, note
+    ((3, 1, 12, 12), 6, (5, 5), (1, 1), (2, 2), (1, 1), True, "LeNet-5's first layer"),
+    ((2, 6, 9, 9), 16, (5, 5), (1, 1), (0, 0), (1, 1), True, "LeNet-5's second layer"),
+    ((1, 2, 9, 8), 5, (3, 3), (1, 1), (1, 1), (1, 1), False, "batch 1, no bias"),
+    ((2, 3, 9, 9), 4, (3, 2), (2, 1), (1, 0), (1, 2), True, "stride and dilation"),
+]
+
+
+def _conv_on(case, dtype, compiled_on, seed=3):
+    """Forward and backward of ``case`` with the compiled kernels on or off."""
+    x_shape, o, kernel, stride, padding, dilation, bias, _ = case
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=x_shape).astype(dtype)
+    w = rng.normal(size=(o, x_shape[1]) + kernel).astype(dtype)
+    b = rng.normal(size=o).astype(dtype) if bias else np.zeros((0,), dtype)
+    out_hw = tuple(_out_size(n, k, s, p, d) for n, k, s, p, d in
+                   zip(x_shape[2:], kernel, stride, padding, dilation))
+    old = compiled.set_enabled(compiled_on)
+    try:
+        scratch = Scratch()
+        y, state = conv.conv2d_forward(scratch, x, w, b, stride, padding, dilation, out_hw)
+        g = rng.normal(size=y.shape).astype(dtype)
+        grads = conv.conv2d_backward(scratch, state, g)
+        return state.direct, y.copy(), [gr.copy() for gr in grads]
+    finally:
+        compiled.set_enabled(old)
+
+
+@needs_numba_direct
+@pytest.mark.parametrize("case", DIRECT_CASES, ids=[c[-1] for c in DIRECT_CASES])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_direct_convolution_gives_the_numpy_kernels_numbers(case, dtype):
+    """Thin layers run the compiled direct convolution (numba) and give the im2col
+    products' output and gradients, to rounding."""
+    direct, y, grads = _conv_on(case, dtype, True)
+    plain, y_ref, grads_ref = _conv_on(case, dtype, False)
+    assert direct and not plain
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(y, y_ref, rtol=tol, atol=tol)
+    for got, want in zip(grads, grads_ref):
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+
+
+@needs_numba_direct
+def test_wide_layers_keep_the_im2col_products():
+    """A layer summing more than ``_DIRECT_MAX_K`` products per output stays on BLAS."""
+    case = ((2, 20, 6, 6), 8, (3, 3), (1, 1), (0, 0), (1, 1), True, "wide")
+    assert 20 * 9 > conv._DIRECT_MAX_K
+    assert not _conv_on(case, np.float32, True)[0]
+
+
+@needs_numba_direct
+@pytest.mark.parametrize("case", DIRECT_CASES[:2], ids=[c[-1] for c in DIRECT_CASES[:2]])
+def test_direct_convolution_gives_the_same_bits_on_one_or_two_threads(case, monkeypatch):
+    """Cut into one part per output row, the direct convolution gives the same bits
+    whether one thread runs every part or two share them."""
+    monkeypatch.setattr(threads, "_MIN_SPLIT_BYTES", 0)
+    monkeypatch.setattr(conv, "COMPILED_PART_BYTES", 64)
+    kh, kw = case[2]
+    real = compiled.kernels().conv_rows(kh, kw)
+    ran_on, both = set(), threading.Event()
+
+    def spy(*args):  # on two threads, a part waits (a while at most) until both have one
+        ran_on.add(threading.current_thread().name)
+        if len(ran_on) > 1:
+            both.set()
+        if threads._WORKERS > 1:
+            both.wait(2.0)
+        return real(*args)
+
+    monkeypatch.setattr(compiled.kernels(), "conv_rows", lambda *size: spy)
+    results = []
+    for workers in (2, 1):
+        monkeypatch.setattr(threads, "_WORKERS", workers)
+        results.append(_conv_on(case, np.float32, True))
+    assert any(name.startswith(threads.POOL_PREFIX) for name in ran_on)
+    (d2, y2, g2), (d1, y1, g1) = results
+    assert d2 and d1
+    np.testing.assert_array_equal(y2, y1)
+    for a, b in zip(g2, g1):
+        np.testing.assert_array_equal(a, b)
+
+
+@needs_numba_direct
+@pytest.mark.parametrize("case", DIRECT_CASES, ids=[c[-1] for c in DIRECT_CASES])
+def test_compiled_kernel_gradient_gives_the_same_bits_on_one_or_two_threads(case, monkeypatch):
+    """A thin layer's kernel gradient runs compiled, in parts of kernel blocks and row
+    spans whose sums are added in a fixed order: the same bits whether one thread runs
+    every part or two share them."""
+    real = compiled.kernels().conv_kernel_grad
+    ran_on, both = [], threading.Event()
+
+    def spy(*args):  # on two threads, a part waits (a while at most) until both have one
+        ran_on.append(threading.current_thread().name)
+        if len(set(ran_on)) > 1:
+            both.set()
+        if threads._WORKERS > 1:
+            both.wait(2.0)
+        return real(*args)
+
+    monkeypatch.setattr(compiled.kernels(), "conv_kernel_grad", spy)
+    results = []
+    for workers in (2, 1):
+        monkeypatch.setattr(threads, "_WORKERS", workers)
+        results.append(_conv_on(case, np.float32, True))
+    assert any(name.startswith(threads.POOL_PREFIX) for name in ran_on)
+    (_, y2, g2), (_, y1, g1) = results
+    for a, b in zip(g2, g1):
+        np.testing.assert_array_equal(a, b)
+
+
+@needs_numba_direct
+def test_column_strides_keep_the_im2col_kernel_gradient(monkeypatch):
+    """With a column stride a window row is no contiguous run: the kernel gradient stays
+    on the im2col products (and still gives the reference's numbers)."""
+    calls = []
+    real = compiled.kernels().conv_kernel_grad
+    monkeypatch.setattr(compiled.kernels(), "conv_kernel_grad",
+                        lambda *args: calls.append(1) or real(*args))
+    case = ((2, 2, 9, 9), 4, (3, 3), (1, 2), (1, 1), (1, 1), True, "column stride 2")
+    _, _, (gx, gw, gb) = _conv_on(case, np.float64, True)
+    _, _, (rx, rw, rb) = _conv_on(case, np.float64, False)
+    assert not calls
+    np.testing.assert_allclose(gw, rw, rtol=1e-12, atol=1e-12)

@@ -559,13 +559,19 @@ def test_training_from_new_threads_does_not_pile_up_column_buffers():
     shared by such threads instead of kept per thread id, so they do not accumulate."""
     import threading
 
+    from core.kernels import compiled
+
     g, feeds = _lenet(batch=4)
     ex = Executor(g, training=True)
-    for _ in range(3):
-        t = threading.Thread(target=ex.run, args=(feeds,))
-        t.start()
-        t.join()
-    ex.run(feeds)  # and the main thread
+    old = compiled.set_enabled(False)  # the im2col path: compiled convolutions use no blocks
+    try:
+        for _ in range(3):
+            t = threading.Thread(target=ex.run, args=(feeds,))
+            t.start()
+            t.join()
+        ex.run(feeds)  # and the main thread
+    finally:
+        compiled.set_enabled(old)
     conv = g.node("c1").op
     callers = {key[0] for key in conv._scratch._arrays if not key[0].startswith("cols-kernel-pool")}
     assert {k for k in callers if k.startswith("cols-")} == {"cols-caller"}

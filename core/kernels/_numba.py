@@ -5,6 +5,8 @@ innermost loop runs over the batch, B contiguous numbers, which the compiler
 turns into vector instructions. A kernel does one part of an op (a span of rows
 or channels fixed by the shapes), writes only that part's share of its output,
 and runs without the GIL, so the thread pool's threads run parts side by side.
+Kernels: max pooling (forward with the tap of each maximum, backward), the direct
+convolution of thin layers and their kernel gradient.
 """
 
 from __future__ import annotations
@@ -140,3 +142,129 @@ def max_pool_back_add(g, code, c0, c1, kh, kw, sh, sw, ph, pw, gx):
                         for b in range(nb):
                             if co[b] == t:
                                 dst[b] += gs[b]
+
+
+# ------------------------------------------------------------------ convolution
+
+_conv_rows = {}
+
+
+def conv_rows(kh, kw):
+    """The direct-convolution kernel for ``kh × kw`` kernels (made once per size).
+
+    The kernel size is a constant of the compiled code, so the taps' loops unroll and
+    the batch loop, innermost, becomes vector instructions that keep the sum in a
+    register; a loop over a run-time tap count stays scalar.
+    """
+    fn = _conv_rows.get((kh, kw))
+    if fn is None:
+        fn = _conv_rows.setdefault((kh, kw), _make_conv_rows(kh, kw))
+    return fn
+
+
+def _make_conv_rows(kh, kw):
+    # FMA contraction only: each output's sum keeps its order, so any thread gives its bits
+    @numba.njit(nogil=True, cache=True, fastmath={"contract"})
+    def rows(xp, w, bias, y, r0, r1, sh, sw, dh, dw):
+        """``y[o, i, j] = bias[o] + Σ_c Σ_taps w[o, c, ki, kj] · xp[c, i·sh + ki·dh,
+        j·sw + kj·dw]`` for output rows ``r0:r1``, summed channel by channel, taps in
+        row-major order; ``xp`` is the padded (C, H', W', B) input, ``y`` (O, OH, OW, B)."""
+        o_n, c_n = w.shape[0], w.shape[1]
+        ow, nb = y.shape[2], y.shape[3]
+        with_bias = bias.size > 0
+        zero = np.zeros(1, dtype=y.dtype)[0]  # a literal 0 would make the sums float64
+        for i in range(r0, r1):
+            y0 = i * sh
+            for j in range(ow):
+                x0 = j * sw
+                # channel outermost: its windows stay in L1 while every output adds them;
+                # the first channel starts each sum from the bias (no pass to set it)
+                xc = xp[0]
+                for o in range(o_n):
+                    dst = y[o, i, j]
+                    wc = w[o, 0]
+                    start = bias[o] if with_bias else zero
+                    for b in range(nb):
+                        s = start
+                        for ki in range(kh):
+                            for kj in range(kw):
+                                s += wc[ki, kj] * xc[y0 + ki * dh, x0 + kj * dw, b]
+                        dst[b] = s
+                for c in range(1, c_n):
+                    xc = xp[c]
+                    for o in range(o_n):
+                        dst = y[o, i, j]
+                        wc = w[o, c]
+                        for b in range(nb):
+                            s = dst[b]
+                            for ki in range(kh):
+                                for kj in range(kw):
+                                    s += wc[ki, kj] * xc[y0 + ki * dh, x0 + kj * dw, b]
+                            dst[b] = s
+
+    return rows
+
+
+_KGRAD_CHUNK = 1024  # numbers of a window row summed at a time: four kernels' share stays in L1
+
+
+# FMA and reassociation (vector partial sums): the order is fixed by this code alone,
+# so any thread gives the same bits
+@numba.njit(nogil=True, cache=True, fastmath={"contract", "reassoc"})
+def conv_kernel_grad(g, xp, acc, o0, o1, r0, r1, sh, dh, dw):
+    """``acc[o − o0, c, ki, kj] = Σ_{i ∈ r0:r1, j, b} g[o, i, j, b] · xp[c, i·sh + ki·dh,
+    j + kj·dw, b]`` for kernels ``o0:o1`` (at most 4) of a convolution with column stride 1.
+
+    ``g`` is the (O, OH, OW, B) output gradient, ``xp`` the padded (C, H', W', B) input:
+    with column stride 1 the numbers a kernel tap meets in an output row are one
+    contiguous run of OW·B, so every sum is a dot product along it, taken a chunk at a
+    time so that the chunk's gradient rows stay in cache for all taps; four kernels
+    share each load of the input.
+    """
+    _, c_n, kh, kw = acc.shape
+    _, oh, ow, nb = g.shape
+    run = ow * nb
+    zero = np.zeros(1, dtype=acc.dtype)[0]
+    m = o1 - o0
+    acc[:] = 0
+    for i in range(r0, r1):
+        for n0 in range(0, run, _KGRAD_CHUNK):
+            n1 = min(run, n0 + _KGRAD_CHUNK)
+            if m == 4:
+                g0 = g[o0, i].ravel()[n0:n1]
+                g1 = g[o0 + 1, i].ravel()[n0:n1]
+                g2 = g[o0 + 2, i].ravel()[n0:n1]
+                g3 = g[o0 + 3, i].ravel()[n0:n1]
+                for c in range(c_n):
+                    for ki in range(kh):
+                        xrow = xp[c, i * sh + ki * dh].ravel()
+                        for kj in range(kw):
+                            q = kj * dw * nb + n0
+                            xr = xrow[q:q + n1 - n0]
+                            s0 = zero
+                            s1 = zero
+                            s2 = zero
+                            s3 = zero
+                            for n in range(n1 - n0):
+                                v = xr[n]
+                                s0 += g0[n] * v
+                                s1 += g1[n] * v
+                                s2 += g2[n] * v
+                                s3 += g3[n] * v
+                            acc[0, c, ki, kj] += s0
+                            acc[1, c, ki, kj] += s1
+                            acc[2, c, ki, kj] += s2
+                            acc[3, c, ki, kj] += s3
+            else:
+                for q_o in range(m):
+                    g0 = g[o0 + q_o, i].ravel()[n0:n1]
+                    for c in range(c_n):
+                        for ki in range(kh):
+                            xrow = xp[c, i * sh + ki * dh].ravel()
+                            for kj in range(kw):
+                                q = kj * dw * nb + n0
+                                xr = xrow[q:q + n1 - n0]
+                                s0 = zero
+                                for n in range(n1 - n0):
+                                    s0 += g0[n] * xr[n]
+                                acc[q_o, c, ki, kj] += s0

@@ -1,21 +1,26 @@
 """Convolution kernels: im2col products made span by span, paired output columns for thin
-layers, the kernel gradient, and the transposed convolution.
+layers, compiled direct convolutions for thin layers, the kernel gradient, and the
+transposed convolution.
 
-:func:`conv2d_forward` picks the path (paired columns or plain im2col) and the
-per-thread block buffers; :func:`conv2d_backward` runs the kernel gradient and the
-input gradient (:mod:`core.kernels.col2im`) as one hand-out of parts. Every path
-gives the numbers of the plain definition; which one runs depends on the shapes only.
+:func:`conv2d_forward` picks the path (the compiled direct convolution of
+:mod:`core.kernels._numba` for thin layers when numba is there, else paired columns or
+plain im2col) and the per-thread block buffers; :func:`conv2d_backward` runs the kernel
+gradient (compiled for thin layers with column stride 1) and the input gradient
+(:mod:`core.kernels.col2im`) as one hand-out of parts. Every path gives the numbers of
+the plain definition; which one runs depends on the shapes (and on numba being there)
+only, never on the thread count, and the im2col products stay as reference and fallback.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from core.kernels import compiled
 from core.kernels.col2im import col2im_matmul, col2im_shifted
 from core.kernels.layout import batch_first, batch_last, col2im, im2col, pad_batch_last, windows
 from core.kernels.matmul import matmul_wide_nt
 from core.kernels.scratch import thread_blocks
-from core.kernels.threads import part_spans, run_jobs, run_parts
+from core.kernels.threads import COMPILED_PART_BYTES, part_spans, run_jobs, run_parts
 
 
 def _row_spans(win, rows_bytes):
@@ -112,6 +117,9 @@ _FOLD_MAX_OUT = 8  # output channels up to which columns are paired (2·O ≤ th
 # The kernel gradient pairs columns for more channels: its product's other side is the
 # block, and a paired block holds fewer numbers than two plain ones (a smaller im2col)
 _KGRAD_FOLD_MAX_OUT = 16
+# Im2col sums up to this many products per output (C·kh·kw) run as a direct convolution
+# when numba is there: BLAS runs such short, thin products far from its peak, after a copy
+_DIRECT_MAX_K = 160
 
 
 def _folds(o, kernel, stride, dilation, out_hw, most=None) -> bool:
@@ -197,26 +205,56 @@ def conv2d_forward(scratch, x, w, b, stride, padding, dilation, out_hw):
         w2 = np.concatenate([w2, b[:, None]], axis=1)
     y = scratch.get("out", (o, oh * ow * bsz), x.dtype)
     fold = _folds(o, (kh, kw), stride, dilation, out_hw)
+    direct = _direct_forward(xp, w, b, y.reshape(o, oh, ow, bsz), stride, dilation)
     if fold:
         win, spans, block_for = _paired(scratch, xp, (kh, kw), out_hw, bias)
-        _im2col_matmul_folded(_fold_kernel(w, b if bias else None), win,
-                              y.reshape(o, oh, ow, bsz), bias, spans, block_for)
+        if not direct:
+            _im2col_matmul_folded(_fold_kernel(w, b if bias else None), win,
+                                  y.reshape(o, oh, ow, bsz), bias, spans, block_for)
     else:
         win = windows(xp, (kh, kw), stride, dilation, out_hw)
         spans = _row_spans(win, (k + bias) * ow * bsz * x.itemsize)
         block_for = thread_blocks(scratch, k + bias, ow * bsz, x.dtype)
-        _im2col_matmul(w2, win, y, bias, spans, block_for)
+        if not direct:
+            _im2col_matmul(w2, win, y, bias, spans, block_for)
     # the kernel gradient may pair the columns of a layer whose forward does not
     kfold = fold or _folds(o, (kh, kw), stride, dilation, out_hw, _KGRAD_FOLD_MAX_OUT)
     if kfold and not fold:
         kwin, kspans, kblock_for = _paired(scratch, xp, (kh, kw), out_hw, bias, tag="kcols")
     else:
         kwin, kspans, kblock_for = win, spans, block_for
-    state = ConvState(w2=w2[:, :k], fold=fold, kfold=kfold, kwin=kwin, kspans=kspans,
-                      kblock_for=kblock_for, xp_shape=xp.shape, x_shape=x.shape,
+    state = ConvState(w2=w2[:, :k], fold=fold, kfold=kfold, direct=direct, xp=xp, kwin=kwin,
+                      kspans=kspans, kblock_for=kblock_for, xp_shape=xp.shape, x_shape=x.shape,
                       out_hw=out_hw, w_shape=w.shape, bias=bias, stride=stride,
                       padding=padding, dilation=dilation)
     return batch_first(y.reshape(o, oh, ow, bsz)), state
+
+
+def _direct_forward(xp, w, b, y4, stride, dilation) -> bool:
+    """``y4 = conv(xp)`` by the compiled direct convolution, row span by row span, when
+    the layer is thin enough for it (see :data:`_DIRECT_MAX_K`); ``False`` if it did not run.
+
+    ``xp`` is the C-contiguous padded (C, H', W', B) input, ``y4`` the (O, OH, OW, B) output.
+    """
+    o, c, kh, kw = w.shape
+    if c * kh * kw > _DIRECT_MAX_K:
+        return False
+    nb = compiled.kernels()
+    if nb is None:
+        return False
+    try:
+        rows = nb.conv_rows(kh, kw)
+        wc = np.ascontiguousarray(w, dtype=y4.dtype)
+        bc = np.ascontiguousarray(b, dtype=y4.dtype)
+        (sh, sw), (dh, dw) = stride, dilation
+        # a span's cost is its rows' outputs times the taps each one sums
+        row_work = y4[:, 0].nbytes * max(1, c * kh * kw // 16)
+        run_parts(lambda span: rows(xp, wc, bc, y4, span[0], span[1], sh, sw, dh, dw),
+                  part_spans(y4.shape[1], 1, row_work, COMPILED_PART_BYTES))
+    except Exception as exc:  # noqa: BLE001 - a kernel that does not compile
+        compiled.failed("conv2d", exc)
+        return False
+    return True
 
 
 def _paired(scratch, xp, kernel, out_hw, bias, tag="cols"):
@@ -241,10 +279,33 @@ def conv2d_backward(scratch, state, g, need_x=True):
     """
     o, c, kh, kw = state.w_shape
     gc = np.ascontiguousarray(batch_last(g)).reshape(o, -1)
+    nb = compiled.kernels() if _direct_kernel_grad(state) else None
+    if nb is not None:
+        try:
+            return _conv2d_backward(scratch, state, g, gc, need_x, nb)
+        except Exception as exc:  # noqa: BLE001 - a kernel that does not compile
+            compiled.failed("conv2d kernel gradient", exc)
+    return _conv2d_backward(scratch, state, g, gc, need_x, None)
+
+
+def _direct_kernel_grad(state) -> bool:
+    """Whether the kernel gradient may run compiled: a thin layer (as for the direct
+    forward) with column stride 1, whose window rows are contiguous runs."""
+    o, c, kh, kw = state.w_shape
+    return c * kh * kw <= _DIRECT_MAX_K and state.stride[1] == 1
+
+
+def _conv2d_backward(scratch, state, g, gc, need_x, nb):
+    """:func:`conv2d_backward` with the compiled kernel gradient of ``nb`` or, for
+    ``None``, the im2col products."""
+    o, c, kh, kw = state.w_shape
     k = c * kh * kw
-    weight_job, weight_grad = _im2col_weight_grad(
-        _grad_rows(state, gc, g.shape[0]), state.kwin, state.bias, state.kspans,
-        state.kblock_for, block_first=not state.fold)
+    if nb is not None:
+        weight_job, weight_grad = _compiled_weight_grad(nb, state, gc)
+    else:
+        weight_job, weight_grad = _im2col_weight_grad(
+            _grad_rows(state, gc, g.shape[0]), state.kwin, state.bias, state.kspans,
+            state.kblock_for, block_first=not state.fold)
     jobs = [weight_job]
     gx = None
     if need_x:
@@ -255,7 +316,9 @@ def conv2d_backward(scratch, state, g, need_x=True):
         h, w = state.x_shape[2:]
         gx = batch_first(gxp[:, ph:ph + h, pw:pw + w, :])
     run_jobs(*jobs)
-    if state.kfold:
+    if nb is not None:
+        gw, gb = weight_grad()
+    elif state.kfold:
         gw, gb = _unfold_kernel_grad(weight_grad(), state.w_shape, state.bias)
     else:
         gwb = weight_grad()
@@ -264,6 +327,40 @@ def conv2d_backward(scratch, state, g, need_x=True):
     if gb is None:
         gb = np.zeros((0,), dtype=g.dtype)
     return gx, gw, gb
+
+
+def _compiled_weight_grad(nb, state, gc):
+    """The compiled kernel gradient's job ``(part, parts)`` and ``finish()`` giving ``(gw, gb)``.
+
+    A part sums a block of up to four kernels over a span of output rows; the spans'
+    partial sums are added in span order, so parts and order are fixed by the shapes.
+    """
+    o, c, kh, kw = state.w_shape
+    oh, ow = state.out_hw
+    g4 = gc.reshape(o, oh, ow, -1)
+    sh = state.stride[0]
+    dh, dw = state.dilation
+    blocks = [(o0, min(o, o0 + 4)) for o0 in range(0, o, 4)]
+    # about eight parts, so two threads balance even with one or two kernel blocks
+    per = max(1, -(-oh * len(blocks) // 8))
+    spans = [(r, min(oh, r + per)) for r in range(0, oh, per)]
+    partial = {(bi, si): np.empty((o1 - o0, c, kh, kw), dtype=gc.dtype)
+               for bi, (o0, o1) in enumerate(blocks) for si in range(len(spans))}
+
+    def part(key):
+        (o0, o1), (r0, r1) = blocks[key[0]], spans[key[1]]
+        nb.conv_kernel_grad(g4, state.xp, partial[key], o0, o1, r0, r1, sh, dh, dw)
+
+    def finish():
+        gw = np.empty(state.w_shape, dtype=gc.dtype)
+        for bi, (o0, o1) in enumerate(blocks):
+            total = partial[bi, 0]
+            for si in range(1, len(spans)):
+                total = total + partial[bi, si]
+            gw[o0:o1] = total
+        return gw, (gc.sum(axis=1) if state.bias else None)
+
+    return (part, list(partial)), finish
 
 
 def _grad_rows(state, gc, bsz):
