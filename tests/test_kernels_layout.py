@@ -81,3 +81,19 @@ def test_im2col_matches_explicit_window_loops_and_col2im_is_its_adjoint():
     c = rng.normal(size=cols.shape)
     back = col2im(c, xp.shape, kernel, stride, dilation, out_hw, np.float64)
     np.testing.assert_allclose(np.vdot(cols, c), np.vdot(xp, back), rtol=1e-12)
+
+
+def test_a_mask_drawn_like_a_batch_last_array_is_laid_out_like_it():
+    """random_like draws in the array's memory order, so a dropout mask multiplies a
+    batch-last feature map without NumPy's strided loops, and the draw is seeded"""
+    import numpy as np
+
+    from core.kernels.layout import batch_last, random_like
+
+    x = batch_last(np.zeros((4, 3, 5, 6), np.float32))
+    u = random_like(np.random.default_rng(1), x, np.float32)
+    assert u.shape == x.shape and u.strides == x.strides
+    again = random_like(np.random.default_rng(1), x, np.float32)
+    np.testing.assert_array_equal(u, again)
+    plain = np.zeros((4, 3), np.float32)
+    assert random_like(np.random.default_rng(1), plain, np.float32).flags.c_contiguous

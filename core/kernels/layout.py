@@ -107,6 +107,19 @@ def _axis_order(strides) -> list:
     return sorted(range(len(strides)), key=lambda i: -strides[i])
 
 
+def random_like(rng, x, dtype):
+    """Uniform numbers in [0, 1) of ``x``'s shape, laid out in ``x``'s memory order.
+
+    A mask drawn in the default order and multiplied into a batch-last ``x`` goes
+    through NumPy's slow strided loops; drawn in ``x``'s order, it does not.
+    """
+    order = _axis_order(x.strides) if x.ndim > 1 else list(range(x.ndim))
+    if order == list(range(x.ndim)):
+        return rng.random(x.shape, dtype=dtype)
+    u = rng.random(tuple(x.shape[i] for i in order), dtype=dtype)
+    return u.transpose(np.argsort(order))
+
+
 def times_mask(g, mask):
     """``g · mask`` computed in the memory order of ``mask`` (a ReLU's gradient)."""
     return in_layout_of(g, mask) * mask

@@ -12,6 +12,7 @@ import numpy as np
 
 from core.errors import ShapeError
 from core.kernels.backend import array_module, like
+from core.kernels.layout import random_like, times_mask
 from core.ops.base import Op, Param, Sample, WeightSpec, fmt_shape, numel, register_op
 
 
@@ -170,12 +171,17 @@ class Dropout(Op):
             return x
         # Generator.random draws float32 or float64 only; a float32 draw is half the bytes
         draw = np.float32 if x.dtype == np.float32 else np.float64
-        keep = ctx.rng.random(x.shape, dtype=draw) >= p
-        ctx.mask = keep * x.dtype.type(1.0 / (1.0 - p))
+        if isinstance(x, np.ndarray):
+            u = random_like(ctx.rng, x, draw)  # in x's memory order: the products stay fast
+        else:
+            u = ctx.rng.random(x.shape, dtype=draw)
+        ctx.mask = (u >= p) * x.dtype.type(1.0 / (1.0 - p))
         return x * ctx.mask
 
     def backward(self, ctx, g):
-        return (g if ctx.mask is None else g * ctx.mask,)
+        if ctx.mask is None:
+            return (g,)
+        return (times_mask(g, ctx.mask) if isinstance(g, np.ndarray) else g * ctx.mask,)
 
     @classmethod
     def sample_inputs(cls, rng):
