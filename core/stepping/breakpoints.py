@@ -69,7 +69,10 @@ def _norm(a) -> float:
 
 
 def _is_float(a) -> bool:
-    return a is not None and getattr(a, "dtype", np.asarray(a).dtype).kind == "f"
+    if a is None:
+        return False
+    dtype = a.dtype if hasattr(a, "dtype") else np.asarray(a).dtype
+    return dtype.kind == "f"
 
 
 def _float_arrays(rec, names):
