@@ -326,9 +326,11 @@ class SteppingUI(QObject):
     def _update_actions(self):
         w = self.win
         busy_reason = "A step is running (Reset stops it)"
+        playing = w.stepping.is_playing()
         for a in w.step_actions:
-            # Reset stays: it stops the running step
-            on = self._enabled and (not self._busy or a is w.act_reset_steps)
+            # Reset stays: it stops the running step; Pause stays while playing
+            on = self._enabled and (not self._busy or a is w.act_reset_steps
+                                    or (a is w.act_play and playing))
             a.setEnabled(on)
             tip = self._enabled_reason if not self._enabled else busy_reason
             a.setToolTip(self._tips[a] if on else tip)
@@ -339,5 +341,6 @@ class SteppingUI(QObject):
 
     def _on_playing(self, playing: bool):
         w = self.win
+        self._update_actions()
         w.act_play.setChecked(playing)
         w.act_play.setText("Pa&use" if playing else "P&lay")

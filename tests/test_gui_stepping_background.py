@@ -147,7 +147,7 @@ def test_closing_the_window_waits_for_the_running_step(abc, gate, qtbot):
     threading.Timer(0.05, gate.set).start()
     win.close()
     assert not thread.is_alive()
-    assert not st.is_busy()
+    assert not st.is_busy() and QApplication.overrideCursor() is None
 
 
 def test_the_window_starts_loading_the_compiled_kernels_once_after_its_first_paint(
@@ -185,3 +185,31 @@ def test_the_window_starts_loading_the_compiled_kernels_once_after_its_first_pai
     assert calls == [1]
     release.set()
     assert compiled.wait_loaded(10)
+
+
+def test_pause_stays_on_while_play_waits_for_a_long_step(abc, gate, qtbot):
+    """while Play waits for a slow step, Pause can be pressed: the running step ends and is
+    shown, and no other step follows"""
+    win = abc
+    st = win.stepping
+    st.set_speed(30)
+    win.act_run_forward.trigger()  # a slow move first, so Play starts behind it
+    gate.set()
+    qtbot.waitUntil(lambda: not st.is_busy(), timeout=10000)
+    gate.clear()
+    st.reset()
+    st.quick_work = float("inf")
+    for _ in range(3):  # a, b, c at once, on the GUI thread
+        win.act_step.trigger()
+    assert st.session.position == 3
+    st.quick_work = 0
+    win.act_play.trigger()
+    qtbot.waitUntil(st.is_busy, timeout=5000)  # the multiply's step runs
+    assert win.act_play.isEnabled() and not win.act_step.isEnabled()
+    win.act_play.trigger()  # Pause
+    assert not st.is_playing()
+    gate.set()
+    qtbot.waitUntil(lambda: not st.is_busy(), timeout=10000)
+    QApplication.processEvents()
+    assert not st.is_playing() and st.session.position == 4
+    assert st.session.current.node == "e"

@@ -353,7 +353,7 @@ class SteppingController(QObject):
         move = self._job
         if move is None:
             return ""
-        if move.cancelled or move._cancel:
+        if move.cancel_requested:
             return "Stopping the step that runs…"
         node = move.running_node or "…"
         extra = f" (step {move.ran + 1} of {move.steps})" if move.steps > 1 else ""
@@ -400,8 +400,10 @@ class SteppingController(QObject):
         if t is not None:
             t.join(JOIN_TIMEOUT_S)
         self._job_token += 1  # its signal, if still queued, is ignored
-        self._job = self._job_thread = None
+        busy, self._job, self._job_thread = self._job is not None, None, None
         self._busy_timer.stop()
+        if busy:
+            self.busy_changed.emit(False)
 
     def _show(self, reason: StopReason, text: str | None = None):
         s = self.session
@@ -606,7 +608,8 @@ class SteppingController(QObject):
                               f"{status[device].reason}", 10000)
             self.device_changed.emit(self.device)
             return False
-        self.settings.setValue("stepping/device", device)
+        if not quiet:
+            self.settings.setValue("stepping/device", device)
         if device == self.device:
             return True
         self.device = device

@@ -63,23 +63,23 @@ def _load():
 
 
 def _warm(module) -> None:
-    """Compile (or read from the disk cache) every max-pool kernel for float32 and float64,
-    forward and backward, tiled and overlapping windows, so no later step compiles."""
-    import numpy as np  # noqa: PLC0415 - only the loading thread needs these
+    """Compile (or read from the disk cache) every max-pool kernel for float32 and float64
+    with the argument types :mod:`core.kernels.pool` gives them (C-contiguous batch-last
+    arrays, uint8 tap codes, int64 indices, Python ints), so no later step compiles."""
+    import numpy as np  # noqa: PLC0415 - only the loading thread needs it
 
-    from core.kernels import pool  # noqa: PLC0415 - pool imports this module
-    from core.kernels.scratch import Scratch  # noqa: PLC0415
-
+    c, h, w, b = 1, 4, 4, 2
     for dtype in (np.float32, np.float64):
-        x = np.arange(2 * 1 * 4 * 4, dtype=dtype).reshape(2, 1, 4, 4)
-        for kernel, stride in (((2, 2), (2, 2)), ((2, 2), (1, 1))):
-            out_hw = tuple((4 - k) // s + 1 for k, s in zip(kernel, stride))
-            for training, want in ((True, True), (False, False)):
-                scratch = Scratch()
-                out, _, state = pool.max_pool2d_forward(scratch, x, kernel, stride, (0, 0),
-                                                        out_hw, want_indices=want,
-                                                        training=training)
-                pool.max_pool2d_backward(scratch, state, np.ones_like(out))
+        x = np.zeros((c, h, w, b), dtype)
+        best = np.zeros((c, 2, 2, b), dtype)
+        code = np.zeros(best.shape, np.uint8)
+        idx = np.zeros(best.shape, np.int64)
+        for kept in (code, np.empty((0, 0, 0, 0), np.uint8)):  # training / inference
+            module.max_pool_rows(x, 0, 2, 2, 2, 2, 2, 0, 0, best, kept)
+        module.pool_indices(code, 0, 2, 2, 2, 2, 2, 0, 0, w, idx)
+        gx = np.zeros_like(x)
+        module.max_pool_back_tiled(best, code, 0, 2, 2, 2, gx)
+        module.max_pool_back_add(best, code, 0, 1, 2, 2, 2, 2, 0, 0, gx)
 
 
 def _load_and_warm():

@@ -181,6 +181,10 @@ class StepMove:
         """Stop after the step running now (callable from any thread)."""
         self._cancel = True
 
+    @property
+    def cancel_requested(self) -> bool:
+        return self._cancel
+
     def run(self) -> StepMove:
         """Run the steps (on any thread); a breakpoint, a condition or an error stops it."""
         s, st = self.session, self._stepper
