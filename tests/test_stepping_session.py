@@ -416,3 +416,29 @@ def test_the_work_estimate_counts_a_dense_layers_multiply_adds():
     assert s.work(f, f + 1) == 20800
     assert s.work(b, b + 1) == 2 * 20800
     assert s.work(0, len(s.steps)) == sum(s.work(i, i + 1) for i in range(len(s.steps)))
+
+
+def test_a_move_run_apart_summarizes_what_it_made_on_its_own_thread(monkeypatch):
+    """With ``summarize`` on, the statistics the wires and the chain rule show next are made
+    on the move's thread: reading them afterwards summarizes nothing more."""
+    import threading
+
+    from core.stepping import session as module
+
+    threads = []
+    real = module.summarize
+    monkeypatch.setattr(module, "summarize",
+                        lambda a: threads.append(threading.current_thread().name) or real(a))
+    s = session("abc")
+    move = s.begin("evaluate")
+    move.summarize = True
+    t = threading.Thread(target=move.run, name="mover")
+    t.start()
+    t.join(30)
+    assert s.finish(move).kind == "end"
+    assert threads and set(threads) == {"mover"}
+    threads.clear()
+    s.wires()
+    s.go_to(s.step_index("e", "backward"))
+    chain_rule(s)
+    assert threads == []

@@ -331,6 +331,7 @@ class SteppingController(QObject):
         return out
 
     def _start_move(self, move: StepMove):
+        move.summarize = True  # the numbers the views show next are made on the thread too
         self._job = move
         self._job_token += 1
         t = threading.Thread(target=self._move_worker, args=(self._job_token, move),

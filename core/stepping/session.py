@@ -166,6 +166,8 @@ class StepMove:
         self.reason: StopReason | None = None
         self.error: BaseException | None = None
         self.finished = False
+        self.summarize = False  # set by a caller that runs it on a worker thread
+        self._summaries: dict = {}  # id(array) -> (array, its summary)
 
     @property
     def steps(self) -> int:
@@ -216,12 +218,24 @@ class StepMove:
                     if reason is not None:
                         self.reason = reason
                         break
+            if self.summarize and not self._cancel:
+                self._summarize_new()
         except Exception as exc:  # noqa: BLE001 - handed to finish(), on the owning thread
             self.error = exc
         finally:
             self.running = self.running_node = self.running_phase = ""
             self.finished = True
         return self
+
+    def _summarize_new(self):
+        """Summarize what the steps made, here (a worker thread), so that the views the
+        session's thread draws next find the numbers made (a 100-million-weight gradient)."""
+        done = self._summaries
+        for rec in self._stepper.records:
+            for group in (rec.outputs, rec.upstream, rec.local or (), rec.grad_inputs):
+                for a in group:
+                    if a is not None and id(a) not in done:
+                        done[id(a)] = (a, summarize(a))
 
     def _commit(self):
         """Make the copy's state the session's (the owning thread, nothing else running)."""
@@ -237,6 +251,7 @@ class StepMove:
                                for store, key, old in undo])
         live.records.extend(st.records)
         live.position = st.position
+        self.session._made.update(self._summaries)
 
     def _discard(self):
         """Undo what the copy wrote into the graph (lazily made weights, running statistics),
@@ -316,6 +331,7 @@ class StepSession:
         self.stale_changed = Event()
         self._breakpoints: dict = {}  # node id -> phases
         self._memo: dict = {}  # key -> [array, its summary, its host copy]
+        self._made: dict = {}  # id(array) -> (array, summary) made by a move's worker thread
         self._generation = 0   # bumped by every change of the step state
         self._deferring = False
         self._building = False
@@ -354,6 +370,7 @@ class StepSession:
         self.batch = self._batch_size()
         self._costs = self._step_costs()
         self._memo.clear()
+        self._made.clear()
         self._generation += 1
         self.stale = False
         self.stale_message = ""
@@ -755,12 +772,13 @@ class StepSession:
             return None
         hit = self._memo_of(key, arr)
         if hit[1] is None:
-            hit[1] = summarize(arr)
+            made = self._made.get(id(arr))
+            hit[1] = made[1] if made is not None and made[0] is arr else summarize(arr)
         return hit[1]
 
     def _prune(self):
         """Forget summaries and host copies of arrays the session no longer holds."""
-        if not self._memo:
+        if not self._memo and not self._made:
             return
         ex = self.stepper.executor
         held = {id(a) for store in (ex.values, ex.grads, ex.weight_grads, ex.passed)
@@ -773,6 +791,8 @@ class StepSession:
             held.update(id(a) for a in node.weights.values())
         for key in [k for k, hit in self._memo.items() if id(hit[0]) not in held]:
             del self._memo[key]
+        for key in [k for k in self._made if k not in held]:
+            del self._made[key]
 
     def value_summary(self, node, port: int = 0) -> TensorSummary | None:
         nid = self.graph.node(node).id
