@@ -442,3 +442,22 @@ def test_a_move_run_apart_summarizes_what_it_made_on_its_own_thread(monkeypatch)
     s.go_to(s.step_index("e", "backward"))
     chain_rule(s)
     assert threads == []
+
+
+def test_a_dropped_move_leaves_the_running_statistics_as_they_were():
+    """In training mode a forward step updates batch norm's running statistics in the
+    graph; when the move is dropped (an edit overtook it) they are put back."""
+    g = Graph("float64")
+    x = g.add("input", name="x", shape=(None, 3), role="features")
+    bn = g.add("batch_norm", x, name="bn")
+    g.set_loss(g.add("sum", bn, name="loss"))
+    s = StepSession(g, feeds={"x": np.arange(12.0).reshape(4, 3)}, training=True)
+    before = dict(bn.state)
+    move = s.begin("run_forward")
+    move.run()
+    assert any(bn.state.get(k) is not v for k, v in before.items()) or bn.state.keys() - before
+    g.rename(g.node("loss").id, "total")  # not an edit of the numbers: it would apply
+    g.set_value(x.id, np.ones((4, 3)))    # an edit: the move is dropped
+    assert s.finish(move).kind == "stale"
+    assert bn.state.keys() == before.keys()
+    assert all(bn.state[k] is v for k, v in before.items())

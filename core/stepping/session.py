@@ -45,7 +45,7 @@ import numpy as np
 
 from core.errors import GraphError, StudioError
 from core.events import Event
-from core.executor import Stepper
+from core.executor import _MISSING, Stepper  # the undo log's marker for "no entry"
 from core.kernels.backend import on_host, to_numpy
 from core.ops.base import numel
 from core.stepping.breakpoints import GradNormAbove, GradNormBelow, NonFinite, StopReason
@@ -267,17 +267,11 @@ class StepMove:
             for store, key, old in reversed(undo):
                 if id(store) in mine or store.get(key) is not after.get((id(store), key)):
                     continue
-                if old is _missing():
+                if old is _MISSING:
                     store.pop(key, None)
                 else:
                     store[key] = old
                 after[(id(store), key)] = store.get(key)
-
-
-def _missing():
-    from core import executor  # noqa: PLC0415 - the executor's marker for "no entry"
-
-    return executor._MISSING
 
 
 class StepSession:
