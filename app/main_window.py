@@ -102,6 +102,7 @@ class MainWindow(QMainWindow):
         self._connect_views()
         self._connect_controllers()
         self.setAcceptDrops(True)
+        self._painted = False  # the slow start-up loads wait for the first paint
         self.resize(1400, 880)
         self._restore_settings()
         self._apply_theme()
@@ -561,12 +562,19 @@ class MainWindow(QMainWindow):
         return overlapping  # told to the user by FilesController.open_file
 
     # =============================================================== events
+    def paintEvent(self, event):
+        super().paintEvent(event)
+        if not self._painted:
+            self._painted = True
+            # queued: the window is on screen before anything slow starts
+            QTimer.singleShot(0, self.step_ui.after_first_paint)
+
     def closeEvent(self, event):
         if not self.files.maybe_save():
             event.ignore()
             return
         self.training.stop_training(wait=True)
-        self.stepping.pause()
+        self.stepping.shutdown()
         self.document.stop_autosave()
         self.document.clear_recovery()
         self._save_settings()

@@ -12,9 +12,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, QTimer
-from PySide6.QtWidgets import QLabel, QSlider
+from PySide6.QtGui import QStandardItemModel
+from PySide6.QtWidgets import QApplication, QComboBox, QLabel, QSlider
 
-from app.controllers.stepping import DEFAULT_SPEED, MAX_SPEED, SteppingController
+from app.controllers.stepping import (
+    DEFAULT_SPEED,
+    DEVICE_NAMES,
+    MAX_SPEED,
+    SteppingController,
+)
+from core.kernels import compiled
 from widgets.chain_rule_panel import ChainRulePanel
 from widgets.digit_input import DigitInput, mnist_sets
 from widgets.step_list import StepList
@@ -29,9 +36,11 @@ class SteppingUI(QObject):
     win : MainWindow
         The window; it gets ``step_list``, ``stepping`` (the controller), the docks
         ``steps_dock``, ``chain_dock``, ``tensor_dock``, ``digit_dock`` with their
-        panels, the ``act_…`` step actions, ``step_actions``, ``step_toolbar`` and
-        ``speed_slider``.
+        panels, the ``act_…`` step actions, ``step_actions``, ``step_toolbar``,
+        ``speed_slider`` and ``step_device`` (the device combo box).
     """
+
+    CHECKING = "Checking for CuPy and a CUDA device…"
 
     def __init__(self, win):
         super().__init__(win)
@@ -40,6 +49,9 @@ class SteppingUI(QObject):
         win.stepping = SteppingController(win.document, win.step_list, win.settings, win)
         self._docks_raised = False
         self._tips: dict = {}
+        self._busy = False
+        self._enabled, self._enabled_reason = True, ""
+        self._started = False
 
     # ============================================================== docks
     def make_steps_dock(self):
@@ -205,6 +217,25 @@ class SteppingUI(QObject):
         self._on_speed(w.speed_slider.value())
         tb.addSeparator()
         tb.addActions([w.act_breakpoint, w.act_break_nan, w.act_animation])
+        tb.addSeparator()
+        tb.addWidget(QLabel(" Device "))
+        w.step_device = combo = QComboBox()
+        combo.setObjectName("step_device")
+        for key, text in DEVICE_NAMES.items():
+            combo.addItem(text, key)
+        combo.setCurrentIndex(combo.findData(w.stepping.device))
+        self._set_device_item("cuda", False, self.CHECKING)
+        combo.setToolTip("Where stepping runs")
+        combo.activated.connect(self._on_device_chosen)
+        tb.addWidget(combo)
+
+    def _set_device_item(self, key, available, tip):
+        combo = self.win.step_device
+        item = combo.model().item(combo.findData(key)) if isinstance(
+            combo.model(), QStandardItemModel) else None
+        if item is not None:
+            item.setEnabled(available)
+            item.setToolTip(tip)
 
     def connect_signals(self):
         """The controller's signals to the window (status bar, selection, actions)."""
@@ -213,6 +244,35 @@ class SteppingUI(QObject):
         st.show_node.connect(w._show_node)
         st.enabled_changed.connect(self._on_enabled)
         st.playing_changed.connect(self._on_playing)
+        st.busy_changed.connect(self._on_busy)
+        st.devices_probed.connect(self._on_devices_probed)
+        st.device_changed.connect(self._on_device_changed)
+
+    def after_first_paint(self):
+        """Once the window is on screen: load the compiled kernels and find out which
+        devices can step, each on a plain Python thread (the window never waits for them)."""
+        if self._started:
+            return
+        self._started = True
+        compiled.load_in_background()
+        self.win.stepping.probe_devices()
+
+    # ============================================================ devices
+    def _on_devices_probed(self, status):
+        for key in DEVICE_NAMES:
+            s = status[key]
+            self._set_device_item(key, s.available,
+                                  s.name if s.available else f"Not available: {s.reason}")
+        self._on_device_changed(self.win.stepping.device)
+
+    def _on_device_chosen(self, index):
+        self.win.stepping.set_device(self.win.step_device.itemData(index))
+
+    def _on_device_changed(self, device):
+        combo = self.win.step_device
+        combo.blockSignals(True)
+        combo.setCurrentIndex(combo.findData(device))
+        combo.blockSignals(False)
 
     # =========================================================== handlers
     def graph_replaced(self):
@@ -249,14 +309,38 @@ class SteppingUI(QObject):
         w.stepping.show_port(node_id, port, is_output)
 
     def _on_enabled(self, enabled: bool, reason: str):
+        self._enabled, self._enabled_reason = enabled, reason
+        self._update_actions()
+
+    def _on_busy(self, busy: bool):
+        """A long move runs on the worker thread: its actions wait, the cursor says so."""
+        if busy == self._busy:
+            return
+        self._busy = busy
+        if busy:
+            QApplication.setOverrideCursor(Qt.BusyCursor)
+        else:
+            QApplication.restoreOverrideCursor()
+        self._update_actions()
+
+    def _update_actions(self):
         w = self.win
+        busy_reason = "A step is running (Reset stops it)"
+        playing = w.stepping.is_playing()
         for a in w.step_actions:
-            a.setEnabled(enabled)
-            a.setToolTip(self._tips[a] if enabled else reason)
-        w.step_list.setEnabled(enabled)
-        w.step_list.setToolTip("" if enabled else reason)
+            # Reset stays: it stops the running step; Pause stays while playing
+            on = self._enabled and (not self._busy or a is w.act_reset_steps
+                                    or (a is w.act_play and playing))
+            a.setEnabled(on)
+            tip = self._enabled_reason if not self._enabled else busy_reason
+            a.setToolTip(self._tips[a] if on else tip)
+        on = self._enabled and not self._busy
+        w.step_list.setEnabled(on)
+        w.step_list.setToolTip("" if on else (self._enabled_reason or busy_reason))
+        w.step_device.setEnabled(not self._busy)
 
     def _on_playing(self, playing: bool):
         w = self.win
+        self._update_actions()
         w.act_play.setChecked(playing)
         w.act_play.setText("Pa&use" if playing else "P&lay")

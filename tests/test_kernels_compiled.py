@@ -258,3 +258,91 @@ def test_compiled_code_is_cached_in_the_user_cache_when_the_package_is_read_only
     assert compiled._cache_dir() == tmp_path / "backprop-studio" / "numba"
     monkeypatch.setattr(os, "access", lambda path, mode: True)
     assert compiled._cache_dir() is None
+
+
+@pytest.fixture
+def unloaded(monkeypatch):
+    """The compiled kernels as before their first use, with a loader the test releases."""
+    release, started = threading.Event(), threading.Event()
+    sentinel = object()
+
+    def slow_load():
+        started.set()
+        release.wait(30)  # bounded, so a broken test fails instead of hanging
+        return sentinel
+
+    monkeypatch.setattr(compiled, "_load_and_warm", slow_load)
+    for key, value in (("tried", False), ("module", None), ("loader", None),
+                       ("warming", None), ("enabled", True)):
+        monkeypatch.setitem(compiled._state, key, value)
+    yield release, started, sentinel
+    release.set()
+    compiled.wait_loaded(30)
+
+
+def test_while_a_background_load_runs_kernels_answers_none_at_once(unloaded):
+    """While the background load runs, ``kernels()`` returns ``None`` without waiting for it
+    (on another thread too), pooling runs on the NumPy kernels with their numbers, and a
+    second start is refused; once the load ends, ``kernels()`` returns the module."""
+    release, started, sentinel = unloaded
+    assert compiled.load_in_background()
+    assert started.wait(10)
+    assert compiled.loading()
+    answers, done = [], threading.Event()
+
+    def ask():
+        answers.append(compiled.kernels())
+        done.set()
+
+    threading.Thread(target=ask).start()
+    assert done.wait(10), "kernels() waited for the background load"
+    assert answers == [None] and compiled.kernels() is None
+    assert not compiled.load_in_background()  # one load at a time
+    x = _batch_last(np.random.default_rng(6).normal(size=(2, 3, 6, 6)).astype(np.float32))
+    old = compiled.set_enabled(False)
+    want = pool.max_pool2d_forward(Scratch(), x, (2, 2), (2, 2), (0, 0), (3, 3))[0].copy()
+    compiled.set_enabled(old)
+    out, _, state = pool.max_pool2d_forward(Scratch(), x, (2, 2), (2, 2), (0, 0), (3, 3),
+                                            training=True)
+    assert not state.compiled  # the state says which kernels ran, for its backward
+    np.testing.assert_array_equal(out, want)
+    release.set()
+    assert compiled.wait_loaded(10)
+    assert not compiled.loading()
+    assert compiled.kernels() is sentinel
+    assert not compiled.load_in_background()  # loaded: nothing more to do
+
+
+def test_the_command_line_still_loads_the_kernels_on_first_use(unloaded, monkeypatch):
+    """Without a background load, the first ``kernels()`` loads them and waits (as the
+    command line and scripts want)."""
+    _, _, sentinel = unloaded
+    monkeypatch.setattr(compiled, "_load", lambda: sentinel)
+    assert compiled.kernels() is sentinel and not compiled.loading()
+
+
+@needs_numba
+def test_a_background_load_compiles_every_pool_kernel_before_it_is_used():
+    """After a background load, the max-pool kernels are compiled for float32 and float64,
+    and pooling forward and backward (tiled and overlapping, training and inference) then
+    compiles nothing more: the first step of a graph in the window compiles nothing."""
+    code = ("import numpy as np; from core.kernels import compiled, pool; "
+            "from core.kernels.scratch import Scratch; assert compiled.load_in_background(); "
+            "compiled.wait_loaded(); nb = compiled.kernels(); "
+            "kernels = [nb.max_pool_rows, nb.pool_indices, nb.max_pool_back_tiled, "
+            "nb.max_pool_back_add]; "
+            "print(sorted({str(s[0].dtype) for s in nb.max_pool_rows.signatures})); "
+            "before = [len(k.signatures) for k in kernels]; "
+            "xs = [np.random.default_rng(0).normal(size=(3, 2, 6, 6)).astype(t) "
+            "for t in (np.float32, np.float64)]; "
+            "runs = [(x, k, s, tr, wi) for x in xs for k, s in (((2, 2), (2, 2)), ((3, 3), (1, 1)))"
+            " for tr, wi in ((True, True), (True, False), (False, True), (False, False))]; "
+            "outs = [pool.max_pool2d_forward(Scratch(), x, k, s, (0, 0), "
+            "((6 - k[0]) // s[0] + 1,) * 2, want_indices=wi, training=tr) "
+            "for x, k, s, tr, wi in runs]; "
+            "assert all(st.compiled for _, _, st in outs); "
+            "[pool.max_pool2d_backward(Scratch(), st, np.ones_like(o)) for o, _, st in outs]; "
+            "print([len(k.signatures) for k in kernels] == before)")
+    out = _python(code)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["['float32',", "'float64']", "True"]

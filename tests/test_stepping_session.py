@@ -337,3 +337,127 @@ def test_run_forward_stops_at_a_breakpoint_but_evaluate_and_go_to_do_not():
     assert s.go_to(8).kind == "target" and s.position == 9
     r = s.run_to("c", "forward")  # backwards: nothing on the way can trigger
     assert (r.kind, r.index) == ("target", 2)
+
+
+# ------------------------------------------------------- moves run apart (worker threads)
+def test_a_move_run_on_another_thread_gives_the_direct_moves_bits():
+    """begin() → run() on a thread → finish() leaves LeNet-5's session exactly where the same
+    moves made directly leave it, and step back undoes them exactly."""
+    import threading
+
+    from core.stepping import StepMove, digit_feeds, sample_digit
+
+    g1, g2 = load_graph(example_path("lenet5")), load_graph(example_path("lenet5"))
+    direct = StepSession(g1, feeds=digit_feeds(g1, *sample_digit(1)))
+    apart = StepSession(g2, feeds=digit_feeds(g2, *sample_digit(1)))
+    assert direct.run_to("conv2", "backward").kind == "target"
+    move = apart.begin("run_to", "conv2", "backward")
+    assert isinstance(move, StepMove) and move.steps == direct.position
+    assert apart.position == 0  # nothing changes before finish()
+    t = threading.Thread(target=move.run)
+    t.start()
+    t.join(60)
+    assert apart.finish(move).kind == "target"
+    assert apart.position == direct.position and same(snapshot(apart), snapshot(direct))
+    for s in (direct, apart):
+        for _ in range(3):
+            s.step_back()
+    assert same(snapshot(apart), snapshot(direct))
+
+
+def test_a_move_overtaken_by_an_edit_is_dropped_whole():
+    """An edit made while a move runs makes it stale: finish() applies none of its steps and
+    the session, once reset, steps the edited graph."""
+    s = session("abc")
+    move = s.begin("evaluate")
+    s.graph.set_value(s.graph.node("a").id, 5.0)
+    move.run()
+    assert s.finish(move).kind == "stale"
+    assert s.position == 0 and s.value("f") is None
+    s.reset()
+    s.evaluate()
+    assert num(s, "f") == 6.0
+
+
+def test_a_cancelled_move_changes_nothing():
+    """A move cancelled before its steps (Reset in the window) finishes as "cancelled"."""
+    s = session("abc")
+    s.step()
+    move = s.begin("run_forward")
+    move.cancel()
+    move.run()
+    assert s.finish(move).kind == "cancelled"
+    assert s.position == 1
+
+
+def test_a_rename_while_a_move_runs_keeps_the_feeds():
+    """Renaming a fed input while a move runs is no edit of the numbers: the move applies,
+    with the fed value."""
+    g = Graph("float64")
+    x = g.add("input", name="x", shape=(2,), role="value")
+    g.set_loss(g.add("sum", g.add("square", x), name="loss"))
+    s = StepSession(g, feeds={"x": np.array([1.0, 2.0])})
+    move = s.begin("evaluate")
+    g.rename(x.id, "renamed")
+    move.run()
+    assert s.finish(move).kind == "end"
+    assert num(s, "loss") == 5.0 and not s.stale
+
+
+def test_the_work_estimate_counts_a_dense_layers_multiply_adds():
+    """A dense layer of 100 → 50 on a batch of 4: 20 000 multiply-adds for its weight, 200
+    for its bias, 600 elements read and written forward; backward counts twice."""
+    g = Graph("float64")
+    x = g.add("input", name="x", shape=(None, 100), role="features")
+    d = g.add("dense", x, units=50, name="d")
+    g.set_loss(g.add("sum", d, name="loss"))
+    s = StepSession(g, feeds={"x": np.ones((4, 100))})
+    f, b = s.step_index("d", "forward"), s.step_index("d", "backward")
+    assert s.work(f, f + 1) == 20800
+    assert s.work(b, b + 1) == 2 * 20800
+    assert s.work(0, len(s.steps)) == sum(s.work(i, i + 1) for i in range(len(s.steps)))
+
+
+def test_a_move_run_apart_summarizes_what_it_made_on_its_own_thread(monkeypatch):
+    """With ``summarize`` on, the statistics the wires and the chain rule show next are made
+    on the move's thread: reading them afterwards summarizes nothing more."""
+    import threading
+
+    from core.stepping import session as module
+
+    threads = []
+    real = module.summarize
+    monkeypatch.setattr(module, "summarize",
+                        lambda a: threads.append(threading.current_thread().name) or real(a))
+    s = session("abc")
+    move = s.begin("evaluate")
+    move.summarize = True
+    t = threading.Thread(target=move.run, name="mover")
+    t.start()
+    t.join(30)
+    assert s.finish(move).kind == "end"
+    assert threads and set(threads) == {"mover"}
+    threads.clear()
+    s.wires()
+    s.go_to(s.step_index("e", "backward"))
+    chain_rule(s)
+    assert threads == []
+
+
+def test_a_dropped_move_leaves_the_running_statistics_as_they_were():
+    """In training mode a forward step updates batch norm's running statistics in the
+    graph; when the move is dropped (an edit overtook it) they are put back."""
+    g = Graph("float64")
+    x = g.add("input", name="x", shape=(None, 3), role="features")
+    bn = g.add("batch_norm", x, name="bn")
+    g.set_loss(g.add("sum", bn, name="loss"))
+    s = StepSession(g, feeds={"x": np.arange(12.0).reshape(4, 3)}, training=True)
+    before = dict(bn.state)
+    move = s.begin("run_forward")
+    move.run()
+    assert any(bn.state.get(k) is not v for k, v in before.items()) or bn.state.keys() - before
+    g.rename(g.node("loss").id, "total")  # not an edit of the numbers: it would apply
+    g.set_value(x.id, np.ones((4, 3)))    # an edit: the move is dropped
+    assert s.finish(move).kind == "stale"
+    assert bn.state.keys() == before.keys()
+    assert all(bn.state[k] is v for k, v in before.items())

@@ -6,6 +6,14 @@ tensor view, the step list) and says in the status bar where it stopped and why.
 A graph edit makes the session stale: it is reset once the edit is done. The
 gradient check runs on a plain Python thread (no Qt object there) and comes back
 through a queued signal.
+
+A move whose estimated work (:meth:`StepSession.work`) is small runs at once on
+the GUI thread, so single steps of small graphs stay instant; a longer one
+(VGG-16's fc1, say) runs on a plain Python thread on a copy of the step state
+(:class:`~core.stepping.StepMove`) while the window keeps drawing: the Step
+actions are off, the status bar says which node is running. An edit, new inputs,
+Reset or another graph while it runs cancel it (its result is dropped) and reset
+stepping at once; only one move runs at a time, so the next waits for the thread.
 """
 
 from __future__ import annotations
@@ -17,8 +25,10 @@ from PySide6.QtCore import QObject, Qt, QTimer, Signal
 
 from app.document import Document
 from core.errors import GraphError, StudioError
+from core.kernels.backend import DeviceError, device_status
 from core.serialize import copy_graph
 from core.stepping import (
+    StepMove,
     StepSession,
     StopReason,
     check_gradient,
@@ -34,6 +44,12 @@ DEFAULT_SPEED = 4  # steps per second while playing
 MAX_SPEED = 30
 TRAINING_REASON = "Stepping is off while training runs (Train ▸ Stop Training ends it)"
 STALE_MESSAGE = "The graph changed: stepping was reset"
+# estimated multiply-adds and elements (StepSession.work) a move may do on the GUI thread:
+# LeNet-5's whole pass is far below, one VGG-16 convolution far above
+QUICK_WORK = 2e7
+BUSY_REFRESH_MS = 100
+JOIN_TIMEOUT_S = 60.0  # closing the window waits for the step that runs (one node)
+DEVICE_NAMES = {"cpu": "CPU", "cuda": "CUDA"}
 
 
 def default_feeds(graph) -> dict:
@@ -110,6 +126,12 @@ class SteppingController(QObject):
         A folder asked for by :meth:`load_digit_folder`, its
         :class:`~core.data.mnist.MnistData` (``None`` on failure) and the error, on the
         GUI thread.
+    busy_changed : Signal(bool)
+        A move started (True) or ended on the worker thread.
+    devices_probed : Signal(object)
+        ``{device: DeviceStatus}`` from :meth:`probe_devices`, on the GUI thread.
+    device_changed : Signal(str)
+        The device stepping runs on now.
     """
 
     message = Signal(str, int)
@@ -120,7 +142,12 @@ class SteppingController(QObject):
     breakpoints_changed = Signal(object)
     check_finished = Signal(object)
     digit_data_loaded = Signal(str, object, str)
+    busy_changed = Signal(bool)
+    devices_probed = Signal(object)
+    device_changed = Signal(str)
     _check_done = Signal(int, object, str)  # emitted on the check's thread, queued here
+    _move_done = Signal(int)  # emitted on the step thread, queued here
+    _probe_done = Signal(object)  # emitted on the probing thread, queued here
     _folder_done = Signal(str, object, str)  # emitted on the reading thread, queued here
 
     def __init__(self, document: Document, step_list, settings, parent=None):
@@ -147,6 +174,19 @@ class SteppingController(QObject):
         self._check_done.connect(self._on_check_done, Qt.QueuedConnection)
         self._folder_done.connect(self._on_folder_done, Qt.QueuedConnection)
         self._digit_folder: str | None = None  # read, or being read, for the Digit panel
+        self.quick_work = QUICK_WORK
+        self._job: StepMove | None = None  # the move running on the worker thread
+        self._job_thread: threading.Thread | None = None
+        self._job_token = 0
+        self._move_done.connect(self._on_move_done, Qt.QueuedConnection)
+        self._busy_timer = QTimer(self)
+        self._busy_timer.setInterval(BUSY_REFRESH_MS)
+        self._busy_timer.timeout.connect(self._show_busy)
+        self.device = settings.value("stepping/device", "cpu", type=str)
+        if self.device not in DEVICE_NAMES:
+            self.device = "cpu"
+        self.device_status: dict | None = None  # filled by probe_devices
+        self._probe_done.connect(self._on_probe_done, Qt.QueuedConnection)
         step_list.step_chosen.connect(self.go_to)
         step_list.grad_norm_changed.connect(self.set_grad_norm_breaks)
 
@@ -169,7 +209,10 @@ class SteppingController(QObject):
         if self.session is None:
             feeds = self._feeds if self._feeds is not None else default_feeds(graph)
             try:
-                s = StepSession(graph, feeds=feeds)
+                s = StepSession(graph, feeds=feeds, device=self.device)
+            except DeviceError as exc:
+                self.message.emit(f"Cannot step on {DEVICE_NAMES[self.device]}: {exc}", 10000)
+                return None
             except StudioError as exc:
                 self.message.emit("Cannot step this graph: " + str(exc), 10000)
                 return None
@@ -203,6 +246,7 @@ class SteppingController(QObject):
     def graph_replaced(self):
         """The document shows another graph: close the session (a new one comes on demand)."""
         self.pause()
+        self._cancel_move()
         self._check_token += 1  # a check still running belongs to the old graph
         if self.session is not None:
             self.session.stale_changed.unsubscribe(self._on_stale)
@@ -217,8 +261,9 @@ class SteppingController(QObject):
 
     def _on_stale(self, _message):
         # called from inside the edit (one command may fire several graph events):
-        # rebuild once it is done
+        # rebuild once it is done; a move running on the old graph is dropped
         self.pause()
+        self._cancel_move()
         if not self._reset_pending:
             self._reset_pending = True
             QTimer.singleShot(0, self._reset_after_edit)
@@ -253,22 +298,113 @@ class SteppingController(QObject):
         self._training = bool(running)
         if running:
             self.pause()
+            self._cancel_move()
         self.enabled_changed.emit(not running, TRAINING_REASON if running else "")
 
-    def _move(self, how) -> StopReason | None:
+    def is_busy(self) -> bool:
+        """A move runs on the worker thread (the next one waits for it)."""
+        return self._job is not None
+
+    def _move(self, method, *args) -> StopReason | None:
+        """Make the move ``method`` of the session: at once when it is quick, else on the
+        worker thread (``None`` is returned; :attr:`moved` tells when it is done)."""
         if self._training:
             self.message.emit(TRAINING_REASON, 5000)
+            return None
+        if self._job is not None:
+            self.message.emit(self._busy_text() + " Wait for it, or Reset to stop it.", 4000)
             return None
         s = self._ensure_session()
         if s is None:
             return None
         try:
-            reason = how(s)
+            out = s.begin(method, *args)
+            if isinstance(out, StepMove) and out.work <= self.quick_work:
+                out = s.finish(out.run())
         except StudioError as exc:
             self.message.emit(str(exc), 8000)
             return None
+        if isinstance(out, StepMove):
+            self._start_move(out)
+            return None
+        self._show(out)
+        return out
+
+    def _start_move(self, move: StepMove):
+        move.summarize = True  # the numbers the views show next are made on the thread too
+        self._job = move
+        self._job_token += 1
+        t = threading.Thread(target=self._move_worker, args=(self._job_token, move),
+                             name="step", daemon=True)
+        self._job_thread = t
+        self.busy_changed.emit(True)
+        self._show_busy()
+        self._busy_timer.start()
+        t.start()
+
+    def _move_worker(self, token, move):
+        # a plain thread: it steps the move's copy and emits one signal, queued here
+        move.run()
+        try:
+            self._move_done.emit(token)
+        except RuntimeError:  # the window closed while it ran
+            pass
+
+    def _busy_text(self) -> str:
+        move = self._job
+        if move is None:
+            return ""
+        if move.cancel_requested:
+            return "Stopping the step that runs…"
+        node = move.running_node or "…"
+        extra = f" (step {move.ran + 1} of {move.steps})" if move.steps > 1 else ""
+        return f"Stepping {node} …{extra}"
+
+    def _show_busy(self):
+        if self._job is not None:
+            self.message.emit(self._busy_text(), 0)
+
+    def _on_move_done(self, token):
+        if token != self._job_token or self._job is None:
+            return
+        move, self._job, self._job_thread = self._job, None, None
+        self._busy_timer.stop()
+        self.busy_changed.emit(False)
+        try:
+            reason = move.session.finish(move)
+        except StudioError as exc:
+            self.message.emit(str(exc), 8000)
+            reason = None
+        if move.session is not self.session or reason is None:
+            self.pause()
+            return
+        if reason.kind in ("cancelled", "stale"):
+            self.pause()
+            if not self._reset_pending:
+                self.message.emit("The running step was stopped; stepping was reset", 8000)
+            return
         self._show(reason)
-        return reason
+        if self.is_playing() and reason.kind != "step":
+            self.pause()
+
+    def _cancel_move(self):
+        """Drop the move that runs (its thread ends after its current step)."""
+        if self._job is not None:
+            self._job.cancel()
+            self._show_busy()
+
+    def shutdown(self):
+        """The window closes: stop playing, stop the running move and wait for its thread."""
+        self.pause()
+        self._cancel_move()
+        t = self._job_thread
+        if t is not None:
+            t.join(JOIN_TIMEOUT_S)
+        self._job_token += 1  # its signal, if still queued, is ignored
+        busy, self._job, self._job_thread = self._job is not None, None, None
+        self._busy_timer.stop()
+        if busy:
+            self.busy_changed.emit(False)
 
     def _show(self, reason: StopReason, text: str | None = None):
         s = self.session
@@ -287,30 +423,41 @@ class SteppingController(QObject):
 
     def evaluate(self):
         """Forward and backward at once (breakpoints ignored)."""
-        return self._move(lambda s: s.evaluate())
+        return self._move("evaluate")
 
     def step(self):
-        return self._move(lambda s: s.step())
+        return self._move("step")
 
     def step_back(self):
-        return self._move(lambda s: s.step_back())
+        return self._move("step_back")
 
     def run_forward(self):
-        return self._move(lambda s: s.run_forward())
+        return self._move("run_forward")
 
     def run_backward(self):
-        return self._move(lambda s: s.run_backward())
+        return self._move("run_backward")
 
     def continue_(self):
-        return self._move(lambda s: s.continue_())
+        return self._move("continue_")
 
     def reset(self):
+        """Back to before the first step; a move running is stopped (its result dropped)."""
         self.pause()
-        return self._move(lambda s: s.reset())
+        if self._job is not None and self.session is not None:
+            self._cancel_move()
+            reason = self.session.reset()  # the move runs on a copy: the session is free
+            if reason.kind == "error":
+                self.message.emit("Cannot step this graph: " + reason.message, 10000)
+                return None
+            if reason.kind == "start" and self.session.stale is False:
+                self._after_rebuild()
+            self._show(reason, "Stepping was reset; the running step is being stopped")
+            return reason
+        return self._move("reset")
 
     def go_to(self, index: int):
         """Make step ``index`` current (``-1``: before the first), back or forth."""
-        return self._move(lambda s: s.go_to(index))
+        return self._move("go_to", index)
 
     def run_to(self, node_id: str | None):
         """Run to ``node_id``: its forward step, or its backward step once forward passed it."""
@@ -318,16 +465,19 @@ class SteppingController(QObject):
             self.message.emit("Select one node to run to", 5000)
             return None
 
-        def how(s):
-            phase = "forward"
-            if s.position > s.step_index(node_id, "forward"):
-                try:
-                    s.step_index(node_id, "backward")
-                    phase = "backward"
-                except GraphError:
-                    pass  # it does not lead to the loss: back to its forward step
-            return s.run_to(node_id, phase)
-        return self._move(how)
+        s = self.session
+        phase = "forward"
+        if s is not None and not s.stale and s.graph is self.document.graph:
+            try:
+                if s.position > s.step_index(node_id, "forward"):
+                    try:
+                        s.step_index(node_id, "backward")
+                        phase = "backward"
+                    except GraphError:
+                        pass  # it does not lead to the loss: back to its forward step
+            except StudioError:
+                pass  # the move says what is wrong
+        return self._move("run_to", node_id, phase)
 
     # ============================================================== play
     def set_speed(self, steps_per_second: int):
@@ -363,8 +513,10 @@ class SteppingController(QObject):
             self.playing_changed.emit(False)
 
     def _on_tick(self):
+        if self._job is not None:
+            return  # the last step still runs; the next tick tries again
         reason = self.step()
-        if reason is None or reason.kind != "step":
+        if self._job is None and (reason is None or reason.kind != "step"):
             self.pause()
 
     # ======================================================= breakpoints
@@ -420,6 +572,69 @@ class SteppingController(QObject):
         self._predict = bool(on)
         if self.chain_panel is not None:
             self.chain_panel.set_predict_mode(self._predict)
+
+    # =========================================================== devices
+    def probe_devices(self) -> bool:
+        """Find out off the GUI thread whether CUDA can run (importing CuPy takes a while);
+        :attr:`devices_probed` brings the answer. False when it is known or being found."""
+        if self.device_status is not None or getattr(self, "_probing", False):
+            return False
+        self._probing = True
+        threading.Thread(target=self._probe_worker, name="probe-devices", daemon=True).start()
+        return True
+
+    def _probe_worker(self):
+        # a plain thread: it asks the core and emits one signal, queued to the GUI thread
+        status = device_status()
+        try:
+            self._probe_done.emit(status)
+        except RuntimeError:  # the window closed meanwhile
+            pass
+
+    def _on_probe_done(self, status):
+        self._probing = False
+        self.device_status = status
+        if self.device != "cpu" and not status[self.device].available:
+            self.set_device("cpu", quiet=True)  # chosen last time, not available now
+        self.devices_probed.emit(status)
+
+    def set_device(self, device: str, quiet: bool = False) -> bool:
+        """Step on ``device`` (``"cpu"`` or ``"cuda"``) from now on; stepping is reset.
+        False (and a message saying why) when it cannot run here."""
+        if device not in DEVICE_NAMES:
+            raise ValueError(f"unknown device {device!r}")
+        status = self.device_status if self.device_status is not None else device_status()
+        if not status[device].available:
+            self.message.emit(f"Cannot step on {DEVICE_NAMES[device]}: "
+                              f"{status[device].reason}", 10000)
+            self.device_changed.emit(self.device)
+            return False
+        if not quiet:
+            self.settings.setValue("stepping/device", device)
+        if device == self.device:
+            return True
+        self.device = device
+        self.device_changed.emit(device)
+        if self.session is not None:
+            self.pause()
+            self._cancel_move()
+            old = self.session
+            old.stale_changed.unsubscribe(self._on_stale)
+            old.close()
+            self.session = None
+            if self._feeds is None:
+                self._feeds = dict(old.feeds)
+            if self._ensure_session() is None:
+                self.step_list.set_session(None)
+                if self.overlay is not None:
+                    self.overlay.clear()
+                return True
+            if not quiet:
+                self._show(StopReason("start", "before the first step"),
+                           f"Stepping on {DEVICE_NAMES[device]}: stepping was reset")
+        elif not quiet:
+            self.message.emit(f"Stepping runs on {DEVICE_NAMES[device]}", 5000)
+        return True
 
     # ============================================================ feeds
     def load_digit_folder(self, folder: str | None) -> bool:
@@ -478,6 +693,7 @@ class SteppingController(QObject):
         if s is None:
             return
         self.pause()
+        self._cancel_move()
         reason = s.set_feeds(old)
         if reason.kind == "error":
             self.message.emit(f"Cannot step with {what}: " + reason.message, 10000)

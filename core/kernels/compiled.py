@@ -12,6 +12,11 @@ numba is imported the first time a kernel asks for it, never by ``import core``
 sources when that folder is writable, else in the user's cache folder. When
 numba is missing or a kernel fails to compile, one log line says so and the
 NumPy kernels run: slower, never wrong.
+
+The window loads them on a background thread after its first paint
+(:func:`load_in_background`); while that runs, :func:`kernels` answers ``None``
+at once and the NumPy kernels run meanwhile (each forward records which ran,
+so its backward takes the same path). The command line loads them on first use.
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-_state = {"module": None, "tried": False, "enabled": True}
+_state = {"module": None, "tried": False, "enabled": True,
+          "loader": None,    # the background loading thread while it runs
+          "warming": None}   # the module it loaded, used by that thread alone until it is warm
 _lock = threading.Lock()
 
 
@@ -55,13 +62,87 @@ def _load():
     return _numba
 
 
+def _warm(module) -> None:
+    """Compile (or read from the disk cache) every max-pool kernel for float32 and float64
+    with the argument types :mod:`core.kernels.pool` gives them (C-contiguous batch-last
+    arrays, uint8 tap codes, int64 indices, Python ints), so no later step compiles."""
+    import numpy as np  # noqa: PLC0415 - only the loading thread needs it
+
+    c, h, w, b = 1, 4, 4, 2
+    for dtype in (np.float32, np.float64):
+        x = np.zeros((c, h, w, b), dtype)
+        best = np.zeros((c, 2, 2, b), dtype)
+        code = np.zeros(best.shape, np.uint8)
+        idx = np.zeros(best.shape, np.int64)
+        for kept in (code, np.empty((0, 0, 0, 0), np.uint8)):  # training / inference
+            module.max_pool_rows(x, 0, 2, 2, 2, 2, 2, 0, 0, best, kept)
+        module.pool_indices(code, 0, 2, 2, 2, 2, 2, 0, 0, w, idx)
+        gx = np.zeros_like(x)
+        module.max_pool_back_tiled(best, code, 0, 2, 2, 2, gx)
+        module.max_pool_back_add(best, code, 0, 1, 2, 2, 2, 2, 0, 0, gx)
+
+
+def _load_and_warm():
+    """What the background thread does: load the module, then compile its kernels."""
+    module = _load()
+    if module is not None:
+        _state["warming"] = module
+        _warm(module)
+    return module
+
+
+def _background():
+    try:
+        module = _load_and_warm()
+    except Exception as exc:  # noqa: BLE001 - a kernel that does not compile while warming
+        failed("warm-up", exc)
+        module = None
+    with _lock:
+        if not _state["tried"]:  # a kernel that failed while warming has said so already
+            _state["module"] = module
+            _state["tried"] = True
+        _state["loader"] = _state["warming"] = None
+
+
+def load_in_background() -> bool:
+    """Start loading (and compiling) the kernels on a plain Python thread; ``False`` when
+    they are loaded, being loaded, or switched off. Until it is done, :func:`kernels`
+    returns ``None`` at once and the NumPy kernels run."""
+    with _lock:
+        if _state["tried"] or _state["loader"] is not None or not _state["enabled"]:
+            return False
+        t = threading.Thread(target=_background, name="compiled-kernels", daemon=True)
+        _state["loader"] = t
+    t.start()
+    return True
+
+
+def loading() -> bool:
+    """Whether a background load is in progress."""
+    return _state["loader"] is not None
+
+
+def wait_loaded(timeout: float | None = None) -> bool:
+    """Wait for a background load to end (scripts and tests); ``True`` when none runs."""
+    t = _state["loader"]
+    if t is not None:
+        t.join(timeout)
+    return _state["loader"] is None
+
+
 def kernels():
-    """The compiled kernels module, or ``None`` (no numba, failed, or switched off)."""
+    """The compiled kernels module, or ``None`` (no numba, failed, switched off, or still
+    loading in the background)."""
     if not _state["enabled"]:
         return None
     if not _state["tried"]:
+        loader = _state["loader"]
+        if loader is not None:
+            # the loading thread warms the kernels through the ordinary calls; others go on
+            # with the NumPy kernels instead of waiting
+            return _state["warming"] if threading.current_thread() is loader else None
         with _lock:
-            if not _state["tried"]:
+            if not _state["tried"] and _state["loader"] is None:
                 _state["module"] = _load()
                 _state["tried"] = True
     return _state["module"]
@@ -70,10 +151,10 @@ def kernels():
 def failed(name: str, exc: BaseException) -> None:
     """A kernel did not compile: say so once and use the NumPy kernels from now on."""
     with _lock:
-        if _state["module"] is not None:
+        if _state["module"] is not None or _state["warming"] is not None:
             log.warning("compiled kernel %s failed (%s: %s); using the NumPy kernels",
                         name, type(exc).__name__, exc)
-        _state["module"] = None
+        _state["module"] = _state["warming"] = None
         _state["tried"] = True
 
 

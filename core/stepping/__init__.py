@@ -17,7 +17,7 @@ from core.stepping.breakpoints import (
 from core.stepping.chain import ChainRule, ChainTerm, Contribution, chain_rule
 from core.stepping.checks import GradientCheckReport, GuessScore, check_gradient, score_guess
 from core.stepping.feeds import digit_feeds, drawn_digit, sample_digit, training_normalizer
-from core.stepping.session import StepEntry, StepSession, WireView
+from core.stepping.session import StepEntry, StepMove, StepSession, WireView
 from core.stepping.summary import (
     MagnitudeScale,
     TensorSummary,
@@ -32,7 +32,8 @@ from core.stepping.summary import (
 __all__ = [
     "ChainRule", "ChainTerm", "Condition", "Contribution", "GradNormAbove", "GradNormBelow",
     "GradientCheckReport", "GuessScore", "MagnitudeScale", "NonFinite", "StepEntry",
-    "StepSession", "StopReason", "TensorSummary", "TensorView", "Thumbnail", "WireView",
+    "StepMove", "StepSession", "StopReason", "TensorSummary", "TensorView", "Thumbnail",
+    "WireView",
     "chain_rule", "check_gradient", "digit_feeds", "drawn_digit", "histogram", "sample_digit",
     "score_guess", "summarize", "tensor_view", "thumbnail", "training_normalizer",
 ]

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.kernels.backend import array_module
+
 
 @dataclass(frozen=True)
 class StopReason:
@@ -30,7 +32,8 @@ class StopReason:
         ``"step"`` (one step done), ``"start"``, ``"end"``, ``"forward_done"``,
         ``"target"`` (run-to reached its node), ``"breakpoint"`` (a node breakpoint),
         ``"nonfinite"``, ``"exploding"``, ``"vanishing"``, ``"error"`` (a step failed
-        and changed nothing) or ``"stale"`` (the graph changed; reset first).
+        and changed nothing), ``"stale"`` (the graph changed; reset first) or
+        ``"cancelled"`` (a move run apart was stopped and changed nothing).
     message : str
         One line for the user.
     index : int or None
@@ -59,20 +62,28 @@ class StopReason:
 
 
 def _norm(a) -> float:
-    a = np.asarray(a)
-    flat = a.astype(np.float64, copy=False).ravel()
-    return float(math.sqrt(float(np.dot(flat, flat))))
+    """The 2-norm in float64, computed where ``a`` lives (one number comes back)."""
+    xp = array_module(a)
+    flat = xp.asarray(a).astype(xp.float64, copy=False).ravel()
+    return float(math.sqrt(float(xp.dot(flat, flat))))
+
+
+def _is_float(a) -> bool:
+    if a is None:
+        return False
+    dtype = a.dtype if hasattr(a, "dtype") else np.asarray(a).dtype
+    return dtype.kind == "f"
 
 
 def _float_arrays(rec, names):
     """``(label, array)`` for what a step produced: outputs forward, gradients backward."""
     if rec.phase == "forward":
         for k, y in enumerate(rec.outputs):
-            if y is not None and np.asarray(y).dtype.kind == "f":
+            if _is_float(y):
                 yield f"output {k}", y
         return
     for i, g in enumerate(rec.grad_inputs):
-        if g is not None and np.asarray(g).dtype.kind == "f":
+        if _is_float(g):
             what = names[i] if i < len(names) else f"#{i}"
             yield f"gradient to {what}", g
 
@@ -94,11 +105,11 @@ class NonFinite(Condition):
     kind = "nonfinite"
 
     def check(self, rec, names):
-        for label, arr in _float_arrays(rec, names):
-            a = np.asarray(arr)
-            if np.isfinite(a).all():
+        for label, a in _float_arrays(rec, names):
+            xp = array_module(a)  # counted on the device: only the counts come back
+            if bool(xp.isfinite(a).all()):
                 continue
-            n_nan, n_inf = int(np.isnan(a).sum()), int(np.isinf(a).sum())
+            n_nan, n_inf = int(xp.isnan(a).sum()), int(xp.isinf(a).sum())
             return StopReason("nonfinite", f"'{rec.node}' {rec.phase}: {label} has {n_nan} NaN "
                               f"and {n_inf} Inf of {a.size} values", node=rec.node,
                               phase=rec.phase, target=label)

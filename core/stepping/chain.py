@@ -15,9 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from core.errors import GraphError
+from core.kernels.backend import to_numpy
 from core.stepping.summary import TensorSummary, format_number
 
 
@@ -103,7 +102,7 @@ def _term(target, source, su, sl, sd, up, local, down) -> ChainTerm:
     if sd is None:
         return ChainTerm(target, source, su, sl, None, None, "no gradient needed")
     if su is not None and sl is not None and su.scalar and sl.scalar and sd.scalar:
-        nums = tuple(float(np.asarray(a).reshape(-1)[0]) for a in (up, local, down))
+        nums = tuple(float(to_numpy(a).reshape(-1)[0]) for a in (up, local, down))
         return ChainTerm(target, source, su, sl, sd, nums,
                          f"{su.text} × {sl.text} = {sd.text}")
     mid = f" ⊙ local {_describe(sl)}" if sl is not None else " through the Jacobian"

@@ -14,9 +14,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
-
 from core import gradcheck
+from core.kernels.backend import array_module
 
 
 @dataclass(frozen=True)
@@ -117,9 +116,11 @@ def score_guess(guess, actual) -> GuessScore:
         raise ValueError(f"a guess is a number; got {guess!r}") from None
     if not math.isfinite(g):
         raise ValueError(f"a guess is a finite number; got {guess!r}")
-    a_arr = np.asarray(actual, dtype=np.float64)
+    xp = array_module(actual)  # a gradient on a device: its norm is computed there
+    a_arr = xp.asarray(actual).astype(xp.float64)
     tensor = a_arr.size != 1
-    a = float(np.linalg.norm(a_arr)) if tensor else float(a_arr.reshape(-1)[0])
+    a = (float(xp.sqrt(xp.dot(a_arr.ravel(), a_arr.ravel()))) if tensor
+         else float(a_arr.reshape(-1)[0]))
     if a == 0:
         rel = 0.0 if g == 0 else math.inf
     else:

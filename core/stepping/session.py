@@ -7,6 +7,18 @@ conditions such as NaN or an exploding gradient, stopping *on* the step that
 triggers and saying why), go to any step, feeds, and invalidation when the graph
 changes. Everything it returns is plain data; the GUI only draws.
 
+A session runs on one device (``device="cpu"`` or ``"cuda"``): the values and
+gradients stay there; what the views read (:meth:`StepSession.value`,
+:meth:`~StepSession.grad`, :meth:`~StepSession.tensor`…) comes back to the host,
+once per array, and summaries and breakpoint conditions are computed on the
+device, bringing back only their numbers.
+
+A move's forward steps can run apart from the session (:meth:`StepSession.begin`
+gives a :class:`StepMove`; a worker thread calls :meth:`StepMove.run`;
+:meth:`StepSession.finish` applies it): the steps run on a copy of the step
+state, so the session the views read never changes half-way, and a move that
+the graph, the inputs or a reset overtook is dropped whole.
+
 Example
 -------
 >>> from core.serialize import load_graph
@@ -24,15 +36,18 @@ Example
 
 from __future__ import annotations
 
+import copy
 import dataclasses
-import weakref
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from core.errors import GraphError, StudioError
 from core.events import Event
-from core.executor import Stepper
+from core.executor import _MISSING, Stepper  # the undo log's marker for "no entry"
+from core.kernels.backend import on_host, to_numpy
+from core.ops.base import numel
 from core.stepping.breakpoints import GradNormAbove, GradNormBelow, NonFinite, StopReason
 from core.stepping.summary import (
     MagnitudeScale,
@@ -102,6 +117,163 @@ class _Fingerprint:
     state: dict
 
 
+_STORES = ("values", "grads", "weight_grads", "passed", "ctxs")
+
+
+class StepMove:
+    """The forward steps of one move, run on a copy of the session's step state.
+
+    Made by :meth:`StepSession.begin` on the thread that owns the session; :meth:`run`
+    may be called on any thread (it touches nothing the session's readers see);
+    :meth:`StepSession.finish` applies it back on the owning thread.
+
+    Attributes
+    ----------
+    work : float
+        An estimate of the arithmetic the steps do (see :meth:`StepSession.work`).
+    running : str
+        ``"forward conv5_3"``: the step running now (read from another thread for a
+        busy message), ``""`` before and after.
+    cancelled : bool
+        :meth:`cancel` stopped it before its last step.
+    """
+
+    def __init__(self, session, position, breakpoints, kind, message):
+        self.session = session
+        self.position, self.breakpoints = position, breakpoints
+        self.kind, self.message = kind, message
+        self.generation = session._generation
+        live = session.stepper
+        self.start = live.position
+        self.work = session.work(live.position, position)
+        ex = copy.copy(live.executor)
+        for name in _STORES:
+            setattr(ex, name, dict(getattr(live.executor, name)))
+        # by id as well: a rename while the move runs must not lose a feed
+        ex.feeds = dict(live.executor.feeds)
+        for name, v in live.executor.feeds.items():
+            node = session.graph.nodes.get(name) or session._by_name(name)
+            if node is not None:
+                ex.feeds.setdefault(node.id, v)
+        st = copy.copy(live)
+        st.executor, st._undo, st.records = ex, [], []
+        self._stepper = st
+        self._bps = dict(session._breakpoints)
+        self._conds = list(session.conditions)
+        self._cancel = False
+        self.cancelled = False
+        self.running = self.running_node = self.running_phase = ""
+        self.reason: StopReason | None = None
+        self.error: BaseException | None = None
+        self.finished = False
+        self.summarize = False  # set by a caller that runs it on a worker thread
+        self._summaries: dict = {}  # id(array) -> (array, its summary)
+
+    @property
+    def steps(self) -> int:
+        """How many steps the move runs (at most)."""
+        return self.position - self.start
+
+    @property
+    def ran(self) -> int:
+        """How many of them have run so far."""
+        return self._stepper.position - self.start
+
+    def cancel(self):
+        """Stop after the step running now (callable from any thread)."""
+        self._cancel = True
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self._cancel
+
+    def run(self) -> StepMove:
+        """Run the steps (on any thread); a breakpoint, a condition or an error stops it."""
+        s, st = self.session, self._stepper
+        try:
+            while st.position < self.position:
+                if self._cancel:
+                    self.cancelled = True
+                    break
+                nxt = st.steps[st.position]
+                node = s.graph.nodes.get(nxt.node_id)
+                self.running_node = node.name if node else nxt.node_id
+                self.running_phase = nxt.phase
+                self.running = f"{nxt.phase} {self.running_node}"
+                try:
+                    with np.errstate(all="ignore"):  # a NaN or Inf is reported by the conditions
+                        rec = st.step()
+                except StudioError as exc:
+                    i = st.position - 1 if st.position else None
+                    self.reason = StopReason("error", str(exc), i,
+                                             node.name if node else nxt.node_id, nxt.phase)
+                    break
+                if s.device != "cpu" and rec.phase == "forward" and node is not None:
+                    # running statistics live in the graph, which stays in host memory
+                    for key, v in list(node.state.items()):
+                        if not on_host(v):
+                            node.state[key] = to_numpy(v)
+                if self.breakpoints:
+                    reason = s._check(rec, st.position - 1, self._bps, self._conds)
+                    if reason is not None:
+                        self.reason = reason
+                        break
+            if self.summarize and not self._cancel:
+                self._summarize_new()
+        except Exception as exc:  # noqa: BLE001 - handed to finish(), on the owning thread
+            self.error = exc
+        finally:
+            self.running = self.running_node = self.running_phase = ""
+            self.finished = True
+        return self
+
+    def _summarize_new(self):
+        """Summarize what the steps made, here (a worker thread), so that the views the
+        session's thread draws next find the numbers made (a 100-million-weight gradient)."""
+        done = self._summaries
+        for rec in self._stepper.records:
+            for group in (rec.outputs, rec.upstream, rec.local or (), rec.grad_inputs):
+                for a in group:
+                    if a is not None and id(a) not in done:
+                        done[id(a)] = (a, summarize(a))
+
+    def _commit(self):
+        """Make the copy's state the session's (the owning thread, nothing else running)."""
+        live, st = self.session.stepper, self._stepper
+        remap = {}
+        for name in _STORES:
+            mine, theirs = getattr(st.executor, name), getattr(live.executor, name)
+            theirs.clear()
+            theirs.update(mine)
+            remap[id(mine)] = theirs
+        for undo in st._undo:
+            live._undo.append([(remap.get(id(store), store), key, old)
+                               for store, key, old in undo])
+        live.records.extend(st.records)
+        live.position = st.position
+        self.session._made.update(self._summaries)
+
+    def _discard(self):
+        """Undo what the copy wrote into the graph (lazily made weights, running statistics),
+        where nothing replaced it since."""
+        st = self._stepper
+        mine = {id(getattr(st.executor, name)) for name in _STORES}
+        after = {}
+        for undo in st._undo:
+            for store, key, _ in undo:
+                if id(store) not in mine:
+                    after[(id(store), key)] = store.get(key)
+        for undo in reversed(st._undo):
+            for store, key, old in reversed(undo):
+                if id(store) in mine or store.get(key) is not after.get((id(store), key)):
+                    continue
+                if old is _MISSING:
+                    store.pop(key, None)
+                else:
+                    store[key] = old
+                after[(id(store), key)] = store.get(key)
+
+
 class StepSession:
     """Step a graph forward and backward one node at a time, like a debugger.
 
@@ -119,6 +291,9 @@ class StepSession:
         Run dropout and batch norm in training mode.
     initialize : bool
         Give parameters and weights that have no value one first, as ``eval`` and training do.
+    device : str
+        ``"cpu"`` or ``"cuda"`` (CuPy): where the steps run (a :class:`DeviceError
+        <core.kernels.backend.DeviceError>` when it cannot run here).
 
     Attributes
     ----------
@@ -135,8 +310,9 @@ class StepSession:
     """
 
     def __init__(self, graph, loss=None, feeds=None, *, seed: int = 0, training: bool = False,
-                 initialize: bool = True):
+                 initialize: bool = True, device: str = "cpu"):
         self.graph = graph
+        self._device_arg = device
         self._loss_arg = loss
         self.feeds = dict(feeds or {})
         self.seed = seed
@@ -148,7 +324,10 @@ class StepSession:
         self.stale_message = ""
         self.stale_changed = Event()
         self._breakpoints: dict = {}  # node id -> phases
-        self._cache: dict = {}
+        self._memo: dict = {}  # key -> [array, its summary, its host copy]
+        self._made: dict = {}  # id(array) -> (array, summary) made by a move's worker thread
+        self._generation = 0   # bumped by every change of the step state
+        self._deferring = False
         self._building = False
         self._build()
         self._subs = [(graph.node_added, self._on_node_added),
@@ -169,10 +348,12 @@ class StepSession:
             if self.initialize:
                 g.initialize(self.seed, feeds=self.feeds)
             self.stepper = Stepper(g, loss=self._loss_arg, feeds=self.feeds, seed=self.seed,
-                                   training=self.training, check_finite=False)
+                                   training=self.training, check_finite=False,
+                                   device=self._device_arg)
         finally:
             self._building = False
         ex = self.stepper.executor
+        self.device = ex.device
         self.loss_id = ex.loss_id
         self._fingerprints = {n.id: _Fingerprint(n.name, n.op, n.value, dict(n.weights),
                                                  dict(n.state)) for n in g.nodes.values()}
@@ -181,7 +362,10 @@ class StepSession:
             self._index[(st.node_id, st.phase)] = i
         self.n_forward = sum(1 for st in self.stepper.steps if st.phase == "forward")
         self.batch = self._batch_size()
-        self._cache.clear()
+        self._costs = self._step_costs()
+        self._memo.clear()
+        self._made.clear()
+        self._generation += 1
         self.stale = False
         self.stale_message = ""
 
@@ -193,6 +377,44 @@ class StepSession:
                 fed = self.feeds.get(node.name, self.feeds.get(node.id, node.value))
                 return int(np.shape(fed)[0]) if fed is not None and np.ndim(fed) else None
         return None
+
+    def _by_name(self, name):
+        return next((n for n in self.graph.nodes.values() if n.name == name), None)
+
+    def _step_costs(self) -> list:
+        """Per step, an estimate of its arithmetic from the shapes (see :meth:`work`)."""
+        g = self.graph
+        try:
+            shapes = g.infer_shapes(self.feeds).shapes
+        except StudioError:
+            shapes = {}
+        costs = []
+        for st in self.stepper.steps:
+            node = g.nodes[st.node_id]
+            outs = shapes.get(node.id)
+            if outs is None:
+                costs.append(math.inf)  # unknown: never taken for a quick one
+                continue
+            n_out = sum(numel(sh) for sh in outs)
+            n_in = 0
+            for e in g.in_edges(node).values():
+                src = shapes.get(e.src)
+                if src is not None:
+                    n_in += numel(src[g.nodes[e.src].output_ports.index(e.src_port)])
+            macs = 0
+            main = outs[0] if outs else ()
+            per = numel(main) / max(1, int(main[1] or 1)) if len(main) >= 2 else 1
+            for w in node.weights.values():
+                macs += int(np.size(w)) * per  # a weight meets every position of its output
+            cost = n_in + n_out + macs
+            costs.append(cost if st.phase == "forward" else 2 * cost)
+        return costs
+
+    def work(self, start: int, stop: int) -> float:
+        """An estimate of the arithmetic of steps ``start:stop`` (multiply-adds plus the
+        elements read and written; ``inf`` when a shape is unknown), to tell a quick move
+        from a long one."""
+        return float(sum(self._costs[max(0, start):stop]))
 
     def close(self):
         """Stop listening to the graph."""
@@ -358,10 +580,11 @@ class StepSession:
         return (tuple(f"input '{p}'" for p in n.input_ports)
                 + tuple(f"weight '{w}'" for w in type(n.op).weights))
 
-    def _check(self, rec, index) -> StopReason | None:
-        phases = self._breakpoints.get(rec.node_id)
+    def _check(self, rec, index, breakpoints=None, conditions=None) -> StopReason | None:
+        bps = self._breakpoints if breakpoints is None else breakpoints
+        phases = bps.get(rec.node_id)
         names = self.grad_names(rec.node_id)
-        for cond in self.conditions:
+        for cond in self.conditions if conditions is None else conditions:
             reason = cond.check(rec, names)
             if reason is not None:
                 return dataclasses.replace(reason, index=index)
@@ -376,30 +599,22 @@ class StepSession:
         return StopReason(kind, message, self.current_index, cur.node if cur else None,
                           cur.phase if cur else None)
 
-    def _forward_to(self, position: int, breakpoints: bool) -> StopReason | None:
-        """Run steps until ``position``; a reason if a condition or an error stopped it."""
-        st = self.stepper
-        while st.position < position:
-            nxt = st.steps[st.position]
-            try:
-                with np.errstate(all="ignore"):  # a NaN or Inf is reported by the conditions
-                    rec = st.step()
-            except StudioError as exc:
-                node = self.graph.nodes.get(nxt.node_id)
-                return StopReason("error", str(exc), self.current_index,
-                                  node.name if node else nxt.node_id, nxt.phase)
-            if breakpoints:
-                reason = self._check(rec, st.position - 1)
-                if reason is not None:
-                    return reason
-        return None
-
-    def _go(self, position, breakpoints, kind, message) -> StopReason:
+    def _go(self, position, breakpoints, kind, message):
         if self.stale:
             return StopReason("stale", self.stale_message)
-        while self.stepper.position > position:
-            self.stepper.back()
-        reason = self._forward_to(position, breakpoints)
+        if self.stepper.position > position:
+            self._generation += 1
+            while self.stepper.position > position:
+                self.stepper.back()  # restores what each step replaced: quick
+            self._prune()
+        if self.stepper.position < position:
+            move = StepMove(self, position, breakpoints, kind, message)
+            if self._deferring:
+                return move
+            return self.finish(move.run())
+        return self._arrived(None, kind, message)
+
+    def _arrived(self, reason, kind, message) -> StopReason:
         if reason is not None:
             return reason
         if self.position == 0:
@@ -407,6 +622,39 @@ class StepSession:
         if self.done and kind == "step":
             return self._here("end", "all steps are done")
         return self._here(kind, message)
+
+    def begin(self, method: str, *args):
+        """Start the move ``method`` (``"step"``, ``"run_forward"``, ``"run_to"``…) with
+        ``args``: a :class:`StopReason` when it is done already (no forward step to run),
+        else a :class:`StepMove` to :meth:`~StepMove.run` (on any thread) and
+        :meth:`finish` here. Nothing else may move the session until then."""
+        if method not in ("step", "step_back", "run_forward", "run_backward", "continue_",
+                          "evaluate", "run_to", "go_to", "reset"):
+            raise ValueError(f"{method!r} is not a move")
+        self._deferring = True
+        try:
+            return getattr(self, method)(*args)
+        finally:
+            self._deferring = False
+
+    def finish(self, move: StepMove) -> StopReason:
+        """Apply a :class:`StepMove` that has run; a move overtaken by a graph change, new
+        inputs, a reset or :meth:`~StepMove.cancel` is dropped (``"stale"``/``"cancelled"``)."""
+        if move.session is not self:
+            raise ValueError("this move belongs to another session")
+        current = (move.generation == self._generation and move._stepper.steps is self.stepper.steps
+                   and move.start == self.stepper.position)
+        if self.stale or not current or move.cancelled:
+            move._discard()
+            if self.stale:
+                return StopReason("stale", self.stale_message)
+            return StopReason("cancelled", "the run was stopped")
+        move._commit()
+        self._generation += 1
+        self._prune()
+        if move.error is not None:
+            raise move.error
+        return self._arrived(move.reason, move.kind, move.message)
 
     def step(self) -> StopReason:
         """Run the next step (conditions are checked, so a NaN it makes is reported)."""
@@ -457,54 +705,102 @@ class StepSession:
         if self.stale:
             return self._rebuild("stepping was reset")
         self.stepper.reset()
+        self._generation += 1
+        self._prune()
         return StopReason("start", "before the first step")
 
     # ------------------------------------------------------------- reads
-    def value(self, node, port: int = 0):
-        """The array output ``port`` of ``node`` holds now, or ``None`` (not computed yet)."""
-        return self.stepper.executor.values.get((self.graph.node(node).id, port))
+    # value(), grad(), weight_grad() and wire_grad() are for display: they come back in
+    # host memory (one copy per array); the _raw_ ones are what the device holds
+    def _raw_value(self, nid, port):
+        return self.stepper.executor.values.get((nid, port))
 
-    def grad(self, node, port: int = 0):
-        """∂loss/∂(output ``port`` of ``node``) so far, or ``None`` (none has flowed)."""
-        return self.stepper.executor.grads.get((self.graph.node(node).id, port))
+    def _raw_grad(self, nid, port):
+        return self.stepper.executor.grads.get((nid, port))
 
-    def weight_grad(self, node, weight: str):
-        """∂loss/∂ weight ``weight`` of ``node``, or ``None`` before its backward step."""
-        return self.stepper.executor.weight_grads.get((self.graph.node(node).id, weight))
-
-    def wire_grad(self, edge):
-        """The gradient sent back along ``edge`` (its reader's share), or ``None``."""
+    def _raw_wire_grad(self, edge):
         dst = self.graph.nodes[edge.dst]
         return self.stepper.executor.passed.get((edge.dst, dst.input_ports.index(edge.dst_port)))
 
+    def value(self, node, port: int = 0):
+        """The array output ``port`` of ``node`` holds now, or ``None`` (not computed yet)."""
+        nid = self.graph.node(node).id
+        return self.host(self._raw_value(nid, port), ("v", nid, port))
+
+    def grad(self, node, port: int = 0):
+        """∂loss/∂(output ``port`` of ``node``) so far, or ``None`` (none has flowed)."""
+        nid = self.graph.node(node).id
+        return self.host(self._raw_grad(nid, port), ("g", nid, port))
+
+    def weight_grad(self, node, weight: str):
+        """∂loss/∂ weight ``weight`` of ``node``, or ``None`` before its backward step."""
+        nid = self.graph.node(node).id
+        arr = self.stepper.executor.weight_grads.get((nid, weight))
+        return self.host(arr, ("wg", nid, weight))
+
+    def wire_grad(self, edge):
+        """The gradient sent back along ``edge`` (its reader's share), or ``None``."""
+        return self.host(self._raw_wire_grad(edge), ("p", edge.dst, edge.dst_port))
+
+    def _memo_of(self, key, arr):
+        hit = self._memo.get(key) if key is not None else None
+        if hit is None or hit[0] is not arr:
+            hit = [arr, None, None]
+            if key is not None:
+                self._memo[key] = hit
+        return hit
+
+    def host(self, arr, key=None):
+        """``arr`` in host memory (itself on the CPU; on a device, one copy per array)."""
+        if arr is None or on_host(arr):
+            return arr
+        hit = self._memo_of(key, arr)
+        if hit[2] is None:
+            hit[2] = to_numpy(arr)
+        return hit[2]
+
     def summary(self, arr, key=None) -> TensorSummary | None:
-        """:func:`summarize` ``arr``, remembered while that very array lives (``None``: none)."""
+        """:func:`summarize` ``arr`` (computed where it lives), remembered while the session
+        holds that very array (``None``: none)."""
         if arr is None:
             return None
-        if key is not None:
-            hit = self._cache.get(key)
-            if hit is not None and hit[0]() is arr:
-                return hit[1]
-        s = summarize(arr)
-        if key is not None:
-            try:
-                self._cache[key] = (weakref.ref(arr), s)
-            except TypeError:  # NumPy scalars cannot be weakly referenced
-                pass
-        return s
+        hit = self._memo_of(key, arr)
+        if hit[1] is None:
+            made = self._made.get(id(arr))
+            hit[1] = made[1] if made is not None and made[0] is arr else summarize(arr)
+        return hit[1]
+
+    def _prune(self):
+        """Forget summaries and host copies of arrays the session no longer holds."""
+        if not self._memo and not self._made:
+            return
+        ex = self.stepper.executor
+        held = {id(a) for store in (ex.values, ex.grads, ex.weight_grads, ex.passed)
+                for a in store.values()}
+        for rec in self.stepper.records:
+            for group in (rec.inputs, rec.outputs, rec.upstream, rec.local or (),
+                          rec.grad_inputs):
+                held.update(id(a) for a in group)
+        for node in self.graph.nodes.values():
+            held.update(id(a) for a in node.weights.values())
+        for key in [k for k, hit in self._memo.items() if id(hit[0]) not in held]:
+            del self._memo[key]
+        for key in [k for k in self._made if k not in held]:
+            del self._made[key]
 
     def value_summary(self, node, port: int = 0) -> TensorSummary | None:
         nid = self.graph.node(node).id
-        return self.summary(self.value(nid, port), ("v", nid, port))
+        return self.summary(self._raw_value(nid, port), ("v", nid, port))
 
     def grad_summary(self, node, port: int = 0) -> TensorSummary | None:
         nid = self.graph.node(node).id
-        return self.summary(self.grad(nid, port), ("g", nid, port))
+        return self.summary(self._raw_grad(nid, port), ("g", nid, port))
 
     def weight_summary(self, node, weight: str, grad: bool = False) -> TensorSummary | None:
         """A layer weight, or (``grad=True``) its gradient."""
         n = self.graph.node(node)
-        arr = self.weight_grad(n, weight) if grad else n.weights.get(weight)
+        arr = (self.stepper.executor.weight_grads.get((n.id, weight)) if grad
+               else n.weights.get(weight))
         return self.summary(arr, ("wg" if grad else "w", n.id, weight))
 
     def level(self, summary: TensorSummary | None) -> float | None:
@@ -517,8 +813,8 @@ class StepSession:
         """Value, gradient and state of one wire after the current step."""
         src = self.graph.nodes[edge.src]
         k = src.output_ports.index(edge.src_port)
-        value = self.summary(self.value(edge.src, k), ("v", edge.src, k))
-        garr = self.wire_grad(edge)
+        value = self.summary(self._raw_value(edge.src, k), ("v", edge.src, k))
+        garr = self._raw_wire_grad(edge)
         grad = self.summary(garr, ("p", edge.dst, edge.dst_port))
         state = "gradient" if garr is not None else "value" if value is not None else "pending"
         return WireView(edge, state, value, grad, self.level(grad))

@@ -1,7 +1,9 @@
 """What a wire or port shows: a number, or a tensor's statistics, histogram and thumbnail.
 
 Everything here is plain data for the views to draw; no colours. Statistics are
-computed in float64 over the finite values, with NaN and Inf counted apart.
+computed in float64 over the finite values, with NaN and Inf counted apart, where
+the array lives (a device array gives back only the numbers); histograms and
+thumbnails take host arrays.
 
 Example
 -------
@@ -19,6 +21,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from core.kernels.backend import array_module, to_numpy
 
 # display defaults: a thumbnail small enough to draw on a canvas card
 MAX_TILES = 64
@@ -95,29 +99,31 @@ CHUNK = 1 << 20
 
 def _moments(a) -> tuple:
     """``(count, sum, sum of squares, min, max, n_nan, n_inf)`` of ``a`` in float64 chunks."""
+    xp = array_module(a)
     flat = a.reshape(-1)
     count, total, total_sq = 0, 0.0, 0.0
     lo, hi, n_nan, n_inf = math.inf, -math.inf, 0, 0
     for start in range(0, flat.size, CHUNK):
-        part = flat[start:start + CHUNK].astype(np.float64)
-        ok = np.isfinite(part)
-        if not ok.all():
-            n_nan += int(np.isnan(part).sum())
-            n_inf += int((~ok).sum()) - int(np.isnan(part).sum())
+        part = flat[start:start + CHUNK].astype(xp.float64)
+        ok = xp.isfinite(part)
+        if not bool(ok.all()):
+            n_nan += int(xp.isnan(part).sum())
+            n_inf += int((~ok).sum()) - int(xp.isnan(part).sum())
             part = part[ok]
         if part.size:
             count += part.size
             total += float(part.sum())
-            total_sq += float(np.dot(part, part))
+            total_sq += float(xp.dot(part, part))
             lo, hi = min(lo, float(part.min())), max(hi, float(part.max()))
     return count, total, total_sq, lo, hi, n_nan, n_inf
 
 
 def summarize(arr) -> TensorSummary:
     """The statistics of ``arr`` (any array or number) for display."""
-    a = np.asarray(arr)
+    xp = array_module(arr)
+    a = np.asarray(arr) if xp is np else arr
     if a.dtype.kind not in "fiub":
-        a = np.zeros(a.shape)
+        a = xp.zeros(a.shape)
     count, total, total_sq, lo, hi, n_nan, n_inf = _moments(a)
     if count:
         mean = total / count
@@ -128,7 +134,7 @@ def summarize(arr) -> TensorSummary:
     rms = norm / math.sqrt(a.size) if a.size else 0.0
     shape = tuple(int(d) for d in a.shape)
     if a.size == 1:
-        value = a.reshape(-1)[0]
+        value = to_numpy(a.reshape(-1))[0]
         return TensorSummary(shape, str(a.dtype), 1, True, format_number(value),
                              full_precision(value), mean, std, norm, lo, hi, rms, n_nan, n_inf)
     full = (f"{shape} mean {format_number(mean)} std {format_number(std)} norm "
