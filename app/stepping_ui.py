@@ -12,17 +12,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, QTimer
-from PySide6.QtGui import QStandardItemModel
-from PySide6.QtWidgets import QApplication, QComboBox, QLabel, QSlider
+from PySide6.QtWidgets import QApplication, QLabel, QSlider
 
-from app.controllers.stepping import (
-    DEFAULT_SPEED,
-    DEVICE_NAMES,
-    MAX_SPEED,
-    SteppingController,
-)
+from app.controllers.stepping import DEFAULT_SPEED, MAX_SPEED, SteppingController
 from core.kernels import compiled
 from widgets.chain_rule_panel import ChainRulePanel
+from widgets.device_choice import DeviceCombo
 from widgets.digit_input import DigitInput, mnist_sets
 from widgets.step_list import StepList
 from widgets.tensor_view import TensorView
@@ -40,7 +35,6 @@ class SteppingUI(QObject):
         ``speed_slider`` and ``step_device`` (the device combo box).
     """
 
-    CHECKING = "Checking for CuPy and a CUDA device…"
 
     def __init__(self, win):
         super().__init__(win)
@@ -219,23 +213,11 @@ class SteppingUI(QObject):
         tb.addActions([w.act_breakpoint, w.act_break_nan, w.act_animation])
         tb.addSeparator()
         tb.addWidget(QLabel(" Device "))
-        w.step_device = combo = QComboBox()
+        w.step_device = combo = DeviceCombo("Where stepping runs")
         combo.setObjectName("step_device")
-        for key, text in DEVICE_NAMES.items():
-            combo.addItem(text, key)
-        combo.setCurrentIndex(combo.findData(w.stepping.device))
-        self._set_device_item("cuda", False, self.CHECKING)
-        combo.setToolTip("Where stepping runs")
+        combo.set_device(w.stepping.device)
         combo.activated.connect(self._on_device_chosen)
         tb.addWidget(combo)
-
-    def _set_device_item(self, key, available, tip):
-        combo = self.win.step_device
-        item = combo.model().item(combo.findData(key)) if isinstance(
-            combo.model(), QStandardItemModel) else None
-        if item is not None:
-            item.setEnabled(available)
-            item.setToolTip(tip)
 
     def connect_signals(self):
         """The controller's signals to the window (status bar, selection, actions)."""
@@ -259,20 +241,15 @@ class SteppingUI(QObject):
 
     # ============================================================ devices
     def _on_devices_probed(self, status):
-        for key in DEVICE_NAMES:
-            s = status[key]
-            self._set_device_item(key, s.available,
-                                  s.name if s.available else f"Not available: {s.reason}")
+        self.win.step_device.set_status(status)
+        self.win.train_panel.set_devices(status)
         self._on_device_changed(self.win.stepping.device)
 
     def _on_device_chosen(self, index):
         self.win.stepping.set_device(self.win.step_device.itemData(index))
 
     def _on_device_changed(self, device):
-        combo = self.win.step_device
-        combo.blockSignals(True)
-        combo.setCurrentIndex(combo.findData(device))
-        combo.blockSignals(False)
+        self.win.step_device.set_device(device)
 
     # =========================================================== handlers
     def graph_replaced(self):

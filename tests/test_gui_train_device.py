@@ -52,3 +52,18 @@ def test_training_on_cuda_runs_there_and_puts_host_weights_into_the_graph(make_w
     weights = [w for n in win.document.graph.nodes.values() for w in n.weights.values()]
     assert weights and all(type(w) is np.ndarray for w in weights)
     assert panel.accuracy_label.text().endswith("%")
+
+
+def test_the_window_tells_the_training_panel_which_devices_it_found(make_window, monkeypatch,
+                                                                     qtbot):
+    """once the window has looked for CuPy after its first paint, the Training panel's CUDA
+    entry stops saying it is being checked and gives the reason it cannot run"""
+    uninstall_cupy(monkeypatch)
+    win = make_window()
+    win.stepping.probe_devices()  # as after the first paint (no-op if already started)
+    qtbot.waitUntil(lambda: win.stepping.device_status is not None, timeout=10_000)
+    qtbot.waitUntil(lambda: "Checking" not in _cuda_item(win.train_panel).toolTip(),
+                    timeout=5_000)
+    assert "CuPy is not installed" in _cuda_item(win.train_panel).toolTip()
+    assert "CuPy is not installed" in win.step_device.model().item(
+        win.step_device.findData("cuda")).toolTip()

@@ -38,6 +38,7 @@ from core.stepping import (
 )
 from core.train import find_role
 from core.train.recipe import check_folder, load_images
+from widgets.device_choice import DEVICE_NAMES
 
 DIGIT_PIXELS = 28 * 28
 DEFAULT_SPEED = 4  # steps per second while playing
@@ -49,7 +50,6 @@ STALE_MESSAGE = "The graph changed: stepping was reset"
 QUICK_WORK = 2e7
 BUSY_REFRESH_MS = 100
 JOIN_TIMEOUT_S = 60.0  # closing the window waits for the step that runs (one node)
-DEVICE_NAMES = {"cpu": "CPU", "cuda": "CUDA"}
 
 
 def default_feeds(graph) -> dict:
