@@ -79,17 +79,22 @@ class LoadCheck:
 
     @property
     def quiet(self) -> bool:
-        """True when nothing else ran: the run's ratios can be quoted."""
-        if self.load_before is not None and self.load_before > LOAD_BEFORE_LIMIT:
-            return False
-        return self.others_share is None or self.others_share <= OTHERS_LIMIT
+        """True when nothing else ran: the run's ratios can be quoted.
+
+        The other processes' CPU share decides where it is known; the load average, which
+        also counts work of ours that has just ended, decides only where it is not.
+        """
+        if self.others_share is not None:
+            return self.others_share <= OTHERS_LIMIT
+        return self.load_before is None or self.load_before <= LOAD_BEFORE_LIMIT
 
     def before(self) -> str:
         """The load average as the run starts, printed first so a busy start shows at once."""
         v = self.load_before
         return (f"load average (1 min) before the run: {'n/a' if v is None else f'{v:.2f}'}"
                 + ("" if v is None or v <= LOAD_BEFORE_LIMIT else
-                   f" (above {LOAD_BEFORE_LIMIT}: someone else is working)"))
+                   f" (above {LOAD_BEFORE_LIMIT}: the other processes' CPU share during "
+                   "the run will tell whether someone else is working)"))
 
     def mark(self) -> str:
         """Nothing on a quiet machine; otherwise a tag for every load-sensitive figure."""
