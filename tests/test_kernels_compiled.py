@@ -349,9 +349,10 @@ def test_a_background_load_compiles_every_pool_kernel_before_it_is_used():
 
 
 def test_a_background_load_compiles_the_presets_thin_convolutions_before_they_are_used():
-    """After a background load, a LeNet-5 and a Keras-CNN training step compile no
-    convolution kernel: the window's first step of either preset does not wait for numba."""
-    code = ("import numpy as np; from core.kernels import compiled; "
+    """After a background load (started, as in the window, once the ops are loaded), a
+    LeNet-5 and a Keras-CNN training step compile no convolution kernel: the window's first
+    step of either preset does not wait for numba."""
+    code = ("import numpy as np; import core.ops; from core.kernels import compiled; "
             "assert compiled.load_in_background(); compiled.wait_loaded(); "
             "nb = compiled.kernels(); "
             "count = lambda: (sorted((k, len(f.signatures)) for k, f in nb._conv_rows.items()), "

@@ -82,25 +82,14 @@ def _warm(module) -> None:
         module.max_pool_back_add(best, code, 0, 1, 2, 2, 2, 2, 0, 0, gx)
 
 
-def _warm_conv() -> None:
-    """Compile (or read from the disk cache) the direct convolutions of the thin layers the
-    presets have (5×5 and 3×3 kernels, with and without padding and bias), forward and
-    kernel gradient, for float32 and float64, through the ordinary convolution calls."""
-    import numpy as np  # noqa: PLC0415 - only the loading thread needs it
+_warmers = []  # the kernel modules' own warm-ups (see warm_up_with)
 
-    from core.kernels import conv  # noqa: PLC0415 - conv imports this module
-    from core.kernels.scratch import Scratch  # noqa: PLC0415
 
-    for dtype in (np.float32, np.float64):
-        for c, k, pad, bias in ((1, 5, 2, True), (6, 5, 0, True), (1, 3, 0, True),
-                                (1, 3, 1, False)):
-            x = np.zeros((2, c, 8, 8), dtype)
-            w = np.zeros((4, c, k, k), dtype)
-            b = np.zeros(4 if bias else 0, dtype)
-            out = 8 + 2 * pad - k + 1
-            y, state = conv.conv2d_forward(Scratch(), x, w, b, (1, 1), (pad, pad), (1, 1),
-                                           (out, out))
-            conv.conv2d_backward(Scratch(), state, np.zeros(y.shape, dtype))
+def warm_up_with(fn):
+    """Register ``fn`` (no arguments) to run on the loading thread after the pool kernels
+    are warm: a kernel module warms its compiled kernels through its ordinary calls."""
+    _warmers.append(fn)
+    return fn
 
 
 def _load_and_warm():
@@ -109,7 +98,8 @@ def _load_and_warm():
     if module is not None:
         _state["warming"] = module
         _warm(module)
-        _warm_conv()
+        for fn in list(_warmers):
+            fn()
     return module
 
 

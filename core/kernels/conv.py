@@ -19,7 +19,7 @@ from core.kernels import compiled
 from core.kernels.col2im import col2im_matmul, col2im_shifted
 from core.kernels.layout import batch_first, batch_last, col2im, im2col, pad_batch_last, windows
 from core.kernels.matmul import matmul_wide_nt
-from core.kernels.scratch import thread_blocks
+from core.kernels.scratch import Scratch, thread_blocks
 from core.kernels.threads import COMPILED_PART_BYTES, part_spans, run_jobs, run_parts
 
 
@@ -228,6 +228,23 @@ def conv2d_forward(scratch, x, w, b, stride, padding, dilation, out_hw):
                       out_hw=out_hw, w_shape=w.shape, bias=bias, stride=stride,
                       padding=padding, dilation=dilation)
     return batch_first(y.reshape(o, oh, ow, bsz)), state
+
+
+@compiled.warm_up_with
+def _warm_direct() -> None:
+    """Compile (or read from the disk cache) the direct convolutions of the thin layers the
+    presets have (5×5 and 3×3 kernels, with and without padding and bias), forward and
+    kernel gradient, for float32 and float64, through the ordinary calls."""
+    for dtype in (np.float32, np.float64):
+        for c, k, pad, bias in ((1, 5, 2, True), (6, 5, 0, True), (1, 3, 0, True),
+                                (1, 3, 1, False)):
+            x = np.zeros((2, c, 8, 8), dtype)
+            w = np.zeros((4, c, k, k), dtype)
+            b = np.zeros(4 if bias else 0, dtype)
+            out = 8 + 2 * pad - k + 1
+            y, state = conv2d_forward(Scratch(), x, w, b, (1, 1), (pad, pad), (1, 1),
+                                      (out, out))
+            conv2d_backward(Scratch(), state, np.zeros(y.shape, dtype))
 
 
 def _direct_forward(xp, w, b, y4, stride, dilation) -> bool:
