@@ -37,6 +37,7 @@ Run from the repository root::
     python benchmarks/bench_lenet.py --mnist DIR         # the folder with the IDX files
     python benchmarks/bench_lenet.py --synthetic         # random images, no files needed
     python benchmarks/bench_lenet.py --sample            # the embedded 5,000-image sample
+    python benchmarks/bench_lenet.py --device cuda       # GPU (CuPy) against CPU and torch on the GPU
 
 MNIST is found by the project's loader (``core.data.mnist.load_mnist``): the folder
 ``--mnist`` names, else ``../shared/data/mnist`` beside the repository when it exists,
@@ -428,6 +429,93 @@ def _thread_counts(text: str) -> list:
     return counts
 
 
+def _sync(torch, cp):
+    """Wait for the GPU's queued work, so a step's time includes it."""
+    if cp is not None:
+        cp.cuda.Device().synchronize()
+    if torch is not None:
+        torch.cuda.synchronize()
+
+
+def bench_gpu(models, args, images, labels, data_desc, torch):
+    """``--device cuda``: images/s of our step on the GPU, on the CPU (the highest thread
+    count asked for) and of PyTorch on the same GPU when its CUDA build sees one. Returns the
+    ratio lines, printed after the load check; ``None`` (after one message) where CuPy or a
+    GPU is missing."""
+    from core.kernels.backend import (
+        DeviceError,
+        cupy_module,
+        describe_device,
+        resolve_device,
+        to_device,
+    )
+
+    try:
+        resolve_device("cuda")
+    except DeviceError as exc:
+        print(f"bench_lenet: error: {exc}", file=sys.stderr)
+        return None
+    cp = cupy_module()
+    ratios = []
+    gpu_torch = torch if torch is not None and torch.cuda.is_available() else None
+    bs = args.batch_size
+    for model in models:
+        n_batch = args.batches or DEFAULT_BATCHES[model]
+        batches = make_batches(images, labels, args.warmup + n_batch * args.rounds, bs,
+                               np.random.default_rng(0))
+        start = preset_graph(model)
+        sides = {}
+        for device in ("cuda", "cpu"):
+            sides[device] = Trainer(copy_graph(start), make_optimizer(
+                "momentum", lr=LR, momentum=MOMENTUM), batch_size=bs, seed=0,
+                grad_norms=False, device=device)
+        times = {k: [] for k in (*sides, "torch")}
+        net = opt = None
+        if gpu_torch is not None:
+            net = torch_model(gpu_torch, start).cuda()
+            opt = gpu_torch.optim.SGD(net.parameters(), lr=LR, momentum=MOMENTUM)
+        print(f"\n{PRESETS[model]}, batch {bs}, {data_desc}; ours on "
+              f"{describe_device('cuda')} and on the CPU ({args.threads[-1]} threads)"
+              + ("" if net is not None else "; PyTorch: no CUDA build or no GPU, not compared"))
+        # the data set lives on the GPU during a run (Trainer.fit moves it there once)
+        on_gpu = [(to_device(x, "cuda"), to_device(t, "cuda")) for x, t in batches]
+        for r in range(-1, args.rounds):  # round -1 warms every side up
+            span = slice(0, args.warmup) if r < 0 else slice(
+                args.warmup + r * n_batch, args.warmup + (r + 1) * n_batch)
+            chunk = batches[span]
+            for key, tr in sides.items():
+                with our_threads(args.threads[-1]):
+                    for x, t in (on_gpu[span] if key == "cuda" else chunk):
+                        t0 = time.perf_counter()
+                        tr.train_step(x, t)
+                        _sync(None, cp if key == "cuda" else None)
+                        if r >= 0:
+                            times[key].append(time.perf_counter() - t0)
+            if net is not None:
+                for x, t in chunk:
+                    t0 = time.perf_counter()
+                    xb = gpu_torch.from_numpy(x).cuda()
+                    tb = gpu_torch.from_numpy(t.astype(np.int64)).cuda()
+                    opt.zero_grad()
+                    gpu_torch.nn.functional.cross_entropy(net(xb), tb).backward()
+                    opt.step()
+                    _sync(gpu_torch, None)
+                    if r >= 0:
+                        times["torch"].append(time.perf_counter() - t0)
+        med = {k: float(np.median(v)) for k, v in times.items() if v}
+        for key, label in (("cuda", "ours, GPU"), ("cpu", "ours, CPU"), ("torch", "torch, GPU")):
+            if key in med:
+                print(f"  {label:11s} {med[key] * 1e3:9.2f} ms/batch  "
+                      f"{bs / med[key]:10.0f} images/s")
+        ratios.append(f"{PRESETS[model]}: ours on the GPU {med['cpu'] / med['cuda']:.2f}× the "
+                      f"images/s of ours on the CPU")
+        if "torch" in med:
+            ratios.append(f"{PRESETS[model]}: ratio ours/torch on the GPU "
+                          f"{med['cuda'] / med['torch']:.3f}")
+        sides["cuda"].to_host()
+    return ratios
+
+
 def _parse_args(argv):
     """The command line (see ``--help``)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -452,6 +540,9 @@ def _parse_args(argv):
     ap.add_argument("--memory", action="store_true",
                     help="also measure the peak RSS of one real training epoch on full MNIST "
                          "in a child process (about a minute for LeNet-5, several for Keras)")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                    help="cuda: our step on the GPU (CuPy) against our CPU step and, when its "
+                         "CUDA build is installed, PyTorch on the same GPU")
     ap.add_argument("--no-torch", action="store_true", help="time only our executor")
     ap.add_argument("--pause", type=float, default=0.3,
                     help="seconds between the two sides' rounds (not timed)")
@@ -503,8 +594,19 @@ def main(argv=None) -> int:
                 import torch  # noqa: PLC0415 - optional comparison
             except ImportError:
                 print("PyTorch is not installed: skipping the comparison")
-        results = {m: bench_model(m, args, images, labels, data_desc, torch) for m in models}
+        if args.device == "cuda":
+            ratios = bench_gpu(models, args, images, labels, data_desc, torch)
+            if ratios is None:
+                return 2
+        else:
+            results = {m: bench_model(m, args, images, labels, data_desc, torch)
+                       for m in models}
     print()
+    if args.device == "cuda":
+        print(load.report())
+        for line in ratios:
+            print(line + load.mark())
+        return 0
     print(load.report())
     _print_ratios(results, args.threads, epochs, load)
     peak = _maxrss_mib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)

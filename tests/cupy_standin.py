@@ -289,8 +289,11 @@ def build(devices: int = 1) -> dict:
         if devices < 1:
             raise RuntimeError("cudaErrorNoDevice: no CUDA-capable device is detected")
         return devices
+    # the device runs nothing asynchronously: waiting for it returns at once
+    device = types.SimpleNamespace(synchronize=lambda: None)
     cp.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(
-        getDeviceCount=count, getDeviceProperties=lambda i: {"name": b"NumPy stand-in"}))
+        getDeviceCount=count, getDeviceProperties=lambda i: {"name": b"NumPy stand-in"}),
+        Device=lambda i=0: device)
     cp.__standin__ = this
     cupyx = types.ModuleType("cupyx")
     cupyx.scatter_add, cupyx.scatter_max = scatter_add, scatter_max

@@ -135,3 +135,22 @@ def test_bench_load_and_accuracy_print_the_load_line():
     assert "load average (1 min) before the run" in proc.stdout
     assert "not judged (sample data)" in proc.stdout
     assert '"full_mnist": false' in proc.stdout and '"load": {' in proc.stdout
+
+
+def test_bench_lenet_on_cuda_times_the_gpu_against_the_cpu_or_says_what_is_missing(
+        monkeypatch, capsys):
+    """--device cuda times our step on the GPU (here the NumPy-backed CuPy stand-in) and on
+    the CPU and prints images/s and their ratio after the load line; without CuPy it is one
+    message naming what is missing and exit code 2"""
+    from cupy_standin import install, uninstall_cupy
+
+    argv = ["--device", "cuda", "--synthetic", "--batches", "2", "--rounds", "1",
+            "--warmup", "1", "--threads", "1", "--batch-size", "8", "--no-torch"]
+    uninstall_cupy(monkeypatch)
+    assert bench_lenet.main(argv) == 2
+    assert "CuPy is not installed" in capsys.readouterr().err
+    install(monkeypatch)
+    assert bench_lenet.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "ours, GPU" in out and "ours, CPU" in out and "images/s" in out
+    assert out.index("load average (1 min)") < out.index("the images/s of ours on the CPU")
