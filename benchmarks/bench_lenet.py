@@ -37,7 +37,7 @@ Run from the repository root::
     python benchmarks/bench_lenet.py --mnist DIR         # the folder with the IDX files
     python benchmarks/bench_lenet.py --synthetic         # random images, no files needed
     python benchmarks/bench_lenet.py --sample            # the embedded 5,000-image sample
-    python benchmarks/bench_lenet.py --device cuda       # GPU (CuPy) against CPU and torch on the GPU
+    python benchmarks/bench_lenet.py --device cuda       # GPU (CuPy) against CPU, torch on the GPU
 
 MNIST is found by the project's loader (``core.data.mnist.load_mnist``): the folder
 ``--mnist`` names, else ``../shared/data/mnist`` beside the repository when it exists,
