@@ -62,32 +62,12 @@ def _load():
     return _numba
 
 
-def _warm(module) -> None:
-    """Compile (or read from the disk cache) every max-pool kernel for float32 and float64
-    with the argument types :mod:`core.kernels.pool` gives them (C-contiguous batch-last
-    arrays, uint8 tap codes, int64 indices, Python ints), so no later step compiles."""
-    import numpy as np  # noqa: PLC0415 - only the loading thread needs it
-
-    c, h, w, b = 1, 4, 4, 2
-    for dtype in (np.float32, np.float64):
-        x = np.zeros((c, h, w, b), dtype)
-        best = np.zeros((c, 2, 2, b), dtype)
-        code = np.zeros(best.shape, np.uint8)
-        idx = np.zeros(best.shape, np.int64)
-        for kept in (code, np.empty((0, 0, 0, 0), np.uint8)):  # training / inference
-            module.max_pool_rows(x, 0, 2, 2, 2, 2, 2, 0, 0, best, kept)
-        module.pool_indices(code, 0, 2, 2, 2, 2, 2, 0, 0, w, idx)
-        gx = np.zeros_like(x)
-        module.max_pool_back_tiled(best, code, 0, 2, 2, 2, gx)
-        module.max_pool_back_add(best, code, 0, 1, 2, 2, 2, 2, 0, 0, gx)
-
-
 _warmers = []  # the kernel modules' own warm-ups (see warm_up_with)
 
 
 def warm_up_with(fn):
-    """Register ``fn`` (no arguments) to run on the loading thread after the pool kernels
-    are warm: a kernel module warms its compiled kernels through its ordinary calls."""
+    """Register ``fn`` (no arguments) to run on the loading thread once numba is loaded: a
+    kernel module compiles its kernels there, so no later call waits for the compiler."""
     _warmers.append(fn)
     return fn
 
@@ -97,7 +77,6 @@ def _load_and_warm():
     module = _load()
     if module is not None:
         _state["warming"] = module
-        _warm(module)
         for fn in list(_warmers):
             fn()
     return module

@@ -308,3 +308,23 @@ def avg_pool2d_backward(state, g):
             view += gl
     h, w = state.hw
     return batch_first(gxp[:, ph:ph + h, pw:pw + w, :])
+
+
+@compiled.warm_up_with
+def _warm_compiled() -> None:
+    """Compile (or read from the disk cache) every max-pool kernel for float32 and float64
+    with the argument types this module gives them (C-contiguous batch-last arrays, uint8
+    tap codes, int64 indices, Python ints), so no later step compiles."""
+    nb = compiled.kernels()  # the loading thread's module
+    c, h, w, b = 1, 4, 4, 2
+    for dtype in (np.float32, np.float64):
+        x = np.zeros((c, h, w, b), dtype)
+        best = np.zeros((c, 2, 2, b), dtype)
+        code = np.zeros(best.shape, np.uint8)
+        idx = np.zeros(best.shape, np.int64)
+        for kept in (code, np.empty((0, 0, 0, 0), np.uint8)):  # training / inference
+            nb.max_pool_rows(x, 0, 2, 2, 2, 2, 2, 0, 0, best, kept)
+        nb.pool_indices(code, 0, 2, 2, 2, 2, 2, 0, 0, w, idx)
+        gx = np.zeros_like(x)
+        nb.max_pool_back_tiled(best, code, 0, 2, 2, 2, gx)
+        nb.max_pool_back_add(best, code, 0, 1, 2, 2, 2, 2, 0, 0, gx)
