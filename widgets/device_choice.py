@@ -38,12 +38,6 @@ class DeviceCombo(QComboBox):
         if not status[self.device()].available:
             self.set_device("cpu")
 
-    def is_available(self, key: str) -> bool:
-        model = self.model()
-        if not isinstance(model, QStandardItemModel):
-            return True
-        return model.item(self.findData(key)).isEnabled()
-
     def device(self) -> str:
         return self.currentData()
 
