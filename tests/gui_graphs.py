@@ -98,3 +98,22 @@ def wide_graph(n: int = 240, chains: int = 16) -> Graph:
                 break
             ends[i] = g.add(ops[len(g.nodes) % len(ops)], last)
     return g
+
+
+def skip_wired_graph(n: int, seed: int) -> Graph:
+    """One component of small ops where many wires skip columns: long columns of layout
+    dummies, and wires that need detours round the cards."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    g = Graph()
+    made = [g.add("input", shape=(None, 4), name="x0")]
+    while len(g.nodes) < n:
+        k = len(made)
+        a = made[max(0, k - 1 - int(rng.integers(0, 3)))]
+        if rng.random() < 0.3:
+            b = made[int(rng.integers(0, k))]
+            made.append(g.add("add", a, b if b is not a else made[0]))
+        else:
+            made.append(g.add("tanh", a))
+    return g

@@ -7,10 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from gui_graphs import abc_graph, lenet5, residual_graph, vgg16
+from gui_graphs import abc_graph, lenet5, residual_graph, skip_wired_graph, vgg16
 from gui_helpers import dialogs, make_window  # noqa: F401
 
-from core.graph import Graph
 from core.layout import _isotonic
 
 
@@ -152,29 +151,11 @@ def test_lane_search_matches_testing_one_lane_at_a_time():
         assert _first_free_lane(lanes, xs1, y0, xs2, y1, rects) == want
 
 
-def _long_wired_graph(n=400, seed=5):
-    """One component of small ops where many wires skip columns (long columns of dummies)."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    g = Graph()
-    made = [g.add("input", shape=(None, 4), name="x0")]
-    while len(g.nodes) < n:
-        k = len(made)
-        a = made[max(0, k - 1 - int(rng.integers(0, 3)))]
-        if rng.random() < 0.3:
-            b = made[int(rng.integers(0, k))]
-            made.append(g.add("add", a, b if b is not a else made[0]))
-        else:
-            made.append(g.add("tanh", a))
-    return g
-
-
 def test_layout_walks_long_columns_as_arrays_with_the_same_result(monkeypatch):
     """long columns (handled as arrays) come out exactly as when walked node by node"""
     import core.layout as layout
 
-    g = _long_wired_graph()
+    g = skip_wired_graph(400, 5)
     sizes = {nid: (172.0 + 20 * (i % 3), 90.0 + 16 * (i % 2)) for i, nid in enumerate(g.nodes)}
 
     def port_y(nid, port, out):

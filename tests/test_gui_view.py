@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from gui_graphs import abc_graph, lenet5
+from gui_graphs import abc_graph, lenet5, skip_wired_graph
 from gui_helpers import dialogs, make_window, mouse_drag, port_pos  # noqa: F401
 from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
 from PySide6.QtGui import QMouseEvent, QWheelEvent
@@ -480,26 +480,6 @@ def test_a_long_graph_opens_with_its_first_cards_readable(make_window, tmp_path)
     assert view.zoom < READABLE_ZOOM  # the whole chain does not fit at a readable zoom
 
 
-def _wide_graph(n=240, seed=4):
-    """A graph of small ops whose wires skip cards (so some need detours)."""
-    import numpy as np
-
-    from core.graph import Graph
-
-    rng = np.random.default_rng(seed)
-    g = Graph()
-    made = [g.add("input", shape=(None, 4), name="x0")]
-    while len(g.nodes) < n:
-        k = len(made)
-        a = made[max(0, k - 1 - int(rng.integers(0, 3)))]
-        if rng.random() < 0.3:
-            b = made[int(rng.integers(0, k))]
-            made.append(g.add("add", a, b if b is not a else made[0]))
-        else:
-            made.append(g.add("tanh", a))
-    return g
-
-
 class _EveryCard:
     """Obstacles found by testing every card (what the router saw before the index)."""
 
@@ -526,7 +506,7 @@ def test_after_a_drag_every_wire_runs_as_routing_past_every_card_would_run_it(ma
     from widgets.canvas.routing import route
 
     win = make_window()
-    win.set_graph(_wide_graph())
+    win.set_graph(skip_wired_graph(240, 4))
     scene = win.scene
     card = scene.nodes[win.document.graph.node("x0").id]
     win.view.set_zoom(1.0)
@@ -548,7 +528,7 @@ def test_after_a_drag_every_wire_runs_as_routing_past_every_card_would_run_it(ma
 def test_a_short_wire_is_routed_looking_only_at_the_cards_near_it(make_window):
     """routing one wire asks the card index for the cards around it, not all of them"""
     win = make_window()
-    win.set_graph(_wide_graph())
+    win.set_graph(skip_wired_graph(240, 4))
     scene = win.scene
     index = scene._card_map()[3]
     wire = next(w for w in scene.edges.values() if len(w.src.edges) == 2)
