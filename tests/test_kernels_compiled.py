@@ -10,6 +10,7 @@ import threading
 
 import numpy as np
 import pytest
+from conftest import on_both_threads
 
 from core.kernels import compiled, pool, threads
 from core.kernels.scratch import Scratch
@@ -117,16 +118,7 @@ def test_compiled_max_pool_gives_the_same_bits_on_one_or_two_threads(case, monke
     monkeypatch.setattr(pool, "COMPILED_PART_BYTES", 64)
     shape, kernel, stride, padding, _ = case
     x = _batch_last(np.random.default_rng(4).normal(size=(6, 5) + shape[2:]).astype(np.float32))
-    ran_on, both = set(), threading.Event()
-    real = compiled.kernels().max_pool_rows
-
-    def spy(*args):  # on two threads, a part waits (a while at most) until both have one
-        ran_on.add(threading.current_thread().name)
-        if len(ran_on) > 1:
-            both.set()
-        if threads._WORKERS > 1:
-            both.wait(2.0)
-        return real(*args)
+    spy, ran_on = on_both_threads(compiled.kernels().max_pool_rows)
 
     results = []
     monkeypatch.setattr(compiled.kernels(), "max_pool_rows", spy)

@@ -1,10 +1,10 @@
 """The convolution kernels (paired columns, plain im2col, shifted col2im, col2im products,
 transposed convolution) against plain NumPy references written as loops over kernel taps."""
 
-import threading
 
 import numpy as np
 import pytest
+from conftest import on_both_threads
 
 from core.kernels import compiled, conv, threads
 from core.kernels.scratch import Scratch
@@ -260,15 +260,7 @@ def test_direct_convolution_gives_the_same_bits_on_one_or_two_threads(case, monk
     monkeypatch.setattr(conv, "COMPILED_PART_BYTES", 64)
     kh, kw = case[2]
     real = compiled.kernels().conv_rows(kh, kw)
-    ran_on, both = set(), threading.Event()
-
-    def spy(*args):  # on two threads, a part waits (a while at most) until both have one
-        ran_on.add(threading.current_thread().name)
-        if len(ran_on) > 1:
-            both.set()
-        if threads._WORKERS > 1:
-            both.wait(2.0)
-        return real(*args)
+    spy, ran_on = on_both_threads(real)
 
     monkeypatch.setattr(compiled.kernels(), "conv_rows", lambda *size: spy)
     results = []
@@ -290,15 +282,7 @@ def test_compiled_kernel_gradient_gives_the_same_bits_on_one_or_two_threads(case
     spans whose sums are added in a fixed order: the same bits whether one thread runs
     every part or two share them."""
     real = compiled.kernels().conv_kernel_grad
-    ran_on, both = [], threading.Event()
-
-    def spy(*args):  # on two threads, a part waits (a while at most) until both have one
-        ran_on.append(threading.current_thread().name)
-        if len(set(ran_on)) > 1:
-            both.set()
-        if threads._WORKERS > 1:
-            both.wait(2.0)
-        return real(*args)
+    spy, ran_on = on_both_threads(real)
 
     monkeypatch.setattr(compiled.kernels(), "conv_kernel_grad", spy)
     results = []
