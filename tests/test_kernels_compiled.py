@@ -116,6 +116,7 @@ def test_compiled_max_pool_gives_the_same_bits_on_one_or_two_threads(case, monke
     monkeypatch.setattr(threads, "_MIN_SPLIT_BYTES", 0)
     monkeypatch.setattr(threads, "COMPILED_PART_BYTES", 64)
     monkeypatch.setattr(pool, "COMPILED_PART_BYTES", 64)
+    monkeypatch.setattr(pool, "_POOL_MIN_SPLIT", 0)
     shape, kernel, stride, padding, _ = case
     x = _batch_last(np.random.default_rng(4).normal(size=(6, 5) + shape[2:]).astype(np.float32))
     spy, ran_on = on_both_threads(compiled.kernels().max_pool_rows)

@@ -131,12 +131,13 @@ def set_layer_threads(n: int | None = None) -> int:
     return old
 
 
-def part_spans(n, unit, bytes_per_item, part_bytes=_PART_BYTES):
+def part_spans(n, unit, bytes_per_item, part_bytes=_PART_BYTES, min_split=None):
     """Split ``range(n)`` into ``(start, stop)`` spans of about ``part_bytes``.
 
     Spans are whole multiples of ``unit`` items (a GEMM block, say), except the last.
+    Work under ``min_split`` bytes (default ``_MIN_SPLIT_BYTES``) is one span.
     """
-    if n * bytes_per_item < _MIN_SPLIT_BYTES:
+    if n * bytes_per_item < (_MIN_SPLIT_BYTES if min_split is None else min_split):
         return [(0, n)]
     per = unit * max(1, part_bytes // max(1, bytes_per_item * unit))
     return [(i, min(n, i + per)) for i in range(0, n, per)]
