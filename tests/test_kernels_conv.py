@@ -205,6 +205,9 @@ DIRECT_CASES = [
     ((2, 6, 9, 9), 16, (5, 5), (1, 1), (0, 0), (1, 1), True, "LeNet-5's second layer"),
     ((1, 2, 9, 8), 5, (3, 3), (1, 1), (1, 1), (1, 1), False, "batch 1, no bias"),
     ((2, 3, 9, 9), 4, (3, 2), (2, 1), (1, 0), (1, 2), True, "stride and dilation"),
+    ((2, 2, 11, 13), 7, (3, 5), (2, 1), (1, 2), (1, 2), True,
+     "five taps wide: blocks of four and three, row stride, column dilation"),
+    ((2, 1, 8, 8), 2, (5, 5), (1, 1), (2, 2), (1, 1), False, "five taps wide, two kernels"),
 ]
 
 
@@ -281,14 +284,16 @@ def test_compiled_kernel_gradient_gives_the_same_bits_on_one_or_two_threads(case
     """A thin layer's kernel gradient runs compiled, in parts of kernel blocks and row
     spans whose sums are added in a fixed order: the same bits whether one thread runs
     every part or two share them."""
-    real = compiled.kernels().conv_kernel_grad
-    spy, ran_on = on_both_threads(real)
-
-    monkeypatch.setattr(compiled.kernels(), "conv_kernel_grad", spy)
+    seen = []  # the threads that called each kernel-gradient kernel
+    for name in ("conv_kernel_grad", "conv_kernel_grad_5x4", "conv_kernel_grad_5x2"):
+        spy, ran = on_both_threads(getattr(compiled.kernels(), name))
+        monkeypatch.setattr(compiled.kernels(), name, spy)
+        seen.append(ran)
     results = []
     for workers in (2, 1):
         monkeypatch.setattr(threads, "_WORKERS", workers)
         results.append(_conv_on(case, np.float32, True))
+    ran_on = set().union(*seen)
     assert any(name.startswith(threads.POOL_PREFIX) for name in ran_on)
     (_, y2, g2), (_, y1, g1) = results
     for a, b in zip(g2, g1):

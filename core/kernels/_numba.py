@@ -268,3 +268,139 @@ def conv_kernel_grad(g, xp, acc, o0, o1, r0, r1, sh, dh, dw):
                                 for n in range(n1 - n0):
                                     s0 += g0[n] * xr[n]
                                 acc[q_o, c, ki, kj] += s0
+
+
+@numba.njit(nogil=True, cache=True, fastmath={"contract", "reassoc"})
+def conv_kernel_grad_5x4(g, xp, acc, o0, o1, r0, r1, sh, dh, dw):
+    """:func:`conv_kernel_grad` for kernels five taps wide, 4 kernels at a time
+    (``o1 − o0`` ≤ 4; missing ones repeat the last): the 20 sums of a window row
+    stay in registers through one pass along it, so each number loaded feeds several
+    of them instead of one."""
+    _, c_n, kh, _ = acc.shape
+    _, oh, ow, nb = g.shape
+    run = ow * nb
+    zero = np.zeros(1, dtype=acc.dtype)[0]
+    step = dw * nb
+    acc[:] = 0
+    for i in range(r0, r1):
+        for n0 in range(0, run, _KGRAD_CHUNK):
+            n1 = min(run, n0 + _KGRAD_CHUNK)
+            g0 = g[o0, i].ravel()[n0:n1]
+            g1 = g[min(o0 + 1, o1 - 1), i].ravel()[n0:n1]
+            g2 = g[min(o0 + 2, o1 - 1), i].ravel()[n0:n1]
+            g3 = g[min(o0 + 3, o1 - 1), i].ravel()[n0:n1]
+            for c in range(c_n):
+                for ki in range(kh):
+                    row = xp[c, i * sh + ki * dh].ravel()
+                    x0 = row[n0:n1]
+                    x1 = row[n0 + step:n1 + step]
+                    x2 = row[n0 + 2 * step:n1 + 2 * step]
+                    x3 = row[n0 + 3 * step:n1 + 3 * step]
+                    x4 = row[n0 + 4 * step:n1 + 4 * step]
+                    s00 = s01 = s02 = s03 = s04 = zero
+                    s10 = s11 = s12 = s13 = s14 = zero
+                    s20 = s21 = s22 = s23 = s24 = zero
+                    s30 = s31 = s32 = s33 = s34 = zero
+                    for n in range(n1 - n0):
+                        v0, v1, v2, v3, v4 = x0[n], x1[n], x2[n], x3[n], x4[n]
+                        u = g0[n]
+                        s00 += u * v0
+                        s01 += u * v1
+                        s02 += u * v2
+                        s03 += u * v3
+                        s04 += u * v4
+                        u = g1[n]
+                        s10 += u * v0
+                        s11 += u * v1
+                        s12 += u * v2
+                        s13 += u * v3
+                        s14 += u * v4
+                        u = g2[n]
+                        s20 += u * v0
+                        s21 += u * v1
+                        s22 += u * v2
+                        s23 += u * v3
+                        s24 += u * v4
+                        u = g3[n]
+                        s30 += u * v0
+                        s31 += u * v1
+                        s32 += u * v2
+                        s33 += u * v3
+                        s34 += u * v4
+                    acc[0, c, ki, 0] += s00
+                    acc[0, c, ki, 1] += s01
+                    acc[0, c, ki, 2] += s02
+                    acc[0, c, ki, 3] += s03
+                    acc[0, c, ki, 4] += s04
+                    if o0 + 1 < o1:
+                        acc[1, c, ki, 0] += s10
+                        acc[1, c, ki, 1] += s11
+                        acc[1, c, ki, 2] += s12
+                        acc[1, c, ki, 3] += s13
+                        acc[1, c, ki, 4] += s14
+                    if o0 + 2 < o1:
+                        acc[2, c, ki, 0] += s20
+                        acc[2, c, ki, 1] += s21
+                        acc[2, c, ki, 2] += s22
+                        acc[2, c, ki, 3] += s23
+                        acc[2, c, ki, 4] += s24
+                    if o0 + 3 < o1:
+                        acc[3, c, ki, 0] += s30
+                        acc[3, c, ki, 1] += s31
+                        acc[3, c, ki, 2] += s32
+                        acc[3, c, ki, 3] += s33
+                        acc[3, c, ki, 4] += s34
+
+
+@numba.njit(nogil=True, cache=True, fastmath={"contract", "reassoc"})
+def conv_kernel_grad_5x2(g, xp, acc, o0, o1, r0, r1, sh, dh, dw):
+    """:func:`conv_kernel_grad` for kernels five taps wide, 2 kernels at a time
+    (``o1 − o0`` ≤ 2; missing ones repeat the last): the 10 sums of a window row
+    stay in registers through one pass along it, so each number loaded feeds several
+    of them instead of one."""
+    _, c_n, kh, _ = acc.shape
+    _, oh, ow, nb = g.shape
+    run = ow * nb
+    zero = np.zeros(1, dtype=acc.dtype)[0]
+    step = dw * nb
+    acc[:] = 0
+    for i in range(r0, r1):
+        for n0 in range(0, run, _KGRAD_CHUNK):
+            n1 = min(run, n0 + _KGRAD_CHUNK)
+            g0 = g[o0, i].ravel()[n0:n1]
+            g1 = g[min(o0 + 1, o1 - 1), i].ravel()[n0:n1]
+            for c in range(c_n):
+                for ki in range(kh):
+                    row = xp[c, i * sh + ki * dh].ravel()
+                    x0 = row[n0:n1]
+                    x1 = row[n0 + step:n1 + step]
+                    x2 = row[n0 + 2 * step:n1 + 2 * step]
+                    x3 = row[n0 + 3 * step:n1 + 3 * step]
+                    x4 = row[n0 + 4 * step:n1 + 4 * step]
+                    s00 = s01 = s02 = s03 = s04 = zero
+                    s10 = s11 = s12 = s13 = s14 = zero
+                    for n in range(n1 - n0):
+                        v0, v1, v2, v3, v4 = x0[n], x1[n], x2[n], x3[n], x4[n]
+                        u = g0[n]
+                        s00 += u * v0
+                        s01 += u * v1
+                        s02 += u * v2
+                        s03 += u * v3
+                        s04 += u * v4
+                        u = g1[n]
+                        s10 += u * v0
+                        s11 += u * v1
+                        s12 += u * v2
+                        s13 += u * v3
+                        s14 += u * v4
+                    acc[0, c, ki, 0] += s00
+                    acc[0, c, ki, 1] += s01
+                    acc[0, c, ki, 2] += s02
+                    acc[0, c, ki, 3] += s03
+                    acc[0, c, ki, 4] += s04
+                    if o0 + 1 < o1:
+                        acc[1, c, ki, 0] += s10
+                        acc[1, c, ki, 1] += s11
+                        acc[1, c, ki, 2] += s12
+                        acc[1, c, ki, 3] += s13
+                        acc[1, c, ki, 4] += s14

@@ -239,8 +239,9 @@ def _warm_direct() -> None:
         for c, k, pad, bias in ((1, 5, 2, True), (6, 5, 0, True), (1, 3, 0, True),
                                 (1, 3, 1, False)):
             x = np.zeros((2, c, 8, 8), dtype)
-            w = np.zeros((4, c, k, k), dtype)
-            b = np.zeros(4 if bias else 0, dtype)
+            # six kernels: a block of four and one of two (the kernel gradient's widths)
+            w = np.zeros((6, c, k, k), dtype)
+            b = np.zeros(6 if bias else 0, dtype)
             out = 8 + 2 * pad - k + 1
             y, state = conv2d_forward(Scratch(), x, w, b, (1, 1), (pad, pad), (1, 1),
                                       (out, out))
@@ -366,7 +367,11 @@ def _compiled_weight_grad(nb, state, gc):
 
     def part(key):
         (o0, o1), (r0, r1) = blocks[key[0]], spans[key[1]]
-        nb.conv_kernel_grad(g4, state.xp, partial[key], o0, o1, r0, r1, sh, dh, dw)
+        if kw == 5:  # the presets' kernel width: its taps' sums stay in registers
+            fn = nb.conv_kernel_grad_5x4 if o1 - o0 > 2 else nb.conv_kernel_grad_5x2
+        else:
+            fn = nb.conv_kernel_grad
+        fn(g4, state.xp, partial[key], o0, o1, r0, r1, sh, dh, dw)
 
     def finish():
         gw = np.empty(state.w_shape, dtype=gc.dtype)
