@@ -146,6 +146,8 @@ class Graph:
         self._dg = None
         self._order = None  # topological order of node ids, cached until an edit
         self._by_node = None  # edge index by node (see _edge_index)
+        self._names = None  # node by name, kept up to date once made (see _name_index)
+        self._next_suffix: dict = {}  # where unique_name looks first for each base
         self.node_added = Event()
         self.node_removed = Event()
         self.node_changed = Event()
@@ -163,10 +165,17 @@ class Graph:
             return key
         if key in self.nodes:
             return self.nodes[key]
-        for n in self.nodes.values():
-            if n.name == key:
-                return n
+        n = self._name_index().get(key)
+        if n is not None:
+            return n
         raise GraphError(f"no node named '{key}' in the graph")
+
+    def _name_index(self) -> dict:
+        """Node by name: made on first use, then kept up to date by every edit (a scan per
+        look-up made building a large graph quadratic)."""
+        if self._names is None:
+            self._names = {n.name: n for n in self.nodes.values()}
+        return self._names
 
     def __contains__(self, key) -> bool:
         try:
@@ -246,17 +255,21 @@ class Graph:
         while True:
             nid = f"n{next(self._ids)}"
             # an id that equals some node's name would make node(key) ambiguous
-            if nid not in self.nodes and all(n.name != nid for n in self.nodes.values()):
+            if nid not in self.nodes and nid not in self._name_index():
                 return nid
 
     def unique_name(self, base: str) -> str:
         """``base`` if free, else ``base2``, ``base3``…"""
-        names = {n.name for n in self.nodes.values()}
-        if base not in names:
+        names = self._name_index()
+        if base not in names and base not in self.nodes:
             return base
-        for i in itertools.count(2):
-            if f"{base}{i}" not in names:
-                return f"{base}{i}"
+        # the numbers below the hint are taken until a node is removed or renamed, which
+        # forgets the hints: the answer stays the smallest free number
+        for i in itertools.count(self._next_suffix.get(base, 2)):
+            name = f"{base}{i}"
+            if name not in names and name not in self.nodes:
+                self._next_suffix[base] = i + 1
+                return name
 
     def add(self, op_id: str, *inputs, name: str | None = None, value=None,
             node_id: str | None = None, pos=None, **params) -> Node:
@@ -311,7 +324,11 @@ class Graph:
         self.nodes[node.id] = node
         if pos is not None:
             self.layout[node.id] = (float(pos[0]), float(pos[1]))
-        self._dg = None
+        if self._dg is not None:
+            # extended in place: a rebuild per added node made building a graph quadratic
+            self._dg.add_node(node.id, index=len(self.nodes) - 1)
+        if self._names is not None:
+            self._names[node.name] = node
         self._order = None
         self.node_added.emit(node)
         return node
@@ -324,6 +341,8 @@ class Graph:
             self.disconnect(e)
         del self.nodes[node.id]
         self.layout.pop(node.id, None)
+        self._names = None
+        self._next_suffix.clear()
         if self.loss == node.id:
             self.loss = None
         self._dg = None
@@ -446,20 +465,21 @@ class Graph:
         """
         if not isinstance(name, str) or not name.strip():
             raise GraphError("a node name cannot be empty")
-        for other in self.nodes.values():
-            if other is node:
-                continue
-            if other.name == name:
-                raise GraphError(f"a node named '{name}' already exists", nodes=(name,))
-            if other.id == name:
-                raise GraphError(f"'{name}' is the id of node '{other.name}'; choose another "
-                                 "name", nodes=(other.name,))
+        other = self._name_index().get(name)
+        if other is not None and other is not node:
+            raise GraphError(f"a node named '{name}' already exists", nodes=(name,))
+        other = self.nodes.get(name)
+        if other is not None and other is not node:
+            raise GraphError(f"'{name}' is the id of node '{other.name}'; choose another "
+                             "name", nodes=(other.name,))
 
     def rename(self, node, name: str):
         """Give ``node`` a new unique name."""
         node = self.node(node)
         name = str(name).strip()
         self.check_name(name, node)
+        self._names = None
+        self._next_suffix.clear()
         node.name = name
         self.node_changed.emit(node)
 

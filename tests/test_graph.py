@@ -203,3 +203,35 @@ def test_initialize_seeds_generators_only_for_nodes_that_draw(monkeypatch):
     monkeypatch.setattr(graph_mod.np.random, "default_rng", lambda s: seeds.append(s) or real(s))
     g.initialize(7)
     assert seeds == [[7, 51], [7, 52]]  # fc and w, seeded by their position as before
+
+
+def test_names_stay_unique_and_findable_through_removals_and_renames():
+    """Default names take the smallest free number, also after a node is removed or
+    renamed; a renamed node is found by its new name only, and its old name is free."""
+    g = Graph()
+    a = [g.add("input", shape=(None, 2)) for _ in range(4)]
+    assert [n.name for n in a] == ["input", "input2", "input3", "input4"]
+    g.remove_node(a[1])
+    assert g.add("input", shape=(None, 2)).name == "input2"
+    g.rename(a[2], "features")
+    assert g.node("features") is a[2]
+    with pytest.raises(GraphError, match="no node named 'input3'"):
+        g.node("input3")
+    assert g.add("input", shape=(None, 2)).name == "input3"
+    assert g.add("input", shape=(None, 2)).name == "input5"
+    with pytest.raises(GraphError, match="already exists"):
+        g.rename(a[0], "features")
+
+
+def test_nodes_added_after_a_connection_can_be_connected_and_cycles_still_refused():
+    """The cycle check's cached view of the graph grows with every added node."""
+    g = Graph()
+    x = g.add("input", name="x", shape=(None, 2))
+    r = g.add("add", x, name="r")  # connecting builds the cached view; input b stays free
+    t = g.add("tanh", r, name="t")
+    s = g.add("relu", t, name="s")
+    with pytest.raises(GraphError, match="would create a cycle"):
+        g.connect(s, r, dst_port="b")
+    u = g.add("exp", x, name="u")
+    g.connect(u, r, dst_port="b")
+    assert [n.name for n in g.order()] == ["x", "u", "r", "t", "s"]
