@@ -305,3 +305,39 @@ def test_a_start_removes_temporary_files_a_killed_session_left(make_window, tmp_
     make_window()
     assert not dead.exists() and not old.exists()
     assert live.exists()
+
+
+def test_export_picture_writes_a_png_and_a_failed_export_keeps_the_old_one(
+        make_window, tmp_path, monkeypatch, dialogs):
+    """File ▸ Export Picture writes the graph as a PNG (adding the suffix) and says where;
+    when the write fails half-way, an error names the file and the earlier picture there
+    stays whole, with no temporary file left behind"""
+    from PySide6.QtGui import QImage
+
+    win = make_window()
+    win.set_graph(abc_graph())
+    chosen = tmp_path / "graph"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(chosen), ""))
+    messages = []
+    win.files.message.connect(lambda text, _ms: messages.append(text))
+    win.act_export.trigger()
+    out = tmp_path / "graph.png"
+    img = QImage(str(out))
+    assert not img.isNull() and img.width() >= 400
+    assert messages and str(out) in messages[-1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["graph.png"]
+
+    before = out.read_bytes()
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(out), ""))
+
+    def disk_full(self, name, *args):  # a write that stops half-way, as on a full disk
+        with open(name, "wb") as fh:
+            fh.write(b"\x89PNG half")
+        return False
+
+    monkeypatch.setattr(QImage, "save", disk_full)
+    win.act_export.trigger()
+    kind, _title, text = dialogs.calls[-1]
+    assert kind == "critical" and str(out) in text
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["graph.png"]

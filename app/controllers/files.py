@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -143,12 +144,25 @@ class FilesController(QObject):
         self.take_focus_back()
         if not path:
             return
+        path = Path(path)
+        if path.suffix.lower() != ".png":  # the dialog does not add it everywhere
+            path = path.with_name(path.name + ".png")
         r = self.scene.content_rect()
         w = int(min(max(r.width() + 80, 400), 4000))
         h = int(min(max(r.height() + 80, 300), 4000))
         img = render_scene(self.scene, w, h, dpr=2.0)
-        if not img.save(path):
-            QMessageBox.critical(self.window, "Cannot export", f"Could not write {path}")
+        # written beside it and moved over it: a failed export leaves an older picture whole
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            if not img.save(str(tmp), "PNG"):
+                raise OSError("the picture could not be written there")
+            os.replace(tmp, path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            reason = exc.strerror or str(exc)
+            QMessageBox.critical(self.window, "Cannot export", f"Could not write {path}: {reason}")
+            return
+        self.message.emit(f"Exported the picture to {path}", 4000)
 
     def show_examples(self):
         dlg = ExamplesDialog(self.theme(), self.window)
