@@ -299,7 +299,9 @@ class Trainer:
         xp = array_module(scores)
         s = np.asarray(scores, dtype=np.float64) if xp is np else scores.astype(np.float64)
         if kind == "logits":
-            return softmax(s.reshape(len(s), -1))
+            # scores that overflowed give NaN here, which the callers report by name
+            with np.errstate(invalid="ignore", over="ignore"):
+                return softmax(s.reshape(len(s), -1))
         if kind == "log_probs":
             return xp.exp(s.reshape(len(s), -1))
         if kind == "logit":
