@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from gui_graphs import abc_graph, lenet5, skip_wired_graph
+from gui_graphs import abc_graph, hub_graph, lenet5, skip_wired_graph
 from gui_helpers import dialogs, make_window, mouse_drag, port_pos  # noqa: F401
 from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
 from PySide6.QtGui import QMouseEvent, QWheelEvent
@@ -575,6 +575,79 @@ def test_dragging_two_connected_cards_routes_each_of_their_wires_once_per_move(m
     per_wire = Counter(moves[0])
     assert set(per_wire) == touched
     assert set(per_wire.values()) == {4}  # 4 moves
+
+
+def _routes_as_every_card_would(scene) -> bool:
+    from widgets.canvas.routing import route
+
+    every = _EveryCard(scene)
+    return all(_elements(w.path) == _elements(route(every, *w.endpoints(), exclude=(w.src, w.dst)))
+               for w in scene.edges.values())
+
+
+def test_dragging_a_card_with_many_wires_routes_its_nearest_and_the_rest_once_it_rests(
+        make_window, qtbot):
+    """while a card with more wires than a frame can route is dragged, its shortest wires
+    go round the cards and the others are drawn as plain curves; when the mouse rests,
+    still pressed, every wire takes the route it would take after the drag"""
+    from widgets.canvas.routing import plain_path
+    from widgets.canvas.scene import ROUTE_PER_MOVE
+
+    win = make_window()
+    win.set_graph(hub_graph())
+    scene = win.scene
+    hub = scene.nodes[win.document.graph.node("hub").id]
+    assert len(hub.edges) > ROUTE_PER_MOVE
+    win.view.keep_view()
+    win.view.set_zoom(1.0)
+    win.view.centerOn(hub)
+    QApplication.processEvents()
+    seen = {}
+
+    def look():
+        plain = [w for w in hub.edges if w.rough]
+        seen["plain"] = len(plain)
+        seen["drawn plain"] = all(_elements(w.path) == _elements(plain_path(*w.endpoints()))
+                                  for w in plain)
+        span = [abs(w.endpoints()[1].x() - w.endpoints()[0].x())
+                + abs(w.endpoints()[1].y() - w.endpoints()[0].y()) for w in hub.edges]
+        seen["shortest routed"] = max(s for s, w in zip(span, hub.edges) if not w.rough) <= \
+            min(s for s, w in zip(span, hub.edges) if w.rough)
+        qtbot.waitUntil(lambda: not any(w.rough for w in scene.edges.values()))
+        seen["rested"] = _routes_as_every_card_would(scene)
+        seen["detours"] = any(w.path.elementCount() > 4 for w in hub.edges)
+
+    grab = hub.scenePos() + QPointF(hub.width / 2, 8)
+    mouse_drag(win, grab, grab + QPointF(90, 240), steps=4, after_move=look)
+    assert seen == {"plain": len(hub.edges) - ROUTE_PER_MOVE, "drawn plain": True,
+                    "shortest routed": True, "rested": True, "detours": True}
+
+
+def test_after_dragging_a_busy_card_and_undoing_every_wire_runs_as_before(make_window):
+    """the moment a drag of a card with many wires ends, each wire runs as a full route runs
+    it; undo puts every wire back exactly where it ran, and redo where it ran after"""
+    win = make_window()
+    win.set_graph(hub_graph())
+    scene = win.scene
+    hub = scene.nodes[win.document.graph.node("hub").id]
+    win.view.keep_view()
+    win.view.set_zoom(1.0)
+    win.view.centerOn(hub)
+    QApplication.processEvents()
+
+    def paths():
+        return {e: _elements(w.path) for e, w in scene.edges.items()}
+
+    before = paths()
+    grab = hub.scenePos() + QPointF(hub.width / 2, 8)
+    mouse_drag(win, grab, grab + QPointF(90, 240), steps=4)
+    assert _routes_as_every_card_would(scene)
+    after = paths()
+    assert after != before
+    win.act_undo.trigger()
+    assert paths() == before
+    win.act_redo.trigger()
+    assert paths() == after
 
 
 def test_while_a_card_is_dragged_wires_are_drawn_the_fast_way_until_it_rests(make_window,

@@ -79,6 +79,14 @@ def default_curve(p1: QPointF, p2: QPointF):
     return p1, QPointF(p1.x() + k, p1.y()), QPointF(p2.x() - k, p2.y()), p2
 
 
+def plain_path(p1: QPointF, p2: QPointF) -> QPainterPath:
+    """The plain wire (``default_curve``) as a path, whatever cards it crosses."""
+    a, c1, c2, b = default_curve(p1, p2)
+    path = QPainterPath(a)
+    path.cubicTo(c1, c2, b)
+    return path
+
+
 def route(scene, p1: QPointF, p2: QPointF, exclude=()) -> QPainterPath:
     """A smooth wire from ``p1`` to ``p2``; goes through a free lane if cards are in the way."""
     a, c1, c2, b = default_curve(p1, p2)

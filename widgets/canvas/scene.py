@@ -29,6 +29,9 @@ from widgets.canvas.wires import EdgeItem, PortItem
 from widgets.theme import LIGHT, Theme
 
 FEW_CARDS = 64  # up to this many cards near a box are tested one by one, more as an array
+ROUTE_PER_MOVE = 12  # a dragged card's wires routed in full per mouse move; the rest plain
+ROUTE_PER_TICK = 12  # plain wires routed in full per idle tick once the drag rests
+DRAG_REST_MS = 120  # the mouse held this still mid-drag: the plain wires get their routes
 
 
 class GraphScene(LevelOfDetail, QGraphicsScene):
@@ -101,6 +104,10 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
         self._edge_timer.setSingleShot(True)
         self._edge_timer.setInterval(0)
         self._edge_timer.timeout.connect(self.flush_edges)
+        self._rough_edges: dict = {}  # wires drawn plain during a drag, in order (see flush_edges)
+        self._rough_timer = QTimer(self)
+        self._rough_timer.setSingleShot(True)
+        self._rough_timer.timeout.connect(self._route_rough_some)
         self._cards = None  # (items, array of left, top, right, bottom), rebuilt when stale
         self._bounds_timer = QTimer(self)
         self._bounds_timer.setSingleShot(True)
@@ -134,6 +141,9 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
             self.removeItem(item)
         self.nodes.clear()
         self.edges.clear()
+        self._dirty_edges.clear()
+        self._rough_edges.clear()
+        self._rough_timer.stop()
         self.graph = graph
         self._owns_analysis = analysis is None
         self.analysis = GraphAnalysis(graph) if analysis is None else analysis
@@ -221,6 +231,7 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
     def _remove_edge_item(self, item):
         self.edges.pop(item.edge, None)
         self._dirty_edges.discard(item)
+        self._rough_edges.pop(item, None)
         item.detach()
         self.removeItem(item)
         e = item.edge
@@ -354,15 +365,50 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
         self._dirty_edges.add(item)
         self._edge_timer.start()
 
-    def flush_edges(self):
-        """Re-route every wire whose ends moved since the last flush."""
+    def flush_edges(self, budget: int | None = None):
+        """Re-route every wire whose ends moved since the last flush.
+
+        With ``budget`` (a frame of a drag) only that many, the shortest, are routed
+        round the cards; the others are drawn as the plain curve for now and routed
+        a few per tick once the mouse rests. Without it every wire gets its full
+        route, those drawn plain included, so the picture after a drag, an undo or
+        a redo is the one a full route gives.
+        """
         self._edge_timer.stop()
         dirty, self._dirty_edges = self._dirty_edges, set()
-        for item in dirty:
+        live = [it for it in dirty if it.scene() is self]
+        plain = []
+        if budget is None:
+            self._rough_timer.stop()
+            pending, self._rough_edges = self._rough_edges, {}
+            live.extend(it for it in pending if it not in dirty and it.scene() is self)
+        elif len(live) > budget:
+            # the short wires stay next to the card (in view) and are the quickest to route
+            live.sort(key=_span_of)
+            live, plain = live[:budget], live[budget:]
+        rough = self._rough_edges
+        for item in live:
+            item.update_path()
+            rough.pop(item, None)
+        for item in plain:
+            item.update_path(rough=True)
+            rough[item] = None
+        if rough:
+            self._rough_timer.start(DRAG_REST_MS)  # again from the start at each move
+        if live or plain:
+            self.geometry_version += 1  # the overview redraws the wires
+
+    def _route_rough_some(self):
+        """Route the next few wires drawn plain during a drag (the mouse rests)."""
+        rough = self._rough_edges
+        for _ in range(min(ROUTE_PER_TICK, len(rough))):
+            item = next(iter(rough))
+            del rough[item]
             if item.scene() is self:
                 item.update_path()
-        if dirty:
-            self.geometry_version += 1  # the overview redraws the wires
+        self.geometry_version += 1
+        if rough:
+            self._rough_timer.start(0)
 
     # -------------------------------------------------------------- shapes
     def schedule_shapes(self):
@@ -517,7 +563,14 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
     def mouseMoveEvent(self, event):  # noqa: N802 - Qt override
         super().mouseMoveEvent(event)
         if self._dirty_edges and self.mouseGrabberItem() is not None:
-            self.flush_edges()  # the dragged cards' wires, before this frame is painted
+            # the dragged cards' wires, before this frame is painted: as many routed
+            # round the cards as a frame has time for, the others plain until it rests
+            self.flush_edges(budget=ROUTE_PER_MOVE)
+
+    def mouseReleaseEvent(self, event):  # noqa: N802 - Qt override
+        super().mouseReleaseEvent(event)
+        if self._rough_edges and self.mouseGrabberItem() is None:
+            self.flush_edges()  # the drag ended (with or without a move command): full routes
 
     @property
     def connecting(self) -> bool:
@@ -627,6 +680,12 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
             r = r.united(item.sceneBoundingRect())
         self._content = (self.geometry_version, QRectF(r))
         return r
+
+
+def _span_of(item) -> float:
+    """How far apart a wire's ends are (the order in which a drag routes its wires)."""
+    p1, p2 = item.endpoints()
+    return abs(p2.x() - p1.x()) + abs(p2.y() - p1.y())
 
 
 def render_scene(scene: GraphScene, width: int, height: int, dpr: float = 1.0, margin=40):

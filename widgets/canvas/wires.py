@@ -24,7 +24,7 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import QGraphicsItem
 
 from core.graph import Edge
-from widgets.canvas.routing import route
+from widgets.canvas.routing import plain_path, route
 from widgets.theme import Theme
 
 if TYPE_CHECKING:
@@ -182,6 +182,7 @@ class EdgeItem(QGraphicsItem):
         self.setAcceptHoverEvents(True)
         self.hover = False
         self._long = False
+        self.rough = False  # drawn as the plain curve while a card is dragged (see update_path)
         self.pill_hidden = False  # the stepping overlay shows the value there instead
         src.edges.append(self)
         dst.edges.append(self)
@@ -210,11 +211,17 @@ class EdgeItem(QGraphicsItem):
             self._update_rect()
             self.update()
 
-    def update_path(self):
-        """Recompute the curve; detour around cards that the direct curve would cross."""
+    def update_path(self, rough: bool = False):
+        """Recompute the curve; detour around cards that the direct curve would cross.
+
+        ``rough``: only the plain curve, with no look for cards in its way (a dragged
+        card's wires beyond what one frame can route; the scene routes them later).
+        """
         p1, p2 = self.endpoints()
         # route first: it queries the scene's index, which must not see this item half changed
-        path = route(self.scene(), p1, p2, exclude=(self.src, self.dst))
+        path = plain_path(p1, p2) if rough else route(self.scene(), p1, p2,
+                                                      exclude=(self.src, self.dst))
+        self.rough = rough
         self.prepareGeometryChange()
         self.path = path
         self._shape = None
@@ -295,9 +302,6 @@ class EdgeItem(QGraphicsItem):
 
 
 _NO_BRUSH = Qt.NoBrush
-_PENS: dict = {}
-
-
 _PENS: dict = {}
 
 
