@@ -650,6 +650,63 @@ def test_after_dragging_a_busy_card_and_undoing_every_wire_runs_as_before(make_w
     assert paths() == after
 
 
+def _hover(win, scene_pos: QPointF):
+    vp = win.view.viewport()
+    p = win.view.mapFromScene(scene_pos)
+    QApplication.sendEvent(vp, QMouseEvent(QEvent.MouseMove, QPointF(p), QPointF(
+        vp.mapToGlobal(p)), Qt.NoButton, Qt.NoButton, Qt.NoModifier))
+
+
+def test_hovering_a_port_grows_it_and_shows_the_connect_cursor(make_window):
+    """moving the mouse onto a port's outer half grows the port and turns the cursor into a
+    cross; moving on to the card's body puts both back"""
+    win = make_window()
+    win.set_graph(abc_graph())
+    win.view.keep_view()
+    win.view.set_zoom(1.0)
+    card = win.scene.nodes[win.document.graph.node("x").id]
+    win.view.centerOn(card)
+    QApplication.processEvents()
+    port = card.out_ports["out"]
+    _hover(win, card.scene_card_rect().center())
+    _hover(win, port.scenePos() + QPointF(6, 0))  # beside the card, on the port's disc
+    assert port.hover and win.view.viewport().cursor().shape() == Qt.CrossCursor
+    _hover(win, card.scene_card_rect().center())
+    assert not port.hover and win.view.viewport().cursor().shape() == Qt.ArrowCursor
+
+
+def test_a_press_on_a_ports_outer_half_drags_a_wire_not_the_card(make_window):
+    """pressing just outside a card on its output port and dragging to an input connects
+    the two and leaves the card where it was"""
+    win = make_window()
+    win.set_graph(abc_graph())
+    g = win.document.graph
+    neg = win.editing.add_op("negate", QPointF(520, 300))
+    win.view.keep_view()
+    win.view.set_zoom(1.0)
+    card = win.scene.nodes[g.node("c").id]
+    win.view.centerOn(card)
+    QApplication.processEvents()
+    where = card.pos()
+    mouse_drag(win, port_pos(win, "c", "out", True) + QPointF(6, 0),
+               port_pos(win, neg.name, "x", False))
+    assert card.pos() == where
+    assert any(e.src == g.node("c").id and e.dst == neg.id for e in g.edges)
+
+
+def test_a_cards_ports_are_drawn_by_the_card_not_items_of_their_own(make_window):
+    """a graph shows one item per card and per wire: its ports add no items to the canvas"""
+    from widgets.canvas import EdgeItem, NodeItem
+
+    win = make_window()
+    win.set_graph(lenet5())
+    scene = win.scene
+    cards = [it for it in scene.items() if isinstance(it, NodeItem)]
+    under = [c for card in cards for c in card.childItems()]
+    assert len(cards) == len(scene.nodes) and under == []
+    assert len([it for it in scene.items() if isinstance(it, EdgeItem)]) == len(scene.edges)
+
+
 def test_while_a_card_is_dragged_wires_are_drawn_the_fast_way_until_it_rests(make_window,
                                                                                qtbot):
     """during a card drag the canvas draws plain lines (as while panning), and smooth

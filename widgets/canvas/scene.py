@@ -25,7 +25,7 @@ from widgets.canvas.lod import BOUNDS_STEP, LevelOfDetail
 from widgets.canvas.overlays import DragWire
 from widgets.canvas.spatial import CardIndex
 from widgets.canvas.stepping import SteppingOverlay
-from widgets.canvas.wires import EdgeItem, PortItem
+from widgets.canvas.wires import EdgeItem, Port
 from widgets.theme import LIGHT, Theme
 
 FEW_CARDS = 64  # up to this many cards near a box are tested one by one, more as an array
@@ -447,13 +447,13 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
         self.shapes_updated.emit(self.report)
 
     # -------------------------------------------------------- connections
-    def begin_connection(self, port: PortItem, pos: QPointF, lifted: Edge | None = None):
+    def begin_connection(self, port: Port, pos: QPointF, lifted: Edge | None = None):
         self._drag = {"port": port, "target": None, "lifted": lifted}
         self._wire = DragWire(self.theme, self.fonts)
         self.addItem(self._wire)
         self.drag_connection(pos)
 
-    def begin_rewire(self, port: PortItem, pos: QPointF):
+    def begin_rewire(self, port: Port, pos: QPointF):
         """Pick up the wire plugged into input ``port``: drop it on another input or let go."""
         edge = self.graph.in_edges(port.node_id)[port.name]
         self.edges[edge].hide()
@@ -463,10 +463,11 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
     def _port_near(self, pos: QPointF, want_output: bool):
         best, best_d = None, 22.0
         for it in self.items(QRectF(pos.x() - 22, pos.y() - 22, 44, 44)):
-            if isinstance(it, PortItem) and it.is_output == want_output:
-                d = QLineF(it.scenePos(), pos).length()
-                if d < best_d:
-                    best, best_d = it, d
+            if isinstance(it, NodeItem):
+                for port in (it.out_ports if want_output else it.in_ports).values():
+                    d = QLineF(port.scenePos(), pos).length()
+                    if d < best_d:
+                        best, best_d = port, d
         if best is None:
             # dropping on a card's body means its first free input (or its first output)
             for it in self.items(pos):
@@ -477,7 +478,7 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
                         return free[0]
         return best
 
-    def _ends(self, origin: PortItem, target: PortItem):
+    def _ends(self, origin: Port, target: Port):
         if origin.is_output:
             return origin.node_id, origin.name, target.node_id, target.name
         return target.node_id, target.name, origin.node_id, origin.name
