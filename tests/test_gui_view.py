@@ -556,9 +556,9 @@ def test_dragging_two_connected_cards_routes_each_of_their_wires_once_per_move(m
     routed = []
     original = EdgeItem.update_path
 
-    def counted(self):
+    def counted(self, *args, **kwargs):
         routed.append(self)
-        original(self)
+        original(self, *args, **kwargs)
 
     monkeypatch.setattr(EdgeItem, "update_path", counted)
     moves = []
@@ -648,6 +648,40 @@ def test_after_dragging_a_busy_card_and_undoing_every_wire_runs_as_before(make_w
     assert paths() == before
     win.act_redo.trigger()
     assert paths() == after
+
+
+def test_opening_a_graph_of_many_wires_routes_only_those_whose_plain_curve_meets_a_card(
+        make_window, monkeypatch):
+    """a graph just opened shows every wire as routing past every card would run it, and
+    the router was asked only about the wires a plain curve could not draw"""
+    import widgets.canvas.wires as wires
+    from widgets.canvas.routing import _cubic_points, _hits, default_curve
+    from widgets.canvas.scene import MANY_WIRES
+
+    asked = []
+    route = wires.route
+
+    def counted(scene, p1, p2, exclude=()):
+        asked.append((p1, p2))
+        return route(scene, p1, p2, exclude)
+
+    monkeypatch.setattr(wires, "route", counted)
+    win = make_window()
+    win.set_graph(skip_wired_graph(400, 5))
+    scene = win.scene
+    assert len(scene.edges) >= MANY_WIRES
+    assert _routes_as_every_card_would(scene)
+    every = _EveryCard(scene)
+
+    def clear(w):
+        p1, p2 = w.endpoints()
+        rects = every.obstacles(p1.x() + 2, p2.x() - 2, min(p1.y(), p2.y()) - 60,
+                                max(p1.y(), p2.y()) + 60, (w.src, w.dst))
+        return p2.x() - p1.x() >= 60 and not _hits(_cubic_points(*default_curve(p1, p2)), rects)
+
+    plain = [w.endpoints() for w in scene.edges.values() if clear(w)]
+    assert len(plain) > len(scene.edges) / 4
+    assert not [ends for ends in asked if ends in plain]
 
 
 def _hover(win, scene_pos: QPointF):

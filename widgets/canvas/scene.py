@@ -23,6 +23,7 @@ from core.ops.base import fmt_shape
 from widgets.canvas.items import FOOTER_H, GRID, HEADER_H, NODE_MIN_W, ROW_H, NodeItem, _fonts
 from widgets.canvas.lod import BOUNDS_STEP, LevelOfDetail
 from widgets.canvas.overlays import DragWire
+from widgets.canvas.routing import plain_is_clear
 from widgets.canvas.spatial import CardIndex
 from widgets.canvas.stepping import SteppingOverlay
 from widgets.canvas.wires import EdgeItem, Port
@@ -32,6 +33,7 @@ FEW_CARDS = 64  # up to this many cards near a box are tested one by one, more a
 ROUTE_PER_MOVE = 12  # a dragged card's wires routed in full per mouse move; the rest plain
 ROUTE_PER_TICK = 12  # plain wires routed in full per idle tick once the drag rests
 DRAG_REST_MS = 120  # the mouse held this still mid-drag: the plain wires get their routes
+MANY_WIRES = 200  # from this many wires at once the plain curves are checked as one array
 
 
 class GraphScene(LevelOfDetail, QGraphicsScene):
@@ -362,8 +364,9 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
 
     def mark_edge_dirty(self, item):
         """Re-route ``item`` soon (once, however many of its ends moved)."""
+        if not self._dirty_edges:
+            self._edge_timer.start()  # once per burst: a graph being opened marks thousands
         self._dirty_edges.add(item)
-        self._edge_timer.start()
 
     def flush_edges(self, budget: int | None = None):
         """Re-route every wire whose ends moved since the last flush.
@@ -387,8 +390,12 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
             live.sort(key=_span_of)
             live, plain = live[:budget], live[budget:]
         rough = self._rough_edges
-        for item in live:
-            item.update_path()
+        clear = self._clear_of_cards(live) if len(live) >= MANY_WIRES else ()
+        for i, item in enumerate(live):
+            if len(clear) and clear[i]:
+                item.update_path(clear=True)
+            else:
+                item.update_path()
             rough.pop(item, None)
         for item in plain:
             item.update_path(rough=True)
@@ -397,6 +404,16 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
             self._rough_timer.start(DRAG_REST_MS)  # again from the start at each move
         if live or plain:
             self.geometry_version += 1  # the overview redraws the wires
+
+    def _clear_of_cards(self, wires) -> np.ndarray:
+        """Which of ``wires`` the router would draw as the plain curve, found for all at once
+        (most wires of a graph being opened run clear of every card)."""
+        _items, arr, rows_of, _index = self._card_map()
+        ends = np.array([(a.x(), a.y(), b.x(), b.y()) for a, b in (w.endpoints() for w in wires)],
+                        dtype=float).reshape(-1, 4)
+        own = np.array([(rows_of.get(w.src, -1), rows_of.get(w.dst, -1)) for w in wires],
+                       dtype=np.int64).reshape(-1, 2)
+        return plain_is_clear(ends, arr, own)
 
     def _route_rough_some(self):
         """Route the next few wires drawn plain during a drag (the mouse rests)."""

@@ -170,8 +170,7 @@ class EdgeItem(QGraphicsItem):
         self._label_box = QRectF()  # where the label's pill goes (see _update_rect)
         self._label_text = None  # the label laid out once (QStaticText), made when first drawn
         self._shape = None  # the stroked hit area, made when first asked for (see shape)
-        self.setFlag(_SELECTABLE)
-        self.setZValue(0)
+        self.setFlag(_SELECTABLE)  # under the cards (z 1) at Qt's default z of 0
         self.setAcceptHoverEvents(True)
         self.hover = False
         self._long = False
@@ -197,23 +196,26 @@ class EdgeItem(QGraphicsItem):
 
     def set_label(self, text: str, bad: bool = False):
         if text != self.label or bad != self.bad:
-            self.prepareGeometryChange()
             self.label = text
             self.bad = bad
             self._label_text = None
+            if self.path.isEmpty():
+                return  # not routed yet (a graph being opened): measured when it is
+            self.prepareGeometryChange()
             self._update_rect()
             self.update()
 
-    def update_path(self, rough: bool = False):
+    def update_path(self, rough: bool = False, clear: bool = False):
         """Recompute the curve; detour around cards that the direct curve would cross.
 
         ``rough``: only the plain curve, with no look for cards in its way (a dragged
         card's wires beyond what one frame can route; the scene routes them later).
+        ``clear``: the caller found the plain curve clear of cards, as routing would.
         """
         p1, p2 = self.endpoints()
         # route first: it queries the scene's index, which must not see this item half changed
-        path = plain_path(p1, p2) if rough else route(self.scene(), p1, p2,
-                                                      exclude=(self.src, self.dst))
+        path = plain_path(p1, p2) if rough or clear else route(self.scene(), p1, p2,
+                                                               exclude=(self.src, self.dst))
         self.rough = rough
         self.prepareGeometryChange()
         self.path = path
