@@ -117,3 +117,14 @@ def skip_wired_graph(n: int, seed: int) -> Graph:
         else:
             made.append(g.add("tanh", a))
     return g
+
+
+def hub_graph(chains: int = 16) -> Graph:
+    """An input read by ``chains`` short chains and again by an add at each chain's end:
+    one card with many wires, half of them long ones that pass over the chains' cards."""
+    g = Graph(name="hub")
+    hub = g.add("input", shape=(None, 8), name="hub")
+    for i in range(chains):
+        y = g.add("square", g.add("sigmoid", g.add("tanh", hub, name=f"t{i}")), name=f"q{i}")
+        g.add("add", y, hub, name=f"a{i}")
+    return g

@@ -151,6 +151,61 @@ def test_lane_search_matches_testing_one_lane_at_a_time():
         assert _first_free_lane(lanes, xs1, y0, xs2, y1, rects) == want
 
 
+class _Cards:
+    """Card rectangles for the router, every one tested (a stand-in for the scene)."""
+
+    def __init__(self, rects):
+        self.rects = rects
+
+    def obstacles(self, x0, x1, y0, y1, exclude=(), margin=8.0):
+        import numpy as np
+
+        rows = [(l - margin, t - margin, r + margin, b + margin)
+                for i, (l, t, r, b) in enumerate(self.rects.tolist())
+                if i not in exclude and r + margin > x0 and l - margin < x1
+                and b + margin > y0 and t - margin < y1]
+        return np.array(rows, dtype=float).reshape(-1, 4)
+
+
+def test_checking_many_plain_wires_at_once_agrees_with_routing_each():
+    """the check that finds, for thousands of wires at once, those whose plain curve meets
+    no card says "clear" exactly for the wires whose plain curve the router finds clear"""
+    import numpy as np
+    from PySide6.QtCore import QPointF
+
+    from widgets.canvas.routing import (
+        _cubic_points,
+        _hits,
+        default_curve,
+        plain_is_clear,
+        plain_path,
+        route,
+    )
+
+    rng = np.random.default_rng(5)
+    xy = rng.uniform(-3000, 3000, (150, 2))
+    cards = np.column_stack([xy, xy + rng.uniform([172, 60], [260, 160], (150, 2))])
+    scene = _Cards(cards)
+    ends = rng.uniform(-3000, 3000, (800, 4))
+    ends[:, 2] = ends[:, 0] + rng.uniform(-100, 700, 800)  # some backward, some about 60
+    ends[:, 3] = ends[:, 1] + rng.uniform(-300, 300, 800)
+    ends[:100, 2:] = cards[:100, :2] + 8.0  # some ending right at a card's grown corner
+    own = rng.integers(0, len(cards), (800, 2))
+    got = plain_is_clear(ends, cards, own)
+    counts = [0, 0]
+    for (x1, y1, x2, y2), (a, b), ok in zip(ends.tolist(), own.tolist(), got):
+        p1, p2 = QPointF(x1, y1), QPointF(x2, y2)
+        if x2 - x1 < 60:
+            assert not ok  # left to the router
+            continue
+        rects = scene.obstacles(x1 + 2, x2 - 2, min(y1, y2) - 60, max(y1, y2) + 60, (a, b))
+        assert ok == (not _hits(_cubic_points(*default_curve(p1, p2)), rects))
+        if ok:
+            assert route(scene, p1, p2, exclude=(a, b)) == plain_path(p1, p2)
+        counts[bool(ok)] += 1
+    assert min(counts) > 50  # both answers were given
+
+
 def test_layout_walks_long_columns_as_arrays_with_the_same_result(monkeypatch):
     """long columns (handled as arrays) come out exactly as when walked node by node"""
     import core.layout as layout

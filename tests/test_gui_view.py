@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from gui_graphs import abc_graph, lenet5, skip_wired_graph
+from gui_graphs import abc_graph, hub_graph, lenet5, skip_wired_graph
 from gui_helpers import dialogs, make_window, mouse_drag, port_pos  # noqa: F401
 from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
 from PySide6.QtGui import QMouseEvent, QWheelEvent
@@ -556,9 +556,9 @@ def test_dragging_two_connected_cards_routes_each_of_their_wires_once_per_move(m
     routed = []
     original = EdgeItem.update_path
 
-    def counted(self):
+    def counted(self, *args, **kwargs):
         routed.append(self)
-        original(self)
+        original(self, *args, **kwargs)
 
     monkeypatch.setattr(EdgeItem, "update_path", counted)
     moves = []
@@ -575,6 +575,170 @@ def test_dragging_two_connected_cards_routes_each_of_their_wires_once_per_move(m
     per_wire = Counter(moves[0])
     assert set(per_wire) == touched
     assert set(per_wire.values()) == {4}  # 4 moves
+
+
+def _routes_as_every_card_would(scene) -> bool:
+    from widgets.canvas.routing import route
+
+    every = _EveryCard(scene)
+    return all(_elements(w.path) == _elements(route(every, *w.endpoints(), exclude=(w.src, w.dst)))
+               for w in scene.edges.values())
+
+
+def test_dragging_a_card_with_many_wires_routes_its_nearest_and_the_rest_once_it_rests(
+        make_window, qtbot):
+    """while a card with more wires than a frame can route is dragged, its shortest wires
+    go round the cards and the others are drawn as plain curves; when the mouse rests,
+    still pressed, every wire takes the route it would take after the drag"""
+    from widgets.canvas.routing import plain_path
+    from widgets.canvas.scene import ROUTE_PER_MOVE
+
+    win = make_window()
+    win.set_graph(hub_graph())
+    scene = win.scene
+    hub = scene.nodes[win.document.graph.node("hub").id]
+    assert len(hub.edges) > ROUTE_PER_MOVE
+    win.view.keep_view()
+    win.view.set_zoom(1.0)
+    win.view.centerOn(hub)
+    QApplication.processEvents()
+    seen = {}
+
+    def look():
+        plain = [w for w in hub.edges if w.rough]
+        seen["plain"] = len(plain)
+        seen["drawn plain"] = all(_elements(w.path) == _elements(plain_path(*w.endpoints()))
+                                  for w in plain)
+        span = [abs(w.endpoints()[1].x() - w.endpoints()[0].x())
+                + abs(w.endpoints()[1].y() - w.endpoints()[0].y()) for w in hub.edges]
+        seen["shortest routed"] = max(s for s, w in zip(span, hub.edges) if not w.rough) <= \
+            min(s for s, w in zip(span, hub.edges) if w.rough)
+        qtbot.waitUntil(lambda: not any(w.rough for w in scene.edges.values()))
+        seen["rested"] = _routes_as_every_card_would(scene)
+        seen["detours"] = any(w.path.elementCount() > 4 for w in hub.edges)
+
+    grab = hub.scenePos() + QPointF(hub.width / 2, 8)
+    mouse_drag(win, grab, grab + QPointF(90, 240), steps=4, after_move=look)
+    assert seen == {"plain": len(hub.edges) - ROUTE_PER_MOVE, "drawn plain": True,
+                    "shortest routed": True, "rested": True, "detours": True}
+
+
+def test_after_dragging_a_busy_card_and_undoing_every_wire_runs_as_before(make_window):
+    """the moment a drag of a card with many wires ends, each wire runs as a full route runs
+    it; undo puts every wire back exactly where it ran, and redo where it ran after"""
+    win = make_window()
+    win.set_graph(hub_graph())
+    scene = win.scene
+    hub = scene.nodes[win.document.graph.node("hub").id]
+    win.view.keep_view()
+    win.view.set_zoom(1.0)
+    win.view.centerOn(hub)
+    QApplication.processEvents()
+
+    def paths():
+        return {e: _elements(w.path) for e, w in scene.edges.items()}
+
+    before = paths()
+    grab = hub.scenePos() + QPointF(hub.width / 2, 8)
+    mouse_drag(win, grab, grab + QPointF(90, 240), steps=4)
+    assert _routes_as_every_card_would(scene)
+    after = paths()
+    assert after != before
+    win.act_undo.trigger()
+    assert paths() == before
+    win.act_redo.trigger()
+    assert paths() == after
+
+
+def test_opening_a_graph_of_many_wires_routes_only_those_whose_plain_curve_meets_a_card(
+        make_window, monkeypatch):
+    """a graph just opened shows every wire as routing past every card would run it, and
+    the router was asked only about the wires a plain curve could not draw"""
+    import widgets.canvas.wires as wires
+    from widgets.canvas.routing import _cubic_points, _hits, default_curve
+    from widgets.canvas.scene import MANY_WIRES
+
+    asked = []
+    route = wires.route
+
+    def counted(scene, p1, p2, exclude=()):
+        asked.append((p1, p2))
+        return route(scene, p1, p2, exclude)
+
+    monkeypatch.setattr(wires, "route", counted)
+    win = make_window()
+    win.set_graph(skip_wired_graph(400, 5))
+    scene = win.scene
+    assert len(scene.edges) >= MANY_WIRES
+    assert _routes_as_every_card_would(scene)
+    every = _EveryCard(scene)
+
+    def clear(w):
+        p1, p2 = w.endpoints()
+        rects = every.obstacles(p1.x() + 2, p2.x() - 2, min(p1.y(), p2.y()) - 60,
+                                max(p1.y(), p2.y()) + 60, (w.src, w.dst))
+        return p2.x() - p1.x() >= 60 and not _hits(_cubic_points(*default_curve(p1, p2)), rects)
+
+    plain = [w.endpoints() for w in scene.edges.values() if clear(w)]
+    assert len(plain) > len(scene.edges) / 4
+    assert not [ends for ends in asked if ends in plain]
+
+
+def _hover(win, scene_pos: QPointF):
+    vp = win.view.viewport()
+    p = win.view.mapFromScene(scene_pos)
+    QApplication.sendEvent(vp, QMouseEvent(QEvent.MouseMove, QPointF(p), QPointF(
+        vp.mapToGlobal(p)), Qt.NoButton, Qt.NoButton, Qt.NoModifier))
+
+
+def test_hovering_a_port_grows_it_and_shows_the_connect_cursor(make_window):
+    """moving the mouse onto a port's outer half grows the port and turns the cursor into a
+    cross; moving on to the card's body puts both back"""
+    win = make_window()
+    win.set_graph(abc_graph())
+    win.view.keep_view()
+    win.view.set_zoom(1.0)
+    card = win.scene.nodes[win.document.graph.node("x").id]
+    win.view.centerOn(card)
+    QApplication.processEvents()
+    port = card.out_ports["out"]
+    _hover(win, card.scene_card_rect().center())
+    _hover(win, port.scenePos() + QPointF(6, 0))  # beside the card, on the port's disc
+    assert port.hover and win.view.viewport().cursor().shape() == Qt.CrossCursor
+    _hover(win, card.scene_card_rect().center())
+    assert not port.hover and win.view.viewport().cursor().shape() == Qt.ArrowCursor
+
+
+def test_a_press_on_a_ports_outer_half_drags_a_wire_not_the_card(make_window):
+    """pressing just outside a card on its output port and dragging to an input connects
+    the two and leaves the card where it was"""
+    win = make_window()
+    win.set_graph(abc_graph())
+    g = win.document.graph
+    neg = win.editing.add_op("negate", QPointF(520, 300))
+    win.view.keep_view()
+    win.view.set_zoom(1.0)
+    card = win.scene.nodes[g.node("c").id]
+    win.view.centerOn(card)
+    QApplication.processEvents()
+    where = card.pos()
+    mouse_drag(win, port_pos(win, "c", "out", True) + QPointF(6, 0),
+               port_pos(win, neg.name, "x", False))
+    assert card.pos() == where
+    assert any(e.src == g.node("c").id and e.dst == neg.id for e in g.edges)
+
+
+def test_a_cards_ports_are_drawn_by_the_card_not_items_of_their_own(make_window):
+    """a graph shows one item per card and per wire: its ports add no items to the canvas"""
+    from widgets.canvas import EdgeItem, NodeItem
+
+    win = make_window()
+    win.set_graph(lenet5())
+    scene = win.scene
+    cards = [it for it in scene.items() if isinstance(it, NodeItem)]
+    under = [c for card in cards for c in card.childItems()]
+    assert len(cards) == len(scene.nodes) and under == []
+    assert len([it for it in scene.items() if isinstance(it, EdgeItem)]) == len(scene.edges)
 
 
 def test_while_a_card_is_dragged_wires_are_drawn_the_fast_way_until_it_rests(make_window,

@@ -24,7 +24,7 @@ from widgets.canvas.overview import Minimap
 from widgets.canvas.scene import GraphScene, paint_scene, render_scene
 from widgets.canvas.stepping import SteppingOverlay
 from widgets.canvas.view import GraphView
-from widgets.canvas.wires import EdgeItem, PortItem
+from widgets.canvas.wires import EdgeItem, Port
 
 __all__ = [
     "BOUNDS_STEP",
@@ -45,7 +45,7 @@ __all__ = [
     "Minimap",
     "NodeItem",
     "OverviewItem",
-    "PortItem",
+    "Port",
     "SteppingOverlay",
     "paint_scene",
     "render_scene",

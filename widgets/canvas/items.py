@@ -1,4 +1,4 @@
-"""The cards: one per node, with its ports (``wires``) and its breakpoint dot.
+"""The cards: one per node, drawing its ports (``wires``), with its breakpoint dot.
 
 Items draw what the model and its shape report say; they never edit the model.
 A gesture on an item calls back into its scene (``begin_connection``,
@@ -24,7 +24,7 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import QGraphicsItem
 
 from core.ops.base import fmt_shape
-from widgets.canvas.wires import PORT_R, EdgeItem, PortItem, _advance
+from widgets.canvas.wires import PORT_HIT_R, PORT_R, EdgeItem, Port, _advance
 from widgets.icons import draw_category_glyph
 
 if TYPE_CHECKING:
@@ -77,6 +77,7 @@ _CARD_FLAGS = (QGraphicsItem.ItemIsMovable | QGraphicsItem.ItemIsSelectable
                | QGraphicsItem.ItemSendsGeometryChanges)
 _NO_CACHE = QGraphicsItem.NoCache
 _DEVICE_CACHE = QGraphicsItem.DeviceCoordinateCache
+_CROSS = Qt.CrossCursor
 
 
 class NodeItem(QGraphicsItem):
@@ -93,8 +94,8 @@ class NodeItem(QGraphicsItem):
         self.setZValue(1)
         self.width = 0.0  # set by set_node
         self.height = 0.0
-        self.in_ports: dict[str, PortItem] = {}
-        self.out_ports: dict[str, PortItem] = {}
+        self.in_ports: dict[str, Port] = {}
+        self.out_ports: dict[str, Port] = {}
         self.edges: list[EdgeItem] = []
         self.title = ""
         self.subtitle = ""
@@ -106,6 +107,9 @@ class NodeItem(QGraphicsItem):
         self.is_loss = False
         self._syncing = False
         self._press_pos = None
+        self._port_pressed = False  # a press on a port: the moves drag a wire, not the card
+        self._hover_port = None
+        self._shape = None  # the card and its ports' hit areas, made when first asked for
         self._signature = None
         self.warm = False  # drawn in full since the zoom started changing (see set_scaling)
         self.scaled = scene.scaling  # drawn for a changing zoom, not cached per pixel
@@ -113,9 +117,9 @@ class NodeItem(QGraphicsItem):
         self.setCacheMode(_NO_CACHE if scene.scaling else _DEVICE_CACHE)
         op_cls = type(node.op)
         for p in op_cls.inputs:
-            self.in_ports[p] = PortItem(self, p, False, op_cls.port_kind(p, False))
+            self.in_ports[p] = Port(self, p, False, op_cls.port_kind(p, False))
         for p in op_cls.outputs:
-            self.out_ports[p] = PortItem(self, p, True, op_cls.port_kind(p, True))
+            self.out_ports[p] = Port(self, p, True, op_cls.port_kind(p, True))
         self._dot = None  # the breakpoint dot, made when first needed (see breakpoint_dot)
         self.set_node(node, *info)
 
@@ -151,6 +155,7 @@ class NodeItem(QGraphicsItem):
         if resized:
             self.prepareGeometryChange()
             self.width, self.height = width, height
+            self._shape = None
             for i, p in enumerate(op_cls.inputs):
                 self.in_ports[p].setPos(0, self.port_offset(i))
             for i, p in enumerate(op_cls.outputs):
@@ -256,9 +261,29 @@ class NodeItem(QGraphicsItem):
         return QRectF(0, 0, self.width, self.height)
 
     def shape(self):
-        p = QPainterPath()
-        p.addRoundedRect(self.card_rect(), 7, 7)
-        return p
+        # the ports stick out of the card by half: their discs are part of what a press hits
+        if self._shape is None:
+            card = QPainterPath()
+            card.addRoundedRect(self.card_rect(), 7, 7)
+            discs = QPainterPath()
+            for port in (*self.in_ports.values(), *self.out_ports.values()):
+                discs.addEllipse(port.pos(), PORT_HIT_R, PORT_HIT_R)
+            self._shape = card.united(discs)
+        return self._shape
+
+    def port_at(self, local: QPointF) -> Port | None:
+        """The port at the card point ``local``, if any."""
+        x = local.x()
+        if abs(x) <= PORT_HIT_R:
+            ports = self.in_ports
+        elif abs(x - self.width) <= PORT_HIT_R:
+            ports = self.out_ports
+        else:
+            return None
+        for port in ports.values():
+            if port.hit(local):
+                return port
+        return None
 
     def scene_card_rect(self) -> QRectF:
         return self.card_rect().translated(self.pos())
@@ -492,26 +517,65 @@ class NodeItem(QGraphicsItem):
 
     # -------------------------------------------------------------- mouse
     def mousePressEvent(self, event):
+        port = self.port_at(event.pos())
+        if port is not None and port.press(event):
+            self._port_pressed = True
+            event.accept()
+            return
         self._press_pos = {it.node_id: it.pos() for it in self.scene().selected_nodes()}
         super().mousePressEvent(event)
         self._press_pos.update({it.node_id: it.pos() for it in self.scene().selected_nodes()
                                 if it.node_id not in self._press_pos})
 
+    def mouseMoveEvent(self, event):
+        if self._port_pressed:
+            self.scene().drag_connection(event.scenePos())
+            return
+        super().mouseMoveEvent(event)
+
     def mouseReleaseEvent(self, event):
+        if self._port_pressed:
+            self._port_pressed = False
+            self.scene().end_connection(event.scenePos())
+            return
         super().mouseReleaseEvent(event)
         if self._press_pos is not None:
             self.scene().finish_move(self._press_pos)
         self._press_pos = None
 
     def mouseDoubleClickEvent(self, event):
+        if self.port_at(event.pos()) is not None:
+            self.mousePressEvent(event)  # a second press on a port, as Qt's items take it
+            return
         self.scene().node_activated.emit(self.node_id)
 
     # no call to the base class: it repaints the whole cached card on every hover
     def hoverEnterEvent(self, event):
         self.breakpoint_dot.set_card_hover(True)
+        self._hover_at(event.pos())
+
+    def hoverMoveEvent(self, event):
+        self._hover_at(event.pos())
 
     def hoverLeaveEvent(self, event):
         self.breakpoint_dot.set_card_hover(False)
+        self._hover_at(None)
+
+    def _hover_at(self, local):
+        """Show which port the mouse is on (grown, with a cross cursor), if it changed."""
+        port = None if local is None else self.port_at(local)
+        old = self._hover_port
+        if port is old:
+            return
+        if old is not None:
+            old.hover = False
+        if port is not None:
+            port.hover = True
+            self.setCursor(_CROSS)
+        else:
+            self.unsetCursor()
+        self._hover_port = port
+        self.update()
 
 
 class BreakpointDot(QGraphicsItem):

@@ -79,6 +79,88 @@ def default_curve(p1: QPointF, p2: QPointF):
     return p1, QPointF(p1.x() + k, p1.y()), QPointF(p2.x() - k, p2.y()), p2
 
 
+CELL = 400.0  # the grid step of plain_is_clear's join of curve points to cards
+STRAIGHT = 60.0  # a forward wire shorter than this is drawn plain without a look (see route)
+
+
+def plain_is_clear(ends: np.ndarray, cards: np.ndarray, own: np.ndarray) -> np.ndarray:
+    """For many wires at once: whether :func:`route` would find the plain curve clear.
+
+    ``ends`` holds rows of x1, y1, x2, y2 (the ports), ``cards`` rows of left, top,
+    right, bottom, ``own`` each wire's two card rows (left out, as ``route``'s
+    ``exclude``). True only for a forward wire of at least ``STRAIGHT`` whose plain
+    curve meets no card the way ``route`` tests it (same points, margin and box);
+    False means "ask ``route``". Points and cards meet through a grid, so the work
+    grows with the wires, not wires × cards (opening a graph checks thousands).
+    """
+    n = len(ends)
+    out = np.zeros(n, dtype=bool)
+    if not n:
+        return out
+    x1, y1, x2, y2 = (ends[:, i] for i in range(4))
+    fwd = np.flatnonzero(x2 - x1 >= STRAIGHT)
+    if not len(fwd) or not np.isfinite(ends[fwd]).all():
+        return out
+    if not len(cards):
+        out[fwd] = True
+        return out
+    if not np.isfinite(cards).all():
+        return out  # a card at infinity: leave every wire to route
+    m = 8.0  # route's first look: cards grown by 8, in the box of the wire's span
+    grown = np.column_stack([cards[:, 0] - m, cards[:, 1] - m, cards[:, 2] + m,
+                             cards[:, 3] + m])
+    # the plain curve's control points, as default_curve makes them (forward wires)
+    e = ends[fwd]
+    k = np.maximum(36.0, np.abs(e[:, 2] - e[:, 0]) * 0.5)
+    ctrl = np.empty((len(fwd), 4, 2))
+    ctrl[:, 0] = e[:, 0:2]
+    ctrl[:, 1, 0], ctrl[:, 1, 1] = e[:, 0] + k, e[:, 1]
+    ctrl[:, 2, 0], ctrl[:, 2, 1] = e[:, 2] - k, e[:, 3]
+    ctrl[:, 3] = e[:, 2:4]
+    pts = np.stack([_B @ c for c in ctrl]).reshape(-1, 2)  # the same products as _cubic_points
+    wire = np.repeat(np.arange(len(fwd)), len(_B))
+
+    def key(cx, cy):
+        return (cx + (1 << 24)) * (1 << 26) + (cy + (1 << 24))
+
+    # every grid cell each grown card covers, sorted by cell
+    c0 = np.floor(grown[:, 0] / CELL).astype(np.int64)
+    c1 = np.floor(grown[:, 2] / CELL).astype(np.int64)
+    r0 = np.floor(grown[:, 1] / CELL).astype(np.int64)
+    r1 = np.floor(grown[:, 3] / CELL).astype(np.int64)
+    ny = r1 - r0 + 1
+    count = (c1 - c0 + 1) * ny
+    card = np.repeat(np.arange(len(cards)), count)
+    step = np.arange(len(card)) - np.repeat(np.cumsum(count) - count, count)
+    cell = key(c0[card] + step // ny[card], r0[card] + step % ny[card])
+    order = np.argsort(cell, kind="stable")
+    cell, card = cell[order], card[order]
+    # each point against the cards filed in its cell (a point inside a card is in one)
+    pk = key(np.floor(pts[:, 0] / CELL).astype(np.int64),
+             np.floor(pts[:, 1] / CELL).astype(np.int64))
+    lo = np.searchsorted(cell, pk, "left")
+    many = np.searchsorted(cell, pk, "right") - lo
+    pt = np.repeat(np.arange(len(pts)), many)
+    cd = card[lo[pt] + np.arange(len(pt)) - np.repeat(np.cumsum(many) - many, many)]
+    g, w = grown[cd], fwd[wire[pt]]
+    x, y = pts[pt, 0], pts[pt, 1]
+    hit = ((x > g[:, 0]) & (x < g[:, 2]) & (y > g[:, 1]) & (y < g[:, 3])
+           & (g[:, 2] > x1[w] + 2) & (g[:, 0] < x2[w] - 2)
+           & (cd != own[w, 0]) & (cd != own[w, 1]))
+    blocked = np.zeros(n, dtype=bool)
+    blocked[w[hit]] = True
+    out[fwd] = ~blocked[fwd]
+    return out
+
+
+def plain_path(p1: QPointF, p2: QPointF) -> QPainterPath:
+    """The plain wire (``default_curve``) as a path, whatever cards it crosses."""
+    a, c1, c2, b = default_curve(p1, p2)
+    path = QPainterPath(a)
+    path.cubicTo(c1, c2, b)
+    return path
+
+
 def route(scene, p1: QPointF, p2: QPointF, exclude=()) -> QPainterPath:
     """A smooth wire from ``p1`` to ``p2``; goes through a free lane if cards are in the way."""
     a, c1, c2, b = default_curve(p1, p2)

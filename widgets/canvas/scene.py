@@ -23,12 +23,17 @@ from core.ops.base import fmt_shape
 from widgets.canvas.items import FOOTER_H, GRID, HEADER_H, NODE_MIN_W, ROW_H, NodeItem, _fonts
 from widgets.canvas.lod import BOUNDS_STEP, LevelOfDetail
 from widgets.canvas.overlays import DragWire
+from widgets.canvas.routing import plain_is_clear
 from widgets.canvas.spatial import CardIndex
 from widgets.canvas.stepping import SteppingOverlay
-from widgets.canvas.wires import EdgeItem, PortItem
+from widgets.canvas.wires import EdgeItem, Port
 from widgets.theme import LIGHT, Theme
 
 FEW_CARDS = 64  # up to this many cards near a box are tested one by one, more as an array
+ROUTE_PER_MOVE = 12  # a dragged card's wires routed in full per mouse move; the rest plain
+ROUTE_PER_TICK = 12  # plain wires routed in full per idle tick once the drag rests
+DRAG_REST_MS = 120  # the mouse held this still mid-drag: the plain wires get their routes
+MANY_WIRES = 200  # from this many wires at once the plain curves are checked as one array
 
 
 class GraphScene(LevelOfDetail, QGraphicsScene):
@@ -101,6 +106,10 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
         self._edge_timer.setSingleShot(True)
         self._edge_timer.setInterval(0)
         self._edge_timer.timeout.connect(self.flush_edges)
+        self._rough_edges: dict = {}  # wires drawn plain during a drag, in order (see flush_edges)
+        self._rough_timer = QTimer(self)
+        self._rough_timer.setSingleShot(True)
+        self._rough_timer.timeout.connect(self._route_rough_some)
         self._cards = None  # (items, array of left, top, right, bottom), rebuilt when stale
         self._bounds_timer = QTimer(self)
         self._bounds_timer.setSingleShot(True)
@@ -134,6 +143,9 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
             self.removeItem(item)
         self.nodes.clear()
         self.edges.clear()
+        self._dirty_edges.clear()
+        self._rough_edges.clear()
+        self._rough_timer.stop()
         self.graph = graph
         self._owns_analysis = analysis is None
         self.analysis = GraphAnalysis(graph) if analysis is None else analysis
@@ -221,6 +233,7 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
     def _remove_edge_item(self, item):
         self.edges.pop(item.edge, None)
         self._dirty_edges.discard(item)
+        self._rough_edges.pop(item, None)
         item.detach()
         self.removeItem(item)
         e = item.edge
@@ -351,18 +364,68 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
 
     def mark_edge_dirty(self, item):
         """Re-route ``item`` soon (once, however many of its ends moved)."""
+        if not self._dirty_edges:
+            self._edge_timer.start()  # once per burst: a graph being opened marks thousands
         self._dirty_edges.add(item)
-        self._edge_timer.start()
 
-    def flush_edges(self):
-        """Re-route every wire whose ends moved since the last flush."""
+    def flush_edges(self, budget: int | None = None):
+        """Re-route every wire whose ends moved since the last flush.
+
+        With ``budget`` (a frame of a drag) only that many, the shortest, are routed
+        round the cards; the others are drawn as the plain curve for now and routed
+        a few per tick once the mouse rests. Without it every wire gets its full
+        route, those drawn plain included, so the picture after a drag, an undo or
+        a redo is the one a full route gives.
+        """
         self._edge_timer.stop()
         dirty, self._dirty_edges = self._dirty_edges, set()
-        for item in dirty:
+        live = [it for it in dirty if it.scene() is self]
+        plain = []
+        if budget is None:
+            self._rough_timer.stop()
+            pending, self._rough_edges = self._rough_edges, {}
+            live.extend(it for it in pending if it not in dirty and it.scene() is self)
+        elif len(live) > budget:
+            # the short wires stay next to the card (in view) and are the quickest to route
+            live.sort(key=_span_of)
+            live, plain = live[:budget], live[budget:]
+        rough = self._rough_edges
+        clear = self._clear_of_cards(live) if len(live) >= MANY_WIRES else ()
+        for i, item in enumerate(live):
+            if len(clear) and clear[i]:
+                item.update_path(clear=True)
+            else:
+                item.update_path()
+            rough.pop(item, None)
+        for item in plain:
+            item.update_path(rough=True)
+            rough[item] = None
+        if rough:
+            self._rough_timer.start(DRAG_REST_MS)  # again from the start at each move
+        if live or plain:
+            self.geometry_version += 1  # the overview redraws the wires
+
+    def _clear_of_cards(self, wires) -> np.ndarray:
+        """Which of ``wires`` the router would draw as the plain curve, found for all at once
+        (most wires of a graph being opened run clear of every card)."""
+        _items, arr, rows_of, _index = self._card_map()
+        ends = np.array([(a.x(), a.y(), b.x(), b.y()) for a, b in (w.endpoints() for w in wires)],
+                        dtype=float).reshape(-1, 4)
+        own = np.array([(rows_of.get(w.src, -1), rows_of.get(w.dst, -1)) for w in wires],
+                       dtype=np.int64).reshape(-1, 2)
+        return plain_is_clear(ends, arr, own)
+
+    def _route_rough_some(self):
+        """Route the next few wires drawn plain during a drag (the mouse rests)."""
+        rough = self._rough_edges
+        for _ in range(min(ROUTE_PER_TICK, len(rough))):
+            item = next(iter(rough))
+            del rough[item]
             if item.scene() is self:
                 item.update_path()
-        if dirty:
-            self.geometry_version += 1  # the overview redraws the wires
+        self.geometry_version += 1
+        if rough:
+            self._rough_timer.start(0)
 
     # -------------------------------------------------------------- shapes
     def schedule_shapes(self):
@@ -401,13 +464,13 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
         self.shapes_updated.emit(self.report)
 
     # -------------------------------------------------------- connections
-    def begin_connection(self, port: PortItem, pos: QPointF, lifted: Edge | None = None):
+    def begin_connection(self, port: Port, pos: QPointF, lifted: Edge | None = None):
         self._drag = {"port": port, "target": None, "lifted": lifted}
         self._wire = DragWire(self.theme, self.fonts)
         self.addItem(self._wire)
         self.drag_connection(pos)
 
-    def begin_rewire(self, port: PortItem, pos: QPointF):
+    def begin_rewire(self, port: Port, pos: QPointF):
         """Pick up the wire plugged into input ``port``: drop it on another input or let go."""
         edge = self.graph.in_edges(port.node_id)[port.name]
         self.edges[edge].hide()
@@ -417,10 +480,11 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
     def _port_near(self, pos: QPointF, want_output: bool):
         best, best_d = None, 22.0
         for it in self.items(QRectF(pos.x() - 22, pos.y() - 22, 44, 44)):
-            if isinstance(it, PortItem) and it.is_output == want_output:
-                d = QLineF(it.scenePos(), pos).length()
-                if d < best_d:
-                    best, best_d = it, d
+            if isinstance(it, NodeItem):
+                for port in (it.out_ports if want_output else it.in_ports).values():
+                    d = QLineF(port.scenePos(), pos).length()
+                    if d < best_d:
+                        best, best_d = port, d
         if best is None:
             # dropping on a card's body means its first free input (or its first output)
             for it in self.items(pos):
@@ -431,7 +495,7 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
                         return free[0]
         return best
 
-    def _ends(self, origin: PortItem, target: PortItem):
+    def _ends(self, origin: Port, target: Port):
         if origin.is_output:
             return origin.node_id, origin.name, target.node_id, target.name
         return target.node_id, target.name, origin.node_id, origin.name
@@ -517,7 +581,14 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
     def mouseMoveEvent(self, event):  # noqa: N802 - Qt override
         super().mouseMoveEvent(event)
         if self._dirty_edges and self.mouseGrabberItem() is not None:
-            self.flush_edges()  # the dragged cards' wires, before this frame is painted
+            # the dragged cards' wires, before this frame is painted: as many routed
+            # round the cards as a frame has time for, the others plain until it rests
+            self.flush_edges(budget=ROUTE_PER_MOVE)
+
+    def mouseReleaseEvent(self, event):  # noqa: N802 - Qt override
+        super().mouseReleaseEvent(event)
+        if self._rough_edges and self.mouseGrabberItem() is None:
+            self.flush_edges()  # the drag ended (with or without a move command): full routes
 
     @property
     def connecting(self) -> bool:
@@ -627,6 +698,12 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
             r = r.united(item.sceneBoundingRect())
         self._content = (self.geometry_version, QRectF(r))
         return r
+
+
+def _span_of(item) -> float:
+    """How far apart a wire's ends are (the order in which a drag routes its wires)."""
+    p1, p2 = item.endpoints()
+    return abs(p2.x() - p1.x()) + abs(p2.y() - p1.y())
 
 
 def render_scene(scene: GraphScene, width: int, height: int, dpr: float = 1.0, margin=40):

@@ -10,7 +10,7 @@ from widgets.canvas.items import OP_MIME, NodeItem
 from widgets.canvas.lod import DETAIL_LOD, PIXMAP_CACHE_KB, READABLE_ZOOM, ZOOMING_CARDS
 from widgets.canvas.overview import Minimap
 from widgets.canvas.scene import GraphScene
-from widgets.canvas.wires import EdgeItem, PortItem
+from widgets.canvas.wires import EdgeItem
 
 
 class GraphView(QGraphicsView):
@@ -258,7 +258,7 @@ class GraphView(QGraphicsView):
             event.accept()
             return
         super().mouseMoveEvent(event)
-        if isinstance(self.scene().mouseGrabberItem(), NodeItem):
+        if isinstance(self.scene().mouseGrabberItem(), NodeItem) and not self.scene().connecting:
             # a card is dragged: its wires are drawn the fast way, like a pan, until it rests
             self._moving()
 
@@ -272,7 +272,7 @@ class GraphView(QGraphicsView):
 
     def mouseDoubleClickEvent(self, event):
         pos = self.mapToScene(event.position().toPoint())
-        if not any(isinstance(it, (NodeItem, PortItem, EdgeItem)) for it in self.items(
+        if not any(isinstance(it, (NodeItem, EdgeItem)) for it in self.items(
                 event.position().toPoint())):
             self.quick_add_at.emit(pos)
             return
@@ -313,9 +313,6 @@ class GraphView(QGraphicsView):
         for it in self.items(event.pos()):
             if isinstance(it, (NodeItem, EdgeItem)):
                 item = it
-                break
-            if isinstance(it, PortItem):
-                item = it.node_item
                 break
         self.context_menu_requested.emit(pos, item)
 

@@ -1,8 +1,8 @@
 """Ports and wires: the connectors on a card's edges, and a wire per edge.
 
-A port is a hit area its card draws; a wire is routed by ``routing`` around the
-cards and labelled with the tensor's shape. Like the cards they only draw; a
-gesture calls back into the scene (``begin_connection``…).
+A port is drawn and hit-tested by its card; a wire is routed by ``routing``
+around the cards and labelled with the tensor's shape. Like the cards they only
+draw; a gesture calls back into the scene (``begin_connection``…).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import QGraphicsItem
 
 from core.graph import Edge
-from widgets.canvas.routing import route
+from widgets.canvas.routing import plain_path, route
 from widgets.theme import Theme
 
 if TYPE_CHECKING:
@@ -33,8 +33,6 @@ if TYPE_CHECKING:
 
 PORT_R = 5.0
 # Qt's enum members looked up once: each lookup costs microseconds, times thousands of items
-_CROSS = Qt.CrossCursor
-_NO_CONTENTS = QGraphicsItem.ItemHasNoContents
 _SELECTABLE = QGraphicsItem.ItemIsSelectable
 
 _ADVANCES: dict = {}
@@ -65,11 +63,22 @@ def _line_height(fonts: dict, kind: str) -> float:
 
 
 # --------------------------------------------------------------------- ports
-class PortItem(QGraphicsItem):
-    """A connector on the edge of a card; dragging from it starts a connection."""
+PORT_HIT_R = PORT_R + 4  # how near a port a press or the mouse must be to be on it
+
+
+class Port:
+    """A connector on the edge of a card: where it sits, what it carries, how it shows.
+
+    Not an item of its own: its card draws it, tests which port the mouse is on
+    and passes presses on a port to the scene (``begin_connection``…). With one
+    item per port a large graph had two or three times as many items, which Qt
+    creates, indexes and deletes one by one.
+    """
+
+    __slots__ = ("node_item", "name", "is_output", "kind", "connected", "hover",
+                 "highlight", "_pos")
 
     def __init__(self, node_item: NodeItem, name: str, is_output: bool, kind: str):
-        super().__init__(node_item)
         self.node_item = node_item
         self.name = name
         self.is_output = is_output
@@ -77,27 +86,26 @@ class PortItem(QGraphicsItem):
         self.connected = False
         self.hover = False
         self.highlight = None  # None, "ok" or "bad" while a connection is dragged
-        self.setAcceptHoverEvents(True)
-        self.setCursor(_CROSS)
-        self.setZValue(2)
-        # a hit area only: Qt never calls paint, which matters with thousands of ports
-        self.setFlag(_NO_CONTENTS)
+        self._pos = QPointF()
 
     @property
     def node_id(self) -> str:
         return self.node_item.node_id
 
-    def boundingRect(self):
-        r = PORT_R + 5
-        return QRectF(-r, -r, 2 * r, 2 * r)
+    def pos(self) -> QPointF:
+        """Where the port sits on its card (card coordinates)."""
+        return QPointF(self._pos)
 
-    def shape(self):
-        p = QPainterPath()
-        p.addEllipse(QPointF(0, 0), PORT_R + 4, PORT_R + 4)
-        return p
+    def setPos(self, x: float, y: float):  # noqa: N802 - named as Qt's items name it
+        self._pos = QPointF(x, y)
 
-    def paint(self, painter, option, widget=None):
-        pass  # drawn by its card (one cached picture per card; see draw)
+    def scenePos(self) -> QPointF:  # noqa: N802 - named as Qt's items name it
+        return self.node_item.pos() + self._pos
+
+    def hit(self, local: QPointF) -> bool:
+        """Whether the card point ``local`` is on this port."""
+        dx, dy = local.x() - self._pos.x(), local.y() - self._pos.y()
+        return dx * dx + dy * dy <= PORT_HIT_R * PORT_HIT_R
 
     def draw(self, painter, theme):
         """Draw the port at its position on the card (called from the card's paint)."""
@@ -106,7 +114,7 @@ class PortItem(QGraphicsItem):
             color = theme.color("warning")
         elif self.kind == "index":
             color = theme.color("muted")
-        c = self.pos()
+        c = self._pos
         r = PORT_R + (1.5 if self.hover or self.highlight else 0)
         if self.highlight:
             ring = theme.color("ok" if self.highlight == "ok" else "error")
@@ -123,39 +131,24 @@ class PortItem(QGraphicsItem):
             painter.drawPolygon(QPolygonF([QPointF(x, y - r - 1), QPointF(x + r + 1, y),
                                            QPointF(x, y + r + 1), QPointF(x - r - 1, y)]))
 
-    def update(self, *args):
+    def update(self):
         # the card draws the port, so the card is what needs repainting
         self.node_item.update()
 
-    def hoverEnterEvent(self, event):
-        self.hover = True
-        self.update()
-
-    def hoverLeaveEvent(self, event):
-        self.hover = False
-        self.update()
-
-    def mousePressEvent(self, event):
-        sc = self.scene()
-        if event.button() == Qt.LeftButton and sc.stepping.shown:
+    def press(self, event):
+        """A press on the port (passed on by its card): connect, pick a wire up, or, while
+        stepping, ask to see the port's tensor. Returns whether it was taken."""
+        sc = self.node_item.scene()
+        if event.button() != Qt.LeftButton or sc is None:
+            return False
+        if sc.stepping.shown:
             # while stepping a click asks to see the port's tensor, not to connect
             sc.port_clicked.emit(self.node_id, self.name, self.is_output)
-            event.accept()
-        elif event.button() == Qt.LeftButton:
-            if not self.is_output and self.connected:
-                self.scene().begin_rewire(self, event.scenePos())  # pick the wire up
-            else:
-                self.scene().begin_connection(self, event.scenePos())
-            event.accept()
+        elif not self.is_output and self.connected:
+            sc.begin_rewire(self, event.scenePos())  # pick the wire up
         else:
-            event.ignore()
-
-    def mouseMoveEvent(self, event):
-        self.scene().drag_connection(event.scenePos())
-
-    def mouseReleaseEvent(self, event):
-        self.scene().end_connection(event.scenePos())
-
+            sc.begin_connection(self, event.scenePos())
+        return True
 
 
 # --------------------------------------------------------------------- edges
@@ -177,11 +170,11 @@ class EdgeItem(QGraphicsItem):
         self._label_box = QRectF()  # where the label's pill goes (see _update_rect)
         self._label_text = None  # the label laid out once (QStaticText), made when first drawn
         self._shape = None  # the stroked hit area, made when first asked for (see shape)
-        self.setFlag(_SELECTABLE)
-        self.setZValue(0)
+        self.setFlag(_SELECTABLE)  # under the cards (z 1) at Qt's default z of 0
         self.setAcceptHoverEvents(True)
         self.hover = False
         self._long = False
+        self.rough = False  # drawn as the plain curve while a card is dragged (see update_path)
         self.pill_hidden = False  # the stepping overlay shows the value there instead
         src.edges.append(self)
         dst.edges.append(self)
@@ -203,18 +196,27 @@ class EdgeItem(QGraphicsItem):
 
     def set_label(self, text: str, bad: bool = False):
         if text != self.label or bad != self.bad:
-            self.prepareGeometryChange()
             self.label = text
             self.bad = bad
             self._label_text = None
+            if self.path.isEmpty():
+                return  # not routed yet (a graph being opened): measured when it is
+            self.prepareGeometryChange()
             self._update_rect()
             self.update()
 
-    def update_path(self):
-        """Recompute the curve; detour around cards that the direct curve would cross."""
+    def update_path(self, rough: bool = False, clear: bool = False):
+        """Recompute the curve; detour around cards that the direct curve would cross.
+
+        ``rough``: only the plain curve, with no look for cards in its way (a dragged
+        card's wires beyond what one frame can route; the scene routes them later).
+        ``clear``: the caller found the plain curve clear of cards, as routing would.
+        """
         p1, p2 = self.endpoints()
         # route first: it queries the scene's index, which must not see this item half changed
-        path = route(self.scene(), p1, p2, exclude=(self.src, self.dst))
+        path = plain_path(p1, p2) if rough or clear else route(self.scene(), p1, p2,
+                                                               exclude=(self.src, self.dst))
+        self.rough = rough
         self.prepareGeometryChange()
         self.path = path
         self._shape = None
@@ -295,9 +297,6 @@ class EdgeItem(QGraphicsItem):
 
 
 _NO_BRUSH = Qt.NoBrush
-_PENS: dict = {}
-
-
 _PENS: dict = {}
 
 
