@@ -118,6 +118,33 @@ def test_tensor_terms_show_shapes_and_norms(qtbot):
     assert rows[1].local.text() == "Jacobianᵀ"
 
 
+def test_a_narrow_panel_wraps_the_formulas_and_only_the_terms_scroll_sideways(qtbot):
+    """In a dock 300 px wide, conv2's long formulas wrap inside the panel (nothing is cut
+    at its right edge); the table of terms, wider than that, scrolls on its own and shows
+    all its rows."""
+    s = lenet_session()
+    s.run_to("conv2", "backward")
+    p = panel(qtbot, s)
+    p.resize(300, 700)
+    qtbot.waitUntil(lambda: p.width() == 300)
+    QApplication.processEvents()
+    body = p.formula.parentWidget()
+    assert body.width() <= p.width()
+    for label in (p.formula, p.derivative, p.title, p.step_label, p.values_label):
+        assert label.geometry().right() <= body.width()
+    assert p.formula.text().replace("\u200b", "").startswith("forward   y[o,i,j] = b[o]")
+    assert p.formula.height() > 2 * p.formula.fontMetrics().height() * 0.9  # it wrapped
+    bar = p.terms_scroll.horizontalScrollBar()
+    assert bar.maximum() > 0
+    rows = visible_rows(p)
+    assert len(rows) == 3
+    assert rows[-1].shapes.geometry().bottom() <= p.terms_scroll.viewport().height()
+    p.resize(700, 700)
+    qtbot.waitUntil(lambda: p.width() == 700)
+    QApplication.processEvents()
+    assert bar.maximum() == 0
+
+
 def test_a_forward_step_says_where_the_chain_rule_is(qtbot):
     """At a forward step the formula is shown and the note points to the backward step."""
     p = panel(qtbot, session_at("abc", "e", "forward"))

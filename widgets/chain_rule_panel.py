@@ -7,14 +7,15 @@ a guess (scored by :func:`core.stepping.score_guess`) or asked to see them.
 
 from __future__ import annotations
 
+import re
 import weakref
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
+    QAbstractScrollArea,
     QApplication,
     QFrame,
     QGridLayout,
-    QHBoxLayout,
     QLabel,
     QLineEdit,
     QPushButton,
@@ -43,6 +44,12 @@ def default_theme() -> Theme:
 def _full(summary) -> str:
     """Full precision of a scalar, the statistics line of a tensor (for a tooltip)."""
     return "" if summary is None else summary.full_text
+
+
+def _breakable(text: str) -> str:
+    """``text`` that may wrap after a comma or a product dot too: a formula such as
+    ``W[o,c,m,n]·x[c, s·i+d·m−p, …]`` has few spaces, and unbroken it widened the panel."""
+    return re.sub(r"([,·])(?=\S)", "\\1\u200b", text)
 
 
 def _short(summary) -> str:
@@ -149,6 +156,8 @@ class ChainRulePanel(QWidget):
         scroll = QScrollArea(self)
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.NoFrame)
+        # the text wraps at the dock's width; only the table of terms scrolls sideways
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         outer.addWidget(scroll)
         body = QWidget()
         scroll.setWidget(body)
@@ -163,13 +172,13 @@ class ChainRulePanel(QWidget):
 
         self.title = QLabel()
         self.title.setObjectName("chainTitle")
+        self.title.setWordWrap(True)
         self.step_label = QLabel()
         self.step_label.setObjectName("chainMuted")
-        head = QHBoxLayout()
-        head.addWidget(self.title)
-        head.addStretch(1)
-        head.addWidget(self.step_label)
-        lay.addLayout(head)
+        self.step_label.setWordWrap(True)
+        # one under the other: side by side they made the panel wider than a narrow dock
+        lay.addWidget(self.title)
+        lay.addWidget(self.step_label)
 
         self.formula = QLabel()
         self.formula.setObjectName("chainFormula")
@@ -219,7 +228,14 @@ class ChainRulePanel(QWidget):
             h.setAlignment(Qt.AlignRight)
             self.grid.addWidget(h, 0, col)
             self.header.append(h)
-        lay.addWidget(self.terms_box)
+        self.terms_scroll = QScrollArea()
+        self.terms_scroll.setWidget(self.terms_box)
+        self.terms_scroll.setWidgetResizable(True)
+        self.terms_scroll.setFrameShape(QFrame.NoFrame)
+        self.terms_scroll.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.terms_scroll.setSizeAdjustPolicy(QAbstractScrollArea.AdjustToContents)
+        self.terms_scroll.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Fixed)
+        lay.addWidget(self.terms_scroll)
 
         self.reveal_button = QPushButton("Show the gradients")
         self.reveal_button.setToolTip("Reveal the numbers without guessing")
@@ -269,6 +285,24 @@ class ChainRulePanel(QWidget):
 
     def refresh(self):
         """Read the session again (after a step)."""
+        self._refresh()
+        self._fit_terms()
+
+    def resizeEvent(self, event):  # noqa: N802 - Qt's name
+        super().resizeEvent(event)
+        self._fit_terms()
+
+    def _fit_terms(self):
+        """The table of terms as tall as its rows, plus its scroll bar when it is wider
+        than the panel."""
+        box = self.terms_box
+        box.adjustSize()
+        h = box.sizeHint().height()
+        if box.minimumSizeHint().width() > self.terms_scroll.viewport().width():
+            h += self.terms_scroll.horizontalScrollBar().sizeHint().height()
+        self.terms_scroll.setFixedHeight(h)
+
+    def _refresh(self):
         s = self.session
         cur = None if s is None or s.stale else s.current
         if cur is None:
@@ -285,8 +319,9 @@ class ChainRulePanel(QWidget):
         self.step_label.setText(f"step {cur.index + 1} of {len(s.steps)}: {cur.phase}")
         # "σ(x) = …" states its output already; "a · b" gets the node's name
         formula = op.formula if "=" in op.formula else f"{cur.node} = {op.formula}"
-        self.formula.setText(f"forward   {formula}" if op.formula else "")
-        self.derivative.setText(f"local     {op.derivative}" if op.derivative else "")
+        self.formula.setText(_breakable(f"forward   {formula}") if op.formula else "")
+        self.derivative.setText(_breakable(f"local     {op.derivative}") if op.derivative
+                                else "")
         for w in (self.title, self.step_label, self.formula, self.derivative, self.check_button):
             w.show()
         self.formula.setVisible(bool(op.formula))
