@@ -98,10 +98,11 @@ def layered_layout(graph: Graph, sizes: dict,
     edges_of = {}  # each component's edges, in the graph's order
     for e in graph.edges:
         edges_of.setdefault(e.src, []).append(e)
+    rank = _edge_rank(graph)  # made once: per component it cost a pass over all edges each
     for comp in comps:
         if len(comp) == 1:
             continue
-        edges = sorted((e for n in comp for e in edges_of.get(n, ())), key=_edge_rank(graph))
+        edges = sorted((e for n in comp for e in edges_of.get(n, ())), key=rank)
         pos, height = _layout_component(edges, succ, pred, comp, index, sizes, port_y)
         for nid, (x, y) in pos.items():
             positions[nid] = (origin[0] + x, y0 + y)
