@@ -781,3 +781,24 @@ def test_a_scene_that_outlives_its_view_goes_on_changing_without_errors(qtbot):
     scene.update()
     qtbot.wait(250)  # past the settle and minimap timers
     assert scene.items()
+
+
+def test_resting_the_mouse_on_a_card_shows_its_name_and_formula(make_window):
+    """the tooltip a user gets on resting the mouse on a card names the node and its op and
+    shows the formula"""
+    from PySide6.QtGui import QHelpEvent
+    from PySide6.QtWidgets import QToolTip
+
+    win = make_window()
+    win.set_graph(abc_graph())
+    win.view.keep_view()
+    win.view.set_zoom(1.0)
+    card = win.scene.nodes[win.document.graph.node("x").id]
+    win.view.centerOn(card)
+    QApplication.processEvents()
+    where = card.scene_card_rect().center()
+    _hover(win, where)
+    local = win.view.mapFromScene(where)
+    vp = win.view.viewport()
+    QApplication.sendEvent(vp, QHelpEvent(QEvent.ToolTip, local, vp.mapToGlobal(local)))
+    assert "<b>x</b>" in QToolTip.text() and "Multiply" in QToolTip.text()

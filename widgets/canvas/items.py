@@ -111,6 +111,7 @@ class NodeItem(QGraphicsItem):
         self._hover_port = None
         self._shape = None  # the card and its ports' hit areas, made when first asked for
         self._signature = None
+        self._tip = None  # the tooltip not yet given to Qt (see hoverEnterEvent)
         self.warm = False  # drawn in full since the zoom started changing (see set_scaling)
         self.scaled = scene.scaling  # drawn for a changing zoom, not cached per pixel
         # while the zoom changes a card is first a block drawn directly (no cache)
@@ -165,7 +166,7 @@ class NodeItem(QGraphicsItem):
             tip += f"<br><span style='font-family:serif'>{op_cls.formula}</span>"
         if error:
             tip += f"<br><span style='color:{self.theme.error}'>⚠ {error}</span>"
-        self.setToolTip(tip)
+        self._tip = tip  # handed to Qt when the mouse comes: setting 5,000 of them slowed opening
         self.update()
         if resized:
             self.geometry_changed()
@@ -551,8 +552,18 @@ class NodeItem(QGraphicsItem):
 
     # no call to the base class: it repaints the whole cached card on every hover
     def hoverEnterEvent(self, event):
+        self._give_tip()
         self.breakpoint_dot.set_card_hover(True)
         self._hover_at(event.pos())
+
+    def _give_tip(self):
+        if self._tip is not None:
+            self.setToolTip(self._tip)
+            self._tip = None
+
+    def toolTip(self):  # noqa: N802 - Qt's name
+        self._give_tip()
+        return super().toolTip()
 
     def hoverMoveEvent(self, event):
         self._hover_at(event.pos())
