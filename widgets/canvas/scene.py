@@ -137,8 +137,6 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
         """
         self.detach()
         self.clearSelection()
-        # thousands of items leave and arrive: index them once at the end, not one by one
-        self.setItemIndexMethod(QGraphicsScene.NoIndex)
         for item in list(self.nodes.values()) + list(self.edges.values()):
             self.removeItem(item)
         self.nodes.clear()
@@ -173,7 +171,8 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
         if route:
             self.flush_edges()
         self.fit_bounds()
-        self.setItemIndexMethod(QGraphicsScene.BspTreeIndex)
+        # (the index stays on throughout: switched off and on again around a second
+        # graph, Qt's index made every mouse move over the canvas ask every card)
         # cells fine enough that a frame asks only the items near the view for their
         # bounds (Qt kept 5 levels, 32 cells, for a 500-node graph)
         self.setBspTreeDepth(max(8, min(14, round(math.log2(len(self.items()) + 2)))))
