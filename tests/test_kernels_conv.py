@@ -284,6 +284,7 @@ def test_compiled_kernel_gradient_gives_the_same_bits_on_one_or_two_threads(case
     """A thin layer's kernel gradient runs compiled, in parts of kernel blocks and row
     spans whose sums are added in a fixed order: the same bits whether one thread runs
     every part or two share them."""
+    monkeypatch.setattr(conv, "_KGRAD_ONE_THREAD_TAPS", 0)  # every layer's parts shared
     seen = []  # the threads that called each kernel-gradient kernel
     for name in ("conv_kernel_grad", "conv_kernel_grad_5x4", "conv_kernel_grad_5x2"):
         spy, ran = on_both_threads(getattr(compiled.kernels(), name))
@@ -297,6 +298,35 @@ def test_compiled_kernel_gradient_gives_the_same_bits_on_one_or_two_threads(case
     assert any(name.startswith(threads.POOL_PREFIX) for name in ran_on)
     (_, y2, g2), (_, y1, g1) = results
     for a, b in zip(g2, g1):
+        np.testing.assert_array_equal(a, b)
+
+
+@needs_numba_direct
+def test_a_first_layers_kernel_gradient_runs_on_the_calling_thread(monkeypatch):
+    """LeNet-5's first layer (one input channel, 25 taps) reads many numbers per
+    multiply-add: its kernel gradient is one part, for the calling thread, with the same
+    bits as when its blocks are parts two threads share; the second layer's are shared."""
+    monkeypatch.setattr(threads, "_WORKERS", 2)
+    first = ((8, 1, 28, 28), 6, (5, 5), (1, 1), (2, 2), (1, 1), True, "first")
+    second = ((8, 6, 14, 14), 16, (5, 5), (1, 1), (0, 0), (1, 1), True, "second")
+
+    def parts(case):
+        x_shape, o, kernel, _, padding, _, _, _ = case
+        x = np.ones(x_shape, np.float32)
+        w = np.ones((o, x_shape[1]) + kernel, np.float32)
+        out = tuple(n + 2 * p - k + 1 for n, k, p in zip(x_shape[2:], kernel, padding))
+        y, state = conv.conv2d_forward(Scratch(), x, w, np.ones(o, np.float32), (1, 1),
+                                       padding, (1, 1), out)
+        gc = np.ones((o, y.size // o), np.float32)
+        (_, keys), _ = conv._compiled_weight_grad(compiled.kernels(), state, gc)
+        return len(keys)
+
+    assert parts(first) == 1 and parts(second) > 1
+    _, _, one = _conv_on(first, np.float32, True)
+    monkeypatch.setattr(conv, "_KGRAD_ONE_THREAD_TAPS", 0)
+    assert parts(first) > 1
+    _, _, shared = _conv_on(first, np.float32, True)
+    for a, b in zip(one, shared):
         np.testing.assert_array_equal(a, b)
 
 

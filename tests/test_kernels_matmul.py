@@ -38,16 +38,14 @@ def test_large_products_are_split_exactly(monkeypatch):
 
 
 def test_dense_gradients_equal_the_plain_products(monkeypatch):
-    """Both products of a dense backward (side by side in the pool, or one after the other)
-    equal ``g·Wᵀ`` and ``xᵀ·g``; without the input gradient only ``xᵀ·g`` is made."""
-    monkeypatch.setattr(threads, "_WORKERS", 2)  # the paired products run side by side
+    """Both products of a dense backward equal ``g·Wᵀ`` and ``xᵀ·g``; without the input
+    gradient only ``xᵀ·g`` is made."""
+    monkeypatch.setattr(threads, "_WORKERS", 2)
     rng = np.random.default_rng(21)
-    for batch, features, units in ((8, 5, 3), (128, 400, 120)):  # small; paired products
+    for batch, features, units in ((8, 5, 3), (128, 400, 120)):  # small; LeNet-5's fc1
         x = rng.normal(size=(batch, features)).astype(np.float32)
         w = rng.normal(size=(features, units)).astype(np.float32)
         g = rng.normal(size=(batch, units)).astype(np.float32)
-        paired = matmul._PAIR_MNK <= batch * features * units <= matmul._SMALL_MNK
-        assert paired == (batch == 128)
         gx, gw = dense_grads(x, w, g)
         np.testing.assert_allclose(gx, g @ w.T, rtol=1e-5, atol=1e-4)
         np.testing.assert_allclose(gw, x.T @ g, rtol=1e-5, atol=1e-4)

@@ -120,6 +120,10 @@ _KGRAD_FOLD_MAX_OUT = 16
 # Im2col sums up to this many products per output (C·kh·kw) run as a direct convolution
 # when numba is there: BLAS runs such short, thin products far from its peak, after a copy
 _DIRECT_MAX_K = 160
+# A compiled kernel gradient with fewer taps per output (C·kh·kw) than this and a gradient
+# under this size runs its parts on one thread (same parts, same sums, same bits)
+_KGRAD_ONE_THREAD_TAPS = 64
+_KGRAD_ONE_THREAD_BYTES = 4 << 20
 
 
 def _folds(o, kernel, stride, dilation, out_hw, most=None) -> bool:
@@ -382,7 +386,12 @@ def _compiled_weight_grad(nb, state, gc):
             gw[o0:o1] = total
         return gw, (gc.sum(axis=1) if state.bias else None)
 
-    return (part, list(partial)), finish
+    keys = list(partial)
+    if c * kh * kw < _KGRAD_ONE_THREAD_TAPS and gc.nbytes < _KGRAD_ONE_THREAD_BYTES:
+        # few multiply-adds per number read (a first layer): a second thread would only wait
+        # on memory, and on the cache of the thread that just made the gradient
+        return (lambda _: [part(key) for key in keys], [None]), finish
+    return (part, keys), finish
 
 
 def _grad_rows(state, gc, bsz):

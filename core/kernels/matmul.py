@@ -17,7 +17,6 @@ from core.kernels.threads import part_spans, run_parts
 _SERIAL_MNK = 900_000
 _SERIAL_MNK_T = 4 * 65536  # the same with a transposed right operand
 _SMALL_MNK = 1 << 24       # multiply-adds below which a product is too short to share
-_PAIR_MNK = 1 << 21        # a dense backward this large computes its two products in parallel
 
 
 def _block(n, mk, limit=None):
@@ -127,17 +126,9 @@ def _matmul_parts(a, b):
 def dense_grads(x, w, g, need_x=True):
     """``(g·Wᵀ, xᵀ·g)``: the input and weight gradients of ``y = x·W``.
 
-    ``need_x=False`` skips the input gradient (``None``).
+    ``need_x=False`` skips the input gradient (``None``). The two products run one
+    after the other on the calling thread (each shared by the pool when it is large):
+    side by side on two threads, LeNet-5's were slower, each waiting on memory.
     """
-    if need_x and _PAIR_MNK <= x.shape[0] * x.shape[1] * g.shape[1] <= _SMALL_MNK:
-        # the two products are independent: the layer pool runs them side by side
-        # (np.dot: matmul would hold the GIL through these transposed operands)
-        res = [None, None]
-
-        def part(i):
-            res[i] = np.dot(g, w.T) if i == 0 else np.dot(x.T, g)
-
-        run_parts(part, (0, 1))
-        return res[0], res[1]
     gx = matmul_small(g, w.T) if need_x else None
     return gx, matmul_small(x.T, g)
