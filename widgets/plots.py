@@ -29,7 +29,7 @@ from PySide6.QtWidgets import QGraphicsItem, QHBoxLayout, QSizePolicy, QWidget
 from widgets.theme import Theme
 
 SYMBOL_LIMIT = 40  # epochs drawn with a marker each
-REDRAW_MS = 150  # ≤ 7 redraws a second: smooth enough for a curve that grows
+REDRAW_MS = 200  # ≤ 5 redraws a second: smooth enough for a curve that grows
 PLOT_MIN_SIZE = (160, 120)
 PLOT_HINT = (600, 480)  # the size a pyqtgraph plot asks for: the dock is laid out for it
 PLOT_SPACING = 6
