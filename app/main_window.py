@@ -679,12 +679,16 @@ def make_app(argv=None) -> QApplication:
     if app is None:
         QGuiApplication.setHighDpiScaleFactorRoundingPolicy(
             Qt.HighDpiScaleFactorRoundingPolicy.PassThrough)
-        app = QApplication(argv if argv is not None else sys.argv[:1])
+        # the style named to Qt, not set from Python: setStyle returns a QStyle, and making
+        # PySide's QStyle type (its many enums) would hold up the first paint
+        app = QApplication(list(argv if argv is not None else sys.argv[:1])
+                           + ["-style", "Fusion"])
+    elif app.style().name() != "fusion":
+        app.setStyle("Fusion")
     collect_garbage_on_gui_thread(app)
     app.setApplicationName(APP_NAME)
     app.setOrganizationName("Backprop Studio")
     app.setApplicationVersion(__version__)
-    app.setStyle("Fusion")
     return app
 
 
