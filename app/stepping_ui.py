@@ -262,7 +262,8 @@ class SteppingUI(QObject):
     def set_theme(self, theme):
         w = self.win
         for panel in (w.chain_panel, w.tensor_view, w.digit_input):
-            panel.set_theme(theme)
+            if panel.theme is not theme:  # a style sheet set again re-polishes the panel
+                panel.set_theme(theme)
 
     def _on_speed(self, value: int):
         self.win.stepping.set_speed(value)
