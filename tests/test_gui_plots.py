@@ -1,9 +1,12 @@
 """The live training plots: what they keep and show while points stream in."""
+# The fixtures come from gui_helpers; pytest passes them by name, which ruff reads as F811.
+# ruff: noqa: F811
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from gui_helpers import dialogs, make_window  # noqa: F401
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QWheelEvent
 from PySide6.QtWidgets import QApplication
@@ -86,6 +89,23 @@ def test_a_hidden_panel_draws_the_points_it_missed_when_shown_again(plots, qtbot
     plots.show()
     qtbot.waitUntil(lambda: len(plots.train_loss.getOriginalDataset()[0]) == 5, timeout=2000)
     assert list(plots.train_loss.getOriginalDataset()[1]) == [2.0, 1.9, 1.8, 1.7, 1.6]
+
+
+def test_plots_behind_another_dock_tab_catch_up_when_their_tab_is_raised(make_window, qtbot):
+    """while the Tensor tab covers the Training panel its curves wait; raising the Training
+    tab shows every batch that came meanwhile"""
+    win = make_window()
+    plots = win.train_panel.plots
+    plots.set_epochs(3)
+    plots.add_batches(_points(0, [2.0, 1.9]))
+    plots.flush()
+    win.tensor_dock.raise_()
+    qtbot.waitUntil(lambda: plots.visibleRegion().isEmpty(), timeout=2000)
+    plots.add_batches(_points(2, [1.8, 1.7, 1.6]))
+    qtbot.wait(3 * REDRAW_MS)
+    assert len(plots.train_loss.getOriginalDataset()[0]) == 2  # no redraw out of sight
+    win.train_dock.raise_()
+    qtbot.waitUntil(lambda: len(plots.train_loss.getOriginalDataset()[0]) == 5, timeout=2000)
 
 
 def test_a_zoom_of_the_user_is_kept_while_points_arrive(plots):

@@ -278,10 +278,15 @@ class TrainingPlots(QWidget):
         return b.view(0), b.view(1), b.view(2)
 
     def _redraw_if_shown(self):
-        # a hidden panel (closed dock, other tab, minimized window) costs nothing:
-        # its points wait for showEvent
-        if self.isVisible():
-            self.flush()
+        # plots out of sight (a closed dock, or a dock tab behind another, which Qt moves
+        # off screen but keeps "visible") are not redrawn; their points wait, and raising
+        # the tab sends no show event, so look again at the next tick
+        if not self._dirty:
+            return
+        if self.visibleRegion().isEmpty():
+            self._redraw.start()
+            return
+        self.flush()
 
     def flush(self):
         """Draw the per-batch points received so far (now, not at the next tick)."""
