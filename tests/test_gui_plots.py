@@ -129,7 +129,8 @@ def test_a_zoom_of_the_user_is_kept_while_points_arrive(plots):
     (0.05, 2.3, (0.0, 2.5)),
     (0.61, 0.93, (0.6, 0.95)),
     (-0.3, 1.2, (-0.5, 1.5)),
-    (2.0, 2.0, (2.0, 2.0)),
+    (2.0, 2.0, (1.5, 2.5)),
+    (0.0, 0.0, (-0.5, 0.5)),
 ])
 def test_stepped_ranges_hold_the_values_on_round_steps(lo, hi, expected):
     """the loss axis runs between round numbers that hold every value"""

@@ -54,7 +54,10 @@ def stepped_range(lo: float, hi: float) -> tuple[float, float]:
     if not span > 0:
         span = abs(hi) or 1.0
     step = 10.0 ** math.floor(math.log10(span)) / 2
-    return math.floor(lo / step) * step, math.ceil(hi / step) * step
+    low, high = math.floor(lo / step) * step, math.ceil(hi / step) * step
+    if low == high:  # a constant value on a step: a step either side, not an empty range
+        low, high = low - step, high + step
+    return low, high
 
 
 class _Columns:
