@@ -72,6 +72,9 @@ class MainWindow(QMainWindow):
         self.settings = settings or QSettings()
         self.document = Document(self.settings, recovery_dir, pid, self)
         self.theme = get_theme(self.settings.value("theme", "light"))
+        # before the widgets exist: each is polished once, when first shown, instead of
+        # all of them (hidden docks too) again when the style sheet changes
+        self._apply_app_style()
 
         self.scene = GraphScene(self.document.graph, self.theme, self,
                                  analysis=self.document.analysis)
@@ -406,14 +409,7 @@ class MainWindow(QMainWindow):
                           ("layout", self.act_layout), ("examples", self.act_examples),
                           ("train", self.act_train)):
             act.setIcon(action_icon(name, ink))
-        app = QApplication.instance()
-        if app is not None:
-            # both are application-wide: setting them again re-polishes every widget
-            palette, css = qpalette(self.theme), style_sheet(self.theme)
-            if app.palette() != palette:
-                app.setPalette(palette)
-            if app.styleSheet() != css:
-                app.setStyleSheet(css)
+        self._apply_app_style()
         self._fit_zoom_label()
         self.scene.set_theme(self.theme)
         self.palette.set_theme(self.theme)
@@ -423,6 +419,16 @@ class MainWindow(QMainWindow):
         self.view.resetCachedContent()
         self.view.viewport().update()
         (self.act_dark if self.theme.dark else self.act_light).setChecked(True)
+
+    def _apply_app_style(self):
+        app = QApplication.instance()
+        if app is not None:
+            # both are application-wide: setting them again re-polishes every widget
+            palette, css = qpalette(self.theme), style_sheet(self.theme)
+            if app.palette() != palette:
+                app.setPalette(palette)
+            if app.styleSheet() != css:
+                app.setStyleSheet(css)
 
     def set_snap(self, on: bool):
         self.scene.snap_to_grid = bool(on)
@@ -673,12 +679,16 @@ def make_app(argv=None) -> QApplication:
     if app is None:
         QGuiApplication.setHighDpiScaleFactorRoundingPolicy(
             Qt.HighDpiScaleFactorRoundingPolicy.PassThrough)
-        app = QApplication(argv if argv is not None else sys.argv[:1])
+        # the style named to Qt, not set from Python: setStyle returns a QStyle, and making
+        # PySide's QStyle type (its many enums) would hold up the first paint
+        app = QApplication(list(argv if argv is not None else sys.argv[:1])
+                           + ["-style", "Fusion"])
+    elif app.style().name() != "fusion":
+        app.setStyle("Fusion")
     collect_garbage_on_gui_thread(app)
     app.setApplicationName(APP_NAME)
     app.setOrganizationName("Backprop Studio")
     app.setApplicationVersion(__version__)
-    app.setStyle("Fusion")
     return app
 
 

@@ -75,6 +75,8 @@ class SteppingUI(QObject):
         st, sc = w.stepping, w.scene
         st.attach_views(sc.stepping, w.chain_panel, w.tensor_view)
         w.digit_input.digit_chosen.connect(self._feed_digit)
+        # its tab comes forward: the sample is read before the panel's first paint
+        w.digit_dock.visibilityChanged.connect(lambda on: on and w.digit_input.read_sample())
         self._connect_digit_sets()
         sc.wire_clicked.connect(self.show_wire)
         sc.port_clicked.connect(self.show_port)
@@ -260,7 +262,8 @@ class SteppingUI(QObject):
     def set_theme(self, theme):
         w = self.win
         for panel in (w.chain_panel, w.tensor_view, w.digit_input):
-            panel.set_theme(theme)
+            if panel.theme is not theme:  # a style sheet set again re-polishes the panel
+                panel.set_theme(theme)
 
     def _on_speed(self, value: int):
         self.win.stepping.set_speed(value)

@@ -27,7 +27,7 @@ from core.serialize import graph_from_dict, graph_to_dict
 from core.train import Trainer, parse_schedule
 from core.train.recipe import TrainSettings, make_training_optimizer, training_data
 
-EMIT_INTERVAL = 0.05  # seconds: at most 20 plot updates a second
+EMIT_INTERVAL = 0.1  # seconds: twice as often as the plots redraw (widgets.plots.REDRAW_MS)
 
 @dataclass
 class BatchPoint:

@@ -427,4 +427,5 @@ def test_a_folder_without_mnist_files_is_explained_in_the_digit_panel(window, qt
     d = win.digit_input
     qtbot.waitUntil(lambda: "cannot be offered" in d.set_note.text(), timeout=10000)
     assert str(tmp_path) in d.set_note.text() and "missing" in d.set_note.text()
+    win.digit_dock.raise_()  # the user looks at the panel
     assert d.set_combo.count() == 2 and d.current_set().key == "sample/test:sample"

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from gui_helpers import dialogs, make_window  # noqa: F401
+from PySide6.QtCore import QEvent, QObject
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,13 +28,15 @@ def _run(args, tmp_path, code=None):
 def test_the_window_paints_its_canvas_before_pyqtgraph_is_imported(tmp_path):
     """backprop-studio --startup-time shows LeNet-5 and reports its first painted canvas; by
     then neither the plotting library (it waits for the plots) nor the graph library (the
-    preset opens at its stored positions, nothing is laid out) has been imported"""
+    preset opens at its stored positions, nothing is laid out) nor the downloader's web
+    client has been imported"""
     lines = [json.loads(s) for s in _run(["--startup-time"], tmp_path).splitlines()
              if s.startswith("{")]
     assert len(lines) == 1
     assert 0 < lines[0]["first_paint_s"] < 120
     assert "pyqtgraph" in lines[0]["not_loaded"]
     assert "networkx" in lines[0]["not_loaded"]
+    assert "urllib.request" in lines[0]["not_loaded"]
 
 
 def test_reading_and_running_a_graph_file_does_not_import_networkx(tmp_path):
@@ -78,3 +81,51 @@ def test_points_received_before_the_plots_exist_are_drawn_when_they_appear(qtbot
     x, y = plots.train_loss.getData()
     assert list(x) == [0.5, 1.0] and list(y) == [2.0, 1.5]
     assert list(plots.val_acc.getData()[1]) == [0.65]
+
+
+def test_the_digit_panel_reads_the_embedded_sample_when_its_tab_is_first_raised(
+        make_window, qtbot, monkeypatch):
+    """the window starts without reading the embedded MNIST sample; raising the Digit tab
+    shows the sample's test and training sets, on image 0, in its first frame"""
+    import widgets.digit_input as digit_input
+
+    reads = []
+    read = digit_input.load_sample
+    monkeypatch.setattr(digit_input, "load_sample", lambda *a: reads.append(a) or read(*a))
+    win = make_window()
+    assert reads == []
+    d = win.digit_input
+    painted = []
+    d.set_combo.installEventFilter(_PaintLog(painted, d))
+    win.digit_dock.raise_()
+    qtbot.waitUntil(lambda: bool(painted), timeout=5000)
+    assert len(reads) == 1
+    assert painted[0] == "embedded sample · test set (1,000)"  # never painted empty
+    assert [d.set_combo.itemText(i) for i in range(d.set_combo.count())] == [
+        "embedded sample · test set (1,000)", "embedded sample · train set (5,000)"]
+    assert d.where_label.text() == "embedded sample · test set · image 0 of 1,000"
+
+
+class _PaintLog(QObject):
+    """Notes the text a combo box shows each time it is painted."""
+
+    def __init__(self, log, parent):
+        super().__init__(parent)
+        self.log = log
+
+    def eventFilter(self, obj, event):  # noqa: N802 - Qt override
+        if event.type() == QEvent.Paint:
+            self.log.append(obj.currentText())
+        return False
+
+
+def test_a_digit_panel_shown_on_its_own_shows_the_sample_at_once(qtbot):
+    """a Digit panel shown by itself offers the embedded sample's sets when it appears"""
+    from widgets.digit_input import DigitInput
+    from widgets.theme import LIGHT
+
+    d = DigitInput(LIGHT, seed=0)
+    qtbot.addWidget(d)
+    d.show()
+    assert d.set_combo.count() == 2
+    assert d.where_label.text() == "embedded sample · test set · image 0 of 1,000"

@@ -218,14 +218,13 @@ class DigitInput(QWidget):
     def __init__(self, theme: Theme | None = None, parent=None, seed: int | None = None):
         super().__init__(parent)
         self.theme = theme or default_theme()
-        self._rng = np.random.default_rng(seed)
-        try:
-            self.builtin = mnist_sets(load_sample(), "sample", "embedded sample")
-        except StudioError as exc:  # a missing sample: drawing still works
-            self.builtin, self.sample_error = [], str(exc)
-        else:
-            self.sample_error = ""
-        self.sets: list = list(self.builtin)
+        self._seed = seed
+        self._rng = None  # made at the first Random
+        # the embedded sample is read when the panel is first shown or asked for a digit:
+        # the window's first frame does not wait for it
+        self._builtin: list | None = None
+        self._sets: list | None = None
+        self._sample_error = ""
         self._from_set = False  # the last digit emitted came from a set (not the pad)
 
         lay = QHBoxLayout(self)
@@ -293,11 +292,46 @@ class DigitInput(QWidget):
         lay.addWidget(draw, 1)
 
         self.set_theme(self.theme)
+
+    def showEvent(self, event):  # noqa: N802 - Qt override
+        # before its first paint; a dock tab behind another is shown with no visible
+        # region, and read when it is raised (read_sample)
+        if not self.visibleRegion().isEmpty():
+            self.read_sample()
+        super().showEvent(event)
+
+    def read_sample(self):
+        """Read the embedded sample now, if not read yet (any use of the sets reads it)."""
+        if self._sets is not None:
+            return
+        try:
+            self._builtin = mnist_sets(load_sample(), "sample", "embedded sample")
+        except StudioError as exc:  # a missing sample: drawing still works
+            self._builtin, self._sample_error = [], str(exc)
+        self._sets = list(self._builtin)
         self._fill_sets()
-        if not self.sets:
-            self.label_shown.setText(self.sample_error)
+        if not self._sets:
+            self.label_shown.setText(self._sample_error)
 
     # -------------------------------------------------------------- API
+    @property
+    def builtin(self) -> list:
+        """The embedded sample's test and training sets (empty when it cannot be read)."""
+        self.read_sample()
+        return self._builtin
+
+    @property
+    def sets(self) -> list:
+        """The sets offered: the built-in ones, then those of :meth:`set_data_sets`."""
+        self.read_sample()
+        return self._sets
+
+    @property
+    def sample_error(self) -> str:
+        """Why the embedded sample could not be read ("" when it was)."""
+        self.read_sample()
+        return self._sample_error
+
     @property
     def count(self) -> int:
         """How many digits the chosen set has."""
@@ -311,7 +345,7 @@ class DigitInput(QWidget):
     def set_data_sets(self, extra):
         """Offer the built-in sets and ``extra`` (:class:`DigitSet` list); the chosen set
         stays chosen if it is still offered."""
-        self.sets = list(self.builtin) + list(extra)
+        self._sets = list(self.builtin) + list(extra)
         self.set_note.hide()
         self._fill_sets()
 
@@ -411,6 +445,8 @@ class DigitInput(QWidget):
 
     def _random(self):
         if self.count:
+            if self._rng is None:
+                self._rng = np.random.default_rng(self._seed)
             self.choose_sample(int(self._rng.integers(self.count)))
 
     def _drawn(self):

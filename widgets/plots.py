@@ -1,9 +1,14 @@
 """Live training plots (pyqtgraph): loss, accuracy and learning rate.
 
 Each curve is created once and updated with ``setData``. New points are only
-stored when they arrive; a timer redraws at most :data:`REDRAW_MS` apart,
-because a redraw costs tens of milliseconds of the GUI thread and the
-training thread competes for the same interpreter lock. The x axis counts
+stored when they arrive (appended to arrays that grow by doubling); a timer
+redraws at most :data:`REDRAW_MS` apart, and only while the plots are on
+screen, because the GUI thread's work competes with the training thread for
+the interpreter lock and the cores. A redraw paints once: the y ranges are
+set here, in steps, rather than by pyqtgraph's auto-range (which re-ranges
+during the paint and so paints twice, and re-ticks the axis at every new
+minimum); the axes with their grid lines and the legends are cached as
+pixmaps, so a redraw paints the curves and blits the rest. The x axis counts
 epochs, so per-batch and per-epoch curves share it.
 
 pyqtgraph is imported when the plots are first needed: after the panel's
@@ -14,16 +19,17 @@ plot is asked for.
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 from PySide6.QtCore import QRectF, QSize, Qt, QTimer
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPainter
-from PySide6.QtWidgets import QHBoxLayout, QSizePolicy, QWidget
+from PySide6.QtWidgets import QGraphicsItem, QHBoxLayout, QSizePolicy, QWidget
 
 from widgets.theme import Theme
 
 SYMBOL_LIMIT = 40  # epochs drawn with a marker each
-REDRAW_MS = 150  # ≤ 7 redraws a second: smooth enough for a curve that grows
+REDRAW_MS = 200  # ≤ 5 redraws a second: smooth enough for a curve that grows
 PLOT_MIN_SIZE = (160, 120)
 PLOT_HINT = (600, 480)  # the size a pyqtgraph plot asks for: the dock is laid out for it
 PLOT_SPACING = 6
@@ -36,6 +42,45 @@ def pyqtgraph():
 
     pg.setConfigOptions(antialias=True)
     return pg
+
+
+def stepped_range(lo: float, hi: float) -> tuple[float, float]:
+    """``[lo, hi]`` widened to multiples of a step of 1/20 to 1/2 of its span.
+
+    The range moves only when a value crosses a step, so the axis is re-ticked
+    a few times a run, not at every new minimum.
+    """
+    span = hi - lo
+    if not span > 0:
+        span = abs(hi) or 1.0
+    step = 10.0 ** math.floor(math.log10(span)) / 2
+    low, high = math.floor(lo / step) * step, math.ceil(hi / step) * step
+    if low == high:  # a constant value on a step: a step either side, not an empty range
+        low, high = low - step, high + step
+    return low, high
+
+
+class _Columns:
+    """Rows of floats (one row a series) that grow by doubling: appending costs
+    the new points only, and :meth:`view` hands out views, not copies."""
+
+    def __init__(self, rows: int):
+        self._data = np.empty((rows, 256))
+        self.n = 0
+
+    def extend(self, *series):
+        k = len(series[0])
+        if self.n + k > self._data.shape[1]:
+            # a new array: views handed out earlier (held by the curves) stay valid
+            grown = np.empty((self._data.shape[0], max(2 * self._data.shape[1], self.n + k)))
+            grown[:, :self.n] = self._data[:, :self.n]
+            self._data = grown
+        for row, values in enumerate(series):
+            self._data[row, self.n:self.n + k] = values
+        self.n += k
+
+    def view(self, row: int) -> np.ndarray:
+        return self._data[row, :self.n]
 
 
 def _series_colours(theme: Theme) -> dict:
@@ -68,6 +113,17 @@ class _Plots:
         for c in (self.train_loss, self.lr_curve):
             c.setClipToView(True)
             c.setDownsampling(auto=True, method="peak")
+            c.setSkipFiniteCheck(True)  # TrainingPlots hands them finite values only
+        for plot in (self.loss_plot, self.acc_plot, self.lr_plot):
+            item = plot.getPlotItem()
+            # the y ranges follow the points in steps set by TrainingPlots
+            item.enableAutoRange(y=False)
+            # drawn once into a pixmap, redrawn when they change (a new range, a resize):
+            # the grid lines span the plot, so every curve update would repaint them
+            for name in ("left", "bottom"):
+                item.getAxis(name).setCacheMode(QGraphicsItem.DeviceCoordinateCache)
+            if item.legend is not None:
+                item.legend.setCacheMode(QGraphicsItem.DeviceCoordinateCache)
 
     @staticmethod
     def _plot(pg, title: str):
@@ -111,12 +167,11 @@ class TrainingPlots(QWidget):
         self._make_soon = False
         self.theme = theme
         self._dirty = False
-        self._lr_top = None
         self._epochs = None
         self._redraw = QTimer(self)
         self._redraw.setSingleShot(True)
         self._redraw.setInterval(REDRAW_MS)
-        self._redraw.timeout.connect(self.flush)
+        self._redraw.timeout.connect(self._redraw_if_shown)
         self.clear()
 
     # ------------------------------------------------------------ making
@@ -131,10 +186,14 @@ class TrainingPlots(QWidget):
             layout.setContentsMargins(0, 0, 0, 0)
             layout.setSpacing(PLOT_SPACING)
             self._parts = _Plots(layout)
+            for plot in (self._parts.loss_plot, self._parts.lr_plot):
+                # a zoom or pan of the user's is not undone by the next points
+                plot.getPlotItem().getViewBox().sigRangeChangedManually.connect(
+                    lambda _mask, plot=plot: self._user_ranged.add(plot))
             self._apply_theme()
             self._clear_curves()
             self._show_extent()
-            self._dirty = bool(self._bx)
+            self._dirty = bool(self._batches.n)
             self.flush()
             self._draw_epochs()
         return self._parts
@@ -159,12 +218,19 @@ class TrainingPlots(QWidget):
             QTimer.singleShot(0, self.parts)
         super().paintEvent(event)
 
+    def showEvent(self, event):  # noqa: N802 - Qt override
+        super().showEvent(event)
+        if self._dirty and not self._redraw.isActive():
+            self._redraw.start()  # the points that came while the panel was hidden
+
     # ------------------------------------------------------------- data
     def clear(self):
         """Forget every point (a new run)."""
-        self._bx, self._bloss, self._blr = [], [], []
+        self._batches = _Columns(3)  # x, loss, learning rate
         self._ex, self._eval_loss, self._etrain_acc, self._eval_acc = [], [], [], []
-        self._dirty, self._lr_top = False, None
+        self._dirty = False
+        self._y_ranges = {}  # plot -> the y range last set
+        self._user_ranged = set()  # plots the user zoomed or panned this run
         if self._parts is not None:
             self._clear_curves()
 
@@ -175,6 +241,8 @@ class TrainingPlots(QWidget):
             curve.setSymbolSize(size)
         for c in (p.train_loss, p.val_loss, p.train_acc, p.val_acc, p.lr_curve):
             c.setData([], [])
+        for plot in (p.loss_plot, p.lr_plot):
+            plot.getPlotItem().enableAutoRange(y=False)  # a new run: its ranges set here again
         p.acc_plot.setXRange(0, 1, padding=0.05)
 
     def set_epochs(self, epochs: int | None):
@@ -199,12 +267,29 @@ class TrainingPlots(QWidget):
         """Append :class:`app.training.BatchPoint` s; the curves follow within REDRAW_MS."""
         if not points:
             return
-        self._bx.extend(p.x for p in points)
-        self._bloss.extend(p.loss for p in points)
-        self._blr.extend(p.lr for p in points)
+        n = len(points)
+        self._batches.extend(np.fromiter((p.x for p in points), float, n),
+                             np.fromiter((p.loss for p in points), float, n),
+                             np.fromiter((p.lr for p in points), float, n))
         self._dirty = True
         if not self._redraw.isActive():
             self._redraw.start()
+
+    def batch_points(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every batch's x (epochs), loss and learning rate so far, as received."""
+        b = self._batches
+        return b.view(0), b.view(1), b.view(2)
+
+    def _redraw_if_shown(self):
+        # plots out of sight (a closed dock, or a dock tab behind another, which Qt moves
+        # off screen but keeps "visible") are not redrawn; their points wait, and raising
+        # the tab sends no show event, so look again at the next tick
+        if not self._dirty:
+            return
+        if self.visibleRegion().isEmpty():
+            self._redraw.start()
+            return
+        self.flush()
 
     def flush(self):
         """Draw the per-batch points received so far (now, not at the next tick)."""
@@ -213,16 +298,39 @@ class TrainingPlots(QWidget):
         if not self._dirty or p is None:
             return
         self._dirty = False
-        x = np.asarray(self._bx)
-        # a NaN or Inf would break the autoscale; the run stops on it anyway
-        p.train_loss.setData(x, np.nan_to_num(self._bloss, nan=0.0, posinf=0.0, neginf=0.0))
-        lr = np.asarray(self._blr)
+        x, loss, lr = self.batch_points()
+        # a NaN or Inf would break the range and the path; the run stops on it anyway
+        loss = np.nan_to_num(loss, nan=0.0, posinf=0.0, neginf=0.0)
+        lr = np.nan_to_num(lr, nan=0.0, posinf=0.0, neginf=0.0)
+        p.train_loss.setData(x, loss)
         p.lr_curve.setData(x, lr)
+        self._fit_loss_range(loss)
         # from zero up, so a constant rate is a flat line near the top, not mid-plot
-        top = float(np.nanmax(lr)) if np.isfinite(lr).any() else 1.0
-        if top != self._lr_top:
-            self._lr_top = top
-            p.lr_plot.setYRange(0.0, top * 1.1 if top > 0 else 1.0, padding=0)
+        top = float(lr.max()) if len(lr) else 0.0
+        self._set_y_range(p.lr_plot, 0.0, top * 1.1 if top > 0 else 1.0, padding=0.0)
+
+    def _fit_loss_range(self, loss=None):
+        if loss is None:
+            loss = np.nan_to_num(self._batches.view(1), nan=0.0, posinf=0.0, neginf=0.0)
+        val = np.asarray(self._eval_loss, dtype=float)
+        val = val[np.isfinite(val)]
+        if not len(loss) and not len(val):
+            return
+        lo = min(float(loss.min()) if len(loss) else math.inf,
+                 float(val.min()) if len(val) else math.inf)
+        hi = max(float(loss.max()) if len(loss) else -math.inf,
+                 float(val.max()) if len(val) else -math.inf)
+        self._set_y_range(self._parts.loss_plot, *stepped_range(lo, hi))
+
+    def _set_y_range(self, plot, lo: float, hi: float, padding: float = 0.02):
+        """Show ``[lo, hi]`` unless it is shown already or the user chose another view
+        (a zoom, a pan, or auto-range turned back on)."""
+        if plot in self._user_ranged or self._y_ranges.get(plot) == (lo, hi):
+            return
+        if plot.getPlotItem().getViewBox().autoRangeEnabled()[1]:
+            return
+        self._y_ranges[plot] = (lo, hi)
+        plot.setYRange(lo, hi, padding=padding)
 
     def add_epoch(self, epoch: int, val_loss: float, train_acc: float, val_acc: float):
         """Append one epoch's figures (NaN where there is no validation data)."""
@@ -248,10 +356,11 @@ class TrainingPlots(QWidget):
             y = np.asarray(ys, dtype=float)
             ok = np.isfinite(y)
             curve.setData(x[ok], y[ok])
+        self._fit_loss_range()
         p.acc_plot.setXRange(0, max(1.0, float(x[-1])), padding=0.05)  # room for markers
 
     def batch_count(self) -> int:
-        return len(self._bx)
+        return self._batches.n
 
     def epoch_count(self) -> int:
         return len(self._ex)

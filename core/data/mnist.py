@@ -33,7 +33,6 @@ import math
 import os
 import struct
 import urllib.error
-import urllib.request
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -376,6 +375,8 @@ def download(spec: DatasetSpec = MNIST, dest=None, mirrors=None, progress=None,
 def _fetch(url: str, name: str, progress, timeout: float) -> bytes:
     if not url.startswith(("http://", "https://")):
         raise ValueError("only http and https URLs are allowed")
+    import urllib.request  # noqa: PLC0415 - http, email and ssl: only a download needs them
+
     req = urllib.request.Request(url, headers={"User-Agent": "backprop-studio"})
     with urllib.request.urlopen(req, timeout=timeout) as resp:
         total = resp.headers.get("Content-Length")
