@@ -31,10 +31,11 @@ from app.controllers.training import TrainingController
 from app.document import APP_NAME, Document
 from app.qt_preflight import check_gui_libraries
 from app.stepping_ui import SteppingUI
+from core.errors import FileFormatError
 from core.graph import Graph
 from core.train import OPTIMIZERS
 from core.train.recipe import DEFAULT_LR, training_problem
-from examples import example_path, list_examples
+from examples import example_path, list_examples, resolve
 from widgets.canvas import EdgeItem, GraphScene, GraphView, NodeItem
 from widgets.icons import action_icon
 from widgets.inspector import Inspector
@@ -704,6 +705,15 @@ def default_preset():
     return example_path(stems[0]) if stems else None
 
 
+def _preset_named(text):
+    """The preset file ``text`` names when it is no file itself (``backprop-studio lenet5``)."""
+    try:
+        found = resolve(text)
+    except FileFormatError:
+        return None  # neither: opening it says the file is missing
+    return found if found != Path(str(text)) else None
+
+
 def run_app(path=None, startup_time=False) -> int:
     """Open the editor on ``path`` (or a preset) and run the event loop; the exit code.
 
@@ -720,13 +730,17 @@ def run_app(path=None, startup_time=False) -> int:
 
         report_first_paint(win)
     win.show()
-    restored = win.files.offer_recovery()
-    if not restored:
-        if path is not None:
-            if not win.files.open_file(path):
-                pass  # the error was shown; the window stays open on an empty graph
-        else:
-            preset = default_preset()
-            if preset is not None:
-                win.files.open_example(preset)
+    if not win.files.offer_recovery():
+        open_at_start(win, path)
     return app.exec()
+
+
+def open_at_start(win, path=None):
+    """What the window opens when it starts: ``path`` (a file, or a preset's name such as
+    ``lenet5``), else the default preset. A preset opens as a new untitled graph; a file
+    that cannot be opened shows its error, and the window stays open on an empty graph."""
+    preset = default_preset() if path is None else _preset_named(path)
+    if preset is not None:
+        win.files.open_example(preset)
+    elif path is not None:
+        win.files.open_file(path)

@@ -341,3 +341,23 @@ def test_export_picture_writes_a_png_and_a_failed_export_keeps_the_old_one(
     assert kind == "critical" and str(out) in text
     assert out.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["graph.png"]
+
+
+def test_the_command_line_opens_a_preset_by_name_or_a_file(make_window, tmp_path, dialogs):
+    """`backprop-studio net_222` opens that preset as a new untitled graph; a graph file
+    opens as itself; a name that is neither says the file is missing and leaves the
+    window open on the graph it has"""
+    from app.main_window import open_at_start
+
+    win = make_window()
+    open_at_start(win, "net_222")
+    assert win.document.path is None and len(win.document.graph.nodes) > 5
+    assert "W1" in {n.name for n in win.document.graph.nodes.values()}
+    path = tmp_path / "mine.json"
+    save_graph(abc_graph(), path)
+    open_at_start(win, str(path))
+    assert win.document.path == path and snapshot(win.document.graph) == snapshot(abc_graph())
+    open_at_start(win, "no_such_net")
+    kind, _title, text = dialogs.calls[-1]
+    assert kind == "critical" and "no_such_net" in text
+    assert win.document.path == path
