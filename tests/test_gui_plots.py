@@ -137,3 +137,35 @@ def test_stepped_ranges_hold_the_values_on_round_steps(lo, hi, expected):
     from widgets.plots import stepped_range
 
     assert stepped_range(lo, hi) == pytest.approx(expected)
+
+
+def test_the_plots_wait_while_another_thread_imports_numba(qtbot):
+    """The plots are made after the panel's first paint, but not while another thread holds
+    the import lock (numba and pyqtgraph imported on two threads at once share modules, and
+    one import failed); the window goes on meanwhile and the plots appear once it is free."""
+    import threading
+
+    from core.kernels.compiled import IMPORT_LOCK
+
+    held, release = threading.Event(), threading.Event()
+
+    def importer():
+        with IMPORT_LOCK:
+            held.set()
+            release.wait(10)
+
+    t = threading.Thread(target=importer)
+    t.start()
+    held.wait(5)
+    try:
+        p = TrainingPlots(get_theme("light"))
+        qtbot.addWidget(p)
+        p.resize(900, 300)
+        p.show()
+        qtbot.waitExposed(p)
+        qtbot.wait(200)  # four retries' worth: the window keeps running
+        assert not p.is_made()
+    finally:
+        release.set()
+        t.join()
+    qtbot.waitUntil(p.is_made, timeout=3000)

@@ -83,5 +83,5 @@ def test_paste_save_open_lenet_then_ctrl_t_trains(tmp_path):
                           cwd=HERE.parent)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "trained" in proc.stdout
-    assert "Traceback" not in proc.stderr and "QBasicTimer" not in proc.stderr
+    assert "Traceback" not in proc.stderr and "QBasicTimer" not in proc.stderr, proc.stderr
     assert (tmp_path / "g.json").is_file()

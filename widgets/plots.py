@@ -26,6 +26,7 @@ from PySide6.QtCore import QRectF, QSize, Qt, QTimer
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPainter
 from PySide6.QtWidgets import QGraphicsItem, QHBoxLayout, QSizePolicy, QWidget
 
+from core.kernels.compiled import IMPORT_LOCK, importing_now
 from widgets.theme import Theme
 
 SYMBOL_LIMIT = 40  # epochs drawn with a marker each
@@ -38,7 +39,8 @@ PLOT_SPACING = 6
 @functools.cache
 def pyqtgraph():
     """The pyqtgraph module, imported (and configured) at the first call."""
-    import pyqtgraph as pg  # noqa: PLC0415 - a slow import, deferred until a plot is shown
+    with IMPORT_LOCK:  # not while another thread imports numba (they share modules)
+        import pyqtgraph as pg  # noqa: PLC0415 - a slow import, deferred until a plot is shown
 
     pg.setConfigOptions(antialias=True)
     return pg
@@ -215,8 +217,16 @@ class TrainingPlots(QWidget):
         # the window's first frame goes out without waiting for pyqtgraph; the plots follow
         if self._parts is None and not self._make_soon:
             self._make_soon = True
-            QTimer.singleShot(0, self.parts)
+            QTimer.singleShot(0, self._make_when_free)
         super().paintEvent(event)
+
+    def _make_when_free(self):
+        """Make the plots now, or a little later while another thread imports numba (so the
+        window does not wait for that import)."""
+        if self._parts is None and importing_now():
+            QTimer.singleShot(50, self._make_when_free)
+            return
+        self.parts()
 
     def showEvent(self, event):  # noqa: N802 - Qt override
         super().showEvent(event)

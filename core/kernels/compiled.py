@@ -32,6 +32,18 @@ _state = {"module": None, "tried": False, "enabled": True,
           "loader": None,    # the background loading thread while it runs
           "warming": None}   # the module it loaded, used by that thread alone until it is warm
 _lock = threading.Lock()
+# Held by a thread while it imports a large third-party package (numba here, pyqtgraph in the
+# window): two such imports at once on two threads met a half-imported module both use
+# (colorama) and one of them failed
+IMPORT_LOCK = threading.RLock()
+
+
+def importing_now() -> bool:
+    """Whether another thread is importing a large package (:data:`IMPORT_LOCK` is held)."""
+    if IMPORT_LOCK.acquire(blocking=False):
+        IMPORT_LOCK.release()
+        return False
+    return True
 
 
 def _cache_dir() -> Path | None:
@@ -54,7 +66,8 @@ def _load():
             where.mkdir(parents=True, exist_ok=True)
             # read by numba when it is imported, just below
             os.environ["NUMBA_CACHE_DIR"] = str(where)
-        from core.kernels import _numba  # noqa: PLC0415 - numba is loaded on first use only
+        with IMPORT_LOCK:
+            from core.kernels import _numba  # noqa: PLC0415 - numba is loaded on first use only
     except Exception as exc:  # noqa: BLE001 - no numba, or one that does not load
         log.warning("compiled kernels unavailable (%s: %s); using the NumPy kernels",
                     type(exc).__name__, exc)
