@@ -585,6 +585,16 @@ def _routes_as_every_card_would(scene) -> bool:
                for w in scene.edges.values())
 
 
+def _centre_at_full_size(win, name):
+    """The card of node ``name``, at 100 % zoom in the middle of the view."""
+    card = win.scene.nodes[win.document.graph.node(name).id]
+    win.view.keep_view()
+    win.view.set_zoom(1.0)
+    win.view.centerOn(card)
+    QApplication.processEvents()
+    return card
+
+
 def test_dragging_a_card_with_many_wires_routes_its_nearest_and_the_rest_once_it_rests(
         make_window, qtbot):
     """while a card with more wires than a frame can route is dragged, its shortest wires
@@ -596,12 +606,8 @@ def test_dragging_a_card_with_many_wires_routes_its_nearest_and_the_rest_once_it
     win = make_window()
     win.set_graph(hub_graph())
     scene = win.scene
-    hub = scene.nodes[win.document.graph.node("hub").id]
+    hub = _centre_at_full_size(win, "hub")
     assert len(hub.edges) > ROUTE_PER_MOVE
-    win.view.keep_view()
-    win.view.set_zoom(1.0)
-    win.view.centerOn(hub)
-    QApplication.processEvents()
     seen = {}
 
     def look():
@@ -629,11 +635,7 @@ def test_after_dragging_a_busy_card_and_undoing_every_wire_runs_as_before(make_w
     win = make_window()
     win.set_graph(hub_graph())
     scene = win.scene
-    hub = scene.nodes[win.document.graph.node("hub").id]
-    win.view.keep_view()
-    win.view.set_zoom(1.0)
-    win.view.centerOn(hub)
-    QApplication.processEvents()
+    hub = _centre_at_full_size(win, "hub")
 
     def paths():
         return {e: _elements(w.path) for e, w in scene.edges.items()}
@@ -696,11 +698,7 @@ def test_hovering_a_port_grows_it_and_shows_the_connect_cursor(make_window):
     cross; moving on to the card's body puts both back"""
     win = make_window()
     win.set_graph(abc_graph())
-    win.view.keep_view()
-    win.view.set_zoom(1.0)
-    card = win.scene.nodes[win.document.graph.node("x").id]
-    win.view.centerOn(card)
-    QApplication.processEvents()
+    card = _centre_at_full_size(win, "x")
     port = card.out_ports["out"]
     _hover(win, card.scene_card_rect().center())
     _hover(win, port.scenePos() + QPointF(6, 0))  # beside the card, on the port's disc
@@ -716,11 +714,7 @@ def test_a_press_on_a_ports_outer_half_drags_a_wire_not_the_card(make_window):
     win.set_graph(abc_graph())
     g = win.document.graph
     neg = win.editing.add_op("negate", QPointF(520, 300))
-    win.view.keep_view()
-    win.view.set_zoom(1.0)
-    card = win.scene.nodes[g.node("c").id]
-    win.view.centerOn(card)
-    QApplication.processEvents()
+    card = _centre_at_full_size(win, "c")
     where = card.pos()
     mouse_drag(win, port_pos(win, "c", "out", True) + QPointF(6, 0),
                port_pos(win, neg.name, "x", False))
@@ -791,11 +785,7 @@ def test_resting_the_mouse_on_a_card_shows_its_name_and_formula(make_window):
 
     win = make_window()
     win.set_graph(abc_graph())
-    win.view.keep_view()
-    win.view.set_zoom(1.0)
-    card = win.scene.nodes[win.document.graph.node("x").id]
-    win.view.centerOn(card)
-    QApplication.processEvents()
+    card = _centre_at_full_size(win, "x")
     where = card.scene_card_rect().center()
     _hover(win, where)
     local = win.view.mapFromScene(where)
