@@ -33,7 +33,6 @@ from PySide6.QtGui import (
     QLinearGradient,
     QPainter,
     QPainterPath,
-    QPainterPathStroker,
     QPen,
 )
 from PySide6.QtWidgets import QGraphicsItem
@@ -466,9 +465,7 @@ class WireLabel(QGraphicsItem):
 
     def shape(self):
         if self._shape is None:
-            stroker = QPainterPathStroker()
-            stroker.setWidth(10)
-            p = stroker.createStroke(self.edge_item.path)
+            p = QPainterPath(self.edge_item.shape())  # the wire's stroke, made once per route
             for r in (self.labels.value_rect, self.labels.grad_rect):
                 if not r.isNull():
                     p.addRect(r)
