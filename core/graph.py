@@ -341,7 +341,8 @@ class Graph:
             self.disconnect(e)
         del self.nodes[node.id]
         self.layout.pop(node.id, None)
-        self._names = None
+        if self._names is not None:
+            self._names.pop(node.name, None)
         self._next_suffix.clear()
         if self.loss == node.id:
             self.loss = None
@@ -478,7 +479,9 @@ class Graph:
         node = self.node(node)
         name = str(name).strip()
         self.check_name(name, node)
-        self._names = None
+        if self._names is not None:
+            self._names.pop(node.name, None)
+            self._names[name] = node
         self._next_suffix.clear()
         node.name = name
         self.node_changed.emit(node)
