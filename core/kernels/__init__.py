@@ -7,7 +7,8 @@ the shapes (:mod:`~core.kernels.threads`), reused scratch buffers
 (:mod:`~core.kernels.scratch`), BLAS control (:mod:`~core.kernels.blas`), blocked
 products (:mod:`~core.kernels.matmul`), im2col products with paired columns
 (:mod:`~core.kernels.conv`), col2im and the shifted col2im
-(:mod:`~core.kernels.col2im`), and pooling with its mask (:mod:`~core.kernels.pool`).
+(:mod:`~core.kernels.col2im`), pooling with its mask (:mod:`~core.kernels.pool`), and big
+elementwise ops in parts (:mod:`~core.kernels.elementwise`).
 Results never depend on the thread count. The array back end
 (:mod:`~core.kernels.backend`) is chosen at this seam.
 """

@@ -6,7 +6,7 @@ copy then moves runs of ``W·B`` contiguous numbers instead of single rows of
 ``W``: fewer, longer copies. A kernel returns its result as an
 NCHW *view* of batch-last memory; the next image kernel asks for the batch-last
 view again (:func:`batch_last`) and gets it without a copy. Elementwise ops in
-between (ReLU) keep the memory order of their input (:func:`times_mask`), so a
+between (ReLU) keep the memory order of their input (:mod:`~core.kernels.elementwise`), so a
 chain conv → ReLU → pool → conv never transposes data.
 """
 
@@ -107,19 +107,16 @@ def _axis_order(strides) -> list:
     return sorted(range(len(strides)), key=lambda i: -strides[i])
 
 
-def random_like(rng, x, dtype):
+def random_like(rng, x, dtype, scratch=None):
     """Uniform numbers in [0, 1) of ``x``'s shape, laid out in ``x``'s memory order.
 
     A mask drawn in the default order and multiplied into a batch-last ``x`` goes
     through NumPy's slow strided loops; drawn in ``x``'s order, it does not.
+    ``scratch`` (a :class:`~core.kernels.scratch.Scratch`) lends the buffer; the
+    numbers are the same either way.
     """
     order = _axis_order(x.strides) if x.ndim > 1 else list(range(x.ndim))
-    if order == list(range(x.ndim)):
-        return rng.random(x.shape, dtype=dtype)
-    u = rng.random(tuple(x.shape[i] for i in order), dtype=dtype)
-    return u.transpose(np.argsort(order))
-
-
-def times_mask(g, mask):
-    """``g · mask`` computed in the memory order of ``mask`` (a ReLU's gradient)."""
-    return in_layout_of(g, mask) * mask
+    shape = tuple(x.shape[i] for i in order)
+    out = None if scratch is None else scratch.get("draw", shape, dtype)
+    u = rng.random(shape, dtype=dtype, out=out)
+    return u if order == list(range(x.ndim)) else u.transpose(np.argsort(order))

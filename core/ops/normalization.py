@@ -12,7 +12,9 @@ import numpy as np
 
 from core.errors import ShapeError
 from core.kernels.backend import array_module, like
-from core.kernels.layout import random_like, times_mask
+from core.kernels.elementwise import dropout_forward, times_mask
+from core.kernels.layout import random_like
+from core.kernels.scratch import scratch_for
 from core.ops.base import Op, Param, Sample, WeightSpec, fmt_shape, numel, register_op
 
 
@@ -171,17 +173,23 @@ class Dropout(Op):
             return x
         # Generator.random draws float32 or float64 only; a float32 draw is half the bytes
         draw = np.float32 if x.dtype == np.float32 else np.float64
+        scale = x.dtype.type(1.0 / (1.0 - p))
         if isinstance(x, np.ndarray):
-            u = random_like(ctx.rng, x, draw)  # in x's memory order: the products stay fast
-        else:
-            u = ctx.rng.random(x.shape, dtype=draw)
-        ctx.mask = (u >= p) * x.dtype.type(1.0 / (1.0 - p))
+            scratch = scratch_for(self)
+            # in x's memory order, so the products stay fast
+            u = random_like(ctx.rng, x, draw, scratch if x.nbytes >= 1 << 20 else None)
+            y, ctx.mask = dropout_forward(scratch, x, u, p, scale)
+            return y
+        u = ctx.rng.random(x.shape, dtype=draw)
+        ctx.mask = (u >= p) * scale
         return x * ctx.mask
 
     def backward(self, ctx, g):
         if ctx.mask is None:
             return (g,)
-        return (times_mask(g, ctx.mask) if isinstance(g, np.ndarray) else g * ctx.mask,)
+        if isinstance(g, np.ndarray):
+            return (times_mask(scratch_for(self), g, ctx.mask),)
+        return (g * ctx.mask,)
 
     @classmethod
     def sample_inputs(cls, rng):

@@ -1,0 +1,110 @@
+"""Big elementwise ops (ReLU, masks) in memory order, in parts, into reused buffers.
+
+A ReLU or dropout after an image layer handles megabytes per batch. Done as
+whole-array NumPy calls, each pass allocates its result afresh (page faults:
+the allocator hands big blocks back to the system) and every pass streams the
+whole array from memory. Here the result goes to a buffer of the op's
+:class:`~core.kernels.scratch.Scratch`, and the work is cut into spans of the
+arrays' memory that the thread pool shares; both passes over a span run while it
+is in cache. Every number is computed as the plain expression computes it, so the
+results are the same bits for any cut and any thread count.
+
+Arrays under the pool's split size, or whose layouts differ, take the plain NumPy
+expressions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from core.kernels.layout import in_layout_of
+from core.kernels.threads import even_spans, run_parts
+
+# Spans of at most 1 MB of the input: a span's passes then run out of the core's cache
+_SPAN_BYTES = 1 << 20
+
+
+def _flat(a):
+    """``a`` as a 1-D view in its memory order, or ``None`` when that needs a copy."""
+    flat = a.ravel(order="K")
+    # a copy never overlaps the array; a view of all of it always does
+    return flat if np.may_share_memory(flat, a) else None
+
+
+def _like(scratch, tag, ref, dtype):
+    """A scratch buffer laid out like ``ref`` (same strides order), as ``ref``'s shape."""
+    order = sorted(range(ref.ndim), key=lambda i: -ref.strides[i])
+    buf = scratch.get(tag, tuple(ref.shape[i] for i in order), dtype)
+    return buf.transpose(np.argsort(order))
+
+
+def _spans(n, item_bytes):
+    return even_spans(n, item_bytes, _SPAN_BYTES)
+
+
+def _worth_it(a) -> bool:
+    return len(_spans(a.size, a.itemsize)) > 1
+
+
+def relu_forward(scratch, x):
+    """``(max(x, 0), x > 0)`` of an ndarray, laid out as ``x``."""
+    xf = _flat(x) if x.ndim > 1 and _worth_it(x) else None
+    if xf is None:
+        return np.maximum(x, 0), x > 0
+    y = _like(scratch, "relu", x, x.dtype)
+    mask = _like(scratch, "relu-mask", x, np.bool_)
+    yf, mf = _flat(y), _flat(mask)
+
+    def part(span):
+        s = slice(*span)
+        np.greater(xf[s], 0, out=mf[s])
+        np.maximum(xf[s], 0, out=yf[s])
+
+    run_parts(part, _spans(xf.size, x.itemsize))
+    return y, mask
+
+
+def times_mask(scratch, g, mask, tag="grad"):
+    """``g · mask`` computed in the memory order of ``mask`` (a ReLU's or dropout's gradient)."""
+    g = in_layout_of(g, mask)
+    gf = _flat(g) if g.ndim > 1 and _worth_it(g) and _same_order(g, mask) else None
+    mf = _flat(mask) if gf is not None else None
+    if gf is None or mf is None:
+        return g * mask
+    out = _like(scratch, tag, mask, np.result_type(g.dtype, mask.dtype))
+    of = _flat(out)
+
+    def part(span):
+        s = slice(*span)
+        np.multiply(gf[s], mf[s], out=of[s])
+
+    run_parts(part, _spans(gf.size, g.itemsize))
+    return out
+
+
+def dropout_forward(scratch, x, u, p, scale):
+    """``(x · m, m)`` with ``m = (u ≥ p) · scale``, for ``u`` laid out as ``x``."""
+    xf = _flat(x) if x.ndim > 1 and _worth_it(x) and _same_order(x, u) else None
+    uf = _flat(u) if xf is not None else None
+    if xf is None or uf is None:
+        mask = (u >= p) * scale
+        return x * mask, mask
+    mask = _like(scratch, "dropout-mask", x, np.result_type(x.dtype, scale))
+    y = _like(scratch, "dropout", x, np.result_type(x.dtype, mask.dtype))
+    mf, yf = _flat(mask), _flat(y)
+
+    def part(span):
+        s = slice(*span)
+        np.multiply(uf[s] >= p, scale, out=mf[s])
+        np.multiply(xf[s], mf[s], out=yf[s])
+
+    run_parts(part, _spans(xf.size, x.itemsize))
+    return y, mask
+
+
+def _same_order(a, b) -> bool:
+    """Whether ``a`` and ``b`` (same shape) lay their axes out in the same memory order."""
+    if a.shape != b.shape:
+        return False
+    key = lambda s: sorted(range(len(s)), key=lambda i: -s[i])  # noqa: E731
+    return key(a.strides) == key(b.strides)

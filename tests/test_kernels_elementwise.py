@@ -1,0 +1,114 @@
+"""Big elementwise ops in parts: the same numbers as the plain expressions, in the input's
+layout, on any thread count, and never in a buffer someone still holds."""
+
+import numpy as np
+import pytest
+
+from core.kernels import elementwise, threads
+from core.kernels.elementwise import dropout_forward, relu_forward, times_mask
+from core.kernels.layout import batch_first
+from core.kernels.scratch import Scratch
+from core.ops import Context, get_op
+
+# batch-last (the image kernels' layout) and plain, big enough to be cut into several spans
+_BIG = (32, 14, 14, 128)
+
+
+def _batch_last(rng, shape=_BIG, dtype=np.float32):
+    return batch_first(rng.normal(size=shape).astype(dtype))
+
+
+@pytest.fixture(params=[1, 2], ids=["1 thread", "2 threads"])
+def layer_threads(request):
+    old = threads.set_layer_threads(request.param)
+    yield request.param
+    threads.set_layer_threads(old)
+
+
+def test_big_arrays_are_cut_into_several_spans():
+    """The shapes below really take the parted path (else these tests would test nothing)."""
+    x = _batch_last(np.random.default_rng(0))
+    assert elementwise._worth_it(x)
+    assert len(elementwise._spans(x.size, x.itemsize)) >= 2
+
+
+@pytest.mark.parametrize("layout", ["batch-last", "batch-first"])
+def test_relu_forward_equals_the_plain_expressions(layer_threads, layout):
+    rng = np.random.default_rng(1)
+    x = _batch_last(rng)
+    if layout == "batch-first":
+        x = np.ascontiguousarray(x)
+    x.reshape(-1, order="A")[::97] = np.nan  # NaN passes through max as np.maximum does
+    y, mask = relu_forward(Scratch(), x)
+    np.testing.assert_array_equal(y, np.maximum(x, 0))
+    np.testing.assert_array_equal(mask, x > 0)
+    assert y.strides == x.strides and mask.dtype == np.bool_
+
+
+def test_relu_of_a_strided_view_takes_the_plain_path():
+    """A view that is no contiguous block in any order is not cut; the numbers are the same."""
+    x = np.random.default_rng(2).normal(size=(8, 16, 30, 130)).astype(np.float32)[:, :, ::2, 1:]
+    y, mask = relu_forward(Scratch(), x)
+    np.testing.assert_array_equal(y, np.maximum(x, 0))
+    np.testing.assert_array_equal(mask, x > 0)
+
+
+def test_times_mask_of_mixed_layouts_equals_the_plain_product(layer_threads):
+    """A batch-first gradient (from Flatten) meets a batch-last mask: reordered, not changed."""
+    rng = np.random.default_rng(3)
+    mask = _batch_last(rng) > 0
+    g = rng.normal(size=mask.shape).astype(np.float32)
+    out = times_mask(Scratch(), g, mask)
+    np.testing.assert_array_equal(out, g * mask)
+    assert out.strides == _batch_last(rng).strides and out.dtype == np.float32
+
+
+def test_dropout_forward_equals_the_plain_expressions(layer_threads):
+    rng = np.random.default_rng(4)
+    x = _batch_last(rng)
+    u = batch_first(rng.random(_BIG, dtype=np.float32))
+    scale = np.float32(1 / (1 - 0.3))
+    y, mask = dropout_forward(Scratch(), x, u, 0.3, scale)
+    np.testing.assert_array_equal(mask, (u >= 0.3) * scale)
+    np.testing.assert_array_equal(y, x * ((u >= 0.3) * scale))
+    assert y.dtype == mask.dtype == np.float32 and y.strides == x.strides
+
+
+def test_a_held_result_is_never_overwritten_by_the_next_batch():
+    """The op's buffers are reused only once nothing refers to them."""
+    rng = np.random.default_rng(5)
+    op = get_op("relu")()
+    first_x = _batch_last(rng)
+    ctx = Context()
+    held = op.forward(ctx, first_x)
+    kept = held.copy()
+    again = op.forward(Context(), _batch_last(rng))
+    assert not np.shares_memory(held, again)
+    np.testing.assert_array_equal(held, kept)
+    # once nothing holds the second result, the third batch reuses its buffer
+    again_at = np.lib.array_utils.byte_bounds(again)
+    del again
+    third = op.forward(Context(), _batch_last(rng))
+    assert np.lib.array_utils.byte_bounds(third) == again_at
+    np.testing.assert_array_equal(held, kept)
+
+
+def test_relu_and_dropout_ops_give_the_same_bits_on_one_and_two_threads():
+    rng = np.random.default_rng(6)
+    x = _batch_last(rng)
+    g = _batch_last(rng)
+    results = []
+    for n in (1, 2):
+        old = threads.set_layer_threads(n)
+        try:
+            out = []
+            for name, params in (("relu", {}), ("dropout", {"p": 0.25})):
+                op = get_op(name)(**params) if params else get_op(name)()
+                ctx = Context(training=True, rng=np.random.default_rng(7))
+                out.append(op.forward(ctx, x).copy())
+                out.append(op.backward(ctx, g)[0].copy())
+            results.append(out)
+        finally:
+            threads.set_layer_threads(old)
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
