@@ -59,6 +59,22 @@ def test_a_job_that_needs_another_starts_after_all_its_parts(monkeypatch):
         threads.run_jobs((fail, range(2)), (seen.append, range(2), 0))
 
 
+def test_independent_jobs_take_turns_in_the_hand_out_on_two_threads(monkeypatch):
+    """On two threads the parts of jobs that wait for none alternate (so the threads run
+    different jobs side by side); on one thread each job runs whole, in order. Jobs that
+    wait for another come last either way."""
+    for workers, want in ((2, ["p0", "k0", "p1", "k1", "p2", "a0"]),
+                          (1, ["p0", "p1", "p2", "k0", "k1", "a0"])):
+        monkeypatch.setattr(threads, "_WORKERS", workers)
+        order = []
+        monkeypatch.setattr(threads, "run_parts",
+                            lambda fn, parts: [fn(p) for p in parts])
+        threads.run_jobs((lambda i: order.append(f"p{i}"), range(3)),
+                         (lambda i: order.append(f"k{i}"), range(2)),
+                         (lambda i: order.append(f"a{i}"), range(1), 0))
+        assert order == want
+
+
 def test_importing_core_first_holds_blas_to_one_thread():
     """``import core`` before NumPy sets OpenBLAS to one thread, unless the user chose."""
     import os

@@ -167,6 +167,12 @@ def run_jobs(*jobs):
     only once the earlier job number ``after`` is done; its parts come later in
     the hand-out, so a thread that takes one waits at most for the parts the
     other threads are finishing (a second hand-out would wake them again).
+
+    With more than one thread, the parts of the jobs that wait for none are handed
+    out in turn, one of each job: two threads then mostly run parts of different
+    jobs side by side (a memory-bound product beside a compute-bound kernel
+    gradient), instead of both competing for memory on the same job. Which thread
+    runs a part, and when, never changes what it computes.
     """
     jobs = [(job[0], list(job[1]), job[2] if len(job) > 2 else None) for job in jobs]
     if all(len(parts) <= 1 for _, parts, _ in jobs):
@@ -195,6 +201,15 @@ def run_jobs(*jobs):
                 if left[i] == 0:
                     done[i].set()
 
-    run_parts(run, [(i, p) for i, (_, parts, _) in enumerate(jobs) for p in parts])
+    free = [[(i, p) for p in parts] for i, (_, parts, after) in enumerate(jobs)
+            if after is None]
+    if _WORKERS > 1:
+        order = [item for turn in itertools.zip_longest(*free) for item in turn
+                 if item is not None]
+    else:
+        order = [item for items in free for item in items]
+    order += [(i, p) for i, (_, parts, after) in enumerate(jobs) if after is not None
+              for p in parts]
+    run_parts(run, order)
 
 
