@@ -69,9 +69,9 @@ def test_independent_jobs_take_turns_in_the_hand_out_on_two_threads(monkeypatch)
         order = []
         monkeypatch.setattr(threads, "run_parts",
                             lambda fn, parts: [fn(p) for p in parts])
-        threads.run_jobs((lambda i: order.append(f"p{i}"), range(3)),
-                         (lambda i: order.append(f"k{i}"), range(2)),
-                         (lambda i: order.append(f"a{i}"), range(1), 0))
+        threads.run_jobs((lambda i, order=order: order.append(f"p{i}"), range(3)),
+                         (lambda i, order=order: order.append(f"k{i}"), range(2)),
+                         (lambda i, order=order: order.append(f"a{i}"), range(1), 0))
         assert order == want
 
 

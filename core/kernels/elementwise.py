@@ -65,20 +65,32 @@ def relu_forward(scratch, x):
 
 
 def times_mask(scratch, g, mask, tag="grad"):
-    """``g · mask`` computed in the memory order of ``mask`` (a ReLU's or dropout's gradient)."""
-    g = in_layout_of(g, mask)
-    gf = _flat(g) if g.ndim > 1 and _worth_it(g) and _same_order(g, mask) else None
-    mf = _flat(mask) if gf is not None else None
-    if gf is None or mf is None:
-        return g * mask
+    """``g · mask`` computed in the memory order of ``mask`` (a ReLU's or dropout's gradient).
+
+    A gradient laid out otherwise (batch-first, from a Flatten) is reordered slab by slab
+    of the mask's outermost axis, each slab multiplied while it is in cache.
+    """
+    if g.ndim < 2 or g.shape != mask.shape or not _worth_it(g):
+        return in_layout_of(g, mask) * mask
     out = _like(scratch, tag, mask, np.result_type(g.dtype, mask.dtype))
-    of = _flat(out)
+    gf = _flat(g) if _same_order(g, mask) else None
+    mf, of = _flat(mask), _flat(out)
+    if gf is not None and mf is not None and of is not None:
+        def part(span):
+            s = slice(*span)
+            np.multiply(gf[s], mf[s], out=of[s])
 
-    def part(span):
-        s = slice(*span)
-        np.multiply(gf[s], mf[s], out=of[s])
+        run_parts(part, _spans(gf.size, g.itemsize))
+        return out
+    axis = max(range(mask.ndim), key=lambda i: mask.strides[i])
+    n = mask.shape[axis]
 
-    run_parts(part, _spans(gf.size, g.itemsize))
+    def slab(span):
+        cut = (slice(None),) * axis + (slice(*span),)
+        np.copyto(out[cut], g[cut])
+        np.multiply(out[cut], mask[cut], out=out[cut])
+
+    run_parts(slab, even_spans(n, g.nbytes // n, _SPAN_BYTES))
     return out
 
 
