@@ -86,6 +86,8 @@ class Step:
     node_id: str
     # an activation node applied after this max pool instead of before it (training runs)
     then: str | None = None
+    # the convolution that alone feeds this max pool, run in the same forward (training runs)
+    fused: str | None = None
 
 
 @dataclass
@@ -177,6 +179,35 @@ def move_commuting_ops(ex, order):
         ex._inputs[reader.id] = list(ex._inputs[node.id])
 
 
+def fuse_conv_pool(ex, order):
+    """``ex._fused``: ``{max pool id: conv id}`` for a convolution whose output only that
+    max pool reads (directly or through an activation moved behind it).
+
+    The pool's forward step runs the convolution too, each part pooling the rows it
+    just made while they are in its core's cache
+    (:meth:`~core.ops.layers.Conv2d.forward_pooled`); the convolution's value is not
+    kept, and its backward is a step of its own as usual. Only in training runs, like
+    :func:`move_commuting_ops`; a pair that cannot run so runs as two forwards, with
+    the same numbers.
+    """
+    ex._fused = {}
+    if ex.all_outputs or ex._finite_checked:
+        return
+    g = ex.graph
+    for node in order:
+        if node.op_id != "max_pool2d" or node.id == ex.loss_id:
+            continue
+        (src, k), = ex._inputs[node.id]
+        conv = g.nodes[src]
+        if conv.op_id != "conv2d" or conv.id == ex.loss_id or k != 0:
+            continue
+        if {e.dst for e in g.out_edges(conv)} != {ex._moved.get(node.id, node.id)}:
+            continue
+        if ex._wanted.get(node.id, {0}) != {0}:
+            continue
+        ex._fused[node.id] = conv.id
+
+
 class Executor:
     """Runs a graph forward and backward.
 
@@ -210,7 +241,8 @@ class Executor:
     """
 
     # run by plan() in this order; each records one decision for the steps (see above)
-    plan_passes = (prune_unread_outputs, check_finiteness, move_commuting_ops)
+    plan_passes = (prune_unread_outputs, check_finiteness, move_commuting_ops,
+                   fuse_conv_pool)
 
     def __init__(self, graph: Graph, *, training: bool = False, seed: int = 0,
                  check_finite: bool = True, input_grads: bool = True, device: str = "cpu",
@@ -261,9 +293,9 @@ class Executor:
         self._check_memory(order)
         for plan_pass in self.plan_passes:
             plan_pass(self, order)
-        moved = self._moved
-        steps = [Step("forward", n.id, moved.get(n.id)) for n in order
-                 if n.id not in moved.values()]
+        moved, fused = self._moved, self._fused
+        steps = [Step("forward", n.id, moved.get(n.id), fused.get(n.id)) for n in order
+                 if n.id not in moved.values() and n.id not in fused.values()]
         self._needs = {}
         if loss is not None:
             needs = self._requires_grad(order)
@@ -400,6 +432,31 @@ class Executor:
         self._pending_ctx = ctx
         return result
 
+    def _forward_fused(self, pool: Node, conv: Node) -> dict:
+        """The forward of ``conv`` and of the max pool ``pool`` that alone reads it, as one
+        step (see :func:`fuse_conv_pool`): ``{(pool id, 0): value}``; both contexts are
+        kept. A pair that cannot run so runs as two forwards, with the same numbers."""
+        ctx = self._context(conv)
+        pool_ctx = self._context(pool)
+        try:
+            xs = self._node_inputs(conv)
+            self._ensure_weights(conv, xs)
+            xs = xs + [conv.weights[w] for w in type(conv.op).weights]
+            ctx.needs_input_grad = self._input_needs(conv)
+            pool_ctx.needs_input_grad = self._input_needs(pool)
+            with np.errstate(all="ignore"):
+                out = conv.op.forward_pooled(ctx, *xs, pool.op, pool_ctx)
+        except (ShapeError, MemoryError, ValueError, IndexError, TypeError, OverflowError):
+            out = None  # the plain forwards below report it by name
+        if out is None:
+            values = self.forward_node(conv)
+            self.ctxs[conv.id] = self._pending_ctx
+            self.values.update(values)
+            return self.forward_node(pool)
+        self.ctxs[conv.id] = ctx
+        self._pending_ctx = pool_ctx
+        return {(pool.id, 0): out}
+
     def _input_needs(self, node: Node):
         if not self._needs:
             return None
@@ -498,7 +555,10 @@ class Executor:
         if step.phase == "forward":
             state_before = dict(node.state) if undo is not None else None
             weights_before = dict(node.weights) if undo is not None else None
-            result = self.forward_node(node)
+            if step.fused is not None:
+                result = self._forward_fused(node, self.graph.nodes[step.fused])
+            else:
+                result = self.forward_node(node)
             if step.then is not None:
                 result[(node.id, 0)] = self._forward_after(step.then, result[(node.id, 0)])
             if undo is not None:
@@ -513,11 +573,12 @@ class Executor:
             for key, val in result.items():
                 put(self.values, key, val)
             rec.outputs = list(result.values())
-            rec.inputs = [self.values[k] for k in self._inputs.get(node.id, ())]
+            # a fused convolution's value is not kept
+            rec.inputs = [self.values.get(k) for k in self._inputs.get(node.id, ())]
             return rec
 
         gin, wgrads, upstream = self.backward_node(node, step.then)
-        rec.inputs = [self.values[k] for k in self._inputs.get(node.id, ())]
+        rec.inputs = [self.values.get(k) for k in self._inputs.get(node.id, ())]
         rec.outputs = [self.values.get((node.id, k)) for k in range(len(op.outputs))]
         rec.upstream = upstream
         if node.id == self.loss_id and self.grads.get((node.id, 0)) is None:

@@ -343,19 +343,21 @@ def test_a_background_load_compiles_every_pool_kernel_before_it_is_used():
 
 def test_a_background_load_compiles_the_presets_thin_convolutions_before_they_are_used():
     """After a background load (started, as in the window, once the ops are loaded), a
-    LeNet-5 and a Keras-CNN training step compile no convolution kernel: the window's first
-    step of either preset does not wait for numba."""
+    LeNet-5 and a Keras-CNN training step compile no convolution kernel (nor the pool that
+    pools a convolution's rows as they are made): the window's first step of either preset
+    does not wait for numba."""
     code = ("import numpy as np; import core.ops; from core.kernels import compiled; "
             "assert compiled.load_in_background(); compiled.wait_loaded(); "
             "nb = compiled.kernels(); "
             "count = lambda: (sorted((k, len(f.signatures)) for k, f in nb._conv_rows.items()), "
-            "len(nb.conv_kernel_grad.signatures)); before = count(); "
+            "len(nb.conv_kernel_grad.signatures), len(nb.max_pool_row_span.signatures)); "
+            "before = count(); "
             "from core.serialize import load_graph; from core.train.trainer import Trainer; "
             "from core.train.optim import make_optimizer; "
             "[Trainer(load_graph(f'examples/{n}.json'), make_optimizer('sgd', lr=0.01), "
             "batch_size=4, seed=0).train_step(np.zeros((4, 1, 28, 28), np.float32), "
             "np.zeros(4, np.int64)) for n in ('lenet5', 'keras_mnist_cnn')]; "
-            "print(before[1] > 0 and count() == before)")
+            "print(before[1] > 0 and before[2] > 0 and count() == before)")
     out = _python(code)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[-1] == "True"

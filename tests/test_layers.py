@@ -9,6 +9,8 @@ from core.errors import ShapeError
 from core.executor import Executor
 from core.gradcheck import check_op
 from core.graph import Graph
+from core.kernels import threads
+from core.kernels.scratch import Scratch
 from core.ops import Context, get_op
 from core.ops.base import Sample
 
@@ -515,6 +517,84 @@ def test_relu_moved_behind_max_pool_gives_the_same_numbers():
     # with per-node NaN checks every node runs as drawn
     checked = Executor(g, training=True, all_outputs=False, check_finite=True)
     assert all(s.then is None for s in checked.plan(g.loss))
+
+
+def _lean_and_plain(g, feeds):
+    plain = Executor(g, training=True, input_grads=False).run(feeds)
+    lean = Executor(g, training=True, input_grads=False, all_outputs=False, check_finite=False)
+    return plain, lean
+
+
+def _same_numbers(lean, plain, g, names):
+    for name in names:
+        np.testing.assert_array_equal(lean.value(name), plain.value(name))
+    assert plain.weight_grads.keys() == lean.weight_grads.keys()
+    for k, v in plain.weight_grads.items():
+        np.testing.assert_array_equal(lean.weight_grads[k], v)
+
+
+def test_a_convolution_and_the_pool_it_feeds_run_in_one_forward_with_the_same_numbers():
+    """Training runs make each thin convolution's rows and pool them in the same part; the
+    convolution's value is not kept, and the loss, the pools' outputs and every weight
+    gradient stay bit-identical (ties in flat regions included), on one thread or two."""
+    from core.kernels import compiled
+
+    if compiled.kernels() is None:
+        pytest.skip("numba is not installed: the pair runs as two forwards")
+    g, feeds = _lenet(batch=16)
+    feeds["x"][:, :, :6] = 0.0
+    plain, lean = _lean_and_plain(g, feeds)
+    fused = {(g.nodes[s.node_id].name, g.nodes[s.fused].name)
+             for s in lean.plan(g.loss) if s.fused is not None}
+    assert fused == {("p1", "c1"), ("p2", "c2")}
+    for workers in (1, 2):
+        old = threads.set_layer_threads(workers)
+        try:
+            lean.run(feeds)
+        finally:
+            threads.set_layer_threads(old)
+        assert (g.node("c1").id, 0) not in lean.values  # made and pooled, not kept
+        _same_numbers(lean, plain, g, ("loss", "logits", "p1", "p2"))
+    # with per-node NaN checks, or keeping every value, every node runs as drawn
+    checked = Executor(g, training=True, all_outputs=False, check_finite=True)
+    assert all(s.fused is None for s in checked.plan(g.loss))
+    assert all(s.fused is None for s in Executor(g, training=True).plan(g.loss))
+
+
+def test_a_convolution_someone_else_reads_runs_on_its_own():
+    """A convolution whose output also feeds another node keeps its value: no fused step."""
+    g, feeds = _lenet(batch=4)
+    g.add("sum", g.node("c2"), name="peek")
+    _, lean = _lean_and_plain(g, feeds)
+    fused = {g.nodes[s.fused].name for s in lean.plan(g.loss) if s.fused is not None}
+    assert "c2" not in fused
+
+
+def test_a_pair_that_cannot_run_fused_runs_as_two_forwards(monkeypatch):
+    """When the pool cannot be made row by row (no compiled kernels, say) the fused step
+    runs the two forwards; without the direct convolution, the im2col products pool their
+    rows as they make them, and a thin layer pairing its columns pools its whole map after:
+    the same numbers every way."""
+    from core.kernels import conv, pool
+
+    g, feeds = _lenet(batch=8)
+    plain, lean = _lean_and_plain(g, feeds)
+    calls = []
+    real = pool.RowPool.make
+    monkeypatch.setattr(pool.RowPool, "make",
+                        classmethod(lambda cls, *a, **k: calls.append(1) or None))
+    lean.run(feeds)
+    assert calls
+    _same_numbers(lean, plain, g, ("loss", "logits", "p1", "p2"))
+    monkeypatch.setattr(pool.RowPool, "make", real)
+    monkeypatch.setattr(conv, "_DIRECT_MAX_K", 0)  # every layer takes the im2col products
+    plain = Executor(g, training=True, input_grads=False).run(feeds)
+    lean.run(feeds)
+    _same_numbers(lean, plain, g, ("loss", "logits", "p1", "p2"))
+    if pool.RowPool.make(Scratch(), (16, 10, 10, 8), np.float32, (2, 2), (2, 2), (0, 0),
+                         True) is not None:
+        assert lean.ctxs[g.node("c2").id].kernel_state.rows_done        # im2col, pooled
+        assert not lean.ctxs[g.node("c1").id].kernel_state.rows_done    # paired columns
 
 
 def test_the_move_behind_a_pool_follows_the_fact_the_op_declares(monkeypatch):

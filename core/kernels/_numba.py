@@ -79,6 +79,15 @@ def max_pool_rows(x, r0, r1, kh, kw, sh, sw, ph, pw, best, code):
 
 
 @_jit
+def max_pool_row_span(x, p0, p1, kh, kw, best, code):
+    """:func:`max_pool_rows` of output rows ``p0:p1`` of every channel, for windows that
+    tile the input (stride = kernel, no padding): one call per span of rows."""
+    oh = best.shape[1]
+    for c in range(x.shape[0]):
+        max_pool_rows(x, c * oh + p0, c * oh + p1, kh, kw, kh, kw, 0, 0, best, code)
+
+
+@_jit
 def pool_indices(code, r0, r1, kh, kw, sh, sw, ph, pw, w, idx):
     """Flat input positions (row · W + col) of the taps ``code`` names, rows ``r0:r1``;
     a window without a maximum (NaN) points at its first tap."""

@@ -38,16 +38,18 @@ def _fill_block(block, win, span, bias):
         block[k] = 1
 
 
-def _im2col_matmul(w2, win, out, bias, spans, block_for):
+def _im2col_matmul(w2, win, out, bias, spans, block_for, after=None):
     """``out = w2 @ im2col(win)``, made and multiplied output-row span by span.
 
     ``win`` is (C, kh, kw, OH, OW, B); ``block_for(span)`` gives the
     ``(C·kh·kw [+1], rows·OW·B)`` buffer a span's columns go to, with a last
     row of ones when ``bias``. A span's block is multiplied while it is in
     cache, and its product reads one compact matrix instead of a strided slice
-    of a very wide one. Spans run in parallel.
+    of a very wide one. Spans run in parallel; ``after(out4, r0, r1)``, if given,
+    runs on each span's rows of the (O, OH, OW, B) output once they are made.
     """
     row = win.shape[4] * win.shape[5]
+    out4 = out.reshape(out.shape[0], win.shape[3], win.shape[4], win.shape[5])
 
     def part(span):
         block = block_for(span)
@@ -55,6 +57,8 @@ def _im2col_matmul(w2, win, out, bias, spans, block_for):
         # one product per span: the block is in cache and BLAS runs on this thread, so
         # cutting it into column blocks (as matmul_cols does) would only add calls
         np.matmul(w2, block, out=out[:, span[0] * row:span[1] * row])
+        if after is not None:
+            after(out4, span[0], span[1])
 
     run_parts(part, spans)
 
@@ -186,12 +190,17 @@ class ConvState:
         self.__dict__.update(fields)
 
 
-def conv2d_forward(scratch, x, w, b, stride, padding, dilation, out_hw):
+def conv2d_forward(scratch, x, w, b, stride, padding, dilation, out_hw, after_rows=None):
     """Cross-correlation ``y[o] = b[o] + Σ w[o]·window(x)`` and the state its backward needs.
 
     ``scratch`` (a :class:`~core.kernels.scratch.Scratch`) lends the buffers; ``b``
     is empty for no bias. With a bias, one extra row of ones in the im2col block
     makes the product add it (and the kernel-gradient product yield its gradient).
+
+    ``after_rows`` ``(unit, fn)``: each part calls ``fn(y4, r0, r1)`` on the output rows
+    it just made (spans are whole multiples of ``unit`` rows), while they are in its
+    core's cache; ``state.rows_done`` says whether that happened (not for a thin layer
+    without the compiled kernels, whose columns are paired).
 
     Shape:
         x (B, C, H, W), w (O, C, kh, kw), b (O,) or (0,) -> y (B, O, OH, OW), an NCHW
@@ -209,7 +218,8 @@ def conv2d_forward(scratch, x, w, b, stride, padding, dilation, out_hw):
         w2 = np.concatenate([w2, b[:, None]], axis=1)
     y = scratch.get("out", (o, oh * ow * bsz), x.dtype)
     fold = _folds(o, (kh, kw), stride, dilation, out_hw)
-    direct = _direct_forward(xp, w, b, y.reshape(o, oh, ow, bsz), stride, dilation)
+    direct = _direct_forward(xp, w, b, y.reshape(o, oh, ow, bsz), stride, dilation, after_rows)
+    rows_done = direct and after_rows is not None
     if fold:
         win, spans, block_for = _paired(scratch, xp, (kh, kw), out_hw, bias)
         if not direct:
@@ -219,8 +229,16 @@ def conv2d_forward(scratch, x, w, b, stride, padding, dilation, out_hw):
         win = windows(xp, (kh, kw), stride, dilation, out_hw)
         spans = _row_spans(win, (k + bias) * ow * bsz * x.itemsize)
         block_for = thread_blocks(scratch, k + bias, ow * bsz, x.dtype)
-        if not direct:
+        if not direct and after_rows is None:
             _im2col_matmul(w2, win, y, bias, spans, block_for)
+        elif not direct:
+            # the forward's spans may differ from the kernel gradient's (its sums follow
+            # them): every output is one product, however the rows are cut
+            unit, after = after_rows
+            _im2col_matmul(w2, win, y, bias,
+                           part_spans(oh, unit, (k + bias) * ow * bsz * x.itemsize),
+                           block_for, after)
+            rows_done = True
     # the kernel gradient may pair the columns of a layer whose forward does not
     kfold = fold or _folds(o, (kh, kw), stride, dilation, out_hw, _KGRAD_FOLD_MAX_OUT)
     if kfold and not fold:
@@ -230,7 +248,7 @@ def conv2d_forward(scratch, x, w, b, stride, padding, dilation, out_hw):
     state = ConvState(w2=w2[:, :k], fold=fold, kfold=kfold, direct=direct, xp=xp, kwin=kwin,
                       kspans=kspans, kblock_for=kblock_for, xp_shape=xp.shape, x_shape=x.shape,
                       out_hw=out_hw, w_shape=w.shape, bias=bias, stride=stride,
-                      padding=padding, dilation=dilation)
+                      padding=padding, dilation=dilation, rows_done=rows_done)
     return batch_first(y.reshape(o, oh, ow, bsz)), state
 
 
@@ -252,11 +270,12 @@ def _warm_direct() -> None:
             conv2d_backward(Scratch(), state, np.zeros(y.shape, dtype))
 
 
-def _direct_forward(xp, w, b, y4, stride, dilation) -> bool:
+def _direct_forward(xp, w, b, y4, stride, dilation, after_rows=None) -> bool:
     """``y4 = conv(xp)`` by the compiled direct convolution, row span by row span, when
     the layer is thin enough for it (see :data:`_DIRECT_MAX_K`); ``False`` if it did not run.
 
-    ``xp`` is the C-contiguous padded (C, H', W', B) input, ``y4`` the (O, OH, OW, B) output.
+    ``xp`` is the C-contiguous padded (C, H', W', B) input, ``y4`` the (O, OH, OW, B) output;
+    ``after_rows`` as in :func:`conv2d_forward`.
     """
     o, c, kh, kw = w.shape
     if c * kh * kw > _DIRECT_MAX_K:
@@ -264,15 +283,21 @@ def _direct_forward(xp, w, b, y4, stride, dilation) -> bool:
     nb = compiled.kernels()
     if nb is None:
         return False
+    unit, after = after_rows if after_rows is not None else (1, None)
     try:
         rows = nb.conv_rows(kh, kw)
         wc = np.ascontiguousarray(w, dtype=y4.dtype)
         bc = np.ascontiguousarray(b, dtype=y4.dtype)
         (sh, sw), (dh, dw) = stride, dilation
+
+        def part(span):
+            rows(xp, wc, bc, y4, span[0], span[1], sh, sw, dh, dw)
+            if after is not None:
+                after(y4, span[0], span[1])
+
         # a span's cost is its rows' outputs times the taps each one sums
         row_work = y4[:, 0].nbytes * max(1, c * kh * kw // 16)
-        run_parts(lambda span: rows(xp, wc, bc, y4, span[0], span[1], sh, sw, dh, dw),
-                  part_spans(y4.shape[1], 1, row_work, COMPILED_PART_BYTES))
+        run_parts(part, part_spans(y4.shape[1], unit, row_work, COMPILED_PART_BYTES))
     except Exception as exc:  # noqa: BLE001 - a kernel that does not compile
         compiled.failed("conv2d", exc)
         return False

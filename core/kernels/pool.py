@@ -279,6 +279,49 @@ def _max_pool_backward_compiled(scratch, state, g):
     return batch_first(gx)
 
 
+class RowPool:
+    """The max pool of a feature map made row span by row span (a thin convolution's
+    output), pooled by the part that made the rows, while they are in its core's cache.
+
+    Only windows that tile the map, with the compiled kernels: ``RowPool.make`` returns
+    ``None`` otherwise. Pass :meth:`rows` as the producer's ``after_rows`` callback (spans
+    of whole multiples of :attr:`unit` rows), then :meth:`result`: the numbers and the
+    state of :func:`max_pool2d_forward` on the whole map.
+    """
+
+    @classmethod
+    def make(cls, scratch, shape, dtype, kernel, stride, padding, training):
+        """For a batch-last (C, H, W, B) map of ``shape``; ``None`` if it cannot run so."""
+        c, h, w, bsz = shape
+        nb = compiled.kernels()
+        if nb is None or not tiles(kernel, stride, padding, (h, w)):
+            return None
+        return cls(nb, scratch, shape, dtype, kernel, training)
+
+    def __init__(self, nb, scratch, shape, dtype, kernel, training):
+        c, h, w, bsz = shape
+        self.nb, self.kernel, self.unit = nb, tuple(kernel), kernel[0]
+        self.out_hw = (h // kernel[0], w // kernel[1])
+        self.best = scratch.get("out", (c,) + self.out_hw + (bsz,), dtype)
+        self.code = (scratch.get("code", self.best.shape, _code_dtype(kernel)) if training
+                     else np.empty((0, 0, 0, 0), _code_dtype(kernel)))
+        self.x = None
+
+    def rows(self, x, r0, r1):
+        """Pool input rows ``r0:r1`` of the batch-last map ``x`` (whole windows)."""
+        kh, kw = self.kernel
+        self.x = x
+        self.nb.max_pool_row_span(x, r0 // kh, r1 // kh, kh, kw, self.best, self.code)
+
+    def result(self):
+        """``(out, None, state)`` as :func:`max_pool2d_forward` gives them (no indices)."""
+        x = self.x
+        state = PoolState(x=x, best=self.best, code=self.code if self.code.size else None,
+                          hw=x.shape[1:3], out_hw=self.out_hw, kernel=self.kernel,
+                          stride=self.kernel, padding=(0, 0), compiled=True, nb=self.nb)
+        return batch_first(self.best), None, state
+
+
 def avg_pool2d_forward(x, kernel, stride, padding, out_hw):
     """The mean of each window; padding counts as zeros.
 
@@ -332,6 +375,7 @@ def _warm_compiled() -> None:
         idx = np.zeros(best.shape, np.int64)
         for kept in (code, np.empty((0, 0, 0, 0), np.uint8)):  # training / inference
             nb.max_pool_rows(x, 0, 2, 2, 2, 2, 2, 0, 0, best, kept)
+            nb.max_pool_row_span(x, 0, 2, 2, 2, best, kept)  # a convolution's rows (RowPool)
         nb.pool_indices(code, 0, 2, 2, 2, 2, 2, 0, 0, w, idx)
         gx = np.zeros_like(x)
         nb.max_pool_back_tiled(best, code, 0, 2, 2, 2, gx)

@@ -263,6 +263,33 @@ class Conv2d(Op):
             gw = gw[:, :, ::-1, ::-1]
         return gx, array_module(gw).ascontiguousarray(gw), gb
 
+    def forward_pooled(self, ctx, x, w, b, pool_op, pool_ctx):
+        """This layer's forward and that of the max pool ``pool_op`` that alone reads it,
+        each part of the convolution pooling the rows it just made (a training shortcut).
+
+        Returns the pool's output, with both contexts as their own forwards leave them, or
+        ``None`` when they cannot run so (a pool whose windows overlap, no compiled
+        kernels); then nothing has run.
+        """
+        p, q = self.p, pool_op.p
+        if not isinstance(x, np.ndarray) or x.ndim != 4 or w.shape[1] != x.shape[1]:
+            return None
+        out_hw = self.infer_shapes(x.shape)[0][2:]
+        rows = pool.RowPool.make(scratch_for(pool_op), (w.shape[0], *out_hw, x.shape[0]),
+                                 x.dtype, q["kernel"], q["stride"], q["padding"],
+                                 pool_ctx.training)
+        if rows is None:
+            return None
+        if p["mode"] == "convolution":
+            w = w[:, :, ::-1, ::-1]
+        y, ctx.kernel_state = conv.conv2d_forward(scratch_for(self), x, w, b, p["stride"],
+                                                  p["padding"], p["dilation"], out_hw,
+                                                  after_rows=(rows.unit, rows.rows))
+        if not ctx.kernel_state.rows_done:  # the paired-column path ran: pool the whole map
+            return pool_op.forward(pool_ctx, y)[0]
+        out, _, pool_ctx.kernel_state = rows.result()
+        return out
+
     @classmethod
     def sample_inputs(cls, rng):
         def case(x_shape, o, params, bias=True, note=""):
