@@ -231,7 +231,10 @@ def breakdown(trainer, batches):
         for st in steps:
             t0 = time.perf_counter()
             ex.apply(st, detail=False)
-            spent[(st.phase, ex.graph.nodes[st.node_id].op_id)][i] += time.perf_counter() - t0
+            op_id = ex.graph.nodes[st.node_id].op_id
+            if st.fused is not None:  # a convolution run in its max pool's forward step
+                op_id = f"{ex.graph.nodes[st.fused].op_id} + {op_id}"
+            spent[(st.phase, op_id)][i] += time.perf_counter() - t0
         ex.iteration += 1
     return {k: float(np.median(v)) for k, v in spent.items()}
 
@@ -246,7 +249,7 @@ def _print_breakdown(trainer, batches, n_threads):
           f"batches; {total * 1e3:.2f} in executor steps, the optimizer step is the rest):")
     for (phase, op_id), s in sorted(spent.items(), key=lambda kv: -kv[1]):
         if s * 1e3 >= 0.005:
-            print(f"    {phase:8s} {op_id:22s} {s * 1e3:8.2f}  {100 * s / total:5.1f} %")
+            print(f"    {phase:8s} {op_id:24s} {s * 1e3:8.2f}  {100 * s / total:5.1f} %")
 
 
 def same_weights(a: Trainer, b: Trainer) -> bool:
