@@ -226,11 +226,13 @@ class Executor:
         show them; training turns this off to save work).
     all_outputs : bool
         Compute and keep every output of every node. Training turns this off,
-        which allows two shortcuts with the same numbers: an extra output
-        nothing is connected to (a max pool's indices) is skipped, and a ReLU
+        which allows three shortcuts with the same numbers: an extra output
+        nothing is connected to (a max pool's indices) is skipped; a ReLU
         whose only reader is a max pool runs after the pool, on a quarter of
         the numbers (max pool(ReLU(x)) = ReLU(max pool(x)), and the gradient
-        reaches the same positions). Skipped outputs and moved activations have
+        reaches the same positions); and a convolution whose only reader is a
+        max pool runs in the pool's forward step, each part pooling the rows it
+        made. Skipped outputs, moved activations and such convolutions have
         no stored value. With ``check_finite`` every node runs as drawn, so a
         NaN is reported at the node that made it.
     device : str
