@@ -75,22 +75,36 @@ def test_dropout_forward_equals_the_plain_expressions(layer_threads):
 
 
 def test_a_held_result_is_never_overwritten_by_the_next_batch():
-    """The op's buffers are reused only once nothing refers to them."""
+    """In training the op's buffers are reused only once nothing refers to them."""
     rng = np.random.default_rng(5)
     op = get_op("relu")()
     first_x = _batch_last(rng)
-    ctx = Context()
+    ctx = Context(training=True)
     held = op.forward(ctx, first_x)
     kept = held.copy()
-    again = op.forward(Context(), _batch_last(rng))
+    again = op.forward(Context(training=True), _batch_last(rng))
     assert not np.shares_memory(held, again)
     np.testing.assert_array_equal(held, kept)
     # once nothing holds the second result, the third batch reuses its buffer
     again_at = np.lib.array_utils.byte_bounds(again)
     del again
-    third = op.forward(Context(), _batch_last(rng))
+    third = op.forward(Context(training=True), _batch_last(rng))
     assert np.lib.array_utils.byte_bounds(third) == again_at
     np.testing.assert_array_equal(held, kept)
+
+
+def test_an_evaluation_keeps_no_buffer_of_its_batch_size():
+    """Outside training (an evaluation's batches are of another size) ReLU's results are
+    new arrays: nothing of that size stays in the op's scratch after the run."""
+    rng = np.random.default_rng(8)
+    op = get_op("relu")()
+    ctx = Context(training=False)
+    x = _batch_last(rng)
+    y = op.forward(ctx, x)
+    (gx,) = op.backward(ctx, _batch_last(rng))
+    np.testing.assert_array_equal(y, np.maximum(x, 0))
+    assert y.strides == x.strides and gx.strides == x.strides
+    assert not getattr(op, "_scratch", None) or not op._scratch._arrays
 
 
 def test_relu_and_dropout_ops_give_the_same_bits_on_one_and_two_threads():

@@ -10,7 +10,8 @@ is in cache. Every number is computed as the plain expression computes it, so th
 results are the same bits for any cut and any thread count.
 
 Arrays under the pool's split size, or whose layouts differ, take the plain NumPy
-expressions.
+expressions. Without a scratch (``None``: an evaluation run, whose batches are of another
+size) the results are new arrays, so no buffer of that size outlives the run.
 """
 
 from __future__ import annotations
@@ -32,9 +33,11 @@ def _flat(a):
 
 
 def _like(scratch, tag, ref, dtype):
-    """A scratch buffer laid out like ``ref`` (same strides order), as ``ref``'s shape."""
+    """A buffer laid out like ``ref`` (same strides order), as ``ref``'s shape: lent by
+    ``scratch``, or a new array for ``None``."""
     order = sorted(range(ref.ndim), key=lambda i: -ref.strides[i])
-    buf = scratch.get(tag, tuple(ref.shape[i] for i in order), dtype)
+    shape = tuple(ref.shape[i] for i in order)
+    buf = np.empty(shape, dtype) if scratch is None else scratch.get(tag, shape, dtype)
     return buf.transpose(np.argsort(order))
 
 

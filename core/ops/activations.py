@@ -107,7 +107,8 @@ class ReLU(_Activation):
 
     def forward(self, ctx, x):
         if isinstance(x, np.ndarray):
-            y, ctx.mask = relu_forward(scratch_for(self), x)
+            # reused buffers for training's batches only: an evaluation's would outlive it
+            y, ctx.mask = relu_forward(scratch_for(self) if ctx.training else None, x)
             return y
         ctx.mask = x > 0
         return array_module(x).maximum(x, 0)
@@ -115,7 +116,7 @@ class ReLU(_Activation):
     def backward(self, ctx, g):
         # the CPU kernel multiplies in the mask's memory order; other modules as they are
         if isinstance(g, np.ndarray):
-            return (times_mask(scratch_for(self), g, ctx.mask),)
+            return (times_mask(scratch_for(self) if ctx.training else None, g, ctx.mask),)
         return (g * ctx.mask,)
 
     @classmethod
