@@ -176,7 +176,8 @@ class Dropout(Op):
         scale = x.dtype.type(1.0 / (1.0 - p))
         if isinstance(x, np.ndarray):
             scratch = scratch_for(self)
-            # in x's memory order, so the products stay fast
+            # in x's memory order, so the products stay fast; a big draw goes to a reused
+            # buffer (a fresh one costs page faults every batch)
             u = random_like(ctx.rng, x, draw, scratch if x.nbytes >= 1 << 20 else None)
             y, ctx.mask = dropout_forward(scratch, x, u, p, scale)
             return y
