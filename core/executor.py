@@ -397,12 +397,7 @@ class Executor:
                     ctx.value = to_device(ctx.value, self.device)
                 xs = []
             else:
-                xs = self._node_inputs(node)
-                self._ensure_weights(node, xs)
-                if self.device == "cpu":
-                    xs = xs + [node.weights[w] for w in op.weights]
-                else:
-                    xs = xs + [to_device(node.weights[w], self.device) for w in op.weights]
+                xs = self._op_arguments(node)
             ctx.needs_input_grad = self._input_needs(node)
             with np.errstate(all="ignore"):  # non-finite results are reported by name below
                 out = node.op.forward(ctx, *xs)
@@ -434,6 +429,16 @@ class Executor:
         self._pending_ctx = ctx
         return result
 
+    def _op_arguments(self, node: Node) -> list:
+        """The inputs of a non-source ``node``, then its weights (made on first use), on the
+        run's device."""
+        xs = self._node_inputs(node)
+        self._ensure_weights(node, xs)
+        weights = [node.weights[w] for w in type(node.op).weights]
+        if self.device != "cpu":
+            weights = [to_device(w, self.device) for w in weights]
+        return xs + weights
+
     def _forward_fused(self, pool: Node, conv: Node) -> dict:
         """The forward of ``conv`` and of the max pool ``pool`` that alone reads it, as one
         step (see :func:`fuse_conv_pool`): ``{(pool id, 0): value}``; both contexts are
@@ -441,9 +446,7 @@ class Executor:
         ctx = self._context(conv)
         pool_ctx = self._context(pool)
         try:
-            xs = self._node_inputs(conv)
-            self._ensure_weights(conv, xs)
-            xs = xs + [conv.weights[w] for w in type(conv.op).weights]
+            xs = self._op_arguments(conv)
             ctx.needs_input_grad = self._input_needs(conv)
             pool_ctx.needs_input_grad = self._input_needs(pool)
             with np.errstate(all="ignore"):
