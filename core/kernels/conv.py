@@ -229,16 +229,15 @@ def conv2d_forward(scratch, x, w, b, stride, padding, dilation, out_hw, after_ro
         win = windows(xp, (kh, kw), stride, dilation, out_hw)
         spans = _row_spans(win, (k + bias) * ow * bsz * x.itemsize)
         block_for = thread_blocks(scratch, k + bias, ow * bsz, x.dtype)
-        if not direct and after_rows is None:
-            _im2col_matmul(w2, win, y, bias, spans, block_for)
-        elif not direct:
-            # the forward's spans may differ from the kernel gradient's (its sums follow
-            # them): every output is one product, however the rows are cut
-            unit, after = after_rows
-            _im2col_matmul(w2, win, y, bias,
-                           part_spans(oh, unit, (k + bias) * ow * bsz * x.itemsize),
-                           block_for, after)
-            rows_done = True
+        if not direct:
+            fwd_spans, after = spans, None
+            if after_rows is not None:
+                # the forward's spans may differ from the kernel gradient's (its sums follow
+                # them): every output is one product, however the rows are cut
+                unit, after = after_rows
+                fwd_spans = part_spans(oh, unit, (k + bias) * ow * bsz * x.itemsize)
+                rows_done = True
+            _im2col_matmul(w2, win, y, bias, fwd_spans, block_for, after)
     # the kernel gradient may pair the columns of a layer whose forward does not
     kfold = fold or _folds(o, (kh, kw), stride, dilation, out_hw, _KGRAD_FOLD_MAX_OUT)
     if kfold and not fold:

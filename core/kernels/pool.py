@@ -285,16 +285,15 @@ class RowPool:
 
     Only windows that tile the map, with the compiled kernels: ``RowPool.make`` returns
     ``None`` otherwise. Pass :meth:`rows` as the producer's ``after_rows`` callback (spans
-    of whole multiples of :attr:`unit` rows), then :meth:`result`: the numbers and the
-    state of :func:`max_pool2d_forward` on the whole map.
+    of whole multiples of :attr:`unit` rows), then :meth:`result` with the map: the
+    numbers and the state of :func:`max_pool2d_forward` on the whole map.
     """
 
     @classmethod
     def make(cls, scratch, shape, dtype, kernel, stride, padding, training):
         """For a batch-last (C, H, W, B) map of ``shape``; ``None`` if it cannot run so."""
-        c, h, w, bsz = shape
         nb = compiled.kernels()
-        if nb is None or not tiles(kernel, stride, padding, (h, w)):
+        if nb is None or not tiles(kernel, stride, padding, shape[1:3]):
             return None
         return cls(nb, scratch, shape, dtype, kernel, training)
 
@@ -305,17 +304,16 @@ class RowPool:
         self.best = scratch.get("out", (c,) + self.out_hw + (bsz,), dtype)
         self.code = (scratch.get("code", self.best.shape, _code_dtype(kernel)) if training
                      else np.empty((0, 0, 0, 0), _code_dtype(kernel)))
-        self.x = None
 
     def rows(self, x, r0, r1):
         """Pool input rows ``r0:r1`` of the batch-last map ``x`` (whole windows)."""
         kh, kw = self.kernel
-        self.x = x
         self.nb.max_pool_row_span(x, r0 // kh, r1 // kh, kh, kw, self.best, self.code)
 
-    def result(self):
-        """``(out, None, state)`` as :func:`max_pool2d_forward` gives them (no indices)."""
-        x = self.x
+    def result(self, y):
+        """``(out, None, state)`` as :func:`max_pool2d_forward` gives them (no indices), once
+        every row of the map ``y`` (B, C, H, W) is pooled."""
+        x = batch_last(y)
         state = PoolState(x=x, best=self.best, code=self.code if self.code.size else None,
                           hw=x.shape[1:3], out_hw=self.out_hw, kernel=self.kernel,
                           stride=self.kernel, padding=(0, 0), compiled=True, nb=self.nb)

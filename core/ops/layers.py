@@ -287,7 +287,7 @@ class Conv2d(Op):
                                                   after_rows=(rows.unit, rows.rows))
         if not ctx.kernel_state.rows_done:  # the paired-column path ran: pool the whole map
             return pool_op.forward(pool_ctx, y)[0]
-        out, _, pool_ctx.kernel_state = rows.result()
+        out, _, pool_ctx.kernel_state = rows.result(y)
         return out
 
     @classmethod
