@@ -218,8 +218,7 @@ class DigitInput(QWidget):
     def __init__(self, theme: Theme | None = None, parent=None, seed: int | None = None):
         super().__init__(parent)
         self.theme = theme or default_theme()
-        self._seed = seed
-        self._rng = None  # made at the first Random
+        self._rng = np.random.default_rng(seed)
         # the embedded sample is read when the panel is first shown or asked for a digit:
         # the window's first frame does not wait for it
         self._builtin: list | None = None
@@ -445,8 +444,6 @@ class DigitInput(QWidget):
 
     def _random(self):
         if self.count:
-            if self._rng is None:
-                self._rng = np.random.default_rng(self._seed)
             self.choose_sample(int(self._rng.integers(self.count)))
 
     def _drawn(self):
