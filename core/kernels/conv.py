@@ -445,12 +445,10 @@ def _with_input_grad_jobs(scratch, state, gc, gxp, weight_job):
     if tuple(state.stride) == (1, 1):
         wp, bsz = state.xp_shape[2], state.xp_shape[3]
         n = state.out_hw[0] * wp * bsz
-        lead = state.dilation[1] * (kw - 1) * bsz
         shifted_for = thread_blocks(scratch, o * kw, 1, gc.dtype, tag="shifted")
         products, adds = col2im_shifted(
             state.w2.reshape(state.w_shape), gc, gxp, state.dilation, state.out_hw,
             scratch.get("row_sums", (c * kh, n), gc.dtype),
-            scratch.get("grad_pitched", (o, lead + n), gc.dtype),
             lambda cols: shifted_for((0, cols)))
         # the products first, so that the adds that need them wait the least
         return [products, weight_job, (*adds, 0)]
