@@ -19,6 +19,7 @@ Example
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,6 +28,7 @@ from core.errors import GraphError, MemoryLimitError, NonFiniteError, ShapeError
 from core.graph import Graph, Node
 from core.kernels import own_threads
 from core.kernels.backend import array_module, make_rng, resolve_device, to_device, to_numpy
+from core.kernels.threads import deferring
 from core.ops.base import Context, check_allocation, fmt_bytes, memory_limit, numel
 from core.ops.sources import feed_value
 
@@ -638,7 +640,10 @@ class Executor:
         loss = loss if loss is not None else self.graph.loss
         steps = self._prepare(feeds, loss)
         self.reset()
-        with own_threads():
+        # weight gradients may finish beside the layers below theirs (see threads.deferring);
+        # a run that checks every node's numbers as it goes reads each one at once
+        later = contextlib.nullcontext() if self.check_finite else deferring()
+        with own_threads(), later:
             for st in steps:
                 self.apply(st, detail=False)
         self.iteration += 1

@@ -1,5 +1,8 @@
 """The thread pool, BLAS control and scratch buffers of core.kernels."""
 
+import contextlib
+import functools
+
 import numpy as np
 import pytest
 
@@ -37,7 +40,6 @@ def test_jobs_too_small_to_cut_up_run_on_the_calling_thread(monkeypatch):
 def test_a_job_that_needs_another_starts_after_all_its_parts(monkeypatch):
     """A job ``(fn, parts, after)`` in the same hand-out sees every part of job ``after``
     finished, however the two threads share them; its error still reaches the caller."""
-    import functools
     import time
 
     monkeypatch.setattr(threads, "_WORKERS", 2)
@@ -73,6 +75,61 @@ def test_independent_jobs_take_turns_in_the_hand_out_on_two_threads(monkeypatch)
                          (lambda i, order=order: order.append(f"k{i}"), range(2)),
                          (lambda i, order=order: order.append(f"a{i}"), range(1), 0))
         assert order == want
+
+
+def test_deferred_work_runs_beside_later_parts_and_is_finished_when_the_block_ends(
+        monkeypatch):
+    """In a ``deferring`` block with two threads, deferred parts are handed to the helper
+    behind the next parts handed out, and every part has run (once) and ``finish`` has been
+    called when the block ends; outside a block, or on one thread, ``defer`` runs at once."""
+    import threading
+    import time
+
+    monkeypatch.setattr(threads, "_WORKERS", 2)
+    ran, finished = [], []
+    main = threading.current_thread().name
+
+    def slow(i):
+        time.sleep(0.002)
+        ran.append((i, threading.current_thread().name))
+
+    with threads.deferring():
+        assert threads.can_defer()
+        job = threads.defer(slow, range(20), lambda: finished.append(len(ran)) or "sums")
+        assert ran == [] and not job.done
+        threads.run_parts(lambda i: time.sleep(0.005), range(4))  # hands the job on
+        # this thread goes on while the helper works through the deferred parts
+        time.sleep(0.03)
+        assert 0 < len(ran) < 20 and {name for _, name in ran} != {main}
+    assert sorted(i for i, _ in ran) == list(range(20)) and finished == [20]
+    assert job.result() == "sums" and finished == [20]  # finished once
+
+    for workers, scoped in ((2, False), (1, True)):
+        monkeypatch.setattr(threads, "_WORKERS", workers)
+        done = []
+        with threads.deferring() if scoped else contextlib.nullcontext():
+            assert not threads.can_defer()
+            threads.defer(done.append, range(3), functools.partial(done.append, "end"))
+            assert done == [0, 1, 2, "end"]
+
+
+def test_an_error_in_deferred_work_reaches_the_caller_when_the_block_ends(monkeypatch):
+    """A failing deferred part does not stop the block's other work; its error is raised
+    when the block ends, after every deferred job has finished."""
+    monkeypatch.setattr(threads, "_WORKERS", 2)
+    done = []
+
+    def fail(i):
+        if i == 3:
+            raise ValueError("deferred part 3 failed")
+
+    with pytest.raises(ValueError, match="deferred part 3"):
+        with threads.deferring():
+            threads.defer(fail, range(6), lambda: None)
+            threads.defer(done.append, range(4), lambda: done.append("end"))
+            threads.run_parts(lambda i: None, range(4))
+    assert sorted(done[:4]) == [0, 1, 2, 3] and done[4] == "end"
+    assert not threads.can_defer()  # the block is over
 
 
 def test_importing_core_first_holds_blas_to_one_thread():

@@ -426,6 +426,41 @@ def test_thread_count_does_not_change_results(monkeypatch):
         np.testing.assert_array_equal(ex1.weight_grads[k], v)
 
 
+def test_deferred_weight_gradients_are_complete_and_the_same_bits(monkeypatch):
+    """On two threads a training run leaves the convolution's and the big dense layers'
+    weight gradients to the helper beside the layers below; when ``run`` returns they hold
+    the numbers one thread gives, bit for bit. A run that checks every node's numbers (the
+    default outside training) reads each gradient at once and defers nothing."""
+    from core.kernels import matmul, threads
+
+    monkeypatch.setattr(threads, "_MIN_SPLIT_BYTES", 0)
+    monkeypatch.setattr(matmul, "_DEFER_MNK", 0)
+    deferred = []
+    real_defer = threads.defer
+
+    def spy(fn, parts, finish):
+        deferred.append(threads.can_defer())
+        return real_defer(fn, parts, finish)
+
+    from core.kernels import conv
+    monkeypatch.setattr(conv, "defer", spy)
+    monkeypatch.setattr(matmul, "defer", spy)
+    g, feeds = _lenet(batch=16)
+    monkeypatch.setattr(threads, "_WORKERS", 1)
+    one = Executor(g, training=True, check_finite=False).run(feeds)
+    assert deferred == []
+    monkeypatch.setattr(threads, "_WORKERS", 2)
+    two = Executor(g, training=True, check_finite=False).run(feeds)
+    # both convolutions (the input's gradient is wanted too) and the three dense layers
+    assert deferred == [True] * 5
+    assert one.weight_grads.keys() == two.weight_grads.keys()
+    for k, v in one.weight_grads.items():
+        assert np.array_equal(two.weight_grads[k].view(np.uint8), v.view(np.uint8)), k
+    deferred.clear()
+    Executor(g, training=True, check_finite=True).run(feeds)
+    assert deferred == []
+
+
 def test_unconnected_pool_indices_are_skipped_only_when_asked():
     """Training (``all_outputs=False``) skips a max pool's unconnected indices output;
     a normal run computes it, and the other numbers do not change either way."""

@@ -20,7 +20,14 @@ from core.kernels.col2im import col2im_matmul, col2im_shifted
 from core.kernels.layout import batch_first, batch_last, col2im, im2col, pad_batch_last, windows
 from core.kernels.matmul import matmul_wide_nt
 from core.kernels.scratch import Scratch, thread_blocks
-from core.kernels.threads import COMPILED_PART_BYTES, part_spans, run_jobs, run_parts
+from core.kernels.threads import (
+    COMPILED_PART_BYTES,
+    can_defer,
+    defer,
+    part_spans,
+    run_jobs,
+    run_parts,
+)
 
 
 def _row_spans(win, rows_bytes):
@@ -352,27 +359,43 @@ def _conv2d_backward(scratch, state, g, gc, need_x, nb):
         weight_job, weight_grad = _im2col_weight_grad(
             _grad_rows(state, gc, g.shape[0]), state.kwin, state.bias, state.kspans,
             state.kblock_for, block_first=not state.fold)
-    jobs = [weight_job]
-    gx = None
-    if need_x:
-        # the input gradient's parts share one hand-out with the kernel gradient's
-        gxp = scratch.get("grad", state.xp_shape, g.dtype)
-        jobs = _with_input_grad_jobs(scratch, state, gc, gxp, weight_job)
-        ph, pw = state.padding
-        h, w = state.x_shape[2:]
-        gx = batch_first(gxp[:, ph:ph + h, pw:pw + w, :])
-    run_jobs(*jobs)
-    if nb is not None:
-        gw, gb = weight_grad()
-    elif state.kfold:
-        gw, gb = _unfold_kernel_grad(weight_grad(), state.w_shape, state.bias)
-    else:
-        gwb = weight_grad()
-        gw = gwb[:, :k].reshape(state.w_shape)
-        gb = gwb[:, k].copy() if state.bias else None
-    if gb is None:
-        gb = np.zeros((0,), dtype=g.dtype)
-    return gx, gw, gb
+
+    def grads():
+        if nb is not None:
+            gw, gb = weight_grad()
+        elif state.kfold:
+            gw, gb = _unfold_kernel_grad(weight_grad(), state.w_shape, state.bias)
+        else:
+            gwb = weight_grad()
+            gw = gwb[:, :k].reshape(state.w_shape)
+            gb = gwb[:, k].copy() if state.bias else None
+        return gw, (np.zeros((0,), dtype=g.dtype) if gb is None else gb)
+
+    if not need_x:
+        run_jobs(weight_job)
+        return (None, *grads())
+    gxp = scratch.get("grad", state.xp_shape, g.dtype)
+    ph, pw = state.padding
+    h, w = state.x_shape[2:]
+    gx = batch_first(gxp[:, ph:ph + h, pw:pw + w, :])
+    if can_defer():
+        # no later layer reads the kernel gradient: it runs beside the layers below, and
+        # the arrays returned are filled in when the run's deferred work is finished
+        dtype = np.result_type(gc.dtype, state.xp.dtype)
+        gw_out = np.empty(state.w_shape, dtype)
+        gb_out = np.empty((o if state.bias else 0,), dtype)
+
+        def finish():
+            gw, gb = grads()
+            gw_out[...] = gw
+            gb_out[...] = gb
+
+        defer(*weight_job, finish)
+        run_jobs(*_with_input_grad_jobs(scratch, state, gc, gxp, None))
+        return gx, gw_out, gb_out
+    # the input gradient's parts share one hand-out with the kernel gradient's
+    run_jobs(*_with_input_grad_jobs(scratch, state, gc, gxp, weight_job))
+    return (gx, *grads())
 
 
 def _compiled_weight_grad(nb, state, gc):
@@ -440,7 +463,8 @@ def _grad_rows(state, gc, bsz):
 
 
 def _with_input_grad_jobs(scratch, state, gc, gxp, weight_job):
-    """The jobs of the kernel gradient and of the input gradient into ``gxp``, in hand-out order."""
+    """The jobs of the kernel gradient (``None``: none) and of the input gradient into ``gxp``,
+    in hand-out order."""
     o, c, kh, kw = state.w_shape
     if tuple(state.stride) == (1, 1):
         wp, bsz = state.xp_shape[2], state.xp_shape[3]
@@ -451,10 +475,12 @@ def _with_input_grad_jobs(scratch, state, gc, gxp, weight_job):
             scratch.get("row_sums", (c * kh, n), gc.dtype),
             lambda cols: shifted_for((0, cols)))
         # the products first, so that the adds that need them wait the least
-        return [products, weight_job, (*adds, 0)]
-    slabs = scratch.get("slabs", (c * kh * kw, gc.shape[1]), gc.dtype)
-    return [weight_job, col2im_matmul(state.w2, gc, gxp, (kh, kw), state.stride,
-                                      state.dilation, state.out_hw, slabs)]
+        jobs = [products, weight_job, (*adds, 0)]
+    else:
+        slabs = scratch.get("slabs", (c * kh * kw, gc.shape[1]), gc.dtype)
+        jobs = [weight_job, col2im_matmul(state.w2, gc, gxp, (kh, kw), state.stride,
+                                          state.dilation, state.out_hw, slabs)]
+    return [job for job in jobs if job is not None]
 
 
 # -------------------------------------------------------- conv_transpose2d

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.kernels.threads import part_spans, run_parts
+from core.kernels.threads import can_defer, defer, part_spans, run_parts
 
 _SERIAL_MNK = 900_000
 _SERIAL_MNK_T = 4 * 65536  # the same with a transposed right operand
@@ -108,19 +108,28 @@ def _matmul_parts(a, b):
 
     The cut depends on the shapes only, so the result is the same on any machine.
     """
+    out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
+    run_parts(*_product_job(a, b, out))
+    return out
+
+
+def _product_job(a, b, out):
+    """``out[:] = a @ b`` as the job ``(part, parts)``: the parts of :func:`_matmul_parts`,
+    or a single part for a product :func:`matmul_small` makes in one call."""
     m, k = a.shape
     n = b.shape[1]
-    out = np.empty((m, n), dtype=np.result_type(a, b))
+    if m * n * k <= _SMALL_MNK:
+        return (lambda _: np.matmul(a, b, out=out)), [None]
     pieces = max(1, min(64, (m * n * k) // _SMALL_MNK))
     if m >= n:
         step = -(-m // pieces)
-        run_parts(lambda r: np.matmul(a[r:r + step], b, out=out[r:r + step]),
-                   range(0, m, step))
-    else:
-        step = -(-n // pieces)
-        run_parts(lambda c: np.matmul(a, b[:, c:c + step], out=out[:, c:c + step]),
-                   range(0, n, step))
-    return out
+        return (lambda r: np.matmul(a[r:r + step], b, out=out[r:r + step])), range(0, m, step)
+    step = -(-n // pieces)
+    return (lambda c: np.matmul(a, b[:, c:c + step], out=out[:, c:c + step])), range(0, n, step)
+
+
+# a weight gradient smaller than this is made at once: handing it to a helper costs more
+_DEFER_MNK = 1 << 22
 
 
 def dense_grads(x, w, g, need_x=True):
@@ -128,7 +137,15 @@ def dense_grads(x, w, g, need_x=True):
 
     ``need_x=False`` skips the input gradient (``None``). The two products run one
     after the other on the calling thread (each shared by the pool when it is large):
-    side by side on two threads, LeNet-5's were slower, each waiting on memory.
+    side by side on two threads, LeNet-5's were slower, each waiting on memory. In a
+    run that defers work (:func:`core.kernels.threads.deferring`) a large weight
+    gradient, which no later layer reads, is left to a helper thread instead, beside the
+    layers below; the array returned is filled in when the run's deferred work is done.
     """
     gx = matmul_small(g, w.T) if need_x else None
-    return gx, matmul_small(x.T, g)
+    xt = x.T
+    if need_x and can_defer() and xt.shape[0] * xt.shape[1] * g.shape[1] >= _DEFER_MNK:
+        gw = np.empty((xt.shape[0], g.shape[1]), dtype=np.result_type(xt, g))
+        defer(*_product_job(xt, g, gw), lambda: None)
+        return gx, gw
+    return gx, matmul_small(xt, g)

@@ -19,6 +19,7 @@ shapes), run by :func:`run_parts` or, for several jobs in one hand-out, by
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import threading
@@ -89,12 +90,28 @@ def run_parts(fn, parts):
     A part that itself asks for parallel work runs it inline, so workers never
     wait on each other. Which thread runs a part never changes its result.
     """
-    global _pool
     parts = list(parts)
     if _WORKERS == 1 or len(parts) < 2 or getattr(_in_part, "active", False):
         for part in parts:
             fn(part)
         return
+    pool = _workers()
+    work = _Parts(fn, parts)
+    for _ in range(min(_WORKERS, len(parts)) - 1):
+        pool.submit(work.drain)
+    # deferred work after these parts: two products side by side wait on each other less
+    # than a product beside a compiled kernel, but a helper that took the deferred work
+    # first would leave this thread alone on the critical path
+    _hand_on_deferred(pool)
+    work.drain()
+    work.all_done.wait()
+    if work.error is not None:
+        raise work.error
+
+
+def _workers() -> ThreadPoolExecutor:
+    """The pool of helper threads, made on first use."""
+    global _pool
     # a forked child needs threads of its own, and a larger count more of them
     if _pool is None or _pool[0] != os.getpid() or _pool[1] < _WORKERS - 1:
         with _pool_lock:
@@ -103,13 +120,7 @@ def run_parts(fn, parts):
                     _pool[2].shutdown(wait=False)  # its idle threads end; none is waited on
                 _pool = (os.getpid(), _WORKERS - 1,
                          ThreadPoolExecutor(_WORKERS - 1, thread_name_prefix=POOL_PREFIX))
-    work = _Parts(fn, parts)
-    for _ in range(min(_WORKERS, len(parts)) - 1):
-        _pool[2].submit(work.drain)
-    work.drain()
-    work.all_done.wait()
-    if work.error is not None:
-        raise work.error
+    return _pool[2]
 
 
 def layer_threads() -> int:
@@ -213,3 +224,96 @@ def run_jobs(*jobs):
     run_parts(run, order)
 
 
+
+
+# ------------------------------------------------------------------ deferred work
+
+class Deferred:
+    """Work off the critical path: parts the helpers take when they are free, finished by
+    :meth:`result` (the caller takes the parts nobody has started, then waits).
+
+    Which thread runs a part never changes what it computes, so the result is the same
+    bits as running the parts at once.
+    """
+
+    def __init__(self, fn, parts, finish):
+        self.work = _Parts(fn, list(parts))
+        self.finish = finish
+        self.handed = False
+        self.value = None
+        self.done = False
+
+    def result(self):
+        if not self.done:
+            self.done = True
+            self.work.drain()
+            self.work.all_done.wait()
+            if self.work.error is not None:
+                raise self.work.error
+            self.value = self.finish()
+        return self.value
+
+
+_scope = threading.local()
+
+
+@contextlib.contextmanager
+def deferring():
+    """Within this block, :func:`defer` may leave work to the helper threads; it is all
+    finished when the block ends (or at :func:`finish_deferred`). A full training run's
+    backward uses this: a layer's weight gradient, which no later layer reads, then runs
+    beside the layers below it instead of before them."""
+    outer = getattr(_scope, "pending", None)
+    _scope.pending = []
+    try:
+        yield
+    except BaseException:
+        # the helpers finish what they hold before the error goes on; it is the one reported
+        with contextlib.suppress(BaseException):
+            finish_deferred()
+        raise
+    else:
+        finish_deferred()
+    finally:
+        _scope.pending = outer
+
+
+def can_defer() -> bool:
+    """Whether :func:`defer` would leave work to a helper (in a :func:`deferring` block, with
+    helpers, not inside a part)."""
+    return (getattr(_scope, "pending", None) is not None and _WORKERS > 1
+            and not getattr(_in_part, "active", False))
+
+
+def defer(fn, parts, finish):
+    """A :class:`Deferred` for ``fn(part)`` over ``parts``, then ``finish()``. Handed to the
+    helpers with the next parts this thread hands out (they take it once those are done),
+    or run at once where :func:`can_defer` is false."""
+    job = Deferred(fn, parts, finish)
+    if not can_defer():
+        job.result()
+    else:
+        _scope.pending.append(job)
+    return job
+
+
+def _hand_on_deferred(pool):
+    """Queue the deferred jobs not yet handed to the helpers."""
+    for job in getattr(_scope, "pending", None) or ():
+        if not job.handed and not job.done:
+            job.handed = True
+            pool.submit(job.work.drain)
+
+
+def finish_deferred():
+    """Finish every deferred job of this thread's :func:`deferring` block."""
+    pending = getattr(_scope, "pending", None) or []
+    error = None
+    while pending:
+        job = pending.pop(0)
+        try:
+            job.result()
+        except BaseException as exc:  # the first error is raised once all are finished
+            error = error or exc
+    if error is not None:
+        raise error
