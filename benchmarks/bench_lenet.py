@@ -221,20 +221,28 @@ def time_torch(torch, model, opt, batches):
 
 
 def breakdown(trainer, batches):
-    """Median seconds per batch by (phase, op), stepping the same plan ``run`` executes."""
+    """Median seconds per batch by (phase, op), stepping the same plan ``run`` executes.
+
+    A weight gradient left to a helper thread (``threads.deferring``) counts where the run
+    waits for it: "(deferred weight gradients)" is the wait at the end of the run."""
     ex = trainer._train_ex
     spent = defaultdict(lambda: np.zeros(len(batches)))
     steps = ex.plan(trainer.loss_node.id)
     for i, (x, t) in enumerate(batches):
         ex.feeds = trainer._feeds(x, t)
         ex.reset()
-        for st in steps:
+        # as Executor.run: weight gradients may be left to a helper, finished at the end
+        with threads.deferring():
+            for st in steps:
+                t0 = time.perf_counter()
+                ex.apply(st, detail=False)
+                op_id = ex.graph.nodes[st.node_id].op_id
+                if st.fused is not None:  # a convolution run in its max pool's forward step
+                    op_id = f"{ex.graph.nodes[st.fused].op_id} + {op_id}"
+                spent[(st.phase, op_id)][i] += time.perf_counter() - t0
             t0 = time.perf_counter()
-            ex.apply(st, detail=False)
-            op_id = ex.graph.nodes[st.node_id].op_id
-            if st.fused is not None:  # a convolution run in its max pool's forward step
-                op_id = f"{ex.graph.nodes[st.fused].op_id} + {op_id}"
-            spent[(st.phase, op_id)][i] += time.perf_counter() - t0
+            threads.finish_deferred()
+            spent[("backward", "(deferred weight gradients)")][i] += time.perf_counter() - t0
         ex.iteration += 1
     return {k: float(np.median(v)) for k, v in spent.items()}
 

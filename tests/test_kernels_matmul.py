@@ -37,6 +37,21 @@ def test_large_products_are_split_exactly(monkeypatch):
         np.testing.assert_allclose(matmul_small(a, b), a @ b, rtol=1e-5, atol=1e-3)
 
 
+def test_a_long_inner_dimension_is_cut_into_two_column_parts(monkeypatch):
+    """A product whose parts would each read a long operand again (the Keras CNN's first
+    dense layer: 9,216 inputs) is cut into two parts of columns, one per core."""
+    monkeypatch.setattr(threads, "_WORKERS", 2)
+    rng = np.random.default_rng(17)
+    a = rng.normal(size=(128, 9216)).astype(np.float32)
+    b = rng.normal(size=(9216, 128)).astype(np.float32)
+    handed = []
+    real = matmul.run_parts
+    monkeypatch.setattr(matmul, "run_parts",
+                        lambda fn, parts: handed.append(list(parts)) or real(fn, parts))
+    np.testing.assert_allclose(matmul_small(a, b), a @ b, rtol=1e-5, atol=1e-2)
+    assert handed == [[0, 64]]
+
+
 def test_dense_gradients_equal_the_plain_products(monkeypatch):
     """Both products of a dense backward equal ``g·Wᵀ`` and ``xᵀ·g``; without the input
     gradient only ``xᵀ·g`` is made."""

@@ -121,6 +121,14 @@ def _product_job(a, b, out):
     if m * n * k <= _SMALL_MNK:
         return (lambda _: np.matmul(a, b, out=out)), [None]
     pieces = max(1, min(64, (m * n * k) // _SMALL_MNK))
+    if k > 4 * max(m, n):
+        # a long inner dimension (a dense layer on a big image): every part reads all of
+        # the other operand again, so two parts, one per core, cost the least
+        pieces = min(pieces, 2)
+        if n >= m:
+            step = -(-n // pieces)
+            return ((lambda c: np.matmul(a, b[:, c:c + step], out=out[:, c:c + step])),
+                    range(0, n, step))
     if m >= n:
         step = -(-m // pieces)
         return (lambda r: np.matmul(a[r:r + step], b, out=out[r:r + step])), range(0, m, step)
