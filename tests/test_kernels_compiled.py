@@ -109,6 +109,23 @@ def test_a_nan_maximum_sends_no_gradient_like_the_numpy_kernels():
 
 
 @needs_numba
+@pytest.mark.parametrize("case", CASES, ids=[c[-1] for c in CASES])
+def test_nan_and_ties_in_windows_inside_and_at_the_padding_match_the_numpy_kernels(case):
+    """Windows inside the input and windows reaching into the padding (compiled apart):
+    NaN maxima, ties and the first maximum's position are the NumPy kernels' bits."""
+    shape, kernel, stride, padding, _ = case
+    rng = np.random.default_rng(7)
+    x = rng.integers(0, 3, size=(4,) + shape[1:]).astype(np.float32)
+    x.reshape(-1)[rng.choice(x.size, max(1, x.size // 15), replace=False)] = np.nan
+    x = _batch_last(x)
+    fast = _max_pool(x, kernel, stride, padding, on=True)
+    plain = _max_pool(x, kernel, stride, padding, on=False)
+    np.testing.assert_array_equal(fast[0], plain[0])
+    np.testing.assert_array_equal(fast[1], plain[1])
+    np.testing.assert_allclose(fast[2], plain[2], rtol=1e-6, atol=1e-6)
+
+
+@needs_numba
 @pytest.mark.parametrize("case", CASES[1:], ids=[c[-1] for c in CASES[1:]])
 def test_compiled_max_pool_gives_the_same_bits_on_one_or_two_threads(case, monkeypatch):
     """Cut into many parts fixed by the shapes, the compiled pool gives the same bits
@@ -322,9 +339,9 @@ def test_a_background_load_compiles_every_pool_kernel_before_it_is_used():
     code = ("import numpy as np; from core.kernels import compiled, pool; "
             "from core.kernels.scratch import Scratch; assert compiled.load_in_background(); "
             "compiled.wait_loaded(); nb = compiled.kernels(); "
-            "kernels = [nb.max_pool_rows, nb.pool_indices, nb.max_pool_back_tiled, "
-            "nb.max_pool_back_add]; "
-            "print(sorted({str(s[0].dtype) for s in nb.max_pool_rows.signatures})); "
+            "kernels = [nb.pool_rows(2, 2), nb.pool_rows(3, 3), nb.pool_indices, "
+            "nb.max_pool_back_tiled, nb.max_pool_back_add]; "
+            "print(sorted({str(s[0].dtype) for s in nb.pool_rows(2, 2).signatures})); "
             "before = [len(k.signatures) for k in kernels]; "
             "xs = [np.random.default_rng(0).normal(size=(3, 2, 6, 6)).astype(t) "
             "for t in (np.float32, np.float64)]; "
@@ -350,7 +367,7 @@ def test_a_background_load_compiles_the_presets_thin_convolutions_before_they_ar
             "assert compiled.load_in_background(); compiled.wait_loaded(); "
             "nb = compiled.kernels(); "
             "count = lambda: (sorted((k, len(f.signatures)) for k, f in nb._conv_rows.items()), "
-            "len(nb.conv_kernel_grad.signatures), len(nb.max_pool_row_span.signatures)); "
+            "len(nb.conv_kernel_grad.signatures), len(nb.pool_rows(2, 2).signatures)); "
             "before = count(); "
             "from core.serialize import load_graph; from core.train.trainer import Trainer; "
             "from core.train.optim import make_optimizer; "

@@ -19,7 +19,102 @@ _jit = numba.njit(nogil=True, cache=True)
 
 # ------------------------------------------------------------------ max pooling
 
-@_jit
+_pool_rows = {}
+
+
+def pool_rows(kh, kw):
+    """The compiled max-pool kernel for ``kh × kw`` windows (made once per size), behind
+    :func:`max_pool_rows` and :func:`max_pool_row_span`.
+
+    The window size is a constant of the compiled code: the taps' loop unrolls inside the
+    batch loop, so each window's maximum and the number of its tap stay in vector
+    registers and are stored once. Tracking the tap through a loop over run-time taps,
+    batch loop inside, kept its stores scalar: many times slower than the maximum alone.
+    """
+    fns = _pool_rows.get((kh, kw))
+    if fns is None:
+        fns = _pool_rows.setdefault((kh, kw), _make_pool_rows(kh, kw))
+    return fns
+
+
+@numba.njit(inline="always")
+def _inside_max(xc, y0, x0, b, kw, taps):
+    """The maximum of a window inside the input at batch position ``b``, and its first
+    tap's number (``|`` and ``&``, not ``or`` and ``and``: no branches, vector code)."""
+    m = xc[y0, x0, b]
+    t = 0
+    for k in range(1, taps):
+        v = xc[y0 + k // kw, x0 + k % kw, b]
+        # NaN wins once and stays, as np.maximum propagates it
+        up = (v > m) | ((v != v) & (m == m))
+        m = v if up else m
+        t = k if up else t
+    return m, t
+
+
+@numba.njit(inline="always")
+def _edge_max(xc, y0, x0, first, h, w, b, kw, taps):
+    """:func:`_inside_max` of a window reaching into the padding, from ``first``, its first
+    tap inside the input: taps in the padding take no part (that is what −∞ there means)."""
+    m = xc[y0 + first // kw, x0 + first % kw, b]
+    t = first
+    for k in range(first + 1, taps):
+        yy = y0 + k // kw
+        xx = x0 + k % kw
+        if 0 <= yy < h and 0 <= xx < w:
+            v = xc[yy, xx, b]
+            up = (v > m) | ((v != v) & (m == m))
+            m = v if up else m
+            t = k if up else t
+    return m, t
+
+
+def _make_pool_rows(kh, kw):
+    taps = kh * kw
+
+    @numba.njit(nogil=True, cache=True)
+    def rows(x, r0, r1, p0, p1, sh, sw, ph, pw, best, code):
+        """:func:`max_pool_rows` for this window size, of the rows ``r0:r1`` (flat over
+        C·OH) that are output rows ``p0:p1`` of their channel."""
+        _, h, w, nb = x.shape
+        oh, ow = best.shape[1], best.shape[2]
+        want = code.size > 0
+        for r in range(r0, r1):
+            c = r // oh
+            i = r - c * oh
+            if i < p0 or i >= p1:
+                continue
+            xc = x[c]
+            y0 = i * sh - ph
+            for j in range(ow):
+                x0 = j * sw - pw
+                bo = best[c, i, j]
+                co = code[c, i, j] if want else code.ravel()
+                if 0 <= y0 and y0 + kh <= h and 0 <= x0 and x0 + kw <= w:
+                    if want:
+                        for b in range(nb):
+                            m, t = _inside_max(xc, y0, x0, b, kw, taps)
+                            bo[b] = m
+                            # a NaN maximum sits nowhere: no gradient goes back
+                            co[b] = taps if m != m else t
+                    else:
+                        for b in range(nb):
+                            bo[b] = _inside_max(xc, y0, x0, b, kw, taps)[0]
+                    continue
+                # a window reaching into the padding starts at its first tap inside the
+                # input (it always holds one)
+                first = 0
+                while not (0 <= y0 + first // kw < h and 0 <= x0 + first % kw < w):
+                    first += 1
+                for b in range(nb):
+                    m, t = _edge_max(xc, y0, x0, first, h, w, b, kw, taps)
+                    bo[b] = m
+                    if want:
+                        co[b] = taps if m != m else t
+
+    return rows
+
+
 def max_pool_rows(x, r0, r1, kh, kw, sh, sw, ph, pw, best, code):
     """The maximum of every window of output rows ``r0:r1`` (flat over C·OH) and, when
     ``code`` is not empty, the number of its first maximum's tap (``kh·kw`` for a NaN).
@@ -27,64 +122,13 @@ def max_pool_rows(x, r0, r1, kh, kw, sh, sw, ph, pw, best, code):
     ``x`` is the unpadded (C, H, W, B) input: taps in the padding are skipped, which
     is what −∞ there means (a window always holds a real pixel).
     """
-    _, h, w, nb = x.shape
-    oh, ow = best.shape[1], best.shape[2]
-    want = code.size > 0
-    none = kh * kw
-    for r in range(r0, r1):
-        c = r // oh
-        i = r - c * oh
-        for j in range(ow):
-            bo = best[c, i, j]
-            first = True
-            for ki in range(kh):
-                y = i * sh - ph + ki
-                if y < 0 or y >= h:
-                    continue
-                for kj in range(kw):
-                    xx = j * sw - pw + kj
-                    if xx < 0 or xx >= w:
-                        continue
-                    src = x[c, y, xx]
-                    t = ki * kw + kj
-                    if first:
-                        first = False
-                        for b in range(nb):
-                            bo[b] = src[b]
-                        if want:
-                            co = code[c, i, j]
-                            for b in range(nb):
-                                co[b] = t
-                        continue
-                    if want:
-                        co = code[c, i, j]
-                        for b in range(nb):
-                            v = src[b]
-                            m = bo[b]
-                            # NaN wins once and stays, as np.maximum propagates it
-                            up = (v > m) | ((v != v) & (m == m))
-                            bo[b] = v if up else m
-                            co[b] = t if up else co[b]
-                    else:
-                        for b in range(nb):
-                            v = src[b]
-                            m = bo[b]
-                            up = (v > m) | ((v != v) & (m == m))
-                            bo[b] = v if up else m
-            if want:
-                co = code[c, i, j]
-                for b in range(nb):
-                    if bo[b] != bo[b]:  # a NaN maximum sits nowhere: no gradient goes back
-                        co[b] = none
+    pool_rows(kh, kw)(x, r0, r1, 0, best.shape[1], sh, sw, ph, pw, best, code)
 
 
-@_jit
 def max_pool_row_span(x, p0, p1, kh, kw, best, code):
     """:func:`max_pool_rows` of output rows ``p0:p1`` of every channel, for windows that
     tile the input (stride = kernel, no padding): one call per span of rows."""
-    oh = best.shape[1]
-    for c in range(x.shape[0]):
-        max_pool_rows(x, c * oh + p0, c * oh + p1, kh, kw, kh, kw, 0, 0, best, code)
+    pool_rows(kh, kw)(x, 0, x.shape[0] * best.shape[1], p0, p1, kh, kw, 0, 0, best, code)
 
 
 @_jit
@@ -112,18 +156,20 @@ def max_pool_back_tiled(g, code, r0, r1, kh, kw, gx):
     """Windows that tile the input: every position of input rows ``r0·kh:r1·kh`` (flat
     over C·H) gets its window's gradient at the marked tap and zero elsewhere."""
     oh, ow, nb = g.shape[1], g.shape[2], g.shape[3]
+    zero = np.zeros(1, dtype=gx.dtype)[0]
     for r in range(r0, r1):
         c = r // oh
         i = r - c * oh
-        for j in range(ow):
-            gs = g[c, i, j]
-            co = code[c, i, j]
-            for ki in range(kh):
+        # input row by input row: the writes run along memory
+        for ki in range(kh):
+            for j in range(ow):
+                gs = g[c, i, j]
+                co = code[c, i, j]
                 for kj in range(kw):
                     t = ki * kw + kj
                     dst = gx[c, i * kh + ki, j * kw + kj]
                     for b in range(nb):
-                        dst[b] = gs[b] if co[b] == t else 0
+                        dst[b] = gs[b] if co[b] == t else zero
 
 
 @_jit

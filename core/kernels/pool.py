@@ -363,7 +363,8 @@ def avg_pool2d_backward(state, g):
 def _warm_compiled() -> None:
     """Compile (or read from the disk cache) every max-pool kernel for float32 and float64
     with the argument types this module gives them (C-contiguous batch-last arrays, uint8
-    tap codes, int64 indices, Python ints), so no later step compiles."""
+    tap codes, int64 indices, Python ints) and the presets' window sizes (2×2, 3×3; the
+    maximum's kernel is made per size), so no later step of a preset compiles."""
     nb = compiled.kernels()  # the loading thread's module
     c, h, w, b = 1, 4, 4, 2
     for dtype in (np.float32, np.float64):
@@ -374,6 +375,7 @@ def _warm_compiled() -> None:
         for kept in (code, np.empty((0, 0, 0, 0), np.uint8)):  # training / inference
             nb.max_pool_rows(x, 0, 2, 2, 2, 2, 2, 0, 0, best, kept)
             nb.max_pool_row_span(x, 0, 2, 2, 2, best, kept)  # a convolution's rows (RowPool)
+            nb.max_pool_rows(x, 0, 1, 3, 3, 1, 1, 0, 0, best, kept)  # the other preset size
         nb.pool_indices(code, 0, 2, 2, 2, 2, 2, 0, 0, w, idx)
         gx = np.zeros_like(x)
         nb.max_pool_back_tiled(best, code, 0, 2, 2, 2, gx)
