@@ -45,6 +45,24 @@ def test_relu_forward_equals_the_plain_expressions(layer_threads, layout):
     assert y.strides == x.strides and mask.dtype == np.bool_
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_of_a_small_array_is_the_plain_expressions_bits(dtype):
+    """Below the split size the maximum runs against a row of zeros, not the scalar 0 (a
+    faster loop): the same bits, signed zeros, NaN and infinities included, in x's layout."""
+    x = np.random.default_rng(3).normal(size=(16, 6, 5, 5)).astype(dtype)
+    x.reshape(-1)[:6] = [-0.0, 0.0, np.nan, -np.inf, np.inf, -1.0]
+    x = x.transpose(3, 0, 1, 2)  # a batch-last view, as the image layers hand it on
+    assert not elementwise._worth_it(x)
+    y, mask = relu_forward(Scratch(), x)
+    want = np.maximum(x, 0)
+    assert y.strides == want.strides
+    bits = np.uint32 if dtype == np.float32 else np.uint64
+    np.testing.assert_array_equal(y.view(bits), want.view(bits))
+    np.testing.assert_array_equal(mask, x > 0)
+    with pytest.raises(ValueError):  # the shared zeros cannot be written through
+        elementwise._zeros(4, dtype)[0] = 1
+
+
 def test_relu_of_a_strided_view_takes_the_plain_path():
     """A view that is no contiguous block in any order is not cut; the numbers are the same."""
     x = np.random.default_rng(2).normal(size=(8, 16, 30, 130)).astype(np.float32)[:, :, ::2, 1:]
