@@ -343,3 +343,32 @@ def test_column_strides_keep_the_im2col_kernel_gradient(monkeypatch):
     _, _, (rx, rw, rb) = _conv_on(case, np.float64, False)
     assert not calls
     np.testing.assert_allclose(gw, rw, rtol=1e-12, atol=1e-12)
+
+
+@needs_numba_direct
+@pytest.mark.parametrize("case", DIRECT_CASES, ids=[c[-1] for c in DIRECT_CASES])
+def test_a_direct_forward_whose_backward_has_no_compiled_kernels_still_gets_its_gradient(case):
+    """The direct forward makes none of the im2col views; when the compiled kernels are gone
+    by the backward (a kernel that failed meanwhile), the im2col kernel gradient makes them
+    then: the same numbers as a run on the NumPy kernels throughout."""
+    x_shape, o, kernel, stride, padding, dilation, bias, _ = case
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=x_shape)
+    w = rng.normal(size=(o, x_shape[1]) + kernel)
+    b = rng.normal(size=o) if bias else np.zeros((0,))
+    out_hw = tuple(_out_size(n, k, s, p, d) for n, k, s, p, d in
+                   zip(x_shape[2:], kernel, stride, padding, dilation))
+    g = rng.normal(size=(x_shape[0], o) + out_hw)
+    runs = []
+    for forward_compiled in (True, False):
+        old = compiled.set_enabled(forward_compiled)
+        try:
+            scratch = Scratch()
+            _, state = conv.conv2d_forward(scratch, x, w, b, stride, padding, dilation, out_hw)
+            assert state.direct == forward_compiled
+            compiled.set_enabled(False)
+            runs.append([a.copy() for a in conv.conv2d_backward(scratch, state, g)])
+        finally:
+            compiled.set_enabled(old)
+    for got, want in zip(*runs):
+        np.testing.assert_array_equal(got, want)

@@ -227,32 +227,32 @@ def conv2d_forward(scratch, x, w, b, stride, padding, dilation, out_hw, after_ro
     fold = _folds(o, (kh, kw), stride, dilation, out_hw)
     direct = _direct_forward(xp, w, b, y.reshape(o, oh, ow, bsz), stride, dilation, after_rows)
     rows_done = direct and after_rows is not None
-    if fold:
-        win, spans, block_for = _paired(scratch, xp, (kh, kw), out_hw, bias)
-        if not direct:
-            _im2col_matmul_folded(_fold_kernel(w, b if bias else None), win,
-                                  y.reshape(o, oh, ow, bsz), bias, spans, block_for)
+    # the kernel gradient may pair the columns of a layer whose forward does not
+    kfold = fold or _folds(o, (kh, kw), stride, dilation, out_hw, _KGRAD_FOLD_MAX_OUT)
+    kviews = None  # the im2col kernel gradient's window view, spans and blocks
+    if direct:
+        pass  # none of the im2col views is needed unless the compiled kernel gradient fails
+    elif fold:
+        kviews = _paired(scratch, xp, (kh, kw), out_hw, bias)
+        win, spans, block_for = kviews
+        _im2col_matmul_folded(_fold_kernel(w, b if bias else None), win,
+                              y.reshape(o, oh, ow, bsz), bias, spans, block_for)
     else:
         win = windows(xp, (kh, kw), stride, dilation, out_hw)
         spans = _row_spans(win, (k + bias) * ow * bsz * x.itemsize)
         block_for = thread_blocks(scratch, k + bias, ow * bsz, x.dtype)
-        if not direct:
-            fwd_spans, after = spans, None
-            if after_rows is not None:
-                # the forward's spans may differ from the kernel gradient's (its sums follow
-                # them): every output is one product, however the rows are cut
-                unit, after = after_rows
-                fwd_spans = part_spans(oh, unit, (k + bias) * ow * bsz * x.itemsize)
-                rows_done = True
-            _im2col_matmul(w2, win, y, bias, fwd_spans, block_for, after)
-    # the kernel gradient may pair the columns of a layer whose forward does not
-    kfold = fold or _folds(o, (kh, kw), stride, dilation, out_hw, _KGRAD_FOLD_MAX_OUT)
-    if kfold and not fold:
-        kwin, kspans, kblock_for = _paired(scratch, xp, (kh, kw), out_hw, bias, tag="kcols")
-    else:
-        kwin, kspans, kblock_for = win, spans, block_for
-    state = ConvState(w2=w2[:, :k], fold=fold, kfold=kfold, direct=direct, xp=xp, kwin=kwin,
-                      kspans=kspans, kblock_for=kblock_for, xp_shape=xp.shape, x_shape=x.shape,
+        if not kfold:
+            kviews = (win, spans, block_for)
+        fwd_spans, after = spans, None
+        if after_rows is not None:
+            # the forward's spans may differ from the kernel gradient's (its sums follow
+            # them): every output is one product, however the rows are cut
+            unit, after = after_rows
+            fwd_spans = part_spans(oh, unit, (k + bias) * ow * bsz * x.itemsize)
+            rows_done = True
+        _im2col_matmul(w2, win, y, bias, fwd_spans, block_for, after)
+    state = ConvState(w2=w2[:, :k], fold=fold, kfold=kfold, direct=direct, xp=xp,
+                      kviews=kviews, xp_shape=xp.shape, x_shape=x.shape,
                       out_hw=out_hw, w_shape=w.shape, bias=bias, stride=stride,
                       padding=padding, dilation=dilation, rows_done=rows_done)
     return batch_first(y.reshape(o, oh, ow, bsz)), state
@@ -356,9 +356,10 @@ def _conv2d_backward(scratch, state, g, gc, need_x, nb):
     if nb is not None:
         weight_job, weight_grad = _compiled_weight_grad(nb, state, gc)
     else:
+        kwin, kspans, kblock_for = state.kviews or _kernel_grad_views(scratch, state)
         weight_job, weight_grad = _im2col_weight_grad(
-            _grad_rows(state, gc, g.shape[0]), state.kwin, state.bias, state.kspans,
-            state.kblock_for, block_first=not state.fold)
+            _grad_rows(state, gc, g.shape[0]), kwin, state.bias, kspans, kblock_for,
+            block_first=not state.fold)
 
     def grads():
         if nb is not None:
@@ -396,6 +397,21 @@ def _conv2d_backward(scratch, state, g, gc, need_x, nb):
     # the input gradient's parts share one hand-out with the kernel gradient's
     run_jobs(*_with_input_grad_jobs(scratch, state, gc, gxp, weight_job))
     return (gx, *grads())
+
+
+def _kernel_grad_views(scratch, state):
+    """The window view, row spans and block buffers of the im2col kernel gradient, as
+    :func:`conv2d_forward` makes them for a layer whose forward is no direct convolution."""
+    o, c, kh, kw = state.w_shape
+    xp, bias = state.xp, state.bias
+    if state.kfold:
+        return _paired(scratch, xp, (kh, kw), state.out_hw, bias,
+                       tag="cols" if state.fold else "kcols")
+    k = c * kh * kw
+    row = state.out_hw[1] * xp.shape[3]
+    win = windows(xp, (kh, kw), state.stride, state.dilation, state.out_hw)
+    return (win, _row_spans(win, (k + bias) * row * xp.itemsize),
+            thread_blocks(scratch, k + bias, row, xp.dtype))
 
 
 def _compiled_weight_grad(nb, state, gc):
