@@ -178,6 +178,7 @@ def max_pool_back_add(g, code, c0, c1, kh, kw, sh, sw, ph, pw, gx):
     add each window's gradient at its marked tap, window by window in row-major order."""
     _, h, w, nb = gx.shape
     oh, ow = g.shape[1], g.shape[2]
+    zero = np.zeros(1, dtype=gx.dtype)[0]
     for c in range(c0, c1):
         gx[c] = 0
         for i in range(oh):
@@ -194,9 +195,10 @@ def max_pool_back_add(g, code, c0, c1, kh, kw, sh, sw, ph, pw, gx):
                             continue
                         t = ki * kw + kj
                         dst = gx[c, y, xx]
+                        # adding +0.0 where another tap won leaves every bit as it was (a
+                        # sum that starts at +0.0 is never −0.0), and runs as vector code
                         for b in range(nb):
-                            if co[b] == t:
-                                dst[b] += gs[b]
+                            dst[b] += gs[b] if co[b] == t else zero
 
 
 # ------------------------------------------------------------------ convolution
