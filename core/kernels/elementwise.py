@@ -71,8 +71,11 @@ def relu_forward(scratch, x):
     if xf is None:
         return np.maximum(x, 0), x > 0
     big = x.ndim > 1 and _worth_it(x)
-    y = _like(scratch if big else None, "relu", x, x.dtype)
-    mask = _like(scratch if big else None, "relu-mask", x, np.bool_)
+    if big:
+        y = _like(scratch, "relu", x, x.dtype)
+        mask = _like(scratch, "relu-mask", x, np.bool_)
+    else:  # new arrays in x's memory order (order "K"), as np.maximum would make them
+        y, mask = np.empty_like(x), np.empty_like(x, dtype=np.bool_)
     yf, mf = _flat(y), _flat(mask)
 
     def part(span):
