@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 
 import numpy as np
@@ -111,6 +113,42 @@ def test_the_window_keeps_handling_events_while_it_trains(window, qtbot):
     assert len(busy) >= 10  # … and the event loop ran all along:
     # a frozen window would miss ticks for the whole run; a busy machine only delays some
     assert max(np.diff(busy)) < max(0.5, run / 3)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="niceness is per thread on Linux")
+def test_training_runs_below_the_event_loops_priority(window, qtbot, monkeypatch):
+    """The worker and the layer pool's helpers train at TRAINING_NICE, the GUI thread stays
+    where it was: with both cores busy the event loop still gets one as soon as it wakes."""
+    from app import training
+    from core.kernels import threads
+
+    seen = {}
+    original = training.TrainingWorker._on_batch
+
+    def on_batch(worker, info):
+        seen.setdefault("worker", os.getpriority(os.PRIO_PROCESS, 0))
+        original(worker, info)
+
+    monkeypatch.setattr(training.TrainingWorker, "_on_batch", on_batch)
+    # helpers of this test's own, started by this thread (so at its priority), as when the
+    # window has stepped a graph before it trains
+    monkeypatch.setattr(threads, "_pool", None)
+    monkeypatch.setattr(threads, "_helper_nice", 0)
+    monkeypatch.setattr(threads, "_WORKERS", 2)
+    gui = os.getpriority(os.PRIO_PROCESS, 0)
+    pool = threads._workers()
+    try:
+        assert pool.submit(os.getpriority, os.PRIO_PROCESS, 0).result() == gui
+        win = window("lenet5", epochs=1, limit=600)
+        win.act_train.trigger()
+        assert not win._start_up_settled()  # nothing is frozen while a run holds its arrays
+        _finish(win, qtbot)
+        assert seen["worker"] == max(gui, training.TRAINING_NICE)
+        assert os.getpriority(os.PRIO_PROCESS, 0) == gui
+        assert pool.submit(os.getpriority, os.PRIO_PROCESS, 0).result() \
+            == max(gui, training.TRAINING_NICE)
+    finally:
+        pool.shutdown(wait=True)
 
 
 def test_the_loss_plot_spans_the_whole_run_from_its_first_batch(window, qtbot):

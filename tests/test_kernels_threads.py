@@ -2,6 +2,9 @@
 
 import contextlib
 import functools
+import os
+import sys
+import threading
 
 import numpy as np
 import pytest
@@ -185,3 +188,59 @@ def test_scratch_for_makes_one_scratch_per_owner_and_blocks_per_pool_thread():
     block_for = thread_blocks(scratch_for(one), 3, 4, np.float64, tag="cols")
     assert block_for((2, 5)).shape == (3, 12)
     assert {key[0] for key in scratch_for(one)._arrays} == {"cols-caller"}
+
+
+def _nice():
+    return os.getpriority(os.PRIO_PROCESS, 0)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="niceness is per thread on Linux")
+def test_a_thread_lowers_its_own_priority_only_and_never_raises_it():
+    """lower_thread_priority changes the calling thread, not the others, and a call asking for
+    a higher priority than the thread has leaves it as it is."""
+    seen = {}
+
+    def body():
+        seen["before"] = _nice()
+        seen["lowered"] = threads.lower_thread_priority(seen["before"] + 3)
+        seen["after"] = _nice()
+        threads.lower_thread_priority(seen["before"])  # a higher priority: not taken
+        seen["kept"] = _nice()
+
+    main = _nice()
+    worker = threading.Thread(target=body)
+    worker.start()
+    worker.join()
+    assert seen["lowered"] and seen["after"] == seen["before"] + 3 == seen["kept"]
+    assert _nice() == main
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="niceness is per thread on Linux")
+def test_the_pools_helpers_now_and_later_run_at_the_lowered_priority(monkeypatch):
+    """Every running helper takes the new niceness, and helpers the pool starts afterwards
+    (a larger thread count) start with it; the calling thread keeps its own."""
+    monkeypatch.setattr(threads, "_pool", None)  # a pool of this test's own
+    monkeypatch.setattr(threads, "_helper_nice", 0)
+    monkeypatch.setattr(threads, "_WORKERS", 3)
+    main = _nice()
+    target = max(main, 0) + 4
+    try:
+        assert threads.lower_helper_priority(target)
+        gate = threading.Barrier(2)
+
+        def nice_of_a_helper():
+            gate.wait(5)  # both helpers at once: each answers for itself
+            return _nice()
+
+        pool = threads._workers()
+        assert [f.result(10) for f in [pool.submit(nice_of_a_helper) for _ in range(2)]] \
+            == [target, target]
+        monkeypatch.setattr(threads, "_WORKERS", 4)  # a new pool of three helpers
+        gate = threading.Barrier(3)
+        pool = threads._workers()
+        assert [f.result(10) for f in [pool.submit(nice_of_a_helper) for _ in range(3)]] \
+            == [target] * 3
+        assert _nice() == main
+    finally:
+        if threads._pool is not None:
+            threads._pool[2].shutdown(wait=True)

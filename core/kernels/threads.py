@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -119,8 +120,65 @@ def _workers() -> ThreadPoolExecutor:
                 if _pool is not None and _pool[0] == os.getpid():
                     _pool[2].shutdown(wait=False)  # its idle threads end; none is waited on
                 _pool = (os.getpid(), _WORKERS - 1,
-                         ThreadPoolExecutor(_WORKERS - 1, thread_name_prefix=POOL_PREFIX))
+                         ThreadPoolExecutor(_WORKERS - 1, thread_name_prefix=POOL_PREFIX,
+                                            initializer=_start_helper))
     return _pool[2]
+
+
+# ------------------------------------------------------------------ priority
+
+_helper_nice = 0  # the niceness the helpers run at (see lower_helper_priority)
+
+
+def lower_thread_priority(nice: int = 5) -> bool:
+    """Run the calling thread at niceness ``nice`` (never raising its priority); ``False``
+    where that cannot be done.
+
+    Only on Linux, where niceness belongs to each thread (elsewhere it would lower the whole
+    process). Without privileges it cannot be raised again.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        if os.getpriority(os.PRIO_PROCESS, 0) < nice:
+            os.setpriority(os.PRIO_PROCESS, 0, nice)
+    except OSError:
+        return False
+    return True
+
+
+def _start_helper():
+    if _helper_nice:
+        lower_thread_priority(_helper_nice)
+
+
+def lower_helper_priority(nice: int = 5, timeout: float = 1.0) -> bool:
+    """Run the pool's helper threads, and those it starts later, at niceness ``nice``.
+
+    A program whose own thread must answer at once (a window's event loop) trains at a lower
+    priority than that thread: with every core busy, the scheduler then gives the event loop
+    a core as soon as it wakes instead of at the end of a time slice. Results do not change.
+    ``False`` where priorities cannot be lowered or a helper stayed busy for ``timeout``.
+    """
+    global _helper_nice
+    if not sys.platform.startswith("linux"):
+        return False
+    _helper_nice = max(_helper_nice, nice)
+    if _WORKERS == 1:
+        return True
+    pool = _workers()
+    # each helper takes one task: the tasks wait for each other, so no helper takes two
+    gate = threading.Barrier(_pool[1])
+
+    def lower():
+        done = lower_thread_priority(_helper_nice)
+        gate.wait(timeout)
+        return done
+
+    try:
+        return all(f.result(timeout + 1) for f in [pool.submit(lower) for _ in range(_pool[1])])
+    except (threading.BrokenBarrierError, TimeoutError):
+        return False
 
 
 def layer_threads() -> int:
