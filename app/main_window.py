@@ -33,6 +33,7 @@ from app.qt_preflight import check_gui_libraries
 from app.stepping_ui import SteppingUI
 from core.errors import FileFormatError
 from core.graph import Graph
+from core.kernels import compiled
 from core.train import OPTIMIZERS
 from core.train.recipe import DEFAULT_LR, training_problem
 from examples import example_path, list_examples, resolve
@@ -575,6 +576,16 @@ class MainWindow(QMainWindow):
             self._painted = True
             # queued: the window is on screen before anything slow starts
             QTimer.singleShot(0, self.step_ui.after_first_paint)
+            collector = getattr(QApplication.instance(), "_gui_thread_gc", None)
+            if collector is not None and collector.freeze_when is None:
+                collector.freeze_when = self._start_up_settled
+
+    def _start_up_settled(self) -> bool:
+        """Whether start-up's late imports are done (the compiled kernels' background load, the
+        plots) while no training holds its arrays: when the garbage collector may freeze what
+        is alive (see :class:`GuiThreadCollector`)."""
+        return (self._painted and not compiled.loading() and self.train_panel.plots.is_made()
+                and not self.training.is_training())
 
     def closeEvent(self, event):
         if not self.files.maybe_save():
@@ -627,23 +638,47 @@ GC_INTERVAL_S = 1.0
 class GuiThreadCollector:
     """Python's cyclic garbage collection on a timer of the GUI thread (automatic GC off).
 
-    Each tick collects the generations whose counts passed the thresholds Python
-    itself would use, youngest first, so a full collection stays as rare as usual.
+    Each tick collects the generations whose counts passed the thresholds Python itself
+    would use, youngest first. As in Python, a full collection also waits until the oldest
+    generation has grown by a quarter since the last one: a full pass over the window's
+    objects holds up the event loop for tens of milliseconds. :meth:`freeze_startup` takes
+    what start-up made out of every later pass, once ``freeze_when()`` says start-up is over.
     """
 
     def __init__(self, interval: float = GC_INTERVAL_S):
         self.threshold = gc.get_threshold()
+        self.long_lived = 0  # objects in the oldest generation after the last full collection
+        self.frozen = False
+        self.freeze_when = None  # a check that start-up is over (the first window's)
         gc.disable()
         self.timer = QTimer()
         self.timer.timeout.connect(self.check)
         self.timer.start(int(interval * 1000))
 
     def check(self):
+        if not self.frozen and self.freeze_when is not None and self.freeze_when():
+            self.freeze_startup()
         counts = gc.get_count()
         for generation in range(3):
             if counts[generation] <= self.threshold[generation]:
                 break
+            if generation == 2:
+                if len(gc.get_objects(2)) - self.long_lived <= self.long_lived // 4:
+                    break
+                gc.collect(2)
+                self.long_lived = len(gc.get_objects(2))
+                break
             gc.collect(generation)
+
+    def freeze_startup(self):
+        """Move every object alive now out of the collector's sight (``gc.freeze``), once: the
+        modules, widgets and preset of the first window shown live as long as the program,
+        and every collection would otherwise scan them again (the first pass that reached
+        them held up the event loop for about 80 ms). Later windows freeze nothing: what an
+        earlier one left would never be collected."""
+        if not self.frozen:
+            self.frozen = True
+            gc.freeze()
 
 
 def collect_garbage_on_gui_thread(app: QApplication):
@@ -667,6 +702,7 @@ def stop_collecting_on_gui_thread(app: QApplication):
     if collector is not None:
         collector.timer.stop()
         del app._gui_thread_gc
+    gc.unfreeze()
     gc.enable()
 
 

@@ -85,3 +85,75 @@ def test_paste_save_open_lenet_then_ctrl_t_trains(tmp_path):
     assert "trained" in proc.stdout
     assert "Traceback" not in proc.stderr and "QBasicTimer" not in proc.stderr, proc.stderr
     assert (tmp_path / "g.json").is_file()
+
+
+class _FakeGC:
+    """The parts of ``gc`` the collector reads and calls, with counts and sizes set here."""
+
+    def __init__(self, counts, oldest):
+        self.counts, self.oldest = counts, oldest
+        self.collected, self.frozen = [], 0
+
+    def get_count(self):
+        return self.counts
+
+    def get_objects(self, generation=None):
+        assert generation == 2
+        return [None] * self.oldest
+
+    def collect(self, generation=2):
+        self.collected.append(generation)
+        return 0
+
+    def freeze(self):
+        self.frozen += 1
+
+
+def test_a_full_collection_waits_until_the_oldest_generation_grew_by_a_quarter(monkeypatch):
+    """as Python's own collector: past its threshold the oldest generation is collected only
+    once it holds a quarter more objects than after the last full collection"""
+    from app import main_window
+
+    was_enabled = gc.isenabled()
+    collector = main_window.GuiThreadCollector(interval=3600)
+    try:
+        collector.threshold = (700, 10, 10)
+        fake = _FakeGC((701, 11, 11), oldest=1000)
+        monkeypatch.setattr(main_window, "gc", fake)
+        collector.long_lived = 900  # grew by 100: under a quarter
+        collector.check()
+        assert fake.collected == [0, 1]
+        fake.oldest = 1200  # grew by 300: over a quarter
+        collector.check()
+        assert fake.collected == [0, 1, 0, 1, 2] and collector.long_lived == 1200
+        fake.counts = (701, 3, 50)  # the middle generation under its threshold: no more
+        collector.check()
+        assert fake.collected[-1] == 0 and len(fake.collected) == 6
+    finally:
+        collector.timer.stop()
+        if was_enabled:
+            gc.enable()
+
+
+def test_start_up_objects_are_frozen_once_start_up_is_over(monkeypatch):
+    """the objects alive when start-up is over leave the collector's sight once (later
+    windows freeze nothing, so what they leave is still collected)"""
+    from app import main_window
+
+    was_enabled = gc.isenabled()
+    collector = main_window.GuiThreadCollector(interval=3600)
+    try:
+        fake = _FakeGC((0, 0, 0), oldest=0)
+        monkeypatch.setattr(main_window, "gc", fake)
+        settled = [False]
+        collector.freeze_when = lambda: settled[0]
+        collector.check()
+        assert fake.frozen == 0
+        settled[0] = True
+        collector.check()
+        collector.check()
+        assert fake.frozen == 1
+    finally:
+        collector.timer.stop()
+        if was_enabled:
+            gc.enable()
