@@ -550,6 +550,9 @@ class MainWindow(QMainWindow):
         Returns True when its cards overlapped and it was arranged again.
         """
         self.document.set_graph(graph, path)
+        collector = getattr(QApplication.instance(), "_gui_thread_gc", None)
+        if collector is not None:
+            collector.thaw()  # what the graph before held may be frozen: collectable again
         self.step_ui.graph_replaced()
         # wires are routed once, below
         self.scene.set_graph(graph, route=False, analysis=self.document.analysis)
@@ -582,10 +585,10 @@ class MainWindow(QMainWindow):
 
     def _start_up_settled(self) -> bool:
         """Whether start-up's late imports are done (the compiled kernels' background load, the
-        plots) while no training holds its arrays: when the garbage collector may freeze what
-        is alive (see :class:`GuiThreadCollector`)."""
+        plots) while no training run or stepping session holds its arrays: when the garbage
+        collector may freeze what is alive (see :class:`GuiThreadCollector`)."""
         return (self._painted and not compiled.loading() and self.train_panel.plots.is_made()
-                and not self.training.is_training())
+                and not self.training.is_training() and self.stepping.session is None)
 
     def closeEvent(self, event):
         if not self.files.maybe_save():
@@ -642,7 +645,8 @@ class GuiThreadCollector:
     would use, youngest first. As in Python, a full collection also waits until the oldest
     generation has grown by a quarter since the last one: a full pass over the window's
     objects holds up the event loop for tens of milliseconds. :meth:`freeze_startup` takes
-    what start-up made out of every later pass, once ``freeze_when()`` says start-up is over.
+    what start-up made out of every later pass, once ``freeze_when()`` says start-up is over;
+    :meth:`thaw` gives it back when the first graph is replaced.
     """
 
     def __init__(self, interval: float = GC_INTERVAL_S):
@@ -679,6 +683,13 @@ class GuiThreadCollector:
         if not self.frozen:
             self.frozen = True
             gc.freeze()
+
+    def thaw(self):
+        """Give what :meth:`freeze_startup` froze back to the collector (``gc.unfreeze``): the
+        first graph is being replaced, and its objects may now be garbage. They are passed
+        over again only at the next full collection, which waits as Python's does."""
+        if self.frozen and gc.get_freeze_count():
+            gc.unfreeze()
 
 
 def collect_garbage_on_gui_thread(app: QApplication):

@@ -92,7 +92,7 @@ class _FakeGC:
 
     def __init__(self, counts, oldest):
         self.counts, self.oldest = counts, oldest
-        self.collected, self.frozen = [], 0
+        self.collected, self.frozen, self.unfrozen = [], 0, 0
 
     def get_count(self):
         return self.counts
@@ -107,6 +107,12 @@ class _FakeGC:
 
     def freeze(self):
         self.frozen += 1
+
+    def get_freeze_count(self):
+        return 100 * (self.frozen - self.unfrozen)
+
+    def unfreeze(self):
+        self.unfrozen += 1
 
 
 def test_a_full_collection_waits_until_the_oldest_generation_grew_by_a_quarter(monkeypatch):
@@ -137,7 +143,8 @@ def test_a_full_collection_waits_until_the_oldest_generation_grew_by_a_quarter(m
 
 def test_start_up_objects_are_frozen_once_start_up_is_over(monkeypatch):
     """the objects alive when start-up is over leave the collector's sight once (later
-    windows freeze nothing, so what they leave is still collected)"""
+    windows freeze nothing, so what they leave is still collected), and come back when the
+    first graph is replaced"""
     from app import main_window
 
     was_enabled = gc.isenabled()
@@ -153,6 +160,10 @@ def test_start_up_objects_are_frozen_once_start_up_is_over(monkeypatch):
         collector.check()
         collector.check()
         assert fake.frozen == 1
+        collector.thaw()  # the first graph replaced: collectable again, and not frozen anew
+        collector.thaw()
+        collector.check()
+        assert fake.unfrozen == 1 and fake.frozen == 1
     finally:
         collector.timer.stop()
         if was_enabled:

@@ -345,3 +345,31 @@ def test_finished_runs_leave_no_worker_trainer_or_graph_copy_behind(window, qtbo
 
     qtbot.waitUntil(all_gone, timeout=10_000)
     assert not win.findChildren(TrainingWorker)
+
+
+def test_start_up_is_frozen_out_of_the_collector_once_settled_and_thawed_by_a_new_graph(
+        window, qtbot, monkeypatch):
+    """the window's collector freezes what start-up left once the window is idle (kernels
+    loaded, plots made, nothing training or stepping), and a replaced graph gives it back"""
+    from PySide6.QtWidgets import QApplication
+
+    from app import main_window
+    from core.kernels import compiled
+    from core.serialize import load_graph
+
+    calls = []
+    monkeypatch.setattr(main_window.gc, "freeze", lambda: calls.append("freeze"))
+    monkeypatch.setattr(main_window.gc, "unfreeze", lambda: calls.append("unfreeze"))
+    monkeypatch.setattr(main_window.gc, "get_freeze_count", lambda: calls.count("freeze"))
+    collector = main_window.GuiThreadCollector(interval=3600)  # ticked by hand below
+    collector.timer.stop()
+    monkeypatch.setattr(QApplication.instance(), "_gui_thread_gc", collector, raising=False)
+    win = window("lenet5")
+    assert collector.freeze_when is not None  # set by the window's first paint
+    compiled.wait_loaded(30)
+    qtbot.waitUntil(win._start_up_settled, timeout=10_000)
+    collector.check()
+    collector.check()
+    assert calls == ["freeze"]
+    win.set_graph(load_graph(example_path("mlp_784_30_10")))
+    assert calls == ["freeze", "unfreeze"]
