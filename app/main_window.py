@@ -652,6 +652,7 @@ class GuiThreadCollector:
     def __init__(self, interval: float = GC_INTERVAL_S):
         self.threshold = gc.get_threshold()
         self.long_lived = 0  # objects in the oldest generation after the last full collection
+        self.next_count = 0  # the oldest generation's count at which to look at its size again
         self.frozen = False
         self.freeze_when = None  # a check that start-up is over (the first window's)
         gc.disable()
@@ -667,10 +668,16 @@ class GuiThreadCollector:
             if counts[generation] <= self.threshold[generation]:
                 break
             if generation == 2:
+                if counts[2] < self.next_count:
+                    break
                 if len(gc.get_objects(2)) - self.long_lived <= self.long_lived // 4:
+                    # counting the oldest generation takes milliseconds: not again until as
+                    # many collections of the middle one have passed as its threshold
+                    self.next_count = counts[2] + self.threshold[2]
                     break
                 gc.collect(2)
                 self.long_lived = len(gc.get_objects(2))
+                self.next_count = 0
                 break
             gc.collect(generation)
 

@@ -129,12 +129,15 @@ def test_a_full_collection_waits_until_the_oldest_generation_grew_by_a_quarter(m
         collector.long_lived = 900  # grew by 100: under a quarter
         collector.check()
         assert fake.collected == [0, 1]
-        fake.oldest = 1200  # grew by 300: over a quarter
+        fake.oldest = 1200  # grew by 300: over a quarter, but not looked at so soon again
         collector.check()
-        assert fake.collected == [0, 1, 0, 1, 2] and collector.long_lived == 1200
+        assert fake.collected == [0, 1, 0, 1]
+        fake.counts = (701, 11, 21)  # ten more collections of the middle generation
+        collector.check()
+        assert fake.collected == [0, 1, 0, 1, 0, 1, 2] and collector.long_lived == 1200
         fake.counts = (701, 3, 50)  # the middle generation under its threshold: no more
         collector.check()
-        assert fake.collected[-1] == 0 and len(fake.collected) == 6
+        assert fake.collected[-1] == 0 and len(fake.collected) == 8
     finally:
         collector.timer.stop()
         if was_enabled:
