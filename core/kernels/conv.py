@@ -229,18 +229,16 @@ def conv2d_forward(scratch, x, w, b, stride, padding, dilation, out_hw, after_ro
     rows_done = direct and after_rows is not None
     # the kernel gradient may pair the columns of a layer whose forward does not
     kfold = fold or _folds(o, (kh, kw), stride, dilation, out_hw, _KGRAD_FOLD_MAX_OUT)
-    kviews = None  # the im2col kernel gradient's window view, spans and blocks
-    if direct:
-        pass  # none of the im2col views is needed unless the compiled kernel gradient fails
-    elif fold:
+    # the im2col kernel gradient's window view, spans and blocks, when this forward made them;
+    # after a direct forward the backward makes them only if the compiled gradient fails
+    kviews = None
+    if fold and not direct:
         kviews = _paired(scratch, xp, (kh, kw), out_hw, bias)
         win, spans, block_for = kviews
         _im2col_matmul_folded(_fold_kernel(w, b if bias else None), win,
                               y.reshape(o, oh, ow, bsz), bias, spans, block_for)
-    else:
-        win = windows(xp, (kh, kw), stride, dilation, out_hw)
-        spans = _row_spans(win, (k + bias) * ow * bsz * x.itemsize)
-        block_for = thread_blocks(scratch, k + bias, ow * bsz, x.dtype)
+    elif not direct:
+        win, spans, block_for = _plain(scratch, xp, (kh, kw), stride, dilation, out_hw, bias)
         if not kfold:
             kviews = (win, spans, block_for)
         fwd_spans, after = spans, None
@@ -308,6 +306,14 @@ def _direct_forward(xp, w, b, y4, stride, dilation, after_rows=None) -> bool:
         compiled.failed("conv2d", exc)
         return False
     return True
+
+
+def _plain(scratch, xp, kernel, stride, dilation, out_hw, bias):
+    """Window view, row spans and block buffers for plain im2col columns."""
+    k = xp.shape[0] * kernel[0] * kernel[1] + bias
+    row = out_hw[1] * xp.shape[3]
+    win = windows(xp, kernel, stride, dilation, out_hw)
+    return win, _row_spans(win, k * row * xp.itemsize), thread_blocks(scratch, k, row, xp.dtype)
 
 
 def _paired(scratch, xp, kernel, out_hw, bias, tag="cols"):
@@ -402,16 +408,12 @@ def _conv2d_backward(scratch, state, g, gc, need_x, nb):
 def _kernel_grad_views(scratch, state):
     """The window view, row spans and block buffers of the im2col kernel gradient, as
     :func:`conv2d_forward` makes them for a layer whose forward is no direct convolution."""
-    o, c, kh, kw = state.w_shape
-    xp, bias = state.xp, state.bias
+    kernel = state.w_shape[2:]
     if state.kfold:
-        return _paired(scratch, xp, (kh, kw), state.out_hw, bias,
+        return _paired(scratch, state.xp, kernel, state.out_hw, state.bias,
                        tag="cols" if state.fold else "kcols")
-    k = c * kh * kw
-    row = state.out_hw[1] * xp.shape[3]
-    win = windows(xp, (kh, kw), state.stride, state.dilation, state.out_hw)
-    return (win, _row_spans(win, (k + bias) * row * xp.itemsize),
-            thread_blocks(scratch, k + bias, row, xp.dtype))
+    return _plain(scratch, state.xp, kernel, state.stride, state.dilation, state.out_hw,
+                  state.bias)
 
 
 def _compiled_weight_grad(nb, state, gc):
