@@ -128,6 +128,7 @@ def _workers() -> ThreadPoolExecutor:
 # ------------------------------------------------------------------ priority
 
 _helper_nice = 0  # the niceness the helpers run at (see lower_helper_priority)
+_lowered = None  # (pool, niceness) whose running helpers were lowered already
 
 
 def lower_thread_priority(nice: int = 5) -> bool:
@@ -160,13 +161,15 @@ def lower_helper_priority(nice: int = 5, timeout: float = 1.0) -> bool:
     a core as soon as it wakes instead of at the end of a time slice. Results do not change.
     ``False`` where priorities cannot be lowered or a helper stayed busy for ``timeout``.
     """
-    global _helper_nice
+    global _helper_nice, _lowered
     if not sys.platform.startswith("linux"):
         return False
     _helper_nice = max(_helper_nice, nice)
     if _WORKERS == 1:
         return True
     pool = _workers()
+    if _lowered == (pool, _helper_nice):
+        return True  # its helpers were lowered, and any it starts later lower themselves
     # each helper takes one task: the tasks wait for each other, so no helper takes two
     gate = threading.Barrier(_pool[1])
 
@@ -176,9 +179,12 @@ def lower_helper_priority(nice: int = 5, timeout: float = 1.0) -> bool:
         return done
 
     try:
-        return all(f.result(timeout + 1) for f in [pool.submit(lower) for _ in range(_pool[1])])
+        done = all(f.result(timeout + 1) for f in [pool.submit(lower) for _ in range(_pool[1])])
     except (threading.BrokenBarrierError, TimeoutError):
         return False
+    if done:
+        _lowered = (pool, _helper_nice)
+    return done
 
 
 def layer_threads() -> int:
