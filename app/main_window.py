@@ -550,7 +550,7 @@ class MainWindow(QMainWindow):
         Returns True when its cards overlapped and it was arranged again.
         """
         self.document.set_graph(graph, path)
-        collector = getattr(QApplication.instance(), "_gui_thread_gc", None)
+        collector = _collector()
         if collector is not None:
             collector.thaw()  # what the graph before held may be frozen: collectable again
         self.step_ui.graph_replaced()
@@ -579,7 +579,7 @@ class MainWindow(QMainWindow):
             self._painted = True
             # queued: the window is on screen before anything slow starts
             QTimer.singleShot(0, self.step_ui.after_first_paint)
-            collector = getattr(QApplication.instance(), "_gui_thread_gc", None)
+            collector = _collector()
             if collector is not None and collector.freeze_when is None:
                 collector.freeze_when = self._start_up_settled
 
@@ -587,7 +587,7 @@ class MainWindow(QMainWindow):
         """Whether start-up's late imports are done (the compiled kernels' background load, the
         plots) while no training run or stepping session holds its arrays: when the garbage
         collector may freeze what is alive (see :class:`GuiThreadCollector`)."""
-        return (self._painted and not compiled.loading() and self.train_panel.plots.is_made()
+        return (not compiled.loading() and self.train_panel.plots.is_made()
                 and not self.training.is_training() and self.stepping.session is None)
 
     def closeEvent(self, event):
@@ -697,6 +697,11 @@ class GuiThreadCollector:
         over again only at the next full collection, which waits as Python's does."""
         if self.frozen and gc.get_freeze_count():
             gc.unfreeze()
+
+
+def _collector() -> GuiThreadCollector | None:
+    """The application's :class:`GuiThreadCollector`, if it collects on the GUI thread."""
+    return getattr(QApplication.instance(), "_gui_thread_gc", None)
 
 
 def collect_garbage_on_gui_thread(app: QApplication):

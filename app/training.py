@@ -27,8 +27,9 @@ from core.kernels import threads as kernel_threads
 from core.serialize import graph_from_dict, graph_to_dict
 from core.train import Trainer, parse_schedule
 from core.train.recipe import TrainSettings, make_training_optimizer, training_data
+from widgets.plots import REDRAW_MS
 
-EMIT_INTERVAL = 0.15  # seconds: twice as often as the plots redraw (widgets.plots.REDRAW_MS)
+EMIT_INTERVAL = REDRAW_MS / 2000  # seconds: twice as often as the plots redraw
 # the training threads' niceness: with both cores busy training, the event loop still gets a
 # core the moment it wakes (at equal priority it waited up to a time slice: 60-110 ms gaps)
 TRAINING_NICE = 5
