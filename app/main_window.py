@@ -684,9 +684,8 @@ class GuiThreadCollector:
     def freeze_startup(self):
         """Move every object alive now out of the collector's sight (``gc.freeze``), once: the
         modules, widgets and preset of the first window shown live as long as the program,
-        and every collection would otherwise scan them again (the first pass that reached
-        them held up the event loop for about 80 ms). Later windows freeze nothing: what an
-        earlier one left would never be collected."""
+        and every collection would otherwise scan them again, holding up the event loop.
+        Later windows freeze nothing: what an earlier one left would never be collected."""
         if not self.frozen:
             self.frozen = True
             gc.freeze()

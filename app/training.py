@@ -31,7 +31,7 @@ from widgets.plots import REDRAW_MS
 
 EMIT_INTERVAL = REDRAW_MS / 2000  # seconds: twice as often as the plots redraw
 # the training threads' niceness: with both cores busy training, the event loop still gets a
-# core the moment it wakes (at equal priority it waited up to a time slice: 60-110 ms gaps)
+# core the moment it wakes (at equal priority it could wait a whole time slice)
 TRAINING_NICE = 5
 
 @dataclass

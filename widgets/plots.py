@@ -31,7 +31,7 @@ from widgets.theme import Theme
 
 SYMBOL_LIMIT = 40  # epochs drawn with a marker each
 REDRAW_MS = 300  # ≤ 3.3 redraws a second: a growing curve still looks live, and each
-# redraw (about 5 ms of Python) takes the GIL and a core from the training threads
+# redraw's Python takes the GIL and a core from the training threads
 PLOT_MIN_SIZE = (160, 120)
 PLOT_HINT = (600, 480)  # the size a pyqtgraph plot asks for: the dock is laid out for it
 PLOT_SPACING = 6

@@ -138,7 +138,7 @@ def pool_indices(code, r0, r1, kh, kw, sh, sw, ph, pw, w, idx):
     oh, ow, nb = code.shape[1], code.shape[2], code.shape[3]
     none = kh * kw
     # each tap's offset from its window's origin, looked up: a division by the run-time
-    # kernel width in the batch loop kept it scalar (4-5x slower); "none" takes the first tap
+    # kernel width in the batch loop kept it scalar; "none" takes the first tap
     offset = np.zeros(none + 1, np.int64)
     for t in range(none):
         offset[t] = (t // kw) * w + t % kw
