@@ -114,11 +114,28 @@ class MainWindow(QMainWindow):
         self._update_title()
         self._on_selection_changed()
 
+    # the stepping panels are made just after the first paint, or here when asked for first
+    @property
+    def chain_panel(self):
+        """The Chain Rule dock's :class:`~widgets.chain_rule_panel.ChainRulePanel`."""
+        return self.step_ui.panels()[0]
+
+    @property
+    def tensor_view(self):
+        """The Tensor dock's :class:`~widgets.tensor_view.TensorView`."""
+        return self.step_ui.panels()[1]
+
+    @property
+    def digit_input(self):
+        """The Digit dock's :class:`~widgets.digit_input.DigitInput`."""
+        return self.step_ui.panels()[2]
+
     # =============================================================== set-up
     def _dock(self, title, widget, area, name):
         d = QDockWidget(title, self)
         d.setObjectName(name)
-        d.setWidget(widget)
+        if widget is not None:  # None: the widget comes later (the stepping panels)
+            d.setWidget(widget)
         d.setFeatures(QDockWidget.DockWidgetMovable | QDockWidget.DockWidgetClosable
                       | QDockWidget.DockWidgetFloatable)
         self.addDockWidget(area, d)

@@ -26,7 +26,8 @@ from PySide6.QtCore import QEvent, QObject, QTimer
 from PySide6.QtWidgets import QApplication
 
 _IMPORTED_AT = time.perf_counter()
-DEFERRABLE = ("pyqtgraph", "networkx", "urllib.request")
+DEFERRABLE = ("pyqtgraph", "networkx", "urllib.request",
+              "widgets.chain_rule_panel", "widgets.tensor_view", "widgets.digit_input")
 
 
 def process_age() -> tuple[float, str]:

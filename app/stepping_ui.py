@@ -16,11 +16,8 @@ from PySide6.QtWidgets import QApplication, QLabel, QSlider
 
 from app.controllers.stepping import DEFAULT_SPEED, MAX_SPEED, SteppingController
 from core.kernels import compiled
-from widgets.chain_rule_panel import ChainRulePanel
 from widgets.device_choice import DeviceCombo
-from widgets.digit_input import DigitInput, mnist_sets
 from widgets.step_list import StepList
-from widgets.tensor_view import TensorView
 
 
 class SteppingUI(QObject):
@@ -30,9 +27,10 @@ class SteppingUI(QObject):
     ----------
     win : MainWindow
         The window; it gets ``step_list``, ``stepping`` (the controller), the docks
-        ``steps_dock``, ``chain_dock``, ``tensor_dock``, ``digit_dock`` with their
-        panels, the ``act_…`` step actions, ``step_actions``, ``step_toolbar``,
-        ``speed_slider`` and ``step_device`` (the device combo box).
+        ``steps_dock``, ``chain_dock``, ``tensor_dock``, ``digit_dock``, the ``act_…``
+        step actions, ``step_actions``, ``step_toolbar``, ``speed_slider`` and
+        ``step_device`` (the device combo box). The panels in the last three docks are
+        made by :meth:`panels`, just after the window's first paint or when first needed.
     """
 
 
@@ -46,6 +44,8 @@ class SteppingUI(QObject):
         self._busy = False
         self._enabled, self._enabled_reason = True, ""
         self._started = False
+        self._panels = None
+        self._digit_sets_folder = None
 
     # ============================================================== docks
     def make_steps_dock(self):
@@ -55,16 +55,15 @@ class SteppingUI(QObject):
         w.tabifyDockWidget(w.palette_dock, w.steps_dock)
 
     def make_docks(self):
-        """The chain-rule panel, tensor view and digit input docks, and the canvas overlay's
-        signals."""
+        """The Chain Rule, Tensor and Digit docks, and the canvas overlay's signals.
+
+        The docks are made now, so a saved window layout restores them; the panels inside
+        wait for :meth:`panels`: their modules and widgets would hold up the first paint.
+        """
         w = self.win
-        w.chain_panel = ChainRulePanel()
-        w.tensor_view = TensorView()
-        w.digit_input = DigitInput()
-        w.chain_dock = w._dock("Chain Rule", w.chain_panel, Qt.RightDockWidgetArea,
-                               "chain_rule")
-        w.tensor_dock = w._dock("Tensor", w.tensor_view, Qt.BottomDockWidgetArea, "tensor")
-        w.digit_dock = w._dock("Digit", w.digit_input, Qt.BottomDockWidgetArea, "digit")
+        w.chain_dock = w._dock("Chain Rule", None, Qt.RightDockWidgetArea, "chain_rule")
+        w.tensor_dock = w._dock("Tensor", None, Qt.BottomDockWidgetArea, "tensor")
+        w.digit_dock = w._dock("Digit", None, Qt.BottomDockWidgetArea, "digit")
         # stepping panels share the editor's places and come forward when stepping starts
         w.tabifyDockWidget(w.inspector_dock, w.chain_dock)
         w.tabifyDockWidget(w.train_dock, w.tensor_dock)
@@ -72,17 +71,39 @@ class SteppingUI(QObject):
         for d in (w.palette_dock, w.inspector_dock, w.train_dock):
             d.raise_()
         self._docks_raised = False
-        st, sc = w.stepping, w.scene
-        st.attach_views(sc.stepping, w.chain_panel, w.tensor_view)
-        w.digit_input.digit_chosen.connect(self._feed_digit)
+        for d in (w.chain_dock, w.tensor_dock):
+            d.visibilityChanged.connect(lambda on: on and self.panels())
         # its tab comes forward: the sample is read before the panel's first paint
-        w.digit_dock.visibilityChanged.connect(lambda on: on and w.digit_input.read_sample())
+        w.digit_dock.visibilityChanged.connect(lambda on: on and self.panels()[2].read_sample())
+        st, sc = w.stepping, w.scene
+        st.attach_views(sc.stepping)
+        st.views_needed = self.panels  # a session tells the panels from its first step
         self._connect_digit_sets()
         sc.wire_clicked.connect(self.show_wire)
         sc.port_clicked.connect(self.show_port)
         sc.breakpoint_toggled.connect(st.toggle_breakpoint)
         st.breakpoints_changed.connect(sc.set_breakpoints)
         st.moved.connect(self._raise_docks)
+
+    def panels(self) -> tuple:
+        """The chain-rule panel, tensor view and digit input, made and docked at the first call."""
+        if self._panels is not None:
+            return self._panels
+        # imported here: the window's first paint does not wait for these modules
+        from widgets.chain_rule_panel import ChainRulePanel  # noqa: PLC0415
+        from widgets.digit_input import DigitInput  # noqa: PLC0415
+        from widgets.tensor_view import TensorView  # noqa: PLC0415
+
+        w = self.win
+        self._panels = chain, tensor, digit = ChainRulePanel(), TensorView(), DigitInput()
+        for dock, panel in ((w.chain_dock, chain), (w.tensor_dock, tensor),
+                            (w.digit_dock, digit)):
+            if panel.theme is not w.theme:
+                panel.set_theme(w.theme)
+            dock.setWidget(panel)
+        w.stepping.attach_views(w.scene.stepping, chain, tensor)
+        digit.digit_chosen.connect(self._feed_digit)
+        return self._panels
 
     # ======================================================== digit sets
     def _connect_digit_sets(self):
@@ -95,17 +116,18 @@ class SteppingUI(QObject):
         panel.start_requested.connect(later)
         w.digit_dock.visibilityChanged.connect(lambda on: on and later())
         w.stepping.digit_data_loaded.connect(self._on_digit_data)
-        self._digit_sets_folder = None
 
     def offer_training_data(self):
         """Read the Training panel's folder for the Digit panel, if not read yet."""
         folder = self.win.train_panel.folder
         if folder and folder != self._digit_sets_folder:
             if self.win.stepping.load_digit_folder(folder):
-                self.win.digit_input.set_note_text(f"Reading the MNIST files in {folder}…")
+                self.panels()[2].set_note_text(f"Reading the MNIST files in {folder}…")
 
     def _on_digit_data(self, folder, data, error):
-        d = self.win.digit_input
+        from widgets.digit_input import mnist_sets  # noqa: PLC0415 - made with the panels
+
+        d = self.panels()[2]
         if data is None:
             d.set_note_text("The Training panel's folder cannot be offered: " + error)
             return
@@ -113,7 +135,7 @@ class SteppingUI(QObject):
         d.set_data_sets(mnist_sets(data, "folder", f"MNIST folder ‘{Path(folder).name}’"))
 
     def _feed_digit(self, image, label):
-        self.win.stepping.set_digit(image, label, self.win.digit_input.description())
+        self.win.stepping.set_digit(image, label, self.panels()[2].description())
 
     def docks(self) -> list:
         """The stepping docks, for the View and Step menus."""
@@ -234,12 +256,14 @@ class SteppingUI(QObject):
 
     def after_first_paint(self):
         """Once the window is on screen: load the compiled kernels and find out which
-        devices can step, each on a plain Python thread (the window never waits for them)."""
+        devices can step, each on a plain Python thread (the window never waits for them),
+        then make the stepping panels."""
         if self._started:
             return
         self._started = True
         compiled.load_in_background()
         self.win.stepping.probe_devices()
+        QTimer.singleShot(0, self.panels)  # after the frame on screen, before anyone steps
 
     # ============================================================ devices
     def _on_devices_probed(self, status):
@@ -260,8 +284,7 @@ class SteppingUI(QObject):
         self.win.stepping.graph_replaced()
 
     def set_theme(self, theme):
-        w = self.win
-        for panel in (w.chain_panel, w.tensor_view, w.digit_input):
+        for panel in self._panels or ():  # panels made later take the window's theme then
             if panel.theme is not theme:  # a style sheet set again re-polishes the panel
                 panel.set_theme(theme)
 
@@ -278,12 +301,14 @@ class SteppingUI(QObject):
 
     def show_wire(self, edge):
         w = self.win
+        self.panels()
         w.tensor_dock.show()
         w.tensor_dock.raise_()
         w.stepping.show_wire(edge)
 
     def show_port(self, node_id, port, is_output):
         w = self.win
+        self.panels()
         w.tensor_dock.show()
         w.tensor_dock.raise_()
         w.stepping.show_port(node_id, port, is_output)

@@ -85,6 +85,7 @@ def window(make_window):
             assert win.files.open_example(example_path(preset))
         else:
             win.set_graph(graph)
+        win.step_ui.panels()  # the real panels first, or a first step would attach them
         win.fake_overlay, win.fake_chain, win.fake_tensor = (FakeOverlay(), FakeChainPanel(),
                                                             FakeTensorView())
         win.stepping.attach_views(win.fake_overlay, win.fake_chain, win.fake_tensor)

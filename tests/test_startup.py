@@ -12,6 +12,9 @@ from pathlib import Path
 
 from gui_helpers import dialogs, make_window  # noqa: F401
 from PySide6.QtCore import QEvent, QObject
+from PySide6.QtWidgets import QApplication
+
+from examples import example_path
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,7 +32,7 @@ def test_the_window_paints_its_canvas_before_pyqtgraph_is_imported(tmp_path):
     """backprop-studio --startup-time shows LeNet-5 and reports its first painted canvas; by
     then neither the plotting library (it waits for the plots) nor the graph library (the
     preset opens at its stored positions, nothing is laid out) nor the downloader's web
-    client has been imported"""
+    client nor the stepping panels' modules have been imported"""
     lines = [json.loads(s) for s in _run(["--startup-time"], tmp_path).splitlines()
              if s.startswith("{")]
     assert len(lines) == 1
@@ -37,6 +40,8 @@ def test_the_window_paints_its_canvas_before_pyqtgraph_is_imported(tmp_path):
     assert "pyqtgraph" in lines[0]["not_loaded"]
     assert "networkx" in lines[0]["not_loaded"]
     assert "urllib.request" in lines[0]["not_loaded"]
+    for panel in ("widgets.chain_rule_panel", "widgets.tensor_view", "widgets.digit_input"):
+        assert panel in lines[0]["not_loaded"]
 
 
 def test_reading_and_running_a_graph_file_does_not_import_networkx(tmp_path):
@@ -81,6 +86,47 @@ def test_points_received_before_the_plots_exist_are_drawn_when_they_appear(qtbot
     x, y = plots.train_loss.getData()
     assert list(x) == [0.5, 1.0] and list(y) == [2.0, 1.5]
     assert list(plots.val_acc.getData()[1]) == [0.65]
+
+
+def test_the_stepping_panels_are_docked_once_the_window_has_painted(make_window, qtbot):
+    """the Chain Rule, Tensor and Digit docks start empty and get their panels right after
+    the window's first frame, in the window's theme"""
+    win = make_window(show=False)
+    docks = (win.chain_dock, win.tensor_dock, win.digit_dock)
+    assert [d.widget() for d in docks] == [None, None, None]
+    win.set_theme("dark")
+    win.show()
+    qtbot.waitUntil(lambda: all(d.widget() is not None for d in docks), timeout=5000)
+    assert [d.widget() for d in docks] == [win.chain_panel, win.tensor_view, win.digit_input]
+    assert all(d.widget().theme is win.theme for d in docks)
+    assert win.stepping.chain_panel is win.chain_panel
+    assert win.stepping.tensor_view is win.tensor_view
+
+
+def test_a_first_step_before_the_first_paint_makes_and_tells_the_panels(make_window):
+    """Step Forward on a window not yet painted makes the stepping panels first, and they
+    show the new session"""
+    win = make_window(show=False)
+    assert win.files.open_example(example_path("abc"))
+    assert win.chain_dock.widget() is None
+    win.act_step.trigger()
+    session = win.stepping.session
+    assert session is not None and session.position == 1
+    assert win.chain_dock.widget() is win.chain_panel
+    assert win.chain_panel.session is session
+    assert win.tensor_view.session is session
+
+
+def test_raising_a_stepping_tab_before_the_panels_exist_docks_them(make_window):
+    """a tab brought forward before the panels were made (a restored layout, a click)
+    shows its panel, never an empty dock"""
+    win = make_window(show=False)
+    win.tensor_dock.show()
+    win.tensor_dock.raise_()
+    win.show()
+    QApplication.processEvents()
+    assert win.tensor_dock.widget() is win.tensor_view
+    assert win.tensor_view.isVisible()
 
 
 def test_the_digit_panel_reads_the_embedded_sample_when_its_tab_is_first_raised(

@@ -109,6 +109,8 @@ class SteppingController(QObject):
         Made on the first stepping action; ``None`` again when the graph is replaced.
     overlay, chain_panel, tensor_view
         The views told after each move (attached by :meth:`attach_views`; ``None``: none).
+    views_needed : callable or None
+        Called before a session is made, so views made on demand are attached by then.
     message : Signal(str, int)
         A status message and how long to show it (ms).
     show_node : Signal(str)
@@ -157,6 +159,7 @@ class SteppingController(QObject):
         self.settings = settings
         self.session: StepSession | None = None
         self.overlay = self.chain_panel = self.tensor_view = None
+        self.views_needed = None
         self._breakpoints: set = set()
         self._nonfinite = True
         self._above = self._below = None
@@ -191,7 +194,10 @@ class SteppingController(QObject):
         step_list.grad_norm_changed.connect(self.set_grad_norm_breaks)
 
     def attach_views(self, overlay=None, chain_panel=None, tensor_view=None):
-        """The canvas overlay (G2) and the chain-rule panel and tensor view (G3) to tell."""
+        """The canvas overlay (G2) and the chain-rule panel and tensor view (G3) to tell.
+
+        Views attached while a session is open are shown it at once.
+        """
         self.overlay, self.chain_panel, self.tensor_view = overlay, chain_panel, tensor_view
         if overlay is not None:
             overlay.set_animation(self.animation)
@@ -199,6 +205,10 @@ class SteppingController(QObject):
         if chain_panel is not None:
             chain_panel.set_predict_mode(self._predict)
             chain_panel.check_gradient_requested.connect(self.check_gradient_of)
+        if self.session is not None:
+            for view in (chain_panel, tensor_view):
+                if view is not None:
+                    view.set_session(self.session)
 
     # ============================================================ session
     def _ensure_session(self) -> StepSession | None:
@@ -207,6 +217,8 @@ class SteppingController(QObject):
         if self.session is not None and self.session.graph is not graph:
             self.graph_replaced()
         if self.session is None:
+            if self.views_needed is not None:
+                self.views_needed()  # the window's panels, if not made yet, see it from the start
             feeds = self._feeds if self._feeds is not None else default_feeds(graph)
             try:
                 s = StepSession(graph, feeds=feeds, device=self.device)
