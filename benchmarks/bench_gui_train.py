@@ -12,7 +12,10 @@ sample embedded in the project, or on ../shared/data/mnist with ``--mnist``:
 Every run stays within one epoch, so no validation pass is timed. Rounds
 alternate cli and gui, the two swapping places every round. Each run's speed counts
 the images from the end of its first batch to the end of its last (the first batch
-pays for warm-up).
+pays for warm-up). The median of the rounds' ratios comes with a 95 % bootstrap
+interval: on a host whose speed jumps from one run to the next, few rounds cannot
+tell a few per cent apart. ``--aa`` runs the command-line path on both sides, to
+show how far two runs of the same code differ on this machine.
 Meanwhile a 5 ms timer on the GUI thread records how late each of its ticks
 was: the gaps between ticks (median, 99th percentile, worst) say how long the
 window could not answer. The load line says whether the machine was quiet.
@@ -21,6 +24,7 @@ Run from the repository root::
 
     python benchmarks/bench_gui_train.py                # 3 rounds of 60 batches
     python benchmarks/bench_gui_train.py --mnist -n 300 --rounds 5
+    python benchmarks/bench_gui_train.py --mnist -n 300 --rounds 30 --aa  # the noise floor
     python benchmarks/bench_gui_train.py --tree /tmp/base   # another checkout's code
 """
 
@@ -174,6 +178,15 @@ def run_gui(win, n_batches: int, source: str, folder) -> tuple:
     return _speed(stamps, n_batches), gaps
 
 
+def interval(ratios, level=0.95, draws=4000) -> tuple[float, float]:
+    """A bootstrap interval of the median of ``ratios`` (rounds drawn with replacement)."""
+    r = np.asarray(ratios, dtype=float)
+    picks = np.random.default_rng(0).integers(0, len(r), size=(draws, len(r)))
+    medians = np.median(r[picks], axis=1)
+    tail = (1 - level) / 2 * 100
+    return float(np.percentile(medians, tail)), float(np.percentile(medians, 100 - tail))
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("-n", "--batches", type=int, default=None,
@@ -182,6 +195,9 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=3, help="cli/gui pairs (default 3)")
     p.add_argument("--mnist", action="store_true", help="../shared/data/mnist, not the sample")
     p.add_argument("--tree", type=Path, help="measure another checkout's code")
+    p.add_argument("--aa", action="store_true",
+                   help="the command-line path on both sides: how much runs of the same code "
+                        "differ here")
     args = p.parse_args(argv)
     source, folder, most = "sample", None, SAMPLE_BATCHES
     if args.mnist:
@@ -206,7 +222,9 @@ def main(argv=None) -> int:
     win.show()
     app.processEvents()
     print(f"LeNet-5, {args.batches} batches of {BATCH} on the "
-          f"{'MNIST folder' if args.mnist else 'embedded sample'}, code of {TREE}")
+          f"{'MNIST folder' if args.mnist else 'embedded sample'}, code of {TREE}"
+          + ("; A/A: the command line on both sides (the column 'gui' is a second cli run)"
+             if args.aa else ""))
     run_cli(20, source, folder)  # warm-up: kernels, caches, data reading
     run_gui(win, 20, source, folder)
     # a second or two with the window idle, as before anyone presses Train: start-up's work
@@ -224,21 +242,30 @@ def main(argv=None) -> int:
             for side in (("cli", "gui") if r % 2 == 0 else ("gui", "cli")):
                 if side == "cli":
                     cli.append(run_cli(args.batches, source, folder))
+                elif args.aa:
+                    gui.append(run_cli(args.batches, source, folder))
                 else:
                     speed, g = run_gui(win, args.batches, source, folder)
                     gui.append(speed)
                     gaps.append(g)
-            print(f"  round {r + 1}: cli {cli[-1]:7.0f} images/s   gui {gui[-1]:7.0f} images/s"
-                  f"   gui/cli {gui[-1] / cli[-1]:.3f}   gaps p99 "
-                  f"{np.percentile(g, 99):5.1f} ms, max {g.max():5.1f} ms")
-    all_gaps = np.concatenate(gaps)
+            line = (f"  round {r + 1}: cli {cli[-1]:7.0f} images/s   gui {gui[-1]:7.0f} "
+                    f"images/s   gui/cli {gui[-1] / cli[-1]:.3f}")
+            if gaps and not args.aa:
+                line += (f"   gaps p99 {np.percentile(gaps[-1], 99):5.1f} ms, "
+                         f"max {gaps[-1].max():5.1f} ms")
+            print(line)
     c, g = statistics.median(cli), statistics.median(gui)
-    paired = statistics.median(a / b for a, b in zip(gui, cli))
+    ratios = [a / b for a, b in zip(gui, cli)]
+    paired = statistics.median(ratios)
+    lo, hi = interval(ratios)
     print(f"cli {c:7.0f} images/s   gui {g:7.0f} images/s (medians)   gui/cli {g / c:.3f}; "
-          f"median of the rounds' ratios {paired:.3f}")
-    print(f"event-loop gaps while training ({TICK_MS} ms timer, {len(all_gaps)} gaps): median "
-          f"{np.median(all_gaps):.1f} ms, p99 {np.percentile(all_gaps, 99):.1f} ms, "
-          f"max {all_gaps.max():.1f} ms")
+          f"median of the rounds' ratios {paired:.3f} (95 % bootstrap interval "
+          f"{lo:.3f}–{hi:.3f}, {len(ratios)} rounds)")
+    if gaps:
+        all_gaps = np.concatenate(gaps)
+        print(f"event-loop gaps while training ({TICK_MS} ms timer, {len(all_gaps)} gaps): "
+              f"median {np.median(all_gaps):.1f} ms, p99 {np.percentile(all_gaps, 99):.1f} "
+              f"ms, max {all_gaps.max():.1f} ms")
     print(load.report())
     win.document.undo_stack.setClean()  # the runs' weights need no "save changes?"
     win.close()
