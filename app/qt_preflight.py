@@ -4,16 +4,17 @@ Qt aborts with "Could not load the Qt platform plugin xcb" and a wall of text wh
 one of them is missing, which is common on a fresh Debian or Ubuntu desktop (the
 PySide6 wheel brings Qt, not the X11 helper libraries). This module finds the
 missing ones first and names the packages that hold them. It does not import Qt's
-GUI modules.
+GUI modules. The quick test is the dynamic linker loading the plugin, as Qt is about
+to; only when that fails does ``ldd`` list every library that is missing.
 """
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import os
 import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -70,8 +71,20 @@ def xcb_plugin_files() -> list:
     return [f for f in files if f.is_file()]
 
 
+def loads(files) -> bool:
+    """Whether the dynamic linker loads every one of ``files`` and all they link."""
+    for f in files:
+        try:
+            ctypes.CDLL(str(f), mode=os.RTLD_LAZY)  # Qt loads the same files next
+        except OSError:
+            return False
+    return True
+
+
 def run_ldd(path: Path) -> str:
     """``ldd``'s report on ``path`` ("" when ldd is missing or fails)."""
+    import subprocess  # noqa: PLC0415 - only when the plugin failed to load
+
     ldd = shutil.which("ldd")
     if ldd is None:
         return ""
@@ -120,6 +133,9 @@ def check_gui_libraries(environ=None, platform=None, ldd=None, files=None,
     """Call before the QApplication exists: an exit code (and one message) when Qt would
     abort for want of system libraries, else ``None``."""
     if not uses_xcb(environ, platform):
+        return None
+    files = xcb_plugin_files() if files is None else files
+    if loads(files):
         return None
     missing = missing_libraries(files, ldd)
     if not missing:

@@ -64,6 +64,26 @@ def test_an_explicit_xcb_platform_is_checked(capsys):
                                             "linux", fake_ldd, FILES) == 1
 
 
+def test_a_plugin_the_linker_loads_is_not_given_to_ldd():
+    """where the installed xcb plugin and all it links load, the check ends there: no ldd
+    process at every start"""
+    files = qt_preflight.xcb_plugin_files()
+    if not files or not qt_preflight.loads(files):
+        pytest.skip("the xcb plugin or a library it links is not installed here")
+
+    def ldd(_path):
+        raise AssertionError("ldd should not run")
+    assert qt_preflight.check_gui_libraries({"DISPLAY": ":0"}, "linux", ldd, files) is None
+
+
+def test_a_plugin_that_does_not_load_is_not_passed(tmp_path):
+    """a plugin file the linker refuses is never taken for loadable"""
+    bad = tmp_path / "libqxcb.so"
+    bad.write_bytes(b"not a shared library")
+    assert not qt_preflight.loads([bad])
+    assert not qt_preflight.loads([tmp_path / "missing.so"])
+
+
 def test_every_library_the_installed_plugin_links_has_a_package():
     """each X11/GL library the installed xcb plugin needs is in the package map"""
     import subprocess
