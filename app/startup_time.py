@@ -27,7 +27,8 @@ from PySide6.QtWidgets import QApplication
 
 _IMPORTED_AT = time.perf_counter()
 DEFERRABLE = ("pyqtgraph", "networkx", "urllib.request",
-              "widgets.chain_rule_panel", "widgets.tensor_view", "widgets.digit_input")
+              "widgets.chain_rule_panel", "widgets.tensor_view", "widgets.digit_input",
+              "core.stepping.session")
 
 
 def process_age() -> tuple[float, str]:

@@ -297,14 +297,14 @@ def test_check_gradient_runs_off_the_gui_thread_and_delivers(window, qtbot, monk
     the verdict on the panel (on the GUI thread) and in the status bar"""
     win = window("abc")
     seen = []
-    import app.controllers.stepping as mod
-    real = mod.check_gradient
+    import core.stepping as steps  # the controller calls it through the package
+    real = steps.check_gradient
 
     def spy(session, node, eps=1e-6):
         seen.append(threading.current_thread() is threading.main_thread())
         return real(session, node, eps)
 
-    monkeypatch.setattr(mod, "check_gradient", spy)
+    monkeypatch.setattr(steps, "check_gradient", spy)
     with qtbot.waitSignal(win.stepping.check_finished, timeout=10_000) as sig:
         win.fake_chain.check_gradient_requested.emit(win.document.graph.node("e").id)
     report = sig.args[0]

@@ -32,7 +32,7 @@ def test_the_window_paints_its_canvas_before_pyqtgraph_is_imported(tmp_path):
     """backprop-studio --startup-time shows LeNet-5 and reports its first painted canvas; by
     then neither the plotting library (it waits for the plots) nor the graph library (the
     preset opens at its stored positions, nothing is laid out) nor the downloader's web
-    client nor the stepping panels' modules have been imported"""
+    client nor the stepping panels' modules nor the stepping session have been imported"""
     lines = [json.loads(s) for s in _run(["--startup-time"], tmp_path).splitlines()
              if s.startswith("{")]
     assert len(lines) == 1
@@ -40,8 +40,9 @@ def test_the_window_paints_its_canvas_before_pyqtgraph_is_imported(tmp_path):
     assert "pyqtgraph" in lines[0]["not_loaded"]
     assert "networkx" in lines[0]["not_loaded"]
     assert "urllib.request" in lines[0]["not_loaded"]
-    for panel in ("widgets.chain_rule_panel", "widgets.tensor_view", "widgets.digit_input"):
-        assert panel in lines[0]["not_loaded"]
+    for later in ("widgets.chain_rule_panel", "widgets.tensor_view", "widgets.digit_input",
+                  "core.stepping.session"):
+        assert later in lines[0]["not_loaded"]
 
 
 def test_reading_and_running_a_graph_file_does_not_import_networkx(tmp_path):

@@ -2,6 +2,9 @@
 "check gradient" and predict mode."""
 
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +22,8 @@ from core.stepping import (
 )
 from core.stepping.summary import format_number, full_precision
 from examples import example_path
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("x, text", [(2.0, "2.000"), (0.7310585786300049, "0.7311"),
@@ -160,3 +165,24 @@ def test_statistics_of_large_tensors_are_taken_in_chunks_with_the_same_result(mo
         assert (s.min, s.max) == (finite.min(), finite.max())
     counts, _ = histogram(a, bins=5)
     assert counts.sum() == finite.size
+
+
+def test_the_package_names_load_their_module_when_first_used():
+    """every name core.stepping offers resolves; the summaries load without the session, so
+    the canvas can start without the stepping debugger"""
+    code = """
+import sys
+import core.stepping.summary
+print("core.stepping.session" in sys.modules)
+import core.stepping as steps
+print(all(getattr(steps, name) is not None for name in steps.__all__))
+print("core.stepping.session" in sys.modules)
+try:
+    steps.no_such_name
+except AttributeError as exc:
+    print("no_such_name" in str(exc))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "True", "True", "True"]

@@ -20,25 +20,21 @@ from __future__ import annotations
 
 import threading
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 
+import core.stepping as steps  # its session loads at the first step, not at start-up
 from app.document import Document
 from core.errors import GraphError, StudioError
 from core.kernels.backend import DeviceError, device_status
 from core.serialize import copy_graph
-from core.stepping import (
-    StepMove,
-    StepSession,
-    StopReason,
-    check_gradient,
-    digit_feeds,
-    drawn_digit,
-    sample_digit,
-)
 from core.train import find_role
 from core.train.recipe import check_folder, load_images
 from widgets.device_choice import DEVICE_NAMES
+
+if TYPE_CHECKING:
+    from core.stepping import StepMove, StepSession, StopReason
 
 DIGIT_PIXELS = 28 * 28
 DEFAULT_SPEED = 4  # steps per second while playing
@@ -70,7 +66,7 @@ def default_feeds(graph) -> dict:
     if size != DIGIT_PIXELS:
         return {}
     try:
-        return digit_feeds(graph, *sample_digit(0))
+        return steps.digit_feeds(graph, *steps.sample_digit(0))
     except StudioError:
         return {}
 
@@ -221,7 +217,7 @@ class SteppingController(QObject):
                 self.views_needed()  # the window's panels, if not made yet, see it from the start
             feeds = self._feeds if self._feeds is not None else default_feeds(graph)
             try:
-                s = StepSession(graph, feeds=feeds, device=self.device)
+                s = steps.StepSession(graph, feeds=feeds, device=self.device)
             except DeviceError as exc:
                 self.message.emit(f"Cannot step on {DEVICE_NAMES[self.device]}: {exc}", 10000)
                 return None
@@ -331,12 +327,12 @@ class SteppingController(QObject):
             return None
         try:
             out = s.begin(method, *args)
-            if isinstance(out, StepMove) and out.work <= self.quick_work:
+            if isinstance(out, steps.StepMove) and out.work <= self.quick_work:
                 out = s.finish(out.run())
         except StudioError as exc:
             self.message.emit(str(exc), 8000)
             return None
-        if isinstance(out, StepMove):
+        if isinstance(out, steps.StepMove):
             self._start_move(out)
             return None
         self._show(out)
@@ -642,7 +638,7 @@ class SteppingController(QObject):
                     self.overlay.clear()
                 return True
             if not quiet:
-                self._show(StopReason("start", "before the first step"),
+                self._show(steps.StopReason("start", "before the first step"),
                            f"Stepping on {DEVICE_NAMES[device]}: stepping was reset")
         elif not quiet:
             self.message.emit(f"Stepping runs on {DEVICE_NAMES[device]}", 5000)
@@ -685,8 +681,9 @@ class SteppingController(QObject):
         ``source`` says in words where it came from, for the status bar."""
         graph = self.document.graph
         try:
-            pixels = drawn_digit(image)
-            feeds = digit_feeds(graph, pixels, None if label is None or label < 0 else label)
+            pixels = steps.drawn_digit(image)
+            feeds = steps.digit_feeds(graph, pixels,
+                                      None if label is None or label < 0 else label)
         except StudioError as exc:
             self.message.emit("Cannot feed this digit: " + str(exc), 8000)
             return
@@ -762,7 +759,7 @@ class SteppingController(QObject):
     def _check_worker(self, token, snapshot, node_id):
         # a plain thread: it reads the copy and emits one signal, queued to the GUI thread
         try:
-            report, error = check_gradient(snapshot, node_id), ""
+            report, error = steps.check_gradient(snapshot, node_id), ""
         except StudioError as exc:
             report, error = None, str(exc)
         except (ArithmeticError, ValueError, MemoryError) as exc:

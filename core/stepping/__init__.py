@@ -7,27 +7,22 @@
 makes a digit into inputs.
 """
 
-from core.stepping.breakpoints import (
-    Condition,
-    GradNormAbove,
-    GradNormBelow,
-    NonFinite,
-    StopReason,
-)
-from core.stepping.chain import ChainRule, ChainTerm, Contribution, chain_rule
-from core.stepping.checks import GradientCheckReport, GuessScore, check_gradient, score_guess
-from core.stepping.feeds import digit_feeds, drawn_digit, sample_digit, training_normalizer
-from core.stepping.session import StepEntry, StepMove, StepSession, WireView
-from core.stepping.summary import (
-    MagnitudeScale,
-    TensorSummary,
-    TensorView,
-    Thumbnail,
-    histogram,
-    summarize,
-    tensor_view,
-    thumbnail,
-)
+import importlib
+
+# name -> submodule: loaded on first use, so a view that needs only the summaries (the
+# canvas overlay, at start-up) does not load the session and its debugger
+_WHERE = {
+    **dict.fromkeys(("Condition", "GradNormAbove", "GradNormBelow", "NonFinite", "StopReason"),
+                    "breakpoints"),
+    **dict.fromkeys(("ChainRule", "ChainTerm", "Contribution", "chain_rule"), "chain"),
+    **dict.fromkeys(("GradientCheckReport", "GuessScore", "check_gradient", "score_guess"),
+                    "checks"),
+    **dict.fromkeys(("digit_feeds", "drawn_digit", "sample_digit", "training_normalizer"),
+                    "feeds"),
+    **dict.fromkeys(("StepEntry", "StepMove", "StepSession", "WireView"), "session"),
+    **dict.fromkeys(("MagnitudeScale", "TensorSummary", "TensorView", "Thumbnail", "histogram",
+                     "summarize", "tensor_view", "thumbnail"), "summary"),
+}
 
 __all__ = [
     "ChainRule", "ChainTerm", "Condition", "Contribution", "GradNormAbove", "GradNormBelow",
@@ -37,3 +32,16 @@ __all__ = [
     "chain_rule", "check_gradient", "digit_feeds", "drawn_digit", "histogram", "sample_digit",
     "score_guess", "summarize", "tensor_view", "thumbnail", "training_normalizer",
 ]
+
+
+def __getattr__(name):
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{where}"), name)
+    globals()[name] = value  # found at once next time
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
