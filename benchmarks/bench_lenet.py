@@ -69,7 +69,7 @@ import numpy as np  # noqa: E402
 from benchmarks.machine import LoadCheck  # noqa: E402
 from core.data.mnist import load_mnist  # noqa: E402
 from core.errors import DataError  # noqa: E402
-from core.kernels import blas_threads, layer_threads, threads  # noqa: E402
+from core.kernels import blas_kernels, blas_threads, layer_threads, threads  # noqa: E402
 from core.serialize import copy_graph, load_graph  # noqa: E402
 from core.train.optim import make_optimizer  # noqa: E402
 from core.train.trainer import Trainer  # noqa: E402
@@ -295,7 +295,8 @@ def bench_model(model, args, images, labels, data_desc, torch, device="cpu"):
           f"{args.rounds} round{'s' if args.rounds > 1 else ''} × {n_batch} batches per side "
           "and thread count, "
           f"{args.warmup} warm-up; momentum (lr {LR}, μ {MOMENTUM}); "
-          f"BLAS threads {blas_threads()}, layer threads up to {layer_threads()}", flush=True)
+          f"BLAS threads {blas_threads()}, layer threads up to {layer_threads()}; "
+          f"{blas_kernels()}", flush=True)
 
     for n in counts:
         with our_threads(n):

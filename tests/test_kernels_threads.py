@@ -244,3 +244,23 @@ def test_the_pools_helpers_now_and_later_run_at_the_lowered_priority(monkeypatch
     finally:
         if threads._pool is not None:
             threads._pool[2].shutdown(wait=True)
+
+
+def test_the_blas_description_names_the_kernels_and_a_pinned_core_type():
+    """benchmark headers say which BLAS kernels ran, and when the environment chose them"""
+    import os
+    import platform
+    import subprocess
+    import sys
+
+    if platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip("OpenBLAS core types are named for x86-64 CPUs")
+    code = "import core; from core.kernels import blas_kernels; print(blas_kernels())"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+    env["OPENBLAS_CORETYPE"] = "Nehalem"  # SSE4.2 kernels: x86-64 CPUs of the last 15 years
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True, cwd=root).stdout.strip()
+    if out.startswith("BLAS unknown") or not out.startswith("openblas"):
+        pytest.skip(f"not OpenBLAS, or threadpoolctl cannot see it: {out}")
+    assert "Nehalem kernels (OPENBLAS_CORETYPE=Nehalem is set)" in out

@@ -8,6 +8,7 @@ differently, so :func:`own_threads` holds it to the calling thread.
 from __future__ import annotations
 
 import contextlib
+import os
 
 _blas = {"controller": None, "tried": False}
 
@@ -17,6 +18,7 @@ def _blas_controller():
     if not _blas["tried"]:
         _blas["tried"] = True
         try:
+            import numpy  # noqa: F401, PLC0415 - threadpoolctl sees only libraries loaded
             from threadpoolctl import ThreadpoolController  # noqa: PLC0415 - optional
             _blas["controller"] = ThreadpoolController().select(user_api="blas")
         except Exception:  # noqa: BLE001 - no threadpoolctl, or no BLAS it knows
@@ -30,6 +32,41 @@ def blas_threads():
     if ctl is None or not ctl.lib_controllers:
         return None
     return max(lib.num_threads for lib in ctl.lib_controllers)
+
+
+def blas_kernels() -> str:
+    """Which BLAS NumPy uses and the CPU kernels it picked, for benchmark headers.
+
+    OpenBLAS picks its kernels by CPU model, or as ``OPENBLAS_CORETYPE`` says; a
+    CPU with AVX-512 held to AVX2 kernels runs large products far slower, so the
+    reader of a figure is told both.
+    """
+    ctl = _blas_controller()
+    libs = [] if ctl is None else [lib.info() for lib in ctl.lib_controllers]
+    if not libs:
+        return "BLAS unknown (threadpoolctl cannot see it)"
+    lib = libs[0]
+    text = f"{lib.get('internal_api', 'BLAS')} {lib.get('version') or ''}".strip()
+    arch = lib.get("architecture")
+    if arch:
+        text += f", {arch} kernels"
+    pinned = os.environ.get("OPENBLAS_CORETYPE")
+    if pinned and lib.get("internal_api") == "openblas":
+        text += f" (OPENBLAS_CORETYPE={pinned} is set)"
+    if _cpu_has_avx512():
+        text += "; the CPU has AVX-512"
+    return text
+
+
+def _cpu_has_avx512() -> bool:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return " avx512f" in line
+    except OSError:
+        pass
+    return False
 
 
 @contextlib.contextmanager
