@@ -579,8 +579,9 @@ class MainWindow(QMainWindow):
             # a file without positions, or laid out for other card sizes: arrange it
             # (part of opening, not an undoable edit)
             placed = self.editing.layout_positions()
-            for nid in (missing or graph.nodes):
-                graph.move(nid, placed[nid])
+            with self.scene.moving_many():
+                for nid in (missing or graph.nodes):
+                    graph.move(nid, placed[nid])
         self.scene.flush_edges()
         self._update_title()
         self._refresh_inspector()

@@ -139,3 +139,31 @@ def test_a_cards_breakpoint_dot_is_made_when_it_is_first_shown(qtbot, chain):
     scene.set_breakpoints([])
     assert [d.set for d in dots(r.id)] == [False]
     scene.detach()
+
+
+def test_cards_moved_together_update_their_wires_and_the_obstacle_map_once_at_the_end(qtbot):
+    """moving many cards at once (a graph being laid out as it opens) defers the wires' and
+    the obstacle map's update to the end of the batch, and then does all of it"""
+    g = Graph()
+    x = g.add("input", shape=(None, 3), name="x")
+    r = g.add("relu", x, name="r")
+    s = g.add("sigmoid", r, name="s")
+    scene = GraphScene(g)
+    scene.flush_edges()
+    wire = scene.edges[g.edges[0]]
+    before = wire.path.boundingRect()
+    scene.obstacles(-1e6, 1e6, -1e6, 1e6)  # the obstacle map is made
+    with scene.moving_many():
+        with scene.moving_many():  # nested: merged into the outer batch
+            g.move(x, (-600.0, 400.0))
+        g.move(s, (900.0, -300.0))
+        assert scene._dirty_edges == set()  # nothing re-routed card by card
+    assert set(scene._dirty_edges) == set(scene.edges.values())
+    scene.flush_edges()
+    assert wire.path.boundingRect() != before
+    # it starts at x's output port, on the right edge of x's card at its new place
+    assert wire.path.boundingRect().left() == -600 + scene.nodes[x.id].width
+    rects = scene.obstacles(-1e6, 1e6, -1e6, 1e6, margin=0.0).tolist()
+    lefts = sorted(round(rect[0]) for rect in rects)
+    assert -600 in lefts and 900 in lefts  # the map knows where the cards went
+    scene.detach()

@@ -239,6 +239,9 @@ class NodeItem(QGraphicsItem):
         sc = self.scene()
         if sc is None:
             return
+        if sc._moved is not None:  # one of many cards moving at once: see moving_many
+            sc._moved.add(self)
+            return
         sc.card_geometry_changed(self)
         # each wire once, however many of its ends moved: after every dragged card has
         # moved (GraphScene.mouseMoveEvent), or once a burst of edits ends (undo, layout)

@@ -117,7 +117,7 @@ def plain_is_clear(ends: np.ndarray, cards: np.ndarray, own: np.ndarray) -> np.n
     ctrl[:, 1, 0], ctrl[:, 1, 1] = e[:, 0] + k, e[:, 1]
     ctrl[:, 2, 0], ctrl[:, 2, 1] = e[:, 2] - k, e[:, 3]
     ctrl[:, 3] = e[:, 2:4]
-    pts = np.stack([_B @ c for c in ctrl]).reshape(-1, 2)  # the same products as _cubic_points
+    pts = (_B @ ctrl).reshape(-1, 2)  # per wire the same product as _cubic_points makes
     wire = np.repeat(np.arange(len(fwd)), len(_B))
 
     def key(cx, cy):

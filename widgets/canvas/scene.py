@@ -10,6 +10,7 @@ commands, which call the model, whose events update the items.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -121,6 +122,7 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
         self._init_detail()
         self.stepping = SteppingOverlay(self)
         self._breakpoints: set = set()
+        self._moved = None  # cards moved inside moving_many(), brought up to date at its end
         self.setItemIndexMethod(QGraphicsScene.BspTreeIndex)
         if graph is not None:
             self.set_graph(graph, analysis=analysis)
@@ -257,6 +259,23 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
                 item.is_loss = loss
                 item.update()
 
+    @contextlib.contextmanager
+    def moving_many(self):
+        """Many cards move at once (a graph being opened is laid out): the obstacle map and
+        the wires of the moved cards are brought up to date once at the end, not per card."""
+        outer, self._moved = self._moved, set()
+        try:
+            yield
+        finally:
+            moved, self._moved = self._moved, outer
+            if outer is not None:
+                outer |= moved
+            elif moved:
+                self.card_geometry_changed()
+                for item in moved:
+                    for e in item.edges:
+                        self.mark_edge_dirty(e)
+
     # ---------------------------------------------------------- geometry
     def card_geometry_changed(self, item=None):
         """A card moved, appeared or changed size: the obstacle map is stale.
@@ -389,12 +408,13 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
             live.sort(key=_span_of)
             live, plain = live[:budget], live[budget:]
         rough = self._rough_edges
-        clear = self._clear_of_cards(live) if len(live) >= MANY_WIRES else ()
-        for i, item in enumerate(live):
-            if len(clear) and clear[i]:
-                item.update_path(clear=True)
-            else:
-                item.update_path()
+        if len(live) >= MANY_WIRES:
+            ends = [w.endpoints() for w in live]
+            clear = self._clear_of_cards(live, ends).tolist()
+        else:
+            ends = clear = [None] * len(live)
+        for item, ok, ports in zip(live, clear, ends):
+            item.update_path(clear=bool(ok), ends=ports)
             rough.pop(item, None)
         for item in plain:
             item.update_path(rough=True)
@@ -404,11 +424,12 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
         if live or plain:
             self.geometry_version += 1  # the overview redraws the wires
 
-    def _clear_of_cards(self, wires) -> np.ndarray:
-        """Which of ``wires`` the router would draw as the plain curve, found for all at once
-        (most wires of a graph being opened run clear of every card)."""
+    def _clear_of_cards(self, wires, ends) -> np.ndarray:
+        """Which of ``wires`` (with their ``endpoints()``, ``ends``) the router would draw as
+        the plain curve, found for all at once (most wires of a graph being opened run clear
+        of every card)."""
         _items, arr, rows_of, _index = self._card_map()
-        ends = np.array([(a.x(), a.y(), b.x(), b.y()) for a, b in (w.endpoints() for w in wires)],
+        ends = np.array([(a.x(), a.y(), b.x(), b.y()) for a, b in ends],
                         dtype=float).reshape(-1, 4)
         own = np.array([(rows_of.get(w.src, -1), rows_of.get(w.dst, -1)) for w in wires],
                        dtype=np.int64).reshape(-1, 2)

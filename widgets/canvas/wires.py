@@ -205,14 +205,15 @@ class EdgeItem(QGraphicsItem):
             self._update_rect()
             self.update()
 
-    def update_path(self, rough: bool = False, clear: bool = False):
+    def update_path(self, rough: bool = False, clear: bool = False, ends=None):
         """Recompute the curve; detour around cards that the direct curve would cross.
 
         ``rough``: only the plain curve, with no look for cards in its way (a dragged
         card's wires beyond what one frame can route; the scene routes them later).
         ``clear``: the caller found the plain curve clear of cards, as routing would.
+        ``ends``: :meth:`endpoints` as the caller just read them.
         """
-        p1, p2 = self.endpoints()
+        p1, p2 = self.endpoints() if ends is None else ends
         # route first: it queries the scene's index, which must not see this item half changed
         path = plain_path(p1, p2) if rough or clear else route(self.scene(), p1, p2,
                                                                exclude=(self.src, self.dst))
