@@ -195,7 +195,8 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
             item.setFlag(QGraphicsItem.ItemHasNoContents)
         self.nodes[node.id] = item
         pos = self.graph.layout.get(node.id)
-        item.sync_pos(pos if pos is not None else (0.0, 0.0))
+        if pos is not None:  # without a place a card stays at (0, 0) until the model gives one
+            item.sync_pos(pos)
         if node.id in self._breakpoints:
             item.breakpoint_dot.set_breakpoint(True)
         self.addItem(item)
