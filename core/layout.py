@@ -284,6 +284,8 @@ def _order_columns(columns, ups, downs):
         want = wants[side]
         for lv in seq:
             c = cols[lv]
+            if len(c) < 2:
+                continue  # one node: nothing to reorder
             if len(c) <= SMALL_COLUMN:
                 get = rank.item
                 keys = []
@@ -295,6 +297,11 @@ def _order_columns(columns, ups, downs):
                         keys.append(sum(get(m) + w for m, w, _ in nbrs) / len(nbrs))
                     else:
                         keys.append(get(i))
+                if len(c) == 2:  # most columns hold one or two nodes
+                    if keys[1] < keys[0]:
+                        c = cols[lv] = [c[1], c[0]]
+                        rank[c[0]], rank[c[1]] = 0, 1
+                    continue
                 c = cols[lv] = [c[j] for j in sorted(range(len(c)), key=keys.__getitem__)]
             else:
                 if tables[side] is None:
@@ -370,7 +377,14 @@ def _place_vertically(columns, ups, downs, size) -> dict:
                 else:
                     values.append(get(i) - o)
                 weights.append(float(len(want)) if want else 0.05)
-            for i, z, o in zip(c, _isotonic(values, weights), offsets):
+            if len(c) == 2 and values[0] > values[1]:
+                # most columns hold one or two nodes: the pool of two, as _isotonic makes it
+                (v0, v1), (w0, w1) = values, weights
+                v = (v0 * w0 + v1 * w1) / (w0 + w1)
+                values = [v, v]
+            elif len(c) > 2:
+                values = _isotonic(values, weights)
+            for i, z, o in zip(c, values, offsets):
                 top[i] = z + o
             return
         if (use_up, use_down) not in tables:

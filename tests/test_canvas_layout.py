@@ -233,3 +233,18 @@ def test_the_layout_module_loads_without_networkx():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=str(Path(__file__).resolve().parents[1]), check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_two_consumers_of_one_output_keep_the_order_they_were_added_in():
+    """equal barycentres leave a column as it was: the node added first stays on top"""
+    from core.graph import Graph
+    from core.layout import layered_layout
+
+    g = Graph()
+    x = g.add("input", shape=(None, 3), name="x")
+    first = g.add("relu", x, name="first")
+    second = g.add("sigmoid", x, name="second")
+    sizes = {nid: (172.0, 90.0) for nid in g.nodes}
+    pos = layered_layout(g, sizes)
+    assert pos[first.id][0] == pos[second.id][0]  # one column
+    assert pos[first.id][1] < pos[second.id][1]
