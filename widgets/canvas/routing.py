@@ -44,9 +44,12 @@ def _first_free_lane(lanes, xs1, y_start, xs2, y_end, rects):
     for xs, ys in ((xs1, _B_FROM * y_start + _B_TO * lanes),
                    (xs2, _B_FROM * lanes + _B_TO * y_end)):
         x = (_B @ np.asarray(xs, dtype=float))[:, None]         # (points, 1)
-        in_x = (x > l) & (x < r)                                  # (points, rects)
-        y = ys[:, :, None]                                        # (lanes, points, 1)
-        free &= ~((y > t) & (y < b) & in_x).any(axis=(1, 2))
+        # only the (point, card) pairs whose x overlap are tested against every lane's y:
+        # few of them, where a (lanes, points, cards) block would be mostly misses
+        point, card = np.nonzero((x > l) & (x < r))
+        if len(point):
+            y = ys[:, point]                                      # (lanes, pairs)
+            free &= ~((y > t[card]) & (y < b[card])).any(axis=1)
     hit = np.flatnonzero(free)
     return int(hit[0]) if len(hit) else None
 
