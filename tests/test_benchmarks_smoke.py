@@ -154,3 +154,10 @@ def test_bench_lenet_on_cuda_times_the_gpu_against_the_cpu_or_says_what_is_missi
     out = capsys.readouterr().out
     assert "ours, GPU" in out and "ours, CPU" in out and "images/s" in out
     assert out.index("load average (1 min)") < out.index("the images/s of ours on the CPU")
+
+
+def test_count_open_child_opens_and_paints_the_graph_it_counts():
+    """the process count_open.py runs under callgrind opens the graph (without valgrind here)"""
+    for do_open in ("0", "1"):
+        proc = _run("benchmarks/count_open.py", "--child", str(ROOT), do_open, "60")
+        assert proc.returncode == 0, proc.stderr[-2000:]
