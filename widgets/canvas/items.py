@@ -237,16 +237,8 @@ class NodeItem(QGraphicsItem):
     def geometry_changed(self):
         """The card moved or changed size: its wires and the scene's obstacle map follow."""
         sc = self.scene()
-        if sc is None:
-            return
-        if sc._moved is not None:  # one of many cards moving at once: see moving_many
-            sc._moved.add(self)
-            return
-        sc.card_geometry_changed(self)
-        # each wire once, however many of its ends moved: after every dragged card has
-        # moved (GraphScene.mouseMoveEvent), or once a burst of edits ends (undo, layout)
-        for e in self.edges:
-            sc.mark_edge_dirty(e)
+        if sc is not None:
+            sc.card_moved(self)
 
     @staticmethod
     def port_offset(index: int) -> float:

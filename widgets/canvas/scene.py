@@ -274,8 +274,21 @@ class GraphScene(LevelOfDetail, QGraphicsScene):
             elif moved:
                 self.card_geometry_changed()
                 for item in moved:
-                    for e in item.edges:
-                        self.mark_edge_dirty(e)
+                    self._mark_wires(item)
+
+    def card_moved(self, item):
+        """``item`` moved or changed size: its wires and the obstacle map follow."""
+        if self._moved is not None:  # one of many cards moving at once: see moving_many
+            self._moved.add(item)
+            return
+        self.card_geometry_changed(item)
+        self._mark_wires(item)
+
+    def _mark_wires(self, item):
+        # each wire once, however many of its ends moved: after every dragged card has
+        # moved (mouseMoveEvent), or once a burst of edits ends (undo, layout)
+        for e in item.edges:
+            self.mark_edge_dirty(e)
 
     # ---------------------------------------------------------- geometry
     def card_geometry_changed(self, item=None):
