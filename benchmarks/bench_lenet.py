@@ -220,44 +220,98 @@ def time_torch(torch, model, opt, batches):
     return times, losses, time.process_time() - cpu0
 
 
-def breakdown(trainer, batches):
+def breakdown(trainer, batches, shares=None):
     """Median seconds per batch by (phase, op), stepping the same plan ``run`` executes.
 
     A weight gradient left to a helper thread (``threads.deferring``) counts where the run
-    waits for it: "(deferred weight gradients)" is the wait at the end of the run."""
+    waits for it: "(deferred weight gradients)" is the wait at the end of the run. With a
+    set ``shares``, the (phase, op) of every step that handed work to the thread pool is
+    added to it."""
     ex = trainer._train_ex
     spent = defaultdict(lambda: np.zeros(len(batches)))
     steps = ex.plan(trainer.loss_node.id)
-    for i, (x, t) in enumerate(batches):
-        ex.feeds = trainer._feeds(x, t)
-        ex.reset()
-        # as Executor.run: weight gradients may be left to a helper, finished at the end
-        with threads.deferring():
-            for st in steps:
+    handed = [0]
+    pool = threads._workers
+
+    def counted():
+        handed[0] += 1
+        return pool()
+
+    if shares is not None:
+        threads._workers = counted
+    try:
+        for i, (x, t) in enumerate(batches):
+            ex.feeds = trainer._feeds(x, t)
+            ex.reset()
+            # as Executor.run: weight gradients may be left to a helper, finished at the end
+            with threads.deferring():
+                for st in steps:
+                    t0 = time.perf_counter()
+                    before = handed[0]
+                    ex.apply(st, detail=False)
+                    op_id = ex.graph.nodes[st.node_id].op_id
+                    if st.fused is not None:  # a convolution run in its max pool's forward step
+                        op_id = f"{ex.graph.nodes[st.fused].op_id} + {op_id}"
+                    spent[(st.phase, op_id)][i] += time.perf_counter() - t0
+                    if handed[0] > before and shares is not None:
+                        shares.add((st.phase, op_id))
                 t0 = time.perf_counter()
-                ex.apply(st, detail=False)
-                op_id = ex.graph.nodes[st.node_id].op_id
-                if st.fused is not None:  # a convolution run in its max pool's forward step
-                    op_id = f"{ex.graph.nodes[st.fused].op_id} + {op_id}"
-                spent[(st.phase, op_id)][i] += time.perf_counter() - t0
-            t0 = time.perf_counter()
-            threads.finish_deferred()
-            spent[("backward", "(deferred weight gradients)")][i] += time.perf_counter() - t0
-        ex.iteration += 1
+                before = handed[0]
+                threads.finish_deferred()
+                key = ("backward", "(deferred weight gradients)")
+                spent[key][i] += time.perf_counter() - t0
+                if handed[0] > before and shares is not None:
+                    shares.add(key)
+            ex.iteration += 1
+    finally:
+        threads._workers = pool
     return {k: float(np.median(v)) for k, v in spent.items()}
 
 
-def _print_breakdown(trainer, batches, n_threads):
-    """Where our time goes per op and phase, over the first (up to) 10 ``batches``."""
+BREAKDOWN_ROUNDS = 4
+
+
+def _print_breakdown(trainer, batches, counts):
+    """Where our time goes per op and phase on each thread count, over the first (up to) 10
+    ``batches``, the thread counts in turn for ``BREAKDOWN_ROUNDS`` rounds.
+
+    With two or more counts it also prints the most that sharing the ops gives: the time
+    if every op that hands work to the thread pool ran exactly as many times faster as
+    there are threads, and every other op as on the fewest.
+    """
     batches = batches[:min(10, len(batches))]
-    with our_threads(n_threads):
-        spent = breakdown(trainer, batches)
-    total = sum(spent.values())
-    print(f"  where our time goes ({n_threads} threads; median ms per batch over {len(batches)} "
-          f"batches; {total * 1e3:.2f} in executor steps, the optimizer step is the rest):")
-    for (phase, op_id), s in sorted(spent.items(), key=lambda kv: -kv[1]):
-        if s * 1e3 >= 0.005:
-            print(f"    {phase:8s} {op_id:24s} {s * 1e3:8.2f}  {100 * s / total:5.1f} %")
+    runs = {n: [] for n in counts}
+    shares = set()
+    for _ in range(BREAKDOWN_ROUNDS):
+        for n in counts:
+            with our_threads(n):
+                runs[n].append(breakdown(trainer, batches, shares if n > 1 else None))
+    spent = {n: {k: float(np.median([r[k] for r in runs[n]])) for k in runs[n][0]}
+             for n in counts}
+    lo, hi = counts[0], counts[-1]
+    total = {n: sum(spent[n].values()) for n in counts}
+    heads = "".join(f"{f'{n} thread' + ('s' if n > 1 else ''):>11s}" for n in counts)
+    print(f"  where our time goes (median ms per batch over {BREAKDOWN_ROUNDS} × {len(batches)} "
+          f"batches, the thread counts in turn; the optimizer step is not included; "
+          f"* hands work to the thread pool):")
+    print(f"    {'':8s} {'':34s}{heads}" + (f"{'speed-up':>10s}" if hi > lo else ""))
+    for key in sorted(spent[hi], key=lambda k: -spent[hi][k]):
+        if max(spent[n][key] for n in counts) * 1e3 < 0.005:
+            continue
+        phase, op_id = key
+        row = "".join(f"{spent[n][key] * 1e3:11.2f}" for n in counts)
+        gain = (f"{spent[lo][key] / spent[hi][key]:9.2f}×"
+                if hi > lo and spent[hi][key] > 0 else "")
+        mark = "*" if key in shares else " "
+        print(f"    {phase:8s} {op_id:32s} {mark}{row}{gain}")
+    row = "".join(f"{total[n] * 1e3:11.2f}" for n in counts)
+    print(f"    {'all':8s} {'executor steps':32s}  {row}"
+          + (f"{total[lo] / total[hi]:9.2f}×" if hi > lo else ""))
+    if hi > lo:
+        best = total[lo] - sum(spent[lo][k] for k in shares) * (1 - lo / hi)
+        print(f"  with every * op exactly {hi / lo:.0f}× faster on {hi} threads than on {lo} "
+              f"and the others as on {lo}: {best * 1e3:.2f} ms, a speed-up of at most "
+              f"{total[lo] / best:.2f}× for the executor steps")
 
 
 def same_weights(a: Trainer, b: Trainer) -> bool:
@@ -363,7 +417,7 @@ def bench_model(model, args, images, labels, data_desc, torch, device="cpu"):
             print(f"  same start, same batches: our losses and torch's differ by at most "
                   f"{max(gaps[:5]):.1e} over the first 5 timed steps and {max(gaps):.1e} over "
                   f"all {len(gaps)} (float32 rounding differences grow as training goes on)")
-    _print_breakdown(trainers[counts[-1]], rounds[0], counts[-1])
+    _print_breakdown(trainers[counts[-1]], rounds[0], sorted(counts))
     return result
 
 
