@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from core.errors import DataError, FileFormatError, GraphError
+from core.kernels import blas_kernel_hint
 from core.kernels.backend import DEVICE_ENV, DEVICES, describe_device, device_status, resolve_device
 from core.serialize import load_graph
 from core.train import OPTIMIZERS, EarlyStopping, Trainer, parse_schedule
@@ -376,6 +377,9 @@ def cmd_train(args) -> int:
               + (f", {len(val):,} for validation" if val is not None else "")
               + f"; {optimizer.name} lr {schedule.base_lr:g}, schedule {schedule.describe()}, "
                 f"batch {trainer.batch_size}, seed {trainer.seed}", file=sys.stderr)
+        hint = blas_kernel_hint() if trainer.device == "cpu" else None
+        if hint:
+            print(hint, file=sys.stderr)
     stopper = EarlyStopping(patience=args.early_stop) if args.early_stop is not None else None
     result = trainer.fit(train, val, args.epochs, on_batch=bar.batch, on_epoch=bar.epoch,
                          early_stopping=stopper, checkpoint=args.out)

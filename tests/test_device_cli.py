@@ -97,3 +97,17 @@ def test_the_installed_command_falls_back_with_auto_and_refuses_cuda():
                           env=env, timeout=300)
     assert cuda.returncode == 2 and "CuPy is not installed" in cuda.stderr
     assert "Traceback" not in cuda.stderr
+
+
+def test_training_on_the_cpu_prints_the_blas_hint_unless_quiet(monkeypatch, capsys):
+    """a core type that holds OpenBLAS below the CPU is mentioned once at the start of a run"""
+    import app.train_cli as train_cli
+
+    uninstall_cupy(monkeypatch)
+    monkeypatch.delenv(DEVICE_ENV, raising=False)
+    monkeypatch.setattr(train_cli, "blas_kernel_hint", lambda: "note: the BLAS hint")
+    assert main(["train", *SAMPLE]) == 0
+    _, err = capsys.readouterr()
+    assert err.count("note: the BLAS hint") == 1
+    assert main(["train", *SAMPLE, "--quiet"]) == 0
+    assert "BLAS hint" not in capsys.readouterr().err

@@ -264,3 +264,42 @@ def test_the_blas_description_names_the_kernels_and_a_pinned_core_type():
     if out.startswith("BLAS unknown") or not out.startswith("openblas"):
         pytest.skip(f"not OpenBLAS, or threadpoolctl cannot see it: {out}")
     assert "Nehalem kernels (OPENBLAS_CORETYPE=Nehalem is set)" in out
+
+
+class _Lib:
+    def __init__(self, **info):
+        self._info = info
+
+    def info(self):
+        return dict(self._info)
+
+
+class _Ctl:
+    def __init__(self, **info):
+        self.lib_controllers = [_Lib(**info)]
+
+
+@pytest.mark.parametrize("arch, pinned, avx512, hint", [
+    ("Haswell", "Haswell", True, True),      # held to AVX2 kernels on an AVX-512 CPU
+    ("SkylakeX", "SkylakeX", True, False),   # AVX-512 kernels: nothing to say
+    ("Haswell", None, True, False),          # OpenBLAS's own choice: not the user's setting
+    ("Haswell", "Haswell", False, False),    # the CPU has no AVX-512
+])
+def test_a_hint_names_a_core_type_that_holds_openblas_below_the_cpu(monkeypatch, arch, pinned,
+                                                                    avx512, hint):
+    """training tells the user when OPENBLAS_CORETYPE keeps AVX-512 kernels from running"""
+    from core.kernels import blas
+
+    monkeypatch.setattr(blas, "_blas_controller",
+                        lambda: _Ctl(internal_api="openblas", architecture=arch))
+    monkeypatch.setattr(blas, "_cpu_has_avx512", lambda: avx512)
+    if pinned is None:
+        monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
+    else:
+        monkeypatch.setenv("OPENBLAS_CORETYPE", pinned)
+    text = blas.blas_kernel_hint()
+    if hint:
+        assert text.startswith(f"note: OPENBLAS_CORETYPE={pinned} holds NumPy's BLAS")
+        assert "AVX-512" in text
+    else:
+        assert text is None

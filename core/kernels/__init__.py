@@ -13,7 +13,7 @@ Results never depend on the thread count. The array back end
 (:mod:`~core.kernels.backend`) is chosen at this seam.
 """
 
-from core.kernels.blas import blas_kernels, blas_threads, own_threads
+from core.kernels.blas import blas_kernel_hint, blas_kernels, blas_threads, own_threads
 from core.kernels.threads import layer_threads
 
-__all__ = ["blas_kernels", "blas_threads", "layer_threads", "own_threads"]
+__all__ = ["blas_kernel_hint", "blas_kernels", "blas_threads", "layer_threads", "own_threads"]

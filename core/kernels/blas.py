@@ -58,6 +58,28 @@ def blas_kernels() -> str:
     return text
 
 
+# OpenBLAS's names of its kernels that use AVX-512 (as threadpoolctl reports them)
+_AVX512_KERNELS = frozenset({"skylakex", "cooperlake", "sapphirerapids"})
+
+
+def blas_kernel_hint() -> str | None:
+    """A line for the user when ``OPENBLAS_CORETYPE`` holds OpenBLAS to kernels without
+    AVX-512 on a CPU that has it, else ``None``: such a setting often comes with the
+    machine, and products then take up to twice as long."""
+    pinned = os.environ.get("OPENBLAS_CORETYPE")
+    if not pinned or not _cpu_has_avx512():
+        return None
+    ctl = _blas_controller()
+    libs = [] if ctl is None else [lib.info() for lib in ctl.lib_controllers]
+    if not libs or libs[0].get("internal_api") != "openblas":
+        return None
+    arch = libs[0].get("architecture") or pinned
+    if arch.lower() in _AVX512_KERNELS:
+        return None
+    return (f"note: OPENBLAS_CORETYPE={pinned} holds NumPy's BLAS to its {arch} kernels on "
+            "this CPU with AVX-512; without it, large products can run up to twice as fast")
+
+
 def _cpu_has_avx512() -> bool:
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
