@@ -379,7 +379,7 @@ def cmd_train(args) -> int:
                 f"batch {trainer.batch_size}, seed {trainer.seed}", file=sys.stderr)
         hint = blas_kernel_hint() if trainer.device == "cpu" else None
         if hint:
-            print(hint, file=sys.stderr)
+            print(f"note: {hint}", file=sys.stderr)
     stopper = EarlyStopping(patience=args.early_stop) if args.early_stop is not None else None
     result = trainer.fit(train, val, args.epochs, on_batch=bar.batch, on_epoch=bar.epoch,
                          early_stopping=stopper, checkpoint=args.out)

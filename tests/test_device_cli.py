@@ -105,7 +105,7 @@ def test_training_on_the_cpu_prints_the_blas_hint_unless_quiet(monkeypatch, caps
 
     uninstall_cupy(monkeypatch)
     monkeypatch.delenv(DEVICE_ENV, raising=False)
-    monkeypatch.setattr(train_cli, "blas_kernel_hint", lambda: "note: the BLAS hint")
+    monkeypatch.setattr(train_cli, "blas_kernel_hint", lambda: "the BLAS hint")
     assert main(["train", *SAMPLE]) == 0
     _, err = capsys.readouterr()
     assert err.count("note: the BLAS hint") == 1

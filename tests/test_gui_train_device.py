@@ -67,3 +67,25 @@ def test_the_window_tells_the_training_panel_which_devices_it_found(make_window,
     assert "CuPy is not installed" in _cuda_item(win.train_panel).toolTip()
     assert "CuPy is not installed" in win.step_device.model().item(
         win.step_device.findData("cuda")).toolTip()
+
+
+def test_the_cpu_entry_names_the_blas_kernels_and_warns_of_a_pinned_core_type(make_window,
+                                                                                monkeypatch):
+    """the CPU entry's tooltip says which BLAS kernels train, and when the environment holds
+    them below the CPU, says so there too"""
+    from core.kernels import backend
+
+    uninstall_cupy(monkeypatch)
+    win = make_window()
+    panel = win.train_panel
+    combo = panel.device
+    cpu = combo.model().item(combo.findData("cpu"))
+    monkeypatch.setattr(backend, "blas_kernels", lambda: "openblas 9.9, Haswell kernels")
+    monkeypatch.setattr(backend, "blas_kernel_hint", lambda: None)
+    panel.set_devices(device_status())
+    assert cpu.toolTip() == "CPU (NumPy; openblas 9.9, Haswell kernels)"
+    monkeypatch.setattr(backend, "blas_kernel_hint", lambda: "held to Haswell kernels")
+    panel.set_devices(device_status())
+    assert cpu.toolTip().splitlines() == ["CPU (NumPy; openblas 9.9, Haswell kernels)",
+                                          "held to Haswell kernels"]
+    assert cpu.isEnabled()

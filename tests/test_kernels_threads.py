@@ -299,7 +299,7 @@ def test_a_hint_names_a_core_type_that_holds_openblas_below_the_cpu(monkeypatch,
         monkeypatch.setenv("OPENBLAS_CORETYPE", pinned)
     text = blas.blas_kernel_hint()
     if hint:
-        assert text.startswith(f"note: OPENBLAS_CORETYPE={pinned} holds NumPy's BLAS")
+        assert text.startswith(f"OPENBLAS_CORETYPE={pinned} holds NumPy's BLAS")
         assert "AVX-512" in text
     else:
         assert text is None

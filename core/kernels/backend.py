@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.errors import StudioError
+from core.kernels.blas import blas_kernel_hint, blas_kernels
 
 DEVICES = ("cpu", "cuda", "auto")
 DEVICE_ENV = "BACKPROP_STUDIO_DEVICE"  # scripts choose the device with it
@@ -104,7 +105,9 @@ def device_status() -> dict:
     The window greys out a device that is not available and shows the reason.
     """
     cp, reason, name = _cuda()
-    return {"cpu": DeviceStatus(True, "", "CPU (NumPy)"),
+    cpu = f"CPU (NumPy; {blas_kernels()})"
+    hint = blas_kernel_hint()
+    return {"cpu": DeviceStatus(True, "", cpu + (f"\n{hint}" if hint else "")),
             "cuda": DeviceStatus(cp is not None, reason, name)}
 
 

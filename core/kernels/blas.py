@@ -76,8 +76,8 @@ def blas_kernel_hint() -> str | None:
     arch = libs[0].get("architecture") or pinned
     if arch.lower() in _AVX512_KERNELS:
         return None
-    return (f"note: OPENBLAS_CORETYPE={pinned} holds NumPy's BLAS to its {arch} kernels on "
-            "this CPU with AVX-512; without it, large products can run up to twice as fast")
+    return (f"OPENBLAS_CORETYPE={pinned} holds NumPy's BLAS to its {arch} kernels on this "
+            "CPU with AVX-512; without it, large products can run up to twice as fast")
 
 
 def _cpu_has_avx512() -> bool:
