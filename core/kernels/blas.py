@@ -8,6 +8,7 @@ differently, so :func:`own_threads` holds it to the calling thread.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 
 _blas = {"controller": None, "tried": False}
@@ -41,11 +42,9 @@ def blas_kernels() -> str:
     CPU with AVX-512 held to AVX2 kernels runs large products far slower, so the
     reader of a figure is told both.
     """
-    ctl = _blas_controller()
-    libs = [] if ctl is None else [lib.info() for lib in ctl.lib_controllers]
-    if not libs:
+    lib = _blas_info()
+    if lib is None:
         return "BLAS unknown (threadpoolctl cannot see it)"
-    lib = libs[0]
     text = f"{lib.get('internal_api', 'BLAS')} {lib.get('version') or ''}".strip()
     arch = lib.get("architecture")
     if arch:
@@ -69,17 +68,24 @@ def blas_kernel_hint() -> str | None:
     pinned = os.environ.get("OPENBLAS_CORETYPE")
     if not pinned or not _cpu_has_avx512():
         return None
-    ctl = _blas_controller()
-    libs = [] if ctl is None else [lib.info() for lib in ctl.lib_controllers]
-    if not libs or libs[0].get("internal_api") != "openblas":
+    lib = _blas_info()
+    if lib is None or lib.get("internal_api") != "openblas":
         return None
-    arch = libs[0].get("architecture") or pinned
+    arch = lib.get("architecture") or pinned
     if arch.lower() in _AVX512_KERNELS:
         return None
     return (f"OPENBLAS_CORETYPE={pinned} holds NumPy's BLAS to its {arch} kernels on this "
             "CPU with AVX-512; without it, large products can run up to twice as fast")
 
 
+def _blas_info() -> dict | None:
+    """threadpoolctl's description of NumPy's BLAS (the first it sees), or ``None``."""
+    ctl = _blas_controller()
+    libs = [] if ctl is None else ctl.lib_controllers
+    return libs[0].info() if libs else None
+
+
+@functools.cache  # the CPU's flags do not change while the program runs
 def _cpu_has_avx512() -> bool:
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
