@@ -364,24 +364,31 @@ def bench_model(model, args, images, labels, data_desc, torch, device="cpu"):
     our_losses = {n: [] for n in counts}
     their_losses = {n: [] for n in counts}
     cpu = {(side, n): 0.0 for side in ("ours", "torch") for n in counts}
+    def run_ours(n, rb):
+        with our_threads(n):
+            t, lo, c = time_ours(trainers[n], rb)
+        cpu["ours", n] += c
+        ours[n] += t
+        our_losses[n] += lo
+
+    def run_torch(n, rb):
+        # idle BLAS/OpenMP threads of one side spin for a while after their last
+        # call; a pause keeps them from eating into the other side's time
+        time.sleep(args.pause)
+        torch.set_num_threads(n)
+        t, lo, c = time_torch(torch, models[n], opts[n], rb)
+        cpu["torch", n] += c
+        theirs[n] += t
+        their_losses[n] += lo
+        time.sleep(args.pause)
+
     for r, rb in enumerate(rounds):
-        # the thread counts swap order every round, so neither always follows the other
+        # the thread counts and the two sides swap order every round: a side that always
+        # ran second would gain (or lose) whatever the first left behind
         for n in (counts if r % 2 == 0 else counts[::-1]):
-            with our_threads(n):
-                t, lo, c = time_ours(trainers[n], rb)
-            cpu["ours", n] += c
-            ours[n] += t
-            our_losses[n] += lo
-            if torch is not None:
-                # idle BLAS/OpenMP threads of one side spin for a while after their last
-                # call; a pause keeps them from eating into the other side's time
-                time.sleep(args.pause)
-                torch.set_num_threads(n)
-                t, lo, c = time_torch(torch, models[n], opts[n], rb)
-                cpu["torch", n] += c
-                theirs[n] += t
-                their_losses[n] += lo
-                time.sleep(args.pause)
+            sides = [run_ours] + ([run_torch] if torch is not None else [])
+            for run in (sides if r % 2 == 0 else sides[::-1]):
+                run(n, rb)
 
     result = {}
     for n in counts:
