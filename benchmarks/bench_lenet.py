@@ -55,6 +55,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -220,51 +221,64 @@ def time_torch(torch, model, opt, batches):
     return times, losses, time.process_time() - cpu0
 
 
-def breakdown(trainer, batches, shares=None):
+def breakdown(trainer, batches, shares=None, idle=None):
     """Median seconds per batch by (phase, op), stepping the same plan ``run`` executes.
 
     A weight gradient left to a helper thread (``threads.deferring``) counts where the run
     waits for it: "(deferred weight gradients)" is the wait at the end of the run. With a
     set ``shares``, the (phase, op) of every step that handed work to the thread pool is
-    added to it."""
+    added to it. With a dict ``idle``, the median seconds per batch that the helper threads
+    ran no part while each (phase, op) ran are put in it: the second core's idle time."""
     ex = trainer._train_ex
     spent = defaultdict(lambda: np.zeros(len(batches)))
+    unused = defaultdict(lambda: np.zeros(len(batches)))
     steps = ex.plan(trainer.loss_node.id)
     handed = [0]
     pool = threads._workers
+    helpers = threads.layer_threads() - 1
+    me = threading.get_ident()
 
     def counted():
         handed[0] += 1
         return pool()
 
+    def timed(key, i, t0, trace):
+        t1 = time.perf_counter()
+        spent[key][i] += t1 - t0
+        unused[key][i] += helpers * (t1 - t0) - threads.busy_seconds(trace, t0, t1, me)
+
     if shares is not None:
         threads._workers = counted
     try:
-        for i, (x, t) in enumerate(batches):
-            ex.feeds = trainer._feeds(x, t)
-            ex.reset()
-            # as Executor.run: weight gradients may be left to a helper, finished at the end
-            with threads.deferring():
-                for st in steps:
+        with threads.tracing() as trace:
+            for i, (x, t) in enumerate(batches):
+                ex.feeds = trainer._feeds(x, t)
+                ex.reset()
+                # as Executor.run: weight gradients may be left to a helper, finished at the end
+                with threads.deferring():
+                    for st in steps:
+                        t0 = time.perf_counter()
+                        before = handed[0]
+                        ex.apply(st, detail=False)
+                        op_id = ex.graph.nodes[st.node_id].op_id
+                        if st.fused is not None:  # a convolution run in its pool's forward step
+                            op_id = f"{ex.graph.nodes[st.fused].op_id} + {op_id}"
+                        timed((st.phase, op_id), i, t0, trace)
+                        if handed[0] > before and shares is not None:
+                            shares.add((st.phase, op_id))
                     t0 = time.perf_counter()
                     before = handed[0]
-                    ex.apply(st, detail=False)
-                    op_id = ex.graph.nodes[st.node_id].op_id
-                    if st.fused is not None:  # a convolution run in its max pool's forward step
-                        op_id = f"{ex.graph.nodes[st.fused].op_id} + {op_id}"
-                    spent[(st.phase, op_id)][i] += time.perf_counter() - t0
+                    threads.finish_deferred()
+                    key = ("backward", "(deferred weight gradients)")
+                    timed(key, i, t0, trace)
                     if handed[0] > before and shares is not None:
-                        shares.add((st.phase, op_id))
-                t0 = time.perf_counter()
-                before = handed[0]
-                threads.finish_deferred()
-                key = ("backward", "(deferred weight gradients)")
-                spent[key][i] += time.perf_counter() - t0
-                if handed[0] > before and shares is not None:
-                    shares.add(key)
-            ex.iteration += 1
+                        shares.add(key)
+                ex.iteration += 1
+                trace.clear()
     finally:
         threads._workers = pool
+    if idle is not None:
+        idle.update({k: float(np.median(v)) for k, v in unused.items()})
     return {k: float(np.median(v)) for k, v in spent.items()}
 
 
@@ -281,20 +295,28 @@ def _print_breakdown(trainer, batches, counts):
     """
     batches = batches[:min(10, len(batches))]
     runs = {n: [] for n in counts}
+    idles = []
     shares = set()
     for _ in range(BREAKDOWN_ROUNDS):
         for n in counts:
             with our_threads(n):
-                runs[n].append(breakdown(trainer, batches, shares if n > 1 else None))
+                idle = {} if n == counts[-1] and n > 1 else None
+                runs[n].append(breakdown(trainer, batches, shares if n > 1 else None, idle))
+                if idle is not None:
+                    idles.append(idle)
     spent = {n: {k: float(np.median([r[k] for r in runs[n]])) for k in runs[n][0]}
              for n in counts}
     lo, hi = counts[0], counts[-1]
+    idle = {k: float(np.median([r[k] for r in idles])) for k in idles[0]} if idles else {}
     total = {n: sum(spent[n].values()) for n in counts}
     heads = "".join(f"{f'{n} thread' + ('s' if n > 1 else ''):>11s}" for n in counts)
     print(f"  where our time goes (median ms per batch over {BREAKDOWN_ROUNDS} × {len(batches)} "
           f"batches, the thread counts in turn; the optimizer step is not included; "
-          f"* hands work to the thread pool):")
-    print(f"    {'':8s} {'':34s}{heads}" + (f"{'speed-up':>10s}" if hi > lo else ""))
+          f"* hands work to the thread pool"
+          + (f"; idle: the helper threads' time with no part to run, on {hi} threads"
+             if idle else "") + "):")
+    print(f"    {'':8s} {'':34s}{heads}" + (f"{'speed-up':>10s}" if hi > lo else "")
+          + (f"{'idle':>8s}" if idle else ""))
     for key in sorted(spent[hi], key=lambda k: -spent[hi][k]):
         if max(spent[n][key] for n in counts) * 1e3 < 0.005:
             continue
@@ -303,15 +325,39 @@ def _print_breakdown(trainer, batches, counts):
         gain = (f"{spent[lo][key] / spent[hi][key]:9.2f}×"
                 if hi > lo and spent[hi][key] > 0 else "")
         mark = "*" if key in shares else " "
-        print(f"    {phase:8s} {op_id:32s} {mark}{row}{gain}")
+        print(f"    {phase:8s} {op_id:32s} {mark}{row}{gain}"
+              + (f"{idle[key] * 1e3:8.2f}" if idle else ""))
     row = "".join(f"{total[n] * 1e3:11.2f}" for n in counts)
     print(f"    {'all':8s} {'executor steps':32s}  {row}"
-          + (f"{total[lo] / total[hi]:9.2f}×" if hi > lo else ""))
+          + (f"{total[lo] / total[hi]:9.2f}×" if hi > lo else "")
+          + (f"{sum(idle.values()) * 1e3:8.2f}" if idle else ""))
     if hi > lo:
         best = total[lo] - sum(spent[lo][k] for k in shares) * (1 - lo / hi)
         print(f"  with every * op exactly {hi / lo:.0f}× faster on {hi} threads than on {lo} "
               f"and the others as on {lo}: {best * 1e3:.2f} ms, a speed-up of at most "
               f"{total[lo] / best:.2f}× for the executor steps")
+        with our_threads(hi):
+            whole, unused = step_idle(trainer, batches)
+        print(f"  whole training steps on {hi} threads (optimizer included): {whole * 1e3:.2f} ms, "
+              f"of which the helper threads ran no part for {unused * 1e3:.2f} ms "
+              f"({unused / ((hi - 1) * whole):.0%} of their time)")
+
+
+def step_idle(trainer, batches):
+    """Median seconds of ``train_step`` over ``batches``, and of the helper threads' time in
+    it with no part to run (summed over helpers). The steps train ``trainer`` on."""
+    me = threading.get_ident()
+    helpers = threads.layer_threads() - 1
+    whole, unused = [], []
+    with threads.tracing() as trace:
+        for x, t in batches:
+            t0 = time.perf_counter()
+            trainer.train_step(x, t)
+            t1 = time.perf_counter()
+            whole.append(t1 - t0)
+            unused.append(helpers * (t1 - t0) - threads.busy_seconds(trace, t0, t1, me))
+            trace.clear()
+    return float(np.median(whole)), float(np.median(unused))
 
 
 def same_weights(a: Trainer, b: Trainer) -> bool:

@@ -4,6 +4,7 @@ Nothing here is timed: speed is printed by the benchmarks, never asserted.
 """
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +39,9 @@ def test_bench_lenet_runs_both_thread_counts_and_prints_the_load():
     assert "speed-up 1→2 threads: ours" in out
     assert "where our time goes" in out
     assert "a speed-up of at most" in out  # what perfect sharing of the pool's ops would give
+    # how long the second core sat idle, per op and over whole training steps
+    assert "idle: the helper threads' time with no part to run" in out
+    assert re.search(r"of which the helper threads ran no part for \d+\.\d\d ms \(\d+%", out)
     if (os.cpu_count() or 1) > 1:  # the convolutions hand their parts to the pool
         assert any("backward conv2d" in line and "*" in line for line in out.splitlines())
 

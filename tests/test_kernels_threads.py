@@ -28,6 +28,37 @@ def test_parallel_parts_run_once_each_and_pass_errors_on(monkeypatch):
         threads.run_parts(fail, range(20))
 
 
+def test_tracing_records_each_shared_part_and_tells_a_helpers_busy_time(monkeypatch):
+    """While tracing, every part the pool shares is recorded with its thread and times; the
+    busy time left to the helpers leaves the calling thread out, and nothing is recorded
+    once the block ends."""
+    import time
+
+    monkeypatch.setattr(threads, "_WORKERS", 2)
+    gate = threading.Barrier(2, timeout=5)
+
+    def part(i):
+        if i < 2:
+            gate.wait()  # the first two parts run on two threads at once
+        time.sleep(0.01)
+
+    t0 = time.perf_counter()
+    with threads.tracing() as trace:
+        threads.run_parts(part, range(4))
+    t1 = time.perf_counter()
+    threads.run_parts(part, [5, 6])
+    assert len(trace) == 4
+    me = threading.get_ident()
+    idents = {who for who, _, _ in trace}
+    assert me in idents and len(idents) == 2
+    assert all(t0 <= a <= b <= t1 for _, a, b in trace)
+    everyone = threads.busy_seconds(trace, t0, t1)
+    helper = threads.busy_seconds(trace, t0, t1, besides=me)
+    assert 0.01 <= helper < everyone and everyone >= 0.04
+    # only the overlap with the window counts
+    assert threads.busy_seconds(trace, t1, t1 + 1) == 0.0
+
+
 def test_jobs_too_small_to_cut_up_run_on_the_calling_thread(monkeypatch):
     """Two independent single-part jobs (a small batch's kernel and input gradients) do not
     wake the thread pool; jobs that were cut into parts share one hand-out."""

@@ -24,6 +24,7 @@ import itertools
 import os
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 # parts of 1 MB: few enough hand-offs (each wakes the other core), small enough to balance
@@ -46,6 +47,7 @@ _pool = None
 _pool_lock = threading.Lock()
 POOL_PREFIX = "kernel-pool"
 _in_part = threading.local()
+_trace = None  # the list :func:`tracing` records parts in, while it runs
 
 
 class _Parts:
@@ -73,7 +75,13 @@ class _Parts:
                 if i >= len(self.parts):
                     return
                 try:
-                    self.fn(self.parts[i])
+                    trace = _trace
+                    if trace is None:
+                        self.fn(self.parts[i])
+                    else:
+                        t0 = time.perf_counter()
+                        self.fn(self.parts[i])
+                        trace.append((threading.get_ident(), t0, time.perf_counter()))
                 except BaseException as exc:  # re-raised in the calling thread
                     self.error = self.error or exc
                 finally:
@@ -83,6 +91,29 @@ class _Parts:
                             self.all_done.set()
         finally:
             _in_part.active = was_active
+
+
+@contextlib.contextmanager
+def tracing():
+    """Record the parts the pool shares while the block runs, in the list it yields: one
+    ``(thread ident, start, end)`` per part (``time.perf_counter`` seconds).
+
+    For benchmarks: how long each thread was busy, and so how long a helper sat idle.
+    Parts run inline on one thread (too small to share, or inside a part) are not recorded.
+    """
+    global _trace
+    outer, _trace = _trace, []
+    try:
+        yield _trace
+    finally:
+        _trace = outer
+
+
+def busy_seconds(trace, start, end, besides=None) -> float:
+    """Seconds within ``[start, end]`` that the parts in ``trace`` (from :func:`tracing`) ran,
+    summed over the threads, leaving out the thread whose ident is ``besides``."""
+    return sum(max(0.0, min(t1, end) - max(t0, start))
+               for who, t0, t1 in trace if who != besides)
 
 
 def run_parts(fn, parts):
