@@ -237,8 +237,8 @@ def gui_part(lenet_only: bool):
     print(f"LeNet-5, one digit: step through Step ▸ Step Forward + events + repaint "
           f"(zoom {bench.win.view.zoom * 100:.0f} %)")
     runs = {True: ([], []), False: ([], [])}
-    for _round in range(2):  # alternating passes: heat maps on, off, on, off
-        for pictures in (True, False):
+    for r in range(2):  # alternating passes: heat maps on, off, then off, on
+        for pictures in ((True, False) if r % 2 == 0 else (False, True)):
             fwd, bwd = bench.steps(pictures)
             runs[pictures][0].extend(fwd)
             runs[pictures][1].extend(bwd)
