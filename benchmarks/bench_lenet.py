@@ -410,11 +410,13 @@ def bench_model(model, args, images, labels, data_desc, torch, device="cpu"):
     our_losses = {n: [] for n in counts}
     their_losses = {n: [] for n in counts}
     cpu = {(side, n): 0.0 for side in ("ours", "torch") for n in counts}
+    per_round = {(side, n): [] for side in ("ours", "torch") for n in counts}
     def run_ours(n, rb):
         with our_threads(n):
             t, lo, c = time_ours(trainers[n], rb)
         cpu["ours", n] += c
         ours[n] += t
+        per_round["ours", n].append(float(np.median(t)))
         our_losses[n] += lo
 
     def run_torch(n, rb):
@@ -425,6 +427,7 @@ def bench_model(model, args, images, labels, data_desc, torch, device="cpu"):
         t, lo, c = time_torch(torch, models[n], opts[n], rb)
         cpu["torch", n] += c
         theirs[n] += t
+        per_round["torch", n].append(float(np.median(t)))
         their_losses[n] += lo
         time.sleep(args.pause)
 
@@ -450,6 +453,10 @@ def bench_model(model, args, images, labels, data_desc, torch, device="cpu"):
                   f"{np.mean(theirs[n]) * 1e3:.2f}) -> {tb * EPOCH / bs:7.2f} s/epoch; "
                   f"loss {their_losses[n][0]:.3f} -> {their_losses[n][-1]:.3f}; "
                   f"{cpu['torch', n] / sum(theirs[n]):.2f} cores busy")
+        if args.rounds > 1:  # how far the rounds scatter: a host's speed can jump mid-run
+            line = "  ".join(f"{side} " + " ".join(f"{v * 1e3:.2f}" for v in per_round[side, n])
+                             for side in ("ours", "torch") if per_round[side, n])
+            print(f"            medians of the {args.rounds} rounds (ms): {line}")
         result[n] = (ob, tb)
 
     if len(counts) > 1:
