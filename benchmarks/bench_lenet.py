@@ -242,10 +242,19 @@ def breakdown(trainer, batches, shares=None, idle=None):
         handed[0] += 1
         return pool()
 
-    def timed(key, i, t0, trace):
+    windows = []  # (key, start, end) of this batch's steps
+
+    def timed(key, i, t0):
         t1 = time.perf_counter()
         spent[key][i] += t1 - t0
-        unused[key][i] += helpers * (t1 - t0) - threads.busy_seconds(trace, t0, t1, me)
+        windows.append((key, t0, t1))
+
+    def idle_of(i, trace):
+        # once every part of the batch is done: a part still running when its step
+        # ended is in the trace only from then on
+        for key, t0, t1 in windows:
+            unused[key][i] += helpers * (t1 - t0) - threads.busy_seconds(trace, t0, t1, me)
+        windows.clear()
 
     if shares is not None:
         threads._workers = counted
@@ -263,17 +272,18 @@ def breakdown(trainer, batches, shares=None, idle=None):
                         op_id = ex.graph.nodes[st.node_id].op_id
                         if st.fused is not None:  # a convolution run in its pool's forward step
                             op_id = f"{ex.graph.nodes[st.fused].op_id} + {op_id}"
-                        timed((st.phase, op_id), i, t0, trace)
+                        timed((st.phase, op_id), i, t0)
                         if handed[0] > before and shares is not None:
                             shares.add((st.phase, op_id))
                     t0 = time.perf_counter()
                     before = handed[0]
                     threads.finish_deferred()
                     key = ("backward", "(deferred weight gradients)")
-                    timed(key, i, t0, trace)
+                    timed(key, i, t0)
                     if handed[0] > before and shares is not None:
                         shares.add(key)
                 ex.iteration += 1
+                idle_of(i, trace)
                 trace.clear()
     finally:
         threads._workers = pool
