@@ -5,7 +5,12 @@ import numpy as np
 import pytest
 
 from core.kernels import elementwise, threads
-from core.kernels.elementwise import dropout_forward, relu_forward, times_mask
+from core.kernels.elementwise import (
+    dropout_draw_forward,
+    dropout_forward,
+    relu_forward,
+    times_mask,
+)
 from core.kernels.layout import batch_first
 from core.kernels.scratch import Scratch
 from core.ops import Context, get_op
@@ -90,6 +95,61 @@ def test_dropout_forward_equals_the_plain_expressions(layer_threads):
     np.testing.assert_array_equal(mask, (u >= 0.3) * scale)
     np.testing.assert_array_equal(y, x * ((u >= 0.3) * scale))
     assert y.dtype == mask.dtype == np.float32 and y.strides == x.strides
+
+
+def test_a_big_dropout_mask_is_drawn_in_parts_with_the_same_bits_on_any_thread_count(
+        monkeypatch):
+    """A big mask (the Keras CNN's first dropout) is drawn in parts, each from a generator
+    seeded by the op's own: the same mask on one thread or two, and again from the same
+    seed; the output is x times it, and about p of the numbers are dropped."""
+    x = _batch_last(np.random.default_rng(6))
+    scale = np.float32(1 / (1 - 0.3))
+    runs = []
+    for workers, seed in ((1, 9), (2, 9), (2, 10)):
+        monkeypatch.setattr(threads, "_WORKERS", workers)
+        drawn = dropout_draw_forward(Scratch(), x, np.random.default_rng(seed), 0.3, scale,
+                                     np.float32)
+        assert drawn is not None
+        runs.append(tuple(a.copy(order="K") for a in drawn))
+    (y, mask), (y2, mask2), (_, other) = runs
+    np.testing.assert_array_equal(mask2, mask)
+    np.testing.assert_array_equal(y2, y)
+    assert not np.array_equal(other, mask)  # another seed, another mask
+    np.testing.assert_array_equal(y, x * mask)
+    assert set(np.unique(mask)) == {np.float32(0), scale}
+    assert abs((mask == 0).mean() - 0.3) < 0.01
+    assert y.strides == x.strides and y.dtype == mask.dtype == np.float32
+    # each part draws a stream of its own: no part's mask repeats the first part's
+    n = elementwise._DRAW_PART
+    assert x.size >= 4 * n
+    parts = mask.ravel(order="K")[:4 * n].reshape(4, n)
+    assert not any(np.array_equal(parts[0], parts[i]) for i in range(1, 4))
+
+
+def test_a_small_dropout_mask_is_drawn_as_before():
+    """Under the split size nothing is drawn here (the op draws its mask in one call, the
+    numbers of before)."""
+    x = np.ones((4, 6), np.float32)
+    assert dropout_draw_forward(Scratch(), x, np.random.default_rng(0), 0.3,
+                                np.float32(1 / 0.7), np.float32) is None
+
+
+def test_dropout_in_training_draws_a_big_mask_in_parts_and_its_gradient_uses_it():
+    """The op, in training on a big batch-last input: the output is x times the mask it
+    keeps, its gradient is the incoming gradient times the same mask, and a replay from the
+    same seed gives the same numbers."""
+    x = _batch_last(np.random.default_rng(7))
+    op = get_op("dropout")(p=0.4)
+    outs = []
+    for _ in range(2):
+        ctx = Context(training=True, rng=np.random.default_rng(3))
+        y = op.forward(ctx, x)
+        g = np.full(x.shape, 2.0, np.float32)
+        (gx,) = op.backward(ctx, g)
+        np.testing.assert_array_equal(y, x * ctx.mask)
+        np.testing.assert_array_equal(gx, g * ctx.mask)
+        outs.append(y.copy())
+    np.testing.assert_array_equal(outs[0], outs[1])
 
 
 def test_a_held_result_is_never_overwritten_by_the_next_batch():

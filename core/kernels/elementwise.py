@@ -140,6 +140,46 @@ def dropout_forward(scratch, x, u, p, scale):
     return y, mask
 
 
+# A dropout mask of at least this many bytes is drawn in parts, each from a generator of
+# its own: NumPy's generator draws on one thread, and a big mask's draw was most of the
+# time the second thread sat idle in a step of the Keras CNN
+_DRAW_SPLIT_BYTES = 1 << 21
+# numbers a part draws: ten parts for the Keras CNN's first dropout, so two threads
+# finish together
+_DRAW_PART = 1 << 17
+
+
+def dropout_draw_forward(scratch, x, rng, p, scale, draw):
+    """:func:`dropout_forward` with the uniform numbers drawn here in parts, or ``None``
+    (nothing drawn) for an ``x`` too small for it or not laid out as one block.
+
+    Each part of :data:`_DRAW_PART` numbers, in ``x``'s memory order, draws from a
+    generator seeded by a number ``rng`` draws for it, then makes its share of the mask and
+    the output while the numbers are in cache. The parts are fixed by the size alone, so
+    the mask is the same on any number of threads, and a replay from the same ``rng``
+    draws it again.
+    """
+    xf = _flat(x) if x.ndim > 1 and scratch is not None else None
+    if xf is None or x.size * np.dtype(draw).itemsize < _DRAW_SPLIT_BYTES:
+        return None
+    n = x.size
+    u = scratch.get("draw", (n,), draw)
+    mask = _like(scratch, "dropout-mask", x, np.result_type(x.dtype, scale))
+    y = _like(scratch, "dropout", x, np.result_type(x.dtype, mask.dtype))
+    mf, yf = _flat(mask), _flat(y)
+    spans = [(i, min(n, i + _DRAW_PART)) for i in range(0, n, _DRAW_PART)]
+    seeds = rng.integers(0, 2 ** 63, size=len(spans), dtype=np.int64)
+
+    def part(k):
+        s = slice(*spans[k])
+        np.random.Generator(np.random.PCG64(int(seeds[k]))).random(out=u[s], dtype=draw)
+        np.multiply(u[s] >= p, scale, out=mf[s])
+        np.multiply(xf[s], mf[s], out=yf[s])
+
+    run_parts(part, range(len(spans)))
+    return y, mask
+
+
 def _same_order(a, b) -> bool:
     """Whether ``a`` and ``b`` (same shape) lay their axes out in the same memory order."""
     if a.shape != b.shape:

@@ -12,7 +12,7 @@ import numpy as np
 
 from core.errors import ShapeError
 from core.kernels.backend import array_module, like
-from core.kernels.elementwise import dropout_forward, times_mask
+from core.kernels.elementwise import dropout_draw_forward, dropout_forward, times_mask
 from core.kernels.layout import random_like
 from core.kernels.scratch import scratch_for
 from core.ops.base import Op, Param, Sample, WeightSpec, fmt_shape, numel, register_op
@@ -176,6 +176,10 @@ class Dropout(Op):
         scale = x.dtype.type(1.0 / (1.0 - p))
         if isinstance(x, np.ndarray):
             scratch = scratch_for(self)
+            drawn = dropout_draw_forward(scratch, x, ctx.rng, p, scale, draw)
+            if drawn is not None:  # a big mask, drawn in parts on the pool's threads
+                y, ctx.mask = drawn
+                return y
             # in x's memory order, so the products stay fast; a big draw goes to a reused
             # buffer (a fresh one costs page faults every batch)
             u = random_like(ctx.rng, x, draw, scratch if x.nbytes >= 1 << 20 else None)
