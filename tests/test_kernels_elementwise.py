@@ -127,17 +127,28 @@ def test_a_big_dropout_mask_is_drawn_in_parts_with_the_same_bits_on_any_thread_c
 
 
 def test_a_small_dropout_mask_is_drawn_as_before():
-    """Under the split size nothing is drawn here (the op draws its mask in one call, the
-    numbers of before)."""
-    x = np.ones((4, 6), np.float32)
+    """Under the split size nothing is drawn in parts: the op draws its mask in one call
+    from the node's generator, the numbers it drew before."""
+    x = np.random.default_rng(1).normal(size=(4, 6)).astype(np.float32)
     assert dropout_draw_forward(Scratch(), x, np.random.default_rng(0), 0.3,
                                 np.float32(1 / 0.7), np.float32) is None
+    ctx = Context(training=True, rng=np.random.default_rng(3))
+    y = get_op("dropout")(p=0.3).forward(ctx, x)
+    u = np.random.default_rng(3).random(x.shape, dtype=np.float32)
+    np.testing.assert_array_equal(y, x * ((u >= 0.3) * np.float32(1 / 0.7)))
 
 
-def test_dropout_in_training_draws_a_big_mask_in_parts_and_its_gradient_uses_it():
-    """The op, in training on a big batch-last input: the output is x times the mask it
-    keeps, its gradient is the incoming gradient times the same mask, and a replay from the
-    same seed gives the same numbers."""
+def test_dropout_in_training_draws_a_big_mask_in_parts_and_its_gradient_uses_it(
+        monkeypatch):
+    """The op, in training on a big batch-last input, draws its mask in parts: the output
+    is x times the mask it keeps, its gradient is the incoming gradient times the same mask,
+    and a replay from the same seed gives the same numbers."""
+    from core.ops import normalization
+
+    drawn = []
+    real = normalization.dropout_draw_forward
+    monkeypatch.setattr(normalization, "dropout_draw_forward",
+                        lambda *a: drawn.append(real(*a)) or drawn[-1])
     x = _batch_last(np.random.default_rng(7))
     op = get_op("dropout")(p=0.4)
     outs = []
@@ -150,6 +161,7 @@ def test_dropout_in_training_draws_a_big_mask_in_parts_and_its_gradient_uses_it(
         np.testing.assert_array_equal(gx, g * ctx.mask)
         outs.append(y.copy())
     np.testing.assert_array_equal(outs[0], outs[1])
+    assert len(drawn) == 2 and all(d is not None for d in drawn)
 
 
 def test_a_held_result_is_never_overwritten_by_the_next_batch():

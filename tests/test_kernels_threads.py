@@ -59,6 +59,22 @@ def test_tracing_records_each_shared_part_and_tells_a_helpers_busy_time(monkeypa
     assert threads.busy_seconds(trace, t1, t1 + 1) == 0.0
 
 
+def test_tracing_counts_a_part_from_the_end_of_its_wait_for_an_earlier_job(monkeypatch):
+    """A part of a job that needs another waits for it inside the hand-out; that wait is
+    no work, so its record starts once the job it needs is done."""
+    import time
+
+    monkeypatch.setattr(threads, "_WORKERS", 2)
+    with threads.tracing() as trace:
+        # the thread done with the short part first takes the waiting one
+        threads.run_jobs((lambda i: time.sleep(0.005 if i == 0 else 0.04), [0, 1]),
+                         (lambda _: None, [0], 0))
+    assert len(trace) == 3
+    *first, last = sorted(trace, key=lambda r: r[2])  # the waiting part ends last
+    assert last[1] >= max(end for _, _, end in first) - 1e-3
+    assert last[2] - last[1] < 0.01
+
+
 def test_jobs_too_small_to_cut_up_run_on_the_calling_thread(monkeypatch):
     """Two independent single-part jobs (a small batch's kernel and input gradients) do not
     wake the thread pool; jobs that were cut into parts share one hand-out."""

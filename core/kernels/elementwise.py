@@ -7,7 +7,9 @@ whole array from memory. Here the result goes to a buffer of the op's
 :class:`~core.kernels.scratch.Scratch`, and the work is cut into spans of the
 arrays' memory that the thread pool shares; both passes over a span run while it
 is in cache. Every number is computed as the plain expression computes it, so the
-results are the same bits for any cut and any thread count.
+results are the same bits for any cut and any thread count. A big dropout mask is the one
+exception to the plain expression: its parts draw their own numbers, so its parts
+(:data:`_DRAW_SPLIT_BYTES`, :data:`_DRAW_PART`) decide the mask, never the thread count.
 
 Arrays under the pool's split size, or whose layouts differ, take the plain NumPy
 expressions. Without a scratch (``None``: an evaluation run, whose batches are of another
@@ -140,12 +142,11 @@ def dropout_forward(scratch, x, u, p, scale):
     return y, mask
 
 
-# A dropout mask of at least this many bytes is drawn in parts, each from a generator of
-# its own: NumPy's generator draws on one thread, and a big mask's draw was most of the
-# time the second thread sat idle in a step of the Keras CNN
+# A mask this big is drawn in parts, each with a generator of its own: NumPy's generator
+# draws on one thread. Changing either number changes the masks a seed gives
 _DRAW_SPLIT_BYTES = 1 << 21
-# numbers a part draws: ten parts for the Keras CNN's first dropout, so two threads
-# finish together
+# numbers a part draws: halving it evens out two threads' share of the Keras CNN's mask
+# (nine parts) but costs more in each part's own generator and calls than it saves
 _DRAW_PART = 1 << 17
 
 

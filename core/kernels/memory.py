@@ -18,10 +18,9 @@ import sys
 # mallopt's parameter numbers (glibc's malloc.h)
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
-# glibc's largest mmap threshold of its own on 64-bit systems (DEFAULT_MMAP_THRESHOLD_MAX):
-# a Keras-sized layer's output is below it. A trim threshold as large keeps the heap from
-# shrinking under a step's arrays without holding more at the peak (twice as much did)
+# glibc's largest mmap threshold of its own on 64-bit systems (DEFAULT_MMAP_THRESHOLD_MAX)
 MMAP_THRESHOLD = 32 << 20
+# as large, so the heap does not shrink under a step's arrays; more would raise the peak
 TRIM_THRESHOLD = MMAP_THRESHOLD
 
 

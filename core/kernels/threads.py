@@ -79,9 +79,12 @@ class _Parts:
                     if trace is None:
                         self.fn(self.parts[i])
                     else:
-                        t0 = time.perf_counter()
+                        _in_part.start = time.perf_counter()
                         self.fn(self.parts[i])
-                        trace.append((threading.get_ident(), t0, time.perf_counter()))
+                        # from the start of its work: a part that waited for another job
+                        # moved its start on (run_jobs)
+                        trace.append((threading.get_ident(), _in_part.start,
+                                      time.perf_counter()))
                 except BaseException as exc:  # re-raised in the calling thread
                     self.error = self.error or exc
                 finally:
@@ -99,7 +102,9 @@ def tracing():
     ``(thread ident, start, end)`` per part (``time.perf_counter`` seconds).
 
     For benchmarks: how long each thread was busy, and so how long a helper sat idle.
-    Parts run inline on one thread (too small to share, or inside a part) are not recorded.
+    Parts run inline on one thread (too small to share, or inside a part) are not recorded,
+    nor is a part that raised; a part's wait for an earlier job (:func:`run_jobs`) counts as
+    idle. One block at a time: the list belongs to the whole process.
     """
     global _trace
     outer, _trace = _trace, []
@@ -299,6 +304,8 @@ def run_jobs(*jobs):
         fn, _, after = jobs[i]
         if after is not None:
             done[after].wait()
+            if _trace is not None:
+                _in_part.start = time.perf_counter()  # the wait was no work
         try:
             fn(p)
         finally:
