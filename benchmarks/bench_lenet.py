@@ -221,6 +221,14 @@ def time_torch(torch, model, opt, batches):
     return times, losses, time.process_time() - cpu0
 
 
+def _helpers_idle(trace, start, end) -> float:
+    """Seconds of the helper threads' time within ``[start, end]`` with no part to run
+    (summed over helpers; this thread is the caller)."""
+    helpers = threads.layer_threads() - 1
+    return helpers * (end - start) - threads.busy_seconds(trace, start, end,
+                                                          threading.get_ident())
+
+
 def breakdown(trainer, batches, shares=None, idle=None):
     """Median seconds per batch by (phase, op), stepping the same plan ``run`` executes.
 
@@ -235,8 +243,6 @@ def breakdown(trainer, batches, shares=None, idle=None):
     steps = ex.plan(trainer.loss_node.id)
     handed = [0]
     pool = threads._workers
-    helpers = threads.layer_threads() - 1
-    me = threading.get_ident()
 
     def counted():
         handed[0] += 1
@@ -253,7 +259,7 @@ def breakdown(trainer, batches, shares=None, idle=None):
         # once every part of the batch is done: a part still running when its step
         # ended is in the trace only from then on
         for key, t0, t1 in windows:
-            unused[key][i] += helpers * (t1 - t0) - threads.busy_seconds(trace, t0, t1, me)
+            unused[key][i] += _helpers_idle(trace, t0, t1)
         windows.clear()
 
     if shares is not None:
@@ -356,8 +362,6 @@ def _print_breakdown(trainer, batches, counts):
 def step_idle(trainer, batches):
     """Median seconds of ``train_step`` over ``batches``, and of the helper threads' time in
     it with no part to run (summed over helpers). The steps train ``trainer`` on."""
-    me = threading.get_ident()
-    helpers = threads.layer_threads() - 1
     whole, unused = [], []
     with threads.tracing() as trace:
         for x, t in batches:
@@ -365,7 +369,7 @@ def step_idle(trainer, batches):
             trainer.train_step(x, t)
             t1 = time.perf_counter()
             whole.append(t1 - t0)
-            unused.append(helpers * (t1 - t0) - threads.busy_seconds(trace, t0, t1, me))
+            unused.append(_helpers_idle(trace, t0, t1))
             trace.clear()
     return float(np.median(whole)), float(np.median(unused))
 
@@ -420,13 +424,11 @@ def bench_model(model, args, images, labels, data_desc, torch, device="cpu"):
     our_losses = {n: [] for n in counts}
     their_losses = {n: [] for n in counts}
     cpu = {(side, n): 0.0 for side in ("ours", "torch") for n in counts}
-    per_round = {(side, n): [] for side in ("ours", "torch") for n in counts}
     def run_ours(n, rb):
         with our_threads(n):
             t, lo, c = time_ours(trainers[n], rb)
         cpu["ours", n] += c
         ours[n] += t
-        per_round["ours", n].append(float(np.median(t)))
         our_losses[n] += lo
 
     def run_torch(n, rb):
@@ -437,7 +439,6 @@ def bench_model(model, args, images, labels, data_desc, torch, device="cpu"):
         t, lo, c = time_torch(torch, models[n], opts[n], rb)
         cpu["torch", n] += c
         theirs[n] += t
-        per_round["torch", n].append(float(np.median(t)))
         their_losses[n] += lo
         time.sleep(args.pause)
 
@@ -464,8 +465,10 @@ def bench_model(model, args, images, labels, data_desc, torch, device="cpu"):
                   f"loss {their_losses[n][0]:.3f} -> {their_losses[n][-1]:.3f}; "
                   f"{cpu['torch', n] / sum(theirs[n]):.2f} cores busy")
         if args.rounds > 1:  # how far the rounds scatter: a host's speed can jump mid-run
-            line = "  ".join(f"{side} " + " ".join(f"{v * 1e3:.2f}" for v in per_round[side, n])
-                             for side in ("ours", "torch") if per_round[side, n])
+            line = "  ".join(
+                f"{side} " + " ".join(f"{np.median(times[r * n_batch:(r + 1) * n_batch]) * 1e3:.2f}"
+                                      for r in range(args.rounds))
+                for side, times in (("ours", ours[n]), ("torch", theirs[n])) if times)
             print(f"            medians of the {args.rounds} rounds (ms): {line}")
         result[n] = (ob, tb)
 
