@@ -9,8 +9,29 @@ import numpy as np
 
 from core.kernels.threads import POOL_PREFIX
 
-_probe = {"a": np.empty(1)}
-_UNSHARED = sys.getrefcount(_probe["a"])  # references of a cached array nobody else holds
+# Buffers start on a cache line: a vector load then never straddles two lines, and the
+# edges of parts that two threads write fall on line boundaries (malloc gives 16 bytes)
+ALIGN = 64
+
+
+def aligned_empty(shape, dtype) -> np.ndarray:
+    """An uninitialized C-contiguous array whose data starts on an :data:`ALIGN` boundary:
+    a view of a slightly larger byte buffer (its ``base``), which every view of it keeps."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    raw = np.empty(nbytes + ALIGN, np.uint8)
+    start = -raw.ctypes.data % ALIGN
+    return raw[start:start + nbytes].view(dtype).reshape(shape)
+
+
+def _refs(arr) -> tuple:
+    """References to a buffer and to its byte buffer, which every view of it refers to
+    (the caller's views of views included)."""
+    return sys.getrefcount(arr), sys.getrefcount(arr.base)
+
+
+_probe = {"a": aligned_empty((1,), np.float64)}
+_UNSHARED = _refs(_probe["a"])  # those of a cached buffer nobody else holds
 del _probe
 
 
@@ -29,12 +50,13 @@ class Scratch:
         self._lock = threading.Lock()
 
     def get(self, tag: str, shape: tuple, dtype) -> np.ndarray:
-        """An uninitialized C-contiguous array, reused when it is free."""
+        """An uninitialized C-contiguous array on a cache-line boundary, reused when it is
+        free."""
         key = (tag, tuple(shape), np.dtype(dtype).str)
         with self._lock:
-            if key in self._arrays and sys.getrefcount(self._arrays[key]) == _UNSHARED:
+            if key in self._arrays and _refs(self._arrays[key]) == _UNSHARED:
                 return self._arrays[key]
-            arr = np.empty(shape, dtype=dtype)
+            arr = aligned_empty(shape, dtype)
             self._arrays[key] = arr
             return arr
 
