@@ -210,6 +210,36 @@ def fuse_conv_pool(ex, order):
         ex._fused[node.id] = conv.id
 
 
+def fuse_conv_activation(ex, order):
+    """``ex._absorbed``: ``{conv id: ReLU id}`` for a ReLU whose one input is a convolution
+    that only it reads, and that no max pool took in (:func:`move_commuting_ops`).
+
+    The convolution's forward step runs the ReLU too, each part on the rows it just made,
+    while they are in its core's cache (:meth:`~core.ops.layers.Conv2d.forward_activated`);
+    the ReLU's readers read the convolution's value, which is the ReLU's output (rewired
+    here), and the ReLU's backward runs first in the convolution's backward step. Only in
+    training runs, like :func:`move_commuting_ops`; a pair that cannot run so runs as two
+    forwards, with the same numbers.
+    """
+    ex._absorbed = {}
+    if ex.all_outputs or ex._finite_checked:
+        return
+    g = ex.graph
+    moved = set(ex._moved.values())
+    for node in order:
+        if node.op_id != "relu" or node.id in moved or node.id == ex.loss_id:
+            continue
+        (src, k), = ex._inputs[node.id]
+        conv = g.nodes[src]
+        if (conv.op_id != "conv2d" or conv.id == ex.loss_id or k != 0
+                or conv.id in ex._fused.values()
+                or {e.dst for e in g.out_edges(conv)} != {node.id}):
+            continue
+        ex._absorbed[conv.id] = node.id
+        for reader, srcs in ex._inputs.items():
+            ex._inputs[reader] = [(conv.id, 0) if s == (node.id, 0) else s for s in srcs]
+
+
 class Executor:
     """Runs a graph forward and backward.
 
@@ -246,7 +276,7 @@ class Executor:
 
     # run by plan() in this order; each records one decision for the steps (see above)
     plan_passes = (prune_unread_outputs, check_finiteness, move_commuting_ops,
-                   fuse_conv_pool)
+                   fuse_conv_pool, fuse_conv_activation)
 
     def __init__(self, graph: Graph, *, training: bool = False, seed: int = 0,
                  check_finite: bool = True, input_grads: bool = True, device: str = "cpu",
@@ -263,6 +293,7 @@ class Executor:
         self.feeds: dict = {}
         self.loss_id: str | None = None
         self._wanted: dict = {}
+        self._absorbed: dict = {}
         self.reset()
         self._plan_cache = None
 
@@ -297,17 +328,18 @@ class Executor:
         self._check_memory(order)
         for plan_pass in self.plan_passes:
             plan_pass(self, order)
-        moved, fused = self._moved, self._fused
-        steps = [Step("forward", n.id, moved.get(n.id), fused.get(n.id)) for n in order
-                 if n.id not in moved.values() and n.id not in fused.values()]
+        moved, fused, absorbed = self._moved, self._fused, self._absorbed
+        then = {**moved, **absorbed}  # the activation each step runs besides its own node
+        inside = set(moved.values()) | set(absorbed.values())  # run in another node's steps
+        steps = [Step("forward", n.id, then.get(n.id), fused.get(n.id)) for n in order
+                 if n.id not in inside and n.id not in fused.values()]
         self._needs = {}
         if loss is not None:
             needs = self._requires_grad(order)
             ancestors = self._ancestors(self.loss_id)
             for node in reversed(order):
-                if (node.id in ancestors and needs.get(node.id)
-                        and node.id not in moved.values()):
-                    steps.append(Step("backward", node.id, moved.get(node.id)))
+                if node.id in ancestors and needs.get(node.id) and node.id not in inside:
+                    steps.append(Step("backward", node.id, then.get(node.id)))
             self._needs = needs
         return steps
 
@@ -464,6 +496,29 @@ class Executor:
         self._pending_ctx = pool_ctx
         return {(pool.id, 0): out}
 
+    def _forward_activated(self, conv: Node, act: Node) -> dict:
+        """The forward of ``conv`` and of the ReLU ``act`` that alone reads it, as one step
+        (see :func:`fuse_conv_activation`): ``{(conv id, 0): the ReLU's output}``, also under
+        the ReLU's own key; both contexts are kept. A pair that cannot run so runs as two
+        forwards, with the same numbers."""
+        ctx = self._context(conv)
+        act_ctx = self._context(act)
+        try:
+            xs = self._op_arguments(conv)
+            ctx.needs_input_grad = self._input_needs(conv)
+            act_ctx.needs_input_grad = self._input_needs(act)
+            with np.errstate(all="ignore"):
+                out = conv.op.forward_activated(ctx, *xs, act.op, act_ctx)
+        except (ShapeError, MemoryError, ValueError, IndexError, TypeError, OverflowError):
+            out = None  # the plain forwards below report it by name
+        if out is None:
+            result = self.forward_node(conv)
+            out = self._forward_after(act.id, result[(conv.id, 0)])
+        else:
+            self.ctxs[act.id] = act_ctx
+            self._pending_ctx = ctx
+        return {(conv.id, 0): out, (act.id, 0): out}
+
     def _input_needs(self, node: Node):
         if not self._needs:
             return None
@@ -564,9 +619,11 @@ class Executor:
             weights_before = dict(node.weights) if undo is not None else None
             if step.fused is not None:
                 result = self._forward_fused(node, self.graph.nodes[step.fused])
+            elif step.then is not None and self._absorbed.get(node.id) == step.then:
+                result = self._forward_activated(node, self.graph.nodes[step.then])
             else:
                 result = self.forward_node(node)
-            if step.then is not None:
+            if step.then is not None and self._absorbed.get(node.id) != step.then:
                 result[(node.id, 0)] = self._forward_after(step.then, result[(node.id, 0)])
             if undo is not None:
                 # running statistics and lazily created weights change with a step too;

@@ -378,3 +378,27 @@ def test_a_background_load_compiles_the_presets_thin_convolutions_before_they_ar
     out = _python(code)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[-1] == "True"
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_relu_on_a_convolutions_rows_gives_the_bits_of_the_plain_relu(dtype):
+    """``RowReLU`` (ReLU in place on the rows a part just made, and its mask) against
+    ``relu_forward`` on the whole map: the same bits, NaN of either sign, −0.0, ±inf and
+    subnormal numbers included, whatever rows each call gets."""
+    from core.kernels.elementwise import RowReLU, relu_forward
+    from core.kernels.layout import batch_first
+
+    rng = np.random.default_rng(3)
+    special = np.array([-1.0, -0.0, 0.0, 2.5, np.nan, -np.nan, -np.inf, np.inf, 1e-310,
+                        -1e-310, 1e-45, -1e-45], dtype)
+    y4 = rng.standard_normal((3, 5, 4, 16)).astype(dtype)
+    y4.reshape(-1)[:200] = np.resize(special, 200)
+    ref, ref_mask = relu_forward(None, batch_first(y4.copy()))
+    relu = RowReLU.make(Scratch(), y4.shape)
+    for r0, r1 in ((0, 2), (2, 3), (3, 5)):
+        relu.rows(y4, r0, r1)
+    y, mask = relu.result(batch_first(y4))
+    assert np.ascontiguousarray(y).tobytes() == np.ascontiguousarray(ref).tobytes()
+    np.testing.assert_array_equal(mask, ref_mask)
+    assert mask.strides == ref_mask.strides  # laid out as the ReLU's own mask

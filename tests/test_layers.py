@@ -632,13 +632,98 @@ def test_a_pair_that_cannot_run_fused_runs_as_two_forwards(monkeypatch):
         assert not lean.ctxs[g.node("c1").id].kernel_state.rows_done    # paired columns
 
 
+def _conv_relu_net(c_in=1, c1_out=8, dtype="float32", batch=6):
+    """A Keras-style stack: convolution, ReLU, convolution, ReLU, max pool, a dense layer."""
+    g = Graph(dtype=dtype)
+    x = g.add("input", name="x", shape=(None, c_in, 12, 12), role="features")
+    t = g.add("input", name="t", shape=(None,), role="target")
+    h = g.add("relu", g.add("conv2d", x, out_channels=c1_out, kernel=3, name="c1"), name="r1")
+    h = g.add("relu", g.add("conv2d", h, out_channels=12, kernel=3, name="c2"), name="r2")
+    h = g.add("flatten", g.add("max_pool2d", h, name="p2"))
+    g.set_loss(g.add("softmax_cross_entropy", g.add("dense", h, units=10, name="logits"), t,
+                     name="loss"))
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((batch, c_in, 12, 12)).astype(dtype)
+    x[:, :, :4] = 0.0  # flat rows: outputs of exactly the bias, and ties
+    return g, {"x": x, "t": rng.integers(0, 10, batch)}
+
+
+def test_a_relu_runs_in_the_forward_of_the_convolution_it_reads_with_the_same_numbers():
+    """Training runs apply a ReLU that alone reads a convolution to each part's rows as the
+    convolution makes them: the ReLU has no steps of its own, its readers read the
+    convolution's value (the ReLU's output), and the loss, the values and every weight
+    gradient stay bit-identical, on one thread or two; thin layers (the direct convolution)
+    and wide ones (the im2col products) alike."""
+    from core.kernels import compiled
+
+    if compiled.kernels() is None:
+        pytest.skip("numba is not installed: the pair runs as two forwards")
+    # 9 and 180 taps per output: the direct convolution, the im2col products
+    for c_in, c1_out in ((1, 8), (20, 16)):
+        g, feeds = _conv_relu_net(c_in, c1_out)
+        plain, lean = _lean_and_plain(g, feeds)
+        plan = lean.plan(g.loss)
+        c1, r1 = g.node("c1").id, g.node("r1").id
+        assert [(s.phase, s.then) for s in plan if s.node_id == c1] == [
+            ("forward", r1), ("backward", r1)]
+        assert all(s.node_id != r1 for s in plan)
+        # the second ReLU moves behind its pool, which runs its convolution
+        assert g.node("r2").id not in {s.then for s in plan if s.node_id == g.node("c2").id}
+        for workers in (1, 2):
+            old = threads.set_layer_threads(workers)
+            try:
+                lean.run(feeds)
+            finally:
+                threads.set_layer_threads(old)
+            assert lean.ctxs[c1].kernel_state.rows_done
+            _same_numbers(lean, plain, g, ("loss", "logits", "r1", "p2"))
+            np.testing.assert_array_equal(lean.values[(c1, 0)], plain.value("r1"))
+
+
+def test_a_relu_that_cannot_run_in_the_convolutions_parts_runs_after_it(monkeypatch):
+    """Without the compiled kernels, or on a layer that pairs its output columns (whose
+    parts do not make whole rows), the step runs the convolution, then the ReLU on its whole
+    map: the same numbers."""
+    from core.kernels import compiled, conv
+
+    g, feeds = _conv_relu_net(20)
+    with monkeypatch.context() as m:
+        m.setattr(compiled, "kernels", lambda: None)
+        plain, lean = _lean_and_plain(g, feeds)
+        lean.run(feeds)
+        _same_numbers(lean, plain, g, ("loss", "logits", "r1", "p2"))
+    plain, lean = _lean_and_plain(g, feeds)
+    # 8 kernels of 180 taps: too many taps for the direct convolution, few enough kernels
+    # to pair columns
+    assert conv._folds(8, (3, 3), (1, 1), (1, 1), (10, 10))
+    lean.run(feeds)
+    if compiled.kernels() is not None:
+        assert not lean.ctxs[g.node("c1").id].kernel_state.rows_done
+    _same_numbers(lean, plain, g, ("loss", "logits", "r1", "p2"))
+
+
+def test_a_convolution_someone_else_reads_keeps_its_relu_apart():
+    """A convolution whose output also feeds another node, a ReLU with a second input
+    path, per-node NaN checks, or a run that keeps every value: the ReLU runs as drawn."""
+    g, feeds = _conv_relu_net()
+    g.add("sum", g.node("c1"), name="peek")
+    _, lean = _lean_and_plain(g, feeds)
+    assert all(s.node_id != g.node("c1").id or s.then is None for s in lean.plan(g.loss))
+    g, feeds = _conv_relu_net()
+    checked = Executor(g, training=True, all_outputs=False, check_finite=True)
+    assert all(s.then is None for s in checked.plan(g.loss))
+    assert all(s.then is None for s in Executor(g, training=True).plan(g.loss))
+
+
 def test_the_move_behind_a_pool_follows_the_fact_the_op_declares(monkeypatch):
     """The plan pass reads ``commutes_with`` from the op: without it a ReLU stays where it
     is drawn, and any op that declares it (here Tanh, which is increasing) is moved."""
     g, feeds = _lenet(batch=4)
     lean = dict(training=True, input_grads=False, all_outputs=False, check_finite=False)
     monkeypatch.setattr(get_op("relu"), "commutes_with", ())
-    assert all(s.then is None for s in Executor(g, **lean).plan(g.loss))
+    # the ReLUs stay behind their convolutions (whose steps may run them): none behind a pool
+    assert all(s.then is None for s in Executor(g, **lean).plan(g.loss)
+               if g.nodes[s.node_id].op_id == "max_pool2d")
     monkeypatch.undo()
     h = g.add("max_pool2d", g.add("tanh", g.node("x"), name="th"), name="p0")
     g.set_loss(g.add("sum", h, name="s0"))

@@ -6,7 +6,8 @@ turns into vector instructions. A kernel does one part of an op (a span of rows
 or channels fixed by the shapes), writes only that part's share of its output,
 and runs without the GIL, so the thread pool's threads run parts side by side.
 Kernels: max pooling (forward with the tap of each maximum, backward), the direct
-convolution of thin layers and their kernel gradient.
+convolution of thin layers and their kernel gradient, and a ReLU applied to the rows a
+convolution just made.
 """
 
 from __future__ import annotations
@@ -463,3 +464,24 @@ def conv_kernel_grad_5x2(g, xp, acc, o0, o1, r0, r1, sh, dh, dw):
                         acc[1, c, ki, 2] += s12
                         acc[1, c, ki, 3] += s13
                         acc[1, c, ki, 4] += s14
+
+
+# ------------------------------------------------------------------ ReLU
+
+
+@_jit
+def relu_rows(y, mask, r0, r1):
+    """ReLU in place on rows ``r0:r1`` of the (O, OH, OW, B) map ``y``, and ``mask`` (the same
+    shape) set to ``y > 0`` first: the numbers of ``np.maximum(y, 0)`` and ``y > 0``, with NaN
+    and −0.0 kept as ``np.maximum`` keeps them."""
+    zero = np.zeros(1, dtype=y.dtype)[0]
+    for o in range(y.shape[0]):
+        for i in range(r0, r1):
+            for j in range(y.shape[2]):
+                src = y[o, i, j]
+                dst = mask[o, i, j]
+                for b in range(y.shape[3]):
+                    v = src[b]
+                    dst[b] = v > zero
+                    # a select, not a branch: the loop stays vector code
+                    src[b] = v if (v > zero or v != v) else zero

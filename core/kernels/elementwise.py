@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.kernels.layout import in_layout_of
+from core.kernels import compiled
+from core.kernels.layout import batch_first, in_layout_of
 from core.kernels.threads import even_spans, run_parts
 
 # Spans of at most 1 MB of the input: a span's passes then run out of the core's cache
@@ -90,6 +91,50 @@ def relu_forward(scratch, x):
     else:
         part((0, xf.size))
     return y, mask
+
+
+class RowReLU:
+    """A ReLU applied to a feature map row span by row span, by the part that made the rows
+    (a convolution's), while they are in its core's cache: one pass over memory fewer than
+    :func:`relu_forward` after the whole map.
+
+    Needs the compiled kernels: ``RowReLU.make`` returns ``None`` otherwise. Pass
+    :meth:`rows` as the producer's ``after_rows`` callback, then :meth:`result` with the map:
+    the numbers of :func:`relu_forward` (NaN and −0.0 included).
+    """
+
+    @classmethod
+    def make(cls, scratch, shape):
+        """For a batch-last (C, H, W, B) map of ``shape``; ``None`` if it cannot run so.
+        ``scratch`` lends the mask (``None``: a new one, as :func:`relu_forward` does)."""
+        nb = compiled.kernels()
+        if nb is None:
+            return None
+        return cls(nb, scratch, tuple(shape))
+
+    def __init__(self, nb, scratch, shape):
+        self.nb = nb
+        # the buffer relu_forward uses for a mask of this layout
+        self.mask = (np.empty(shape, np.bool_) if scratch is None
+                     else scratch.get("relu-mask", shape, np.bool_))
+
+    def rows(self, y4, r0, r1):
+        """ReLU in place on rows ``r0:r1`` of the batch-last map ``y4``, and their mask."""
+        self.nb.relu_rows(y4, self.mask, r0, r1)
+
+    def result(self, y):
+        """``(y, mask)`` as :func:`relu_forward` gives them, once every row of the map ``y``
+        (B, C, H, W; made and activated in place) is done."""
+        return y, batch_first(self.mask)
+
+
+@compiled.warm_up_with
+def _warm_row_relu() -> None:
+    """Compile (or read from the disk cache) the row ReLU for float32 and float64 maps."""
+    for dtype in (np.float32, np.float64):
+        relu = RowReLU.make(None, (2, 2, 2, 2))
+        if relu is not None:
+            relu.rows(np.zeros((2, 2, 2, 2), dtype), 0, 2)
 
 
 def times_mask(scratch, g, mask, tag="grad"):

@@ -19,7 +19,7 @@ import numpy as np
 
 from core.errors import ShapeError
 from core.init import INITIALIZERS
-from core.kernels import conv, device, pool
+from core.kernels import conv, device, elementwise, pool
 from core.kernels.backend import array_module
 from core.kernels.matmul import dense_grads, matmul_small
 from core.kernels.scratch import scratch_for
@@ -289,6 +289,34 @@ class Conv2d(Op):
             return pool_op.forward(pool_ctx, y)[0]
         out, _, pool_ctx.kernel_state = rows.result(y)
         return out
+
+    def forward_activated(self, ctx, x, w, b, act_op, act_ctx):
+        """This layer's forward and that of the ReLU ``act_op`` that alone reads it, each part
+        of the convolution applying it to the rows it just made (a training shortcut).
+
+        Returns the ReLU's output, with both contexts as their own forwards leave them, or
+        ``None`` when they cannot run so (another activation, no compiled kernels); then
+        nothing has run.
+        """
+        if (getattr(act_op, "id", None) != "relu" or not isinstance(x, np.ndarray)
+                or x.ndim != 4 or w.shape[1] != x.shape[1]):
+            return None
+        p = self.p
+        out_hw = self.infer_shapes(x.shape)[0][2:]
+        # reused buffers for training's batches only, as the ReLU's own forward
+        relu = elementwise.RowReLU.make(scratch_for(act_op) if act_ctx.training else None,
+                                        (w.shape[0], *out_hw, x.shape[0]))
+        if relu is None:
+            return None
+        if p["mode"] == "convolution":
+            w = w[:, :, ::-1, ::-1]
+        y, ctx.kernel_state = conv.conv2d_forward(scratch_for(self), x, w, b, p["stride"],
+                                                  p["padding"], p["dilation"], out_hw,
+                                                  after_rows=(1, relu.rows))
+        if not ctx.kernel_state.rows_done:  # the paired-column path ran: the whole map after
+            return act_op.forward(act_ctx, y)
+        y, act_ctx.mask = relu.result(y)
+        return y
 
     @classmethod
     def sample_inputs(cls, rng):
