@@ -278,6 +278,8 @@ def breakdown(trainer, batches, shares=None, idle=None):
                         op_id = ex.graph.nodes[st.node_id].op_id
                         if st.fused is not None:  # a convolution run in its pool's forward step
                             op_id = f"{ex.graph.nodes[st.fused].op_id} + {op_id}"
+                        elif st.then is not None and op_id == "conv2d":  # its ReLU in its step
+                            op_id = f"{op_id} + {ex.graph.nodes[st.then].op_id}"
                         timed((st.phase, op_id), i, t0)
                         if handed[0] > before and shares is not None:
                             shares.add((st.phase, op_id))

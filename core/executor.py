@@ -86,7 +86,8 @@ class Step:
 
     phase: str  # "forward" or "backward"
     node_id: str
-    # an activation node applied after this max pool instead of before it (training runs)
+    # an activation node run in this node's step (training runs): after a max pool instead
+    # of before it, or on the rows a convolution makes
     then: str | None = None
     # the convolution that alone feeds this max pool, run in the same forward (training runs)
     fused: str | None = None
@@ -258,15 +259,18 @@ class Executor:
         show them; training turns this off to save work).
     all_outputs : bool
         Compute and keep every output of every node. Training turns this off,
-        which allows three shortcuts with the same numbers: an extra output
+        which allows four shortcuts with the same numbers: an extra output
         nothing is connected to (a max pool's indices) is skipped; a ReLU
         whose only reader is a max pool runs after the pool, on a quarter of
         the numbers (max pool(ReLU(x)) = ReLU(max pool(x)), and the gradient
-        reaches the same positions); and a convolution whose only reader is a
+        reaches the same positions); a convolution whose only reader is a
         max pool runs in the pool's forward step, each part pooling the rows it
-        made. Skipped outputs, moved activations and such convolutions have
-        no stored value. With ``check_finite`` every node runs as drawn, so a
-        NaN is reported at the node that made it.
+        made; and a ReLU that alone reads a convolution runs in the
+        convolution's step, each part on the rows it made (the convolution's
+        value is then the ReLU's). Skipped outputs, moved activations and
+        convolutions run in a pool's step have no stored value. With
+        ``check_finite`` every node runs as drawn, so a NaN is reported at the
+        node that made it.
     device : str
         ``"cpu"``, ``"cuda"`` (CuPy) or ``"auto"`` (CUDA when it can run here). On CUDA
         the fed values and the weights are moved there (weights that already are stay:
