@@ -67,3 +67,28 @@ def test_dense_gradients_equal_the_plain_products(monkeypatch):
         none, gw_only = dense_grads(x, w, g, need_x=False)
         assert none is None
         np.testing.assert_allclose(gw_only, x.T @ g, rtol=1e-5, atol=1e-4)
+
+
+def test_a_dense_input_gradient_is_laid_out_as_its_input():
+    """An input seen through a Flatten of batch-last memory (column-major (B, F)) gets its
+    gradient in that layout, so the layer below reads it in its own memory order; a
+    row-major input keeps a row-major gradient. The numbers are ``g·Wᵀ`` either way, the
+    same bits on one thread or two (LeNet-5's fc1 and the Keras CNN's, which is shared)."""
+    rng = np.random.default_rng(22)
+    for batch, features, units in ((128, 400, 120), (128, 9216, 128)):
+        x_rows = rng.normal(size=(batch, features)).astype(np.float32)
+        x_cols = np.asfortranarray(x_rows)
+        w = rng.normal(size=(features, units)).astype(np.float32)
+        g = rng.normal(size=(batch, units)).astype(np.float32)
+        runs = []
+        for workers in (1, 2):
+            old = threads.set_layer_threads(workers)
+            try:
+                runs.append((dense_grads(x_rows, w, g)[0], dense_grads(x_cols, w, g)[0]))
+            finally:
+                threads.set_layer_threads(old)
+        for gx_rows, gx_cols in runs:
+            assert gx_rows.flags.c_contiguous and gx_cols.flags.f_contiguous
+            np.testing.assert_allclose(gx_cols, g @ w.T, rtol=1e-5, atol=1e-4)
+            np.testing.assert_allclose(gx_rows, g @ w.T, rtol=1e-5, atol=1e-4)
+        np.testing.assert_array_equal(runs[0][1], runs[1][1])

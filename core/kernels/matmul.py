@@ -143,14 +143,21 @@ _DEFER_MNK = 1 << 22
 def dense_grads(x, w, g, need_x=True):
     """``(g·Wᵀ, xᵀ·g)``: the input and weight gradients of ``y = x·W``.
 
-    ``need_x=False`` skips the input gradient (``None``). The two products run one
-    after the other on the calling thread (each shared by the pool when it is large):
+    ``need_x=False`` skips the input gradient (``None``), which is laid out as ``x``. The
+    two products run one after the other on the calling thread (each shared by the pool
+    when it is large):
     side by side on two threads, LeNet-5's were slower, each waiting on memory. In a
     run that defers work (:func:`core.kernels.threads.deferring`) a large weight
     gradient, which no later layer reads, is left to a helper thread instead, beside the
     layers below; the array returned is filled in when the run's deferred work is done.
     """
-    gx = matmul_small(g, w.T) if need_x else None
+    gx = None
+    if need_x and x.flags.f_contiguous and not x.flags.c_contiguous:
+        # x is an image layer's batch-last memory seen through a Flatten: the gradient gets
+        # the same layout, so the layers below read it in their memory order, not transposed
+        gx = matmul_small(w, np.ascontiguousarray(g.T)).T
+    elif need_x:
+        gx = matmul_small(g, w.T)
     xt = x.T
     if need_x and can_defer() and xt.shape[0] * xt.shape[1] * g.shape[1] >= _DEFER_MNK:
         gw = np.empty((xt.shape[0], g.shape[1]), dtype=np.result_type(xt, g))
