@@ -775,3 +775,29 @@ def test_training_from_new_threads_does_not_pile_up_column_buffers():
     conv = g.node("c1").op
     callers = {key[0] for key in conv._scratch._arrays if not key[0].startswith("cols-kernel-pool")}
     assert {k for k in callers if k.startswith("cols-")} == {"cols-caller"}
+
+
+def test_a_flipped_kernel_gradient_left_to_a_helper_is_flipped_once_it_is_made():
+    """A true convolution (``mode="convolution"``) below another layer: in a training run on
+    two threads its kernel gradient is finished beside the layers below, and must be
+    flipped then, not copied from the array that is still waiting for it."""
+    g = Graph(dtype="float32")
+    x = g.add("input", name="x", shape=(None, 3, 12, 12), role="features")
+    t = g.add("input", name="t", shape=(None,), role="target")
+    h = g.add("conv2d", x, out_channels=8, kernel=3, name="c1")
+    h = g.add("conv2d", h, out_channels=8, kernel=3, mode="convolution", name="c2")
+    g.set_loss(g.add("softmax_cross_entropy", g.add("dense", g.add("flatten", h), units=10),
+                     t, name="loss"))
+    rng = np.random.default_rng(0)
+    feeds = {"x": rng.standard_normal((16, 3, 12, 12)).astype("float32"),
+             "t": rng.integers(0, 10, 16)}
+    plain = Executor(g, training=True, input_grads=False).run(feeds)
+    for workers in (1, 2):
+        old = threads.set_layer_threads(workers)
+        try:
+            lean = Executor(g, training=True, input_grads=False, all_outputs=False,
+                            check_finite=False).run(feeds)
+        finally:
+            threads.set_layer_threads(old)
+        for name in ("c1", "c2"):
+            np.testing.assert_array_equal(lean.weight_grad(name, "W"), plain.weight_grad(name, "W"))

@@ -327,11 +327,13 @@ def _paired(scratch, xp, kernel, out_hw, bias, tag="cols"):
     return win, spans, thread_blocks(scratch, kb, (ow // 2) * bsz, xp.dtype, tag=tag)
 
 
-def conv2d_backward(scratch, state, g, need_x=True):
+def conv2d_backward(scratch, state, g, need_x=True, flip=False):
     """Input, kernel and bias gradients of :func:`conv2d_forward` for the output gradient ``g``.
 
     ``need_x=False`` skips the input gradient (``None``); the bias gradient is
-    empty for no bias. The kernel gradient is returned as computed (maybe a view).
+    empty for no bias. The kernel gradient is returned as computed (maybe a view),
+    rows and columns reversed with ``flip`` (the forward ran a flipped kernel: a true
+    convolution); a kernel gradient left to a helper is flipped once it is made.
 
     Shape:
         g (B, O, OH, OW) -> gx (B, C, H, W), gw (O, C, kh, kw), gb (O,) or (0,)
@@ -341,10 +343,10 @@ def conv2d_backward(scratch, state, g, need_x=True):
     nb = compiled.kernels() if _direct_kernel_grad(state) else None
     if nb is not None:
         try:
-            return _conv2d_backward(scratch, state, g, gc, need_x, nb)
+            return _conv2d_backward(scratch, state, g, gc, need_x, nb, flip)
         except Exception as exc:  # noqa: BLE001 - a kernel that does not compile
             compiled.failed("conv2d kernel gradient", exc)
-    return _conv2d_backward(scratch, state, g, gc, need_x, None)
+    return _conv2d_backward(scratch, state, g, gc, need_x, None, flip)
 
 
 def _direct_kernel_grad(state) -> bool:
@@ -354,7 +356,7 @@ def _direct_kernel_grad(state) -> bool:
     return c * kh * kw <= _DIRECT_MAX_K and state.stride[1] == 1
 
 
-def _conv2d_backward(scratch, state, g, gc, need_x, nb):
+def _conv2d_backward(scratch, state, g, gc, need_x, nb, flip=False):
     """:func:`conv2d_backward` with the compiled kernel gradient of ``nb`` or, for
     ``None``, the im2col products."""
     o, c, kh, kw = state.w_shape
@@ -376,6 +378,8 @@ def _conv2d_backward(scratch, state, g, gc, need_x, nb):
             gwb = weight_grad()
             gw = gwb[:, :k].reshape(state.w_shape)
             gb = gwb[:, k].copy() if state.bias else None
+        if flip:
+            gw = gw[:, :, ::-1, ::-1]
         return gw, (np.zeros((0,), dtype=g.dtype) if gb is None else gb)
 
     if not need_x:

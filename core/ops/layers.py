@@ -254,13 +254,15 @@ class Conv2d(Op):
         return y
 
     def backward(self, ctx, g):
+        flip = self.p["mode"] == "convolution"
         if isinstance(g, np.ndarray):
+            # flipped there: a kernel gradient left to a helper is filled in later
             gx, gw, gb = conv.conv2d_backward(scratch_for(self), ctx.kernel_state, g,
-                                              ctx.needs(0))
+                                              ctx.needs(0), flip=flip)
         else:
             gx, gw, gb = device.conv2d_backward(ctx.kernel_state, g, ctx.needs(0))
-        if self.p["mode"] == "convolution":
-            gw = gw[:, :, ::-1, ::-1]
+            if flip:
+                gw = gw[:, :, ::-1, ::-1]
         return gx, array_module(gw).ascontiguousarray(gw), gb
 
     def forward_pooled(self, ctx, x, w, b, pool_op, pool_ctx):
