@@ -219,8 +219,9 @@ def fuse_conv_activation(ex, order):
     while they are in its core's cache (:meth:`~core.ops.layers.Conv2d.forward_activated`);
     the ReLU's readers read the convolution's value, which is the ReLU's output (rewired
     here), and the ReLU's backward runs first in the convolution's backward step. Only in
-    training runs, like :func:`move_commuting_ops`; a pair that cannot run so runs as two
-    forwards, with the same numbers.
+    runs that keep no values (``all_outputs`` off) without finiteness checks, like
+    :func:`move_commuting_ops`; a pair that cannot run so runs as two forwards, with the
+    same numbers.
     """
     ex._absorbed = {}
     if ex.all_outputs or ex._finite_checked:

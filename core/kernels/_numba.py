@@ -472,8 +472,8 @@ def conv_kernel_grad_5x2(g, xp, acc, o0, o1, r0, r1, sh, dh, dw):
 @_jit
 def relu_rows(y, mask, r0, r1):
     """ReLU in place on rows ``r0:r1`` of the (O, OH, OW, B) map ``y``, and ``mask`` (the same
-    shape) set to ``y > 0`` first: the numbers of ``np.maximum(y, 0)`` and ``y > 0``, with NaN
-    and −0.0 kept as ``np.maximum`` keeps them."""
+    shape) set to ``y > 0`` first: the numbers of ``np.maximum(y, 0)`` and ``y > 0``, NaN kept
+    (either sign) and −0.0 made +0.0, as ``np.maximum`` does."""
     zero = np.zeros(1, dtype=y.dtype)[0]
     for o in range(y.shape[0]):
         for i in range(r0, r1):

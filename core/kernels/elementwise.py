@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from core.kernels import compiled
-from core.kernels.layout import batch_first, in_layout_of
+from core.kernels.layout import batch_first, batch_last, in_layout_of
 from core.kernels.threads import even_spans, run_parts
 
 # Spans of at most 1 MB of the input: a span's passes then run out of the core's cache
@@ -121,6 +121,11 @@ class RowReLU:
     def rows(self, y4, r0, r1):
         """ReLU in place on rows ``r0:r1`` of the batch-last map ``y4``, and their mask."""
         self.nb.relu_rows(y4, self.mask, r0, r1)
+
+    def whole(self, y):
+        """ReLU in place on all of the (B, C, H, W) map ``y`` of batch-last memory, at once: for
+        a producer whose parts made no whole rows."""
+        self.rows(batch_last(y), 0, y.shape[2])
 
     def result(self, y):
         """``(y, mask)`` as :func:`relu_forward` gives them, once every row of the map ``y``

@@ -143,7 +143,7 @@ _DEFER_MNK = 1 << 22
 def dense_grads(x, w, g, need_x=True):
     """``(g·Wᵀ, xᵀ·g)``: the input and weight gradients of ``y = x·W``.
 
-    ``need_x=False`` skips the input gradient (``None``), which is laid out as ``x``. The
+    The input gradient is laid out as ``x``; ``need_x=False`` skips it (``None``). The
     two products run one after the other on the calling thread (each shared by the pool
     when it is large):
     side by side on two threads, LeNet-5's were slower, each waiting on memory. In a

@@ -9,8 +9,8 @@ import numpy as np
 
 from core.kernels.threads import POOL_PREFIX
 
-# Buffers start on a cache line: a vector load then never straddles two lines, and the
-# edges of parts that two threads write fall on line boundaries (malloc gives 16 bytes)
+# Buffers start on a cache line (malloc gives 16 bytes): vector loads then straddle no two
+# lines, and parts cut at whole rows of a batch-last map start on a line too
 ALIGN = 64
 
 

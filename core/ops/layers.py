@@ -316,7 +316,7 @@ class Conv2d(Op):
                                                   p["padding"], p["dilation"], out_hw,
                                                   after_rows=(1, relu.rows))
         if not ctx.kernel_state.rows_done:  # the paired-column path ran: the whole map after
-            return act_op.forward(act_ctx, y)
+            relu.whole(y)
         y, act_ctx.mask = relu.result(y)
         return y
 
