@@ -299,6 +299,7 @@ class Executor:
         self.loss_id: str | None = None
         self._wanted: dict = {}
         self._absorbed: dict = {}
+        self._moved: dict = {}
         self.reset()
         self._plan_cache = None
 
@@ -722,8 +723,22 @@ class Executor:
                              nodes=(n.name,)) from None
 
     def grad(self, node, port: int = 0):
-        """∂loss/∂(output ``port`` of ``node``); zeros if no gradient reached it."""
+        """∂loss/∂(output ``port`` of ``node``); zeros if no gradient reached it.
+
+        In a run that keeps no values, a node run inside another node's step has no
+        gradient of its own kept (an error says so), except a ReLU run in its convolution's
+        step, whose output the convolution's value is."""
         n = self.graph.node(node)
+        inside = {**{act: conv for conv, act in self._absorbed.items()},
+                  **{act: None for act in self._moved.values()}}
+        if n.id in inside and inside[n.id] is not None:
+            n = self.graph.nodes[inside[n.id]]
+        elif n.id in inside or n.id in self._absorbed:
+            other = self._absorbed.get(n.id)
+            why = (f"its ReLU '{self.graph.nodes[other].name}' ran in its step"
+                   if other is not None else "it ran behind the max pool it feeds")
+            raise GraphError(f"the gradient of node '{n.name}' is not kept in this run: {why} "
+                             "(a run that keeps every value has it)", nodes=(n.name,))
         g = self.grads.get((n.id, port))
         if g is None:
             if (n.id, port) not in self.values:

@@ -815,3 +815,22 @@ def test_a_flipped_kernel_gradient_left_to_a_helper_is_flipped_once_it_is_made()
             threads.set_layer_threads(old)
         for name in ("c1", "c2"):
             np.testing.assert_array_equal(lean.weight_grad(name, "W"), plain.weight_grad(name, "W"))
+
+
+def test_a_lean_run_gives_the_gradients_it_keeps_and_names_those_it_does_not():
+    """A ReLU run in its convolution's step has the gradient of the value its readers read;
+    the convolution's own, and that of a ReLU moved behind a pool, are not kept: an error
+    names the node instead of a silent zero."""
+    from core.errors import GraphError
+
+    g, feeds = _conv_relu_net()
+    plain, lean = _lean_and_plain(g, feeds)
+    lean.run(feeds)
+    np.testing.assert_array_equal(lean.grad("r1"), plain.grad("r1"))
+    np.testing.assert_array_equal(lean.grad("p2"), plain.grad("p2"))
+    with pytest.raises(GraphError, match="'c1'.*ReLU 'r1'"):
+        lean.grad("c1")
+    with pytest.raises(GraphError, match="'r2'.*behind the max pool"):
+        lean.grad("r2")
+    plain.grad("c1")  # a run that keeps every value has them all
+    plain.grad("r2")
