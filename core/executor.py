@@ -479,20 +479,28 @@ class Executor:
             weights = [to_device(w, self.device) for w in weights]
         return xs + weights
 
+    def _forward_pair(self, node: Node, reader: Node, method):
+        """``method(ctx, *node's arguments, reader's op, reader_ctx)``, the op method of
+        ``node`` that runs its forward and that of ``reader`` in one: ``(out, ctx,
+        reader_ctx)``, ``out`` ``None`` when the pair cannot run so or fails (its plain
+        forwards then run, and report an error by name)."""
+        ctx = self._context(node)
+        reader_ctx = self._context(reader)
+        try:
+            xs = self._op_arguments(node)
+            ctx.needs_input_grad = self._input_needs(node)
+            reader_ctx.needs_input_grad = self._input_needs(reader)
+            with np.errstate(all="ignore"):
+                out = method(ctx, *xs, reader.op, reader_ctx)
+        except (ShapeError, MemoryError, ValueError, IndexError, TypeError, OverflowError):
+            out = None
+        return out, ctx, reader_ctx
+
     def _forward_fused(self, pool: Node, conv: Node) -> dict:
         """The forward of ``conv`` and of the max pool ``pool`` that alone reads it, as one
         step (see :func:`fuse_conv_pool`): ``{(pool id, 0): value}``; both contexts are
         kept. A pair that cannot run so runs as two forwards, with the same numbers."""
-        ctx = self._context(conv)
-        pool_ctx = self._context(pool)
-        try:
-            xs = self._op_arguments(conv)
-            ctx.needs_input_grad = self._input_needs(conv)
-            pool_ctx.needs_input_grad = self._input_needs(pool)
-            with np.errstate(all="ignore"):
-                out = conv.op.forward_pooled(ctx, *xs, pool.op, pool_ctx)
-        except (ShapeError, MemoryError, ValueError, IndexError, TypeError, OverflowError):
-            out = None  # the plain forwards below report it by name
+        out, ctx, pool_ctx = self._forward_pair(conv, pool, conv.op.forward_pooled)
         if out is None:
             values = self.forward_node(conv)
             self.ctxs[conv.id] = self._pending_ctx
@@ -507,16 +515,7 @@ class Executor:
         (see :func:`fuse_conv_activation`): ``{(conv id, 0): the ReLU's output}``, also under
         the ReLU's own key; both contexts are kept. A pair that cannot run so runs as two
         forwards, with the same numbers."""
-        ctx = self._context(conv)
-        act_ctx = self._context(act)
-        try:
-            xs = self._op_arguments(conv)
-            ctx.needs_input_grad = self._input_needs(conv)
-            act_ctx.needs_input_grad = self._input_needs(act)
-            with np.errstate(all="ignore"):
-                out = conv.op.forward_activated(ctx, *xs, act.op, act_ctx)
-        except (ShapeError, MemoryError, ValueError, IndexError, TypeError, OverflowError):
-            out = None  # the plain forwards below report it by name
+        out, ctx, act_ctx = self._forward_pair(conv, act, conv.op.forward_activated)
         if out is None:
             result = self.forward_node(conv)
             out = self._forward_after(act.id, result[(conv.id, 0)])
@@ -729,11 +728,10 @@ class Executor:
         gradient of its own kept (an error says so), except a ReLU run in its convolution's
         step, whose output the convolution's value is."""
         n = self.graph.node(node)
-        inside = {**{act: conv for conv, act in self._absorbed.items()},
-                  **{act: None for act in self._moved.values()}}
-        if n.id in inside and inside[n.id] is not None:
-            n = self.graph.nodes[inside[n.id]]
-        elif n.id in inside or n.id in self._absorbed:
+        conv = next((c for c, act in self._absorbed.items() if act == n.id), None)
+        if conv is not None:
+            n = self.graph.nodes[conv]  # whose value is this ReLU's output
+        elif n.id in self._absorbed or n.id in self._moved.values():
             other = self._absorbed.get(n.id)
             why = (f"its ReLU '{self.graph.nodes[other].name}' ran in its step"
                    if other is not None else "it ran behind the max pool it feeds")

@@ -243,15 +243,28 @@ class Conv2d(Op):
         if w.shape[1] != x.shape[1]:
             raise ShapeError(f"conv2d: input has {x.shape[1]} channels but the kernel W is "
                              f"{fmt_shape(w.shape)}")
+        if isinstance(x, np.ndarray):
+            return self._forward_cpu(ctx, x, w, b, out_hw)
         if p["mode"] == "convolution":
             w = w[:, :, ::-1, ::-1]
-        if isinstance(x, np.ndarray):
-            y, ctx.kernel_state = conv.conv2d_forward(scratch_for(self), x, w, b, p["stride"],
-                                                      p["padding"], p["dilation"], out_hw)
-        else:
-            y, ctx.kernel_state = device.conv2d_forward(x, w, b, p["stride"], p["padding"],
-                                                        p["dilation"], out_hw)
+        y, ctx.kernel_state = device.conv2d_forward(x, w, b, p["stride"], p["padding"],
+                                                    p["dilation"], out_hw)
         return y
+
+    def _forward_cpu(self, ctx, x, w, b, out_hw, after_rows=None):
+        """The NumPy kernels' forward (``after_rows`` as :func:`conv.conv2d_forward` takes it)."""
+        p = self.p
+        if p["mode"] == "convolution":
+            w = w[:, :, ::-1, ::-1]
+        y, ctx.kernel_state = conv.conv2d_forward(scratch_for(self), x, w, b, p["stride"],
+                                                  p["padding"], p["dilation"], out_hw,
+                                                  after_rows=after_rows)
+        return y
+
+    @staticmethod
+    def _takes_rows(x, w) -> bool:
+        """Whether a forward that hands its rows on (the shortcuts below) can run on ``x``."""
+        return isinstance(x, np.ndarray) and x.ndim == 4 and w.shape[1] == x.shape[1]
 
     def backward(self, ctx, g):
         flip = self.p["mode"] == "convolution"
@@ -273,8 +286,8 @@ class Conv2d(Op):
         ``None`` when they cannot run so (a pool whose windows overlap, no compiled
         kernels); then nothing has run.
         """
-        p, q = self.p, pool_op.p
-        if not isinstance(x, np.ndarray) or x.ndim != 4 or w.shape[1] != x.shape[1]:
+        q = pool_op.p
+        if not self._takes_rows(x, w):
             return None
         out_hw = self.infer_shapes(x.shape)[0][2:]
         rows = pool.RowPool.make(scratch_for(pool_op), (w.shape[0], *out_hw, x.shape[0]),
@@ -282,11 +295,7 @@ class Conv2d(Op):
                                  pool_ctx.training)
         if rows is None:
             return None
-        if p["mode"] == "convolution":
-            w = w[:, :, ::-1, ::-1]
-        y, ctx.kernel_state = conv.conv2d_forward(scratch_for(self), x, w, b, p["stride"],
-                                                  p["padding"], p["dilation"], out_hw,
-                                                  after_rows=(rows.unit, rows.rows))
+        y = self._forward_cpu(ctx, x, w, b, out_hw, after_rows=(rows.unit, rows.rows))
         if not ctx.kernel_state.rows_done:  # the paired-column path ran: pool the whole map
             return pool_op.forward(pool_ctx, y)[0]
         out, _, pool_ctx.kernel_state = rows.result(y)
@@ -300,21 +309,15 @@ class Conv2d(Op):
         ``None`` when they cannot run so (another activation, no compiled kernels); then
         nothing has run.
         """
-        if (getattr(act_op, "id", None) != "relu" or not isinstance(x, np.ndarray)
-                or x.ndim != 4 or w.shape[1] != x.shape[1]):
+        if getattr(act_op, "id", None) != "relu" or not self._takes_rows(x, w):
             return None
-        p = self.p
         out_hw = self.infer_shapes(x.shape)[0][2:]
         # reused buffers for training's batches only, as the ReLU's own forward
         relu = elementwise.RowReLU.make(scratch_for(act_op) if act_ctx.training else None,
                                         (w.shape[0], *out_hw, x.shape[0]))
         if relu is None:
             return None
-        if p["mode"] == "convolution":
-            w = w[:, :, ::-1, ::-1]
-        y, ctx.kernel_state = conv.conv2d_forward(scratch_for(self), x, w, b, p["stride"],
-                                                  p["padding"], p["dilation"], out_hw,
-                                                  after_rows=(1, relu.rows))
+        y = self._forward_cpu(ctx, x, w, b, out_hw, after_rows=(1, relu.rows))
         if not ctx.kernel_state.rows_done:  # the paired-column path ran: the whole map after
             relu.whole(y)
         y, act_ctx.mask = relu.result(y)
