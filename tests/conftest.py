@@ -1,5 +1,6 @@
 """Shared test set-up: Qt runs offscreen; MNIST comes from ../shared when present."""
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -7,6 +8,18 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
+
+
+@contextlib.contextmanager
+def held_threads(n):
+    """The layer pool held to ``n`` threads while the block runs."""
+    from core.kernels import threads
+
+    old = threads.set_layer_threads(n)
+    try:
+        yield n
+    finally:
+        threads.set_layer_threads(old)
 
 
 def on_both_threads(real):

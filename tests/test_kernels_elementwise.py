@@ -3,6 +3,7 @@ layout, on any thread count, and never in a buffer someone still holds."""
 
 import numpy as np
 import pytest
+from conftest import held_threads
 
 from core.kernels import elementwise, threads
 from core.kernels.elementwise import (
@@ -203,8 +204,7 @@ def test_relu_and_dropout_ops_give_the_same_bits_on_one_and_two_threads():
     g = _batch_last(rng)
     results = []
     for n in (1, 2):
-        old = threads.set_layer_threads(n)
-        try:
+        with held_threads(n):
             out = []
             for name, params in (("relu", {}), ("dropout", {"p": 0.25})):
                 op = get_op(name)(**params) if params else get_op(name)()
@@ -212,7 +212,5 @@ def test_relu_and_dropout_ops_give_the_same_bits_on_one_and_two_threads():
                 out.append(op.forward(ctx, x).copy())
                 out.append(op.backward(ctx, g)[0].copy())
             results.append(out)
-        finally:
-            threads.set_layer_threads(old)
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)

@@ -1,6 +1,7 @@
 """Blocked products and the dense kernel of core.kernels.matmul against plain NumPy products."""
 
 import numpy as np
+from conftest import held_threads
 
 from core.kernels import matmul, threads
 from core.kernels.matmul import dense_grads, matmul_cols, matmul_small, matmul_wide_nt
@@ -82,11 +83,8 @@ def test_a_dense_input_gradient_is_laid_out_as_its_input():
         g = rng.normal(size=(batch, units)).astype(np.float32)
         runs = []
         for workers in (1, 2):
-            old = threads.set_layer_threads(workers)
-            try:
+            with held_threads(workers):
                 runs.append((dense_grads(x_rows, w, g)[0], dense_grads(x_cols, w, g)[0]))
-            finally:
-                threads.set_layer_threads(old)
         for gx_rows, gx_cols in runs:
             assert gx_rows.flags.c_contiguous and gx_cols.flags.f_contiguous
             np.testing.assert_allclose(gx_cols, g @ w.T, rtol=1e-5, atol=1e-4)

@@ -4,6 +4,7 @@ and float32 staying float32 through a whole CNN (each op alone: test_ops.py)."""
 
 import numpy as np
 import pytest
+from conftest import held_threads
 
 from core.errors import ShapeError
 from core.executor import Executor
@@ -413,7 +414,6 @@ def test_lenet_first_conv_skips_the_input_gradient():
 
 def test_thread_count_does_not_change_results(monkeypatch):
     """Work is split by shapes, not by threads: one worker gives bit-identical numbers."""
-    from core.kernels import threads
 
     monkeypatch.setattr(threads, "_MIN_SPLIT_BYTES", 0)  # split even this small batch
     monkeypatch.setattr(threads, "_WORKERS", 2)
@@ -431,7 +431,7 @@ def test_deferred_weight_gradients_are_complete_and_the_same_bits(monkeypatch):
     weight gradients to the helper beside the layers below; when ``run`` returns they hold
     the numbers one thread gives, bit for bit. A run that checks every node's numbers (the
     default outside training) reads each gradient at once and defers nothing."""
-    from core.kernels import matmul, threads
+    from core.kernels import matmul
 
     monkeypatch.setattr(threads, "_MIN_SPLIT_BYTES", 0)
     monkeypatch.setattr(matmul, "_DEFER_MNK", 0)
@@ -583,11 +583,8 @@ def test_a_convolution_and_the_pool_it_feeds_run_in_one_forward_with_the_same_nu
              for s in lean.plan(g.loss) if s.fused is not None}
     assert fused == {("p1", "c1"), ("p2", "c2")}
     for workers in (1, 2):
-        old = threads.set_layer_threads(workers)
-        try:
+        with held_threads(workers):
             lean.run(feeds)
-        finally:
-            threads.set_layer_threads(old)
         assert (g.node("c1").id, 0) not in lean.values  # made and pooled, not kept
         _same_numbers(lean, plain, g, ("loss", "logits", "p1", "p2"))
     # with per-node NaN checks, or keeping every value, every node runs as drawn
@@ -670,11 +667,8 @@ def test_a_relu_runs_in_the_forward_of_the_convolution_it_reads_with_the_same_nu
         # the second ReLU moves behind its pool, which runs its convolution
         assert g.node("r2").id not in {s.then for s in plan if s.node_id == g.node("c2").id}
         for workers in (1, 2):
-            old = threads.set_layer_threads(workers)
-            try:
+            with held_threads(workers):
                 lean.run(feeds)
-            finally:
-                threads.set_layer_threads(old)
             assert lean.ctxs[c1].kernel_state.rows_done
             _same_numbers(lean, plain, g, ("loss", "logits", "r1", "p2"))
             np.testing.assert_array_equal(lean.values[(c1, 0)], plain.value("r1"))
@@ -807,12 +801,9 @@ def test_a_flipped_kernel_gradient_left_to_a_helper_is_flipped_once_it_is_made()
              "t": rng.integers(0, 10, 16)}
     plain = Executor(g, training=True, input_grads=False).run(feeds)
     for workers in (1, 2):
-        old = threads.set_layer_threads(workers)
-        try:
+        with held_threads(workers):
             lean = Executor(g, training=True, input_grads=False, all_outputs=False,
                             check_finite=False).run(feeds)
-        finally:
-            threads.set_layer_threads(old)
         for name in ("c1", "c2"):
             np.testing.assert_array_equal(lean.weight_grad(name, "W"), plain.weight_grad(name, "W"))
 
